@@ -1,0 +1,90 @@
+/* ir.c — the gate table, validation and text dump of the flat circuit IR (qkd_ir.h). */
+#include "qkd_ir.h"
+
+#include <string.h>
+
+const qkd_gate_info qkd_gate_table[QKD_GATE_COUNT] = {
+#define QKD_GATE_ROW(e, name, nq, ang, diag) {name, nq, ang, diag},
+    QKD_GATE_LIST(QKD_GATE_ROW)
+#undef QKD_GATE_ROW
+};
+
+int qkd_gate_lookup(const char *name) {
+  for (int g = 0; g < QKD_GATE_COUNT; g++)
+    if (strcmp(qkd_gate_table[g].name, name) == 0) return g;
+  return -1;
+}
+
+int qkd_ir_outputs(const qkd_ir_circuit *c) {
+  return c->measure == QKD_MEASURE_Z ? c->n_qubits : 1 << c->n_qubits;
+}
+
+double qkd_ir_angle(const qkd_angle *a, const double *params, const double *features) {
+  switch (a->kind) {
+  case QKD_ANGLE_PARAM: return a->scale * params[a->index] + a->offset;
+  case QKD_ANGLE_FEATURE: return a->scale * features[a->index] + a->offset;
+  case QKD_ANGLE_CONST: return a->offset;
+  default: return 0.0;
+  }
+}
+
+int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen) {
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+  if (c->n_qubits < 1 || c->n_qubits > QKD_MAX_QUBITS)
+    FAIL("qubit count %d outside 1..%d", c->n_qubits, QKD_MAX_QUBITS);
+  if (c->n_params < 0 || c->n_features < 0 || c->n_gates < 0 || c->shots < 0)
+    FAIL("negative count");
+  if (c->n_encoding_gates < 0 || c->n_encoding_gates > c->n_gates)
+    FAIL("encoding gate count %d outside 0..%d", c->n_encoding_gates, c->n_gates);
+  if (c->encode == QKD_ENCODE_AMPLITUDE && (c->n_features < 1 || c->n_features > (1 << c->n_qubits)))
+    FAIL("amplitude encoding of %d features on %d qubits", c->n_features, c->n_qubits);
+  int next_param = 0;
+  for (int i = 0; i < c->n_gates; i++) {
+    const qkd_ir_gate *g = &c->gates[i];
+    if ((int)g->kind < 0 || g->kind >= QKD_GATE_COUNT) FAIL("gate %d: bad kind %d", i, (int)g->kind);
+    const qkd_gate_info *info = &qkd_gate_table[g->kind];
+    for (int k = 0; k < info->qubits; k++)
+      if (g->q[k] < 0 || g->q[k] >= c->n_qubits) FAIL("gate %d (%s): qubit %d out of range", i, info->name, g->q[k]);
+    if (info->qubits == 2 && g->q[0] == g->q[1]) FAIL("gate %d (%s): repeated qubit %d", i, info->name, g->q[0]);
+    if (info->has_angle != (g->angle.kind != QKD_ANGLE_NONE)) FAIL("gate %d (%s): angle mismatch", i, info->name);
+    if (g->angle.kind == QKD_ANGLE_PARAM) {
+      if (g->angle.index != next_param) FAIL("gate %d (%s): parameter %d out of order (expected %d)", i, info->name, g->angle.index, next_param);
+      next_param++;
+    }
+    if (g->angle.kind == QKD_ANGLE_FEATURE) {
+      if (g->angle.index < 0) FAIL("gate %d (%s): negative feature index", i, info->name);
+      if (c->encode != QKD_ENCODE_AMPLITUDE && g->angle.index >= c->n_features)
+        FAIL("gate %d (%s): feature %d beyond n_features %d", i, info->name, g->angle.index, c->n_features);
+    }
+  }
+  if (next_param != c->n_params) FAIL("%d parameters used, n_params is %d", next_param, c->n_params);
+  return 0;
+#undef FAIL
+}
+
+static void dump_angle(const qkd_angle *a, FILE *out) {
+  switch (a->kind) {
+  case QKD_ANGLE_NONE: return;
+  case QKD_ANGLE_CONST: fprintf(out, " %.17g", a->offset); return;
+  case QKD_ANGLE_PARAM: fprintf(out, " p%d", a->index); break;
+  case QKD_ANGLE_FEATURE: fprintf(out, " x%d", a->index); break;
+  }
+  if (a->scale != 1.0) fprintf(out, "*%.17g", a->scale);
+  if (a->offset != 0.0) fprintf(out, "%+.17g", a->offset);
+}
+
+void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out) {
+  static const char *enc[] = {"none", "amplitude"};
+  static const char *meas[] = {"z", "probs"};
+  fprintf(out, "circuit %s qubits=%d params=%d features=%d encode=%s measure=%s shots=%d precision=%s\n",
+          c->name ? c->name : "?", c->n_qubits, c->n_params, c->n_features, enc[c->encode],
+          meas[c->measure], c->shots, c->precision == QKD_PREC_F32 ? "f32" : "f64");
+  for (int i = 0; i < c->n_gates; i++) {
+    const qkd_ir_gate *g = &c->gates[i];
+    const qkd_gate_info *info = &qkd_gate_table[g->kind];
+    fprintf(out, "  %3d %s%-4s q%d", i, i < c->n_encoding_gates ? "enc " : "", info->name, g->q[0]);
+    if (info->qubits == 2) fprintf(out, " q%d", g->q[1]);
+    dump_angle(&g->angle, out);
+    fputc('\n', out);
+  }
+}

@@ -1,0 +1,117 @@
+/* qkd_ir.h — the flat circuit IR: the one program that the reference interpreter (qsim.c),
+ * the LLVM backend (compiler/jit*.c) and the trainer share.
+ *
+ * Owns: the gate table, the angle sources, the circuit struct, its validation and text dump.
+ * Promises:
+ *   - A circuit is a straight list of gates (loops unrolled, constants folded by lowering).
+ *   - Qubit 0 is the most significant bit of a basis-state index: |q0 q1 … q(n-1)>, so qubit q
+ *     has stride 2^(n-1-q) in the state vector.
+ *   - Trainable parameters are numbered 0..n_params-1 in order of appearance; every PARAM index
+ *     appears exactly once (parameters are never shared between gates).
+ *   - An angle is `scale * source + offset`, source = params[index] (PARAM), features[index]
+ *     (FEATURE) or nothing (CONST: the angle is `offset`).
+ *   - Gate conventions (PennyLane/Qiskit): RX(θ)=exp(-iθX/2), RY(θ)=exp(-iθY/2),
+ *     RZ(θ)=exp(-iθZ/2) = diag(e^{-iθ/2}, e^{iθ/2}); S=diag(1,i); T=diag(1,e^{iπ/4});
+ *     SX=½[[1+i,1-i],[1-i,1+i]]; CNOT/CZ/CRX/CRY/CRZ take (control, target); SWAP (a, b).
+ *   - Encoding: AMPLITUDE L2-normalises features[0..n_features) and zero-pads to 2^n (an
+ *     all-zero vector becomes |0…0>); NONE starts at |0…0>. Gate encodings (angle, qubit, …)
+ *     are ordinary gates with FEATURE angles at the front of the list.
+ *   - Outputs per sample: MEASURE_Z → n numbers <Z_q>; MEASURE_PROBS → 2^n probabilities.
+ * The gates array is owned by whoever built the circuit (the compiler's arena, or a test). */
+#ifndef QKD_IR_H
+#define QKD_IR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define QKD_MAX_QUBITS 20
+
+/* X(ENUM, name, qubits, has_angle, diagonal) — ORDER GATE: one row per gate of spec §3
+ * (rot is sugar: lowering emits RZ, RY, RZ). */
+#define QKD_GATE_LIST(X)          \
+  X(H,    "h",    1, 0, 0)        \
+  X(X,    "x",    1, 0, 0)        \
+  X(Y,    "y",    1, 0, 0)        \
+  X(Z,    "z",    1, 0, 1)        \
+  X(S,    "s",    1, 0, 1)        \
+  X(T,    "t",    1, 0, 1)        \
+  X(SX,   "sx",   1, 0, 0)        \
+  X(RX,   "rx",   1, 1, 0)        \
+  X(RY,   "ry",   1, 1, 0)        \
+  X(RZ,   "rz",   1, 1, 1)        \
+  X(CNOT, "cnot", 2, 0, 0)        \
+  X(CZ,   "cz",   2, 0, 1)        \
+  X(SWAP, "swap", 2, 0, 0)        \
+  X(CRX,  "crx",  2, 1, 0)        \
+  X(CRY,  "cry",  2, 1, 0)        \
+  X(CRZ,  "crz",  2, 1, 1)
+
+typedef enum {
+#define QKD_GATE_ENUM(e, name, nq, ang, diag) QKD_GATE_##e,
+  QKD_GATE_LIST(QKD_GATE_ENUM)
+#undef QKD_GATE_ENUM
+  QKD_GATE_COUNT
+} qkd_gate_kind;
+
+typedef struct {
+  const char *name; /* as written in .qkd */
+  int qubits;       /* 1 or 2 */
+  int has_angle;    /* takes a rotation angle */
+  int diagonal;     /* diagonal in the computational basis */
+} qkd_gate_info;
+
+extern const qkd_gate_info qkd_gate_table[QKD_GATE_COUNT];
+/* The gate called `name`, or -1. */
+int qkd_gate_lookup(const char *name);
+
+typedef enum {
+  QKD_ANGLE_NONE = 0, /* the gate has no angle */
+  QKD_ANGLE_CONST,    /* offset */
+  QKD_ANGLE_PARAM,    /* scale * params[index] + offset */
+  QKD_ANGLE_FEATURE   /* scale * features[index] + offset */
+} qkd_angle_kind;
+
+typedef struct {
+  qkd_angle_kind kind;
+  int index;
+  double scale;
+  double offset;
+} qkd_angle;
+
+typedef struct {
+  qkd_gate_kind kind;
+  int q[2];        /* q[0] (control for 2-qubit gates) and q[1] (target); q[1] unused for 1-qubit */
+  qkd_angle angle; /* kind NONE iff !qkd_gate_table[kind].has_angle */
+  int line;        /* source line of the gate call, for messages (0 if none) */
+} qkd_ir_gate;
+
+typedef enum { QKD_ENCODE_NONE = 0, QKD_ENCODE_AMPLITUDE } qkd_encode_kind;
+typedef enum { QKD_MEASURE_Z = 0, QKD_MEASURE_PROBS } qkd_measure_kind;
+typedef enum { QKD_PREC_F64 = 0, QKD_PREC_F32 } qkd_precision;
+
+typedef struct {
+  const char *name;          /* the student (or circuit) name, for dumps and symbol names */
+  int n_qubits;              /* 1..QKD_MAX_QUBITS */
+  int n_params;              /* trainable parameters */
+  int n_features;            /* features read per sample: AMPLITUDE → the amplitude count (≤ 2^n);
+                                otherwise 1 + the largest FEATURE index (0 if none) */
+  qkd_encode_kind encode;
+  qkd_measure_kind measure;
+  int shots;                 /* 0 = exact outputs; N > 0 = sampled from N measurements */
+  qkd_precision precision;
+  int n_gates;
+  int n_encoding_gates;      /* gates[0..n_encoding_gates) came from a gate encoding */
+  qkd_ir_gate *gates;
+} qkd_ir_circuit;
+
+/* Number of outputs per sample: n (Z) or 2^n (PROBS). */
+int qkd_ir_outputs(const qkd_ir_circuit *c);
+/* The angle of gate g for one sample. */
+double qkd_ir_angle(const qkd_angle *a, const double *params, const double *features);
+/* Checks every invariant above; on failure writes a message and returns -1, else 0. */
+int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen);
+/* Text dump, one gate per line (qkdc check --dump-ir). */
+void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out);
+
+#endif

@@ -1,0 +1,59 @@
+/* qkd_kernel.h — the kernel ABI: the C signature every circuit engine has (the reference
+ * interpreter in qsim.c, the LLVM-JIT'd kernels, the kernels linked into a `qkdc build`
+ * executable). The trainer and the tests only ever call through a qkd_kernel, so any test can
+ * run the same call against every engine.
+ *
+ * Layout (row-major, per batch):
+ *   params     [n_params]
+ *   features   [batch][n_features]
+ *   outputs    [batch][qkd_ir_outputs(ir)]
+ *   d_outputs  [batch][qkd_ir_outputs(ir)]   upstream gradient (dLoss/dOutput)
+ *   d_params   [n_params]                    ACCUMULATED (+=) over the batch
+ *   d_features [batch][n_features]           OVERWRITTEN; may be NULL (not wanted)
+ * Forward with ir->shots > 0 samples each sample's outputs from `shots` measurements, drawing
+ * from qkd_rng keyed by (seed, first_sample + i): results never depend on how a batch is split.
+ * Backward (adjoint VJP) differentiates the exact outputs; it recomputes the forward state
+ * itself, so fwd and bwd may be called independently. For AMPLITUDE encoding, d_features is the
+ * gradient through the L2 normalisation (zero for an all-zero feature vector).
+ * `workspace` is scratch of at least qkd_kernel_workspace_bytes(ir) bytes, private to the
+ * calling thread. Kernels are single-threaded; callers split the batch across threads. */
+#ifndef QKD_KERNEL_H
+#define QKD_KERNEL_H
+
+#include "qkd_ir.h"
+
+typedef struct qkd_kernel qkd_kernel;
+
+typedef void (*qkd_fwd_f64_fn)(const qkd_kernel *k, const double *params, const double *features,
+                               int batch, uint64_t seed, uint64_t first_sample, double *outputs,
+                               void *workspace);
+typedef void (*qkd_bwd_f64_fn)(const qkd_kernel *k, const double *params, const double *features,
+                               int batch, const double *d_outputs, double *d_params,
+                               double *d_features, void *workspace);
+typedef void (*qkd_fwd_f32_fn)(const qkd_kernel *k, const float *params, const float *features,
+                               int batch, uint64_t seed, uint64_t first_sample, float *outputs,
+                               void *workspace);
+typedef void (*qkd_bwd_f32_fn)(const qkd_kernel *k, const float *params, const float *features,
+                               int batch, const float *d_outputs, float *d_params,
+                               float *d_features, void *workspace);
+
+struct qkd_kernel {
+  const qkd_ir_circuit *ir; /* the circuit these functions run; not owned */
+  const char *engine;       /* "interp", "jit" or "aot" */
+  qkd_fwd_f64_fn fwd_f64;
+  qkd_bwd_f64_fn bwd_f64;
+  qkd_fwd_f32_fn fwd_f32;
+  qkd_bwd_f32_fn bwd_f32;
+  void *engine_data;        /* engine-private (the JIT's session); not touched by callers */
+};
+
+/* Scratch bytes one thread needs for any kernel call on this circuit (any batch size). */
+size_t qkd_kernel_workspace_bytes(const qkd_ir_circuit *ir);
+
+/* Shared helper (called by the interpreter and by generated code): replace the exact outputs of
+ * one sample by the frequencies of `shots` draws from `probs` (2^n entries). For MEASURE_Z the
+ * outputs become the sampled <Z_q> (mean of ±1). Draws come from qkd_rng(seed, sample, ·). */
+void qkd_kernel_sample_f64(int n_qubits, qkd_measure_kind measure, int shots, const double *probs,
+                           uint64_t seed, uint64_t sample, double *outputs);
+
+#endif

@@ -1,0 +1,77 @@
+/* qkd_net.h — the description of a classical network as a list of layer specs, shared by the
+ * front end (which builds it from `net { … }` and checks shapes with qkd_net_shapes) and the
+ * classical runtime (which instantiates, trains and runs it).
+ *
+ * Owns: the layer table and the shape rules (one place: sema and the runtime agree).
+ * Shapes are (c, h, w) images or flat vectors (flat = 1, the length in c, h = w = 1). */
+#ifndef QKD_NET_H
+#define QKD_NET_H
+
+#include <stddef.h>
+
+/* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding. */
+#define QKD_LAYER_LIST(X)       \
+  X(CONV,    "conv",    2, 2)   \
+  X(MAXPOOL, "maxpool", 1, 1)   \
+  X(AVGPOOL, "avgpool", 1, 1)   \
+  X(DENSE,   "dense",   1, 1)   \
+  X(FLATTEN, "flatten", 0, 0)   \
+  X(RELU,    "relu",    0, 0)   \
+  X(TANH,    "tanh",    0, 0)   \
+  X(SIGMOID, "sigmoid", 0, 0)   \
+  X(DROPOUT, "dropout", 1, 1)   \
+  X(SCALE,   "scale",   1, 1)
+
+typedef enum {
+#define QKD_LAYER_ENUM(e, name, lo, hi) QKD_LAYER_##e,
+  QKD_LAYER_LIST(QKD_LAYER_ENUM)
+#undef QKD_LAYER_ENUM
+  QKD_LAYER_COUNT
+} qkd_layer_kind;
+
+typedef struct {
+  const char *name;
+  int min_args, max_args;
+} qkd_layer_info;
+
+extern const qkd_layer_info qkd_layer_table[QKD_LAYER_COUNT];
+int qkd_layer_lookup(const char *name); /* -1 if unknown */
+
+typedef struct {
+  qkd_layer_kind kind;
+  int units;     /* conv: filters; dense: units; pools: window k (stride k) */
+  int kernel;    /* conv only */
+  int stride;    /* conv only [1] */
+  int padding;   /* conv only [0] */
+  double value;  /* dropout: p in [0,1); scale: the constant */
+  int line, col; /* where it was written (0 if synthesised) */
+} qkd_layer_spec;
+
+typedef struct {
+  int c, h, w;
+  int flat; /* 1: a vector of c values (h = w = 1) */
+} qkd_shape;
+
+/* A net: either a layer list, or (n_members > 0) the mean of the members' logits, trained
+ * jointly (the paper's ensemble). */
+typedef struct qkd_net_spec {
+  const char *name;
+  int n_layers;
+  qkd_layer_spec *layers;
+  int n_members;
+  struct qkd_net_spec *members;
+} qkd_net_spec;
+
+/* Shape inference through a layer list from `in`. Writes the output shape of each layer to
+ * out[i] (may be NULL) and the final shape to *result. `implicit_flatten`: dense flattens an
+ * image input (pre: reductions) instead of failing. Returns -1 when every layer fits; otherwise
+ * the index of the first bad layer with a message in err ("conv kernel 5 larger than its 4x4
+ * input" …). */
+int qkd_net_shapes(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten,
+                   qkd_shape *out, qkd_shape *result, char *err, size_t errlen);
+/* The number of values in a shape. */
+long qkd_shape_size(qkd_shape s);
+/* Trainable parameter count of a layer list from `in` (after a successful qkd_net_shapes). */
+long qkd_net_param_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten);
+
+#endif
