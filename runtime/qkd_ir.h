@@ -29,23 +29,23 @@
 
 /* X(ENUM, name, qubits, has_angle, diagonal) — ORDER GATE: one row per gate of spec §3
  * (rot is sugar: lowering emits RZ, RY, RZ). */
-#define QKD_GATE_LIST(X)          \
-  X(H,    "h",    1, 0, 0)        \
-  X(X,    "x",    1, 0, 0)        \
-  X(Y,    "y",    1, 0, 0)        \
-  X(Z,    "z",    1, 0, 1)        \
-  X(S,    "s",    1, 0, 1)        \
-  X(T,    "t",    1, 0, 1)        \
-  X(SX,   "sx",   1, 0, 0)        \
-  X(RX,   "rx",   1, 1, 0)        \
-  X(RY,   "ry",   1, 1, 0)        \
-  X(RZ,   "rz",   1, 1, 1)        \
-  X(CNOT, "cnot", 2, 0, 0)        \
-  X(CZ,   "cz",   2, 0, 1)        \
-  X(SWAP, "swap", 2, 0, 0)        \
-  X(CRX,  "crx",  2, 1, 0)        \
-  X(CRY,  "cry",  2, 1, 0)        \
-  X(CRZ,  "crz",  2, 1, 1)
+#define QKD_GATE_LIST(GATE_)      \
+  GATE_(H,    "h",    1, 0, 0)        \
+  GATE_(X,    "x",    1, 0, 0)        \
+  GATE_(Y,    "y",    1, 0, 0)        \
+  GATE_(Z,    "z",    1, 0, 1)        \
+  GATE_(S,    "s",    1, 0, 1)        \
+  GATE_(T,    "t",    1, 0, 1)        \
+  GATE_(SX,   "sx",   1, 0, 0)        \
+  GATE_(RX,   "rx",   1, 1, 0)        \
+  GATE_(RY,   "ry",   1, 1, 0)        \
+  GATE_(RZ,   "rz",   1, 1, 1)        \
+  GATE_(CNOT, "cnot", 2, 0, 0)        \
+  GATE_(CZ,   "cz",   2, 0, 1)        \
+  GATE_(SWAP, "swap", 2, 0, 0)        \
+  GATE_(CRX,  "crx",  2, 1, 0)        \
+  GATE_(CRY,  "cry",  2, 1, 0)        \
+  GATE_(CRZ,  "crz",  2, 1, 1)
 
 typedef enum {
 #define QKD_GATE_ENUM(e, name, nq, ang, diag) QKD_GATE_##e,

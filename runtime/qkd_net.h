@@ -10,17 +10,17 @@
 #include <stddef.h>
 
 /* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding. */
-#define QKD_LAYER_LIST(X)       \
-  X(CONV,    "conv",    2, 2)   \
-  X(MAXPOOL, "maxpool", 1, 1)   \
-  X(AVGPOOL, "avgpool", 1, 1)   \
-  X(DENSE,   "dense",   1, 1)   \
-  X(FLATTEN, "flatten", 0, 0)   \
-  X(RELU,    "relu",    0, 0)   \
-  X(TANH,    "tanh",    0, 0)   \
-  X(SIGMOID, "sigmoid", 0, 0)   \
-  X(DROPOUT, "dropout", 1, 1)   \
-  X(SCALE,   "scale",   1, 1)
+#define QKD_LAYER_LIST(LAYER_)  \
+  LAYER_(CONV,    "conv",    2, 2)   \
+  LAYER_(MAXPOOL, "maxpool", 1, 1)   \
+  LAYER_(AVGPOOL, "avgpool", 1, 1)   \
+  LAYER_(DENSE,   "dense",   1, 1)   \
+  LAYER_(FLATTEN, "flatten", 0, 0)   \
+  LAYER_(RELU,    "relu",    0, 0)   \
+  LAYER_(TANH,    "tanh",    0, 0)   \
+  LAYER_(SIGMOID, "sigmoid", 0, 0)   \
+  LAYER_(DROPOUT, "dropout", 1, 1)   \
+  LAYER_(SCALE,   "scale",   1, 1)
 
 typedef enum {
 #define QKD_LAYER_ENUM(e, name, lo, hi) QKD_LAYER_##e,
