@@ -1,0 +1,94 @@
+/* draw.c — see draw.h. */
+#include "draw.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void angle_label(const qkd_angle *a, char *buf, size_t n) {
+  char src[16];
+  if (a->kind == QKD_ANGLE_CONST) { snprintf(buf, n, "%.4g", a->offset); return; }
+  snprintf(src, sizeof src, "%c%d", a->kind == QKD_ANGLE_PARAM ? 'p' : 'x', a->index);
+  if (a->scale == 1.0 && a->offset == 0.0) snprintf(buf, n, "%s", src);
+  else if (a->offset == 0.0) snprintf(buf, n, "%.4g*%s", a->scale, src);
+  else snprintf(buf, n, "%.4g*%s%+.4g", a->scale, src, a->offset);
+}
+
+void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
+  int n = c->n_qubits, G = c->n_gates;
+  int *col = calloc((size_t)(G ? G : 1), sizeof(int));
+  int *busy = calloc((size_t)n, sizeof(int)); /* first free column per wire */
+  int ncols = 0;
+  for (int i = 0; i < G; i++) {
+    const qkd_ir_gate *g = &c->gates[i];
+    int lo = g->q[0], hi = g->q[0];
+    if (qkd_gate_table[g->kind].qubits == 2) {
+      lo = g->q[0] < g->q[1] ? g->q[0] : g->q[1];
+      hi = g->q[0] < g->q[1] ? g->q[1] : g->q[0];
+    }
+    int k = 0;
+    for (int q = lo; q <= hi; q++) if (busy[q] > k) k = busy[q];
+    if (i == c->n_encoding_gates && i > 0) /* keep the encoding visibly first */
+      for (int q = 0; q < n; q++) if (busy[q] > k) k = busy[q];
+    for (int q = lo; q <= hi; q++) busy[q] = k + 1;
+    col[i] = k;
+    if (k + 1 > ncols) ncols = k + 1;
+  }
+  /* cells[q][k]: label of wire q in column k */
+  size_t cells_n = (size_t)n * (size_t)(ncols ? ncols : 1);
+  char (*cells)[40] = calloc(cells_n, sizeof *cells);
+  int *width = calloc((size_t)(ncols ? ncols : 1), sizeof(int));
+  for (int i = 0; i < G; i++) {
+    const qkd_ir_gate *g = &c->gates[i];
+    const qkd_gate_info *info = &qkd_gate_table[g->kind];
+    int k = col[i];
+    char ang[48] = "", name[8];
+    if (info->has_angle) angle_label(&g->angle, ang, sizeof ang);
+    size_t j = 0;
+    for (; info->name[j] && j < sizeof name - 1; j++) name[j] = (char)toupper((unsigned char)info->name[j]);
+    name[j] = 0;
+    if (info->qubits == 1) {
+      if (info->has_angle) snprintf(cells[g->q[0] * ncols + k], 40, "%s(%s)", name, ang);
+      else snprintf(cells[g->q[0] * ncols + k], 40, "%s", name);
+    } else {
+      int a = g->q[0], b = g->q[1], lo = a < b ? a : b, hi = a < b ? b : a;
+      for (int q = lo + 1; q < hi; q++) snprintf(cells[q * ncols + k], 40, "|");
+      switch (g->kind) {
+      case QKD_GATE_CNOT: snprintf(cells[a * ncols + k], 40, "*"); snprintf(cells[b * ncols + k], 40, "X"); break;
+      case QKD_GATE_CZ: snprintf(cells[a * ncols + k], 40, "*"); snprintf(cells[b * ncols + k], 40, "*"); break;
+      case QKD_GATE_SWAP: snprintf(cells[a * ncols + k], 40, "x"); snprintf(cells[b * ncols + k], 40, "x"); break;
+      default:
+        snprintf(cells[a * ncols + k], 40, "*");
+        snprintf(cells[b * ncols + k], 40, "%s(%s)", name + 1, ang);
+        break;
+      }
+    }
+  }
+  for (int k = 0; k < ncols; k++)
+    for (int q = 0; q < n; q++) {
+      int w = (int)strlen(cells[q * ncols + k]);
+      if (w > width[k]) width[k] = w;
+    }
+  int label_w = n > 10 ? 3 : 2;
+  for (int q = 0; q < n; q++) {
+    fprintf(out, "q%-*d: -", label_w - 1, q);
+    for (int k = 0; k < ncols; k++) {
+      const char *s = cells[q * ncols + k];
+      int w = (int)strlen(s), pad = width[k] - w;
+      for (int p = 0; p < pad / 2; p++) fputc('-', out);
+      fputs(s, out);
+      for (int p = 0; p < pad - pad / 2; p++) fputc('-', out);
+      fputc('-', out);
+    }
+    fprintf(out, "  %s\n", c->measure == QKD_MEASURE_Z ? "<Z>" : "");
+  }
+  fprintf(out, "%d qubits, %d gates (%d encoding), %d trainable parameters, %s%s", n, G, c->n_encoding_gates,
+          c->n_params, c->encode == QKD_ENCODE_AMPLITUDE ? "amplitude encoding, " : "",
+          c->measure == QKD_MEASURE_Z ? "measure <Z> on every qubit" : "measure basis-state probabilities");
+  if (c->shots) fprintf(out, ", %d shots", c->shots);
+  fputc('\n', out);
+  free(col);
+  free(busy);
+  free(cells);
+  free(width);
+}

@@ -1,0 +1,32 @@
+/* lower.h — lowering of `encoding` and `circuit` bodies into the flat circuit IR (qkd_ir.h):
+ * binds the call's arguments to the declaration's parameters, unrolls `for` loops, folds
+ * constants, numbers trainable parameters in order of appearance, and gives each gate its kind,
+ * qubits and angle source. Checks while unrolling (errors point at the gate and name the loop
+ * values): unknown gates, arity, qubit index out of range or repeated in one gate, non-affine
+ * angles, circuits of more than QKD_LOWER_MAX_GATES gates. */
+#ifndef QKD_LOWER_H
+#define QKD_LOWER_H
+#include "eval.h"
+#include "qkd_ir.h"
+
+#define QKD_LOWER_MAX_GATES 1000000
+
+typedef struct {
+  qkd_arena *arena;
+  qkd_diag *diag;
+  int n_qubits;
+  qkd_ir_gate *gates;
+  int n_gates, cap;
+  int n_params;
+  int max_feature;         /* largest x[i] read, -1 if none */
+  qkd_span max_feature_span;
+} qkd_lower;
+
+/* Binds `args` (CALL node or NULL for no arguments; `site` for messages) to the parameters of
+ * `decl` (ENCODING or CIRCUIT) and appends its gates. Returns 0, or -1 after reporting. */
+int qkd_lower_call(qkd_lower *L, const qkd_ast *decl, const qkd_ast *args, qkd_span site);
+/* Binds a call's arguments (positional, then named) to a declaration's parameters into an
+ * environment; reports unknown/missing/duplicate arguments. Shared with sema (nets, losses). */
+int qkd_bind_args(qkd_eval *ev, const qkd_ast *decl, const qkd_ast *call, qkd_span site,
+                  const qkd_env *outer, qkd_env **out);
+#endif

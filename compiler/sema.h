@@ -1,0 +1,16 @@
+/* sema.h — semantic checks and the program model.
+ * qkd_sema_check walks every declaration of a parsed program: names and duplicates, fields and
+ * their values, net shapes from the data set's image shape, feature counts between `pre`, the
+ * encoding and x[i], measurement and head sizes against the class count, losses (kl/mse need a
+ * teacher), training recipes, and lowers every student's circuit to the flat IR (lower.h).
+ * Reports every error it finds (located, file:line:col); returns the model only when there
+ * were none — nothing downstream ever sees an unchecked program. */
+#ifndef QKD_SEMA_H
+#define QKD_SEMA_H
+#include "parse.h"
+#include "qkd_model.h"
+
+/* `root_path` is the .qkd file the program was loaded from (relative paths in it resolve
+ * against its directory). Returns NULL after reporting errors. */
+qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *root_path);
+#endif
