@@ -1,0 +1,659 @@
+/* data.c — loaders, the synthetic source, the data path and the data-set options of qkd_data.h. */
+#include "qkd_data.h"
+#include "qkd_rng.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#ifndef QKD_SOURCE_DATA_DIR
+#define QKD_SOURCE_DATA_DIR "data"
+#endif
+
+#define IDX_MAX_SIDE 4096
+#define CIFAR_RECORD 3073
+#define FILE_LABELS 10 /* labels of file sources are 0..9 */
+
+static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (err && errlen) snprintf(err, errlen, "%s: error: %s", path, msg);
+  return -1;
+}
+
+static int file_size(const char *path, long long *size) {
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  *size = (long long)st.st_size;
+  return 0;
+}
+
+/* out = a "/" b c, truncated to outlen (paths longer than PATH_MAX fail to open anyway). */
+static void path_join(char *out, size_t outlen, const char *a, const char *b, const char *c) {
+  const char *parts[4] = {a, b ? "/" : NULL, b, c};
+  size_t n = 0;
+  for (int i = 0; i < 4; i++)
+    for (const char *p = parts[i]; p && *p && n + 1 < outlen; p++) out[n++] = *p;
+  out[n] = 0;
+}
+
+static int is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* ---------------------------------------------------------------------------------------- IDX */
+
+static int is_gzip(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  unsigned char b[2] = {0, 0};
+  size_t n = fread(b, 1, 2, f);
+  fclose(f);
+  return n == 2 && b[0] == 0x1f && b[1] == 0x8b;
+}
+
+/* Reads exactly len bytes; returns the count read (< len at end of stream) or -1 on a gzip error
+ * (message in *why). */
+static long long gz_read_all(gzFile g, uint8_t *buf, unsigned long long len, const char **why) {
+  unsigned long long got = 0;
+  while (got < len) {
+    unsigned long long want = len - got;
+    unsigned chunk = want > (1u << 20) ? (1u << 20) : (unsigned)want;
+    int r = gzread(g, buf + got, chunk);
+    if (r < 0) {
+      int code;
+      *why = gzerror(g, &code);
+      return -1;
+    }
+    if (r == 0) {
+      int code;
+      const char *m = gzerror(g, &code);
+      if (code != Z_OK && code != Z_BUF_ERROR) { *why = m; return -1; }
+      if (code == Z_BUF_ERROR) { *why = "unexpected end of the compressed stream"; return -1; }
+      break;
+    }
+    got += (unsigned)r;
+  }
+  return (long long)got;
+}
+
+int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], uint8_t **data,
+                 char *err, size_t errlen) {
+  *data = NULL;
+  long long fsize;
+  if (file_size(path, &fsize) != 0) return fail(err, errlen, path, "cannot open: %s", errno ? strerror(errno) : "not a regular file");
+  int gz = is_gzip(path);
+  gzFile g = gzopen(path, "rb");
+  if (!g) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  const char *why = NULL;
+  uint8_t head[16];
+  long long got = gz_read_all(g, head, 4, &why);
+  if (got < 0) { gzclose(g); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
+  if (got < 4) { gzclose(g); return fail(err, errlen, path, "truncated: %lld bytes, too short for an IDX header", got); }
+  unsigned magic = (unsigned)head[0] << 24 | (unsigned)head[1] << 16 | (unsigned)head[2] << 8 | head[3];
+  if (head[0] != 0 || head[1] != 0 || head[2] != 0x08) {
+    gzclose(g);
+    return fail(err, errlen, path, "not an unsigned-byte IDX file (magic 0x%08x; expected 0x%08x)", magic,
+                0x800u | (unsigned)want_ndim);
+  }
+  int ndim = head[3];
+  if (ndim != want_ndim) {
+    gzclose(g);
+    return fail(err, errlen, path, "expected an IDX file of %d dimension%s (%s), found %d (magic 0x%08x)", want_ndim,
+                want_ndim == 1 ? "" : "s", want_ndim == 1 ? "labels" : "images", ndim, magic);
+  }
+  got = gz_read_all(g, head + 4, 4u * (unsigned)ndim, &why);
+  if (got < 0) { gzclose(g); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
+  if (got < 4 * ndim) { gzclose(g); return fail(err, errlen, path, "truncated inside the IDX header"); }
+  unsigned long long payload = 1;
+  unsigned long long d[3] = {0, 0, 0};
+  for (int i = 0; i < ndim; i++) {
+    const uint8_t *p = head + 4 + 4 * i;
+    d[i] = (unsigned long long)p[0] << 24 | (unsigned long long)p[1] << 16 | (unsigned long long)p[2] << 8 | p[3];
+    payload *= d[i] ? d[i] : 1;
+  }
+  if (d[0] == 0) { gzclose(g); return fail(err, errlen, path, "the header says the file holds no items"); }
+  if (ndim == 3 && (d[1] == 0 || d[2] == 0 || d[1] > IDX_MAX_SIDE || d[2] > IDX_MAX_SIDE)) {
+    gzclose(g);
+    return fail(err, errlen, path, "implausible image size %llux%llu in the header", d[1], d[2]);
+  }
+  unsigned long long hsize = 4 + 4ull * (unsigned)ndim;
+  const char *what = ndim == 1 ? "labels" : "images";
+  if (!gz) {
+    if ((unsigned long long)fsize != hsize + payload) {
+      gzclose(g);
+      if ((unsigned long long)fsize < hsize + payload)
+        return fail(err, errlen, path, "truncated: the header claims %llu %s (%llu bytes of data) but the file holds %lld bytes after the header",
+                    d[0], what, payload, fsize - (long long)hsize);
+      return fail(err, errlen, path, "the file is %lld bytes longer than its header (%llu %s) says",
+                  fsize - (long long)(hsize + payload), d[0], what);
+    }
+  }
+  if (d[0] > (unsigned long long)INT_MAX || payload > (1ull << 34)) {
+    gzclose(g);
+    return fail(err, errlen, path, "the header claims %llu %s, more than this loader accepts", d[0], what);
+  }
+  /* Read with a growing buffer: memory follows the data actually present, never the header. */
+  unsigned long long cap = gz ? (payload < (1u << 22) ? payload : (1u << 22)) : payload;
+  uint8_t *buf = malloc(cap ? cap : 1);
+  if (!buf) { gzclose(g); return fail(err, errlen, path, "out of memory (%llu bytes)", cap); }
+  unsigned long long have = 0;
+  for (;;) {
+    long long r = gz_read_all(g, buf + have, cap - have, &why);
+    if (r < 0) { free(buf); gzclose(g); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
+    have += (unsigned long long)r;
+    if (have < cap) break; /* end of stream */
+    if (have == payload) break;
+    unsigned long long ncap = cap * 2 > payload ? payload : cap * 2;
+    uint8_t *nb = realloc(buf, ncap);
+    if (!nb) { free(buf); gzclose(g); return fail(err, errlen, path, "out of memory (%llu bytes)", ncap); }
+    buf = nb;
+    cap = ncap;
+  }
+  if (have < payload) {
+    free(buf);
+    gzclose(g);
+    return fail(err, errlen, path, "truncated: the header claims %llu %s (%llu bytes of data) but the %s holds %llu",
+                d[0], what, payload, gz ? "decompressed stream" : "file", have);
+  }
+  uint8_t extra;
+  long long more = gz_read_all(g, &extra, 1, &why);
+  gzclose(g);
+  if (more < 0) { free(buf); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
+  if (more > 0) { free(buf); return fail(err, errlen, path, "the data is longer than its header (%llu %s) says", d[0], what); }
+  if (max_label >= 0) {
+    for (unsigned long long i = 0; i < payload; i++)
+      if (buf[i] > max_label) {
+        int bad = buf[i];
+        free(buf);
+        return fail(err, errlen, path, "label %d of item %llu is outside 0..%d", bad, i, max_label);
+      }
+  }
+  for (int i = 0; i < 3; i++) dims[i] = i < ndim ? (int)d[i] : 1;
+  *data = buf;
+  return 0;
+}
+
+/* -------------------------------------------------------------------------------------- CIFAR */
+
+int qkd_cifar_read(const char *path, uint8_t **x, int **y, int *n, char *err, size_t errlen) {
+  long long fsize;
+  errno = 0;
+  if (file_size(path, &fsize) != 0) return fail(err, errlen, path, "cannot open: %s", errno ? strerror(errno) : "not a regular file");
+  if (fsize == 0 || fsize % CIFAR_RECORD != 0)
+    return fail(err, errlen, path, "size %lld is not a whole number of 3073-byte CIFAR-10 records (1 label + 3x32x32 pixels)", fsize);
+  long long recs = fsize / CIFAR_RECORD;
+  if (recs + *n > INT_MAX / 2) return fail(err, errlen, path, "too many records");
+  FILE *f = fopen(path, "rb");
+  if (!f) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  uint8_t *nx = realloc(*x, (size_t)(*n + recs) * 3072);
+  if (!nx) { fclose(f); return fail(err, errlen, path, "out of memory"); }
+  *x = nx;
+  int *ny = realloc(*y, (size_t)(*n + recs) * sizeof(int));
+  if (!ny) { fclose(f); return fail(err, errlen, path, "out of memory"); }
+  *y = ny;
+  uint8_t rec[CIFAR_RECORD];
+  for (long long i = 0; i < recs; i++) {
+    if (fread(rec, 1, CIFAR_RECORD, f) != CIFAR_RECORD) {
+      fclose(f);
+      return fail(err, errlen, path, "read failed at record %lld", i);
+    }
+    if (rec[0] >= FILE_LABELS) {
+      fclose(f);
+      return fail(err, errlen, path, "label %d of record %lld is outside 0..%d", rec[0], i, FILE_LABELS - 1);
+    }
+    (*y)[*n + i] = rec[0];
+    memcpy(*x + (size_t)(*n + i) * 3072, rec + 1, 3072);
+  }
+  fclose(f);
+  *n += (int)recs;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------- data path */
+
+static const char *const IDX_STEMS[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+static const char *const CIFAR_TRAIN[5] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                           "data_batch_4.bin", "data_batch_5.bin"};
+
+/* <dir>/<stem> or <dir>/<stem>.gz, whichever exists (raw first). */
+static int find_idx(const char *dir, const char *stem, char *out, size_t outlen) {
+  long long sz;
+  path_join(out, outlen, dir, stem, NULL);
+  if (file_size(out, &sz) == 0) return 0;
+  path_join(out, outlen, dir, stem, ".gz");
+  if (file_size(out, &sz) == 0) return 0;
+  path_join(out, outlen, dir, stem, NULL);
+  return -1;
+}
+
+static int dir_has_cifar(const char *dir) {
+  char p[1200];
+  long long sz;
+  path_join(p, sizeof p, dir, CIFAR_TRAIN[0], NULL);
+  return file_size(p, &sz) == 0;
+}
+
+static int dir_has_idx(const char *dir) {
+  char p[1200];
+  return find_idx(dir, IDX_STEMS[0], p, sizeof p) == 0;
+}
+
+int qkd_data_find(const char *name, char *dir, size_t dirlen, char *err, size_t errlen) {
+  char roots[2048] = "";
+  size_t used = 0;
+  const char *cands[64];
+  char env[4096] = "";
+  int nc = 0;
+  const char *e = getenv("QKD_DATA");
+  if (e && *e) {
+    snprintf(env, sizeof env, "%s", e);
+    for (char *tok = strtok(env, ":"); tok && nc < 60; tok = strtok(NULL, ":"))
+      if (*tok) cands[nc++] = tok;
+  }
+  cands[nc++] = "./data";
+  cands[nc++] = QKD_SOURCE_DATA_DIR;
+  cands[nc++] = "/usr/share/datasets";
+  for (int i = 0; i < nc; i++) {
+    char d[1200];
+    path_join(d, sizeof d, cands[i], name, NULL);
+    if (dir_has_idx(d) || dir_has_cifar(d)) {
+      snprintf(dir, dirlen, "%s", d);
+      return 0;
+    }
+    int w = snprintf(roots + used, sizeof roots - used, "%s%s", i ? ", " : "", d);
+    if (w > 0 && used + (size_t)w < sizeof roots) used += (size_t)w;
+  }
+  const char *how = strcmp(name, "fashion-mnist") == 0
+                        ? "apt-get install dataset-fashion-mnist (or run scripts/setup.sh)"
+                        : "run scripts/setup.sh (it fetches MNIST and decompresses CIFAR-10 into data/), or set QKD_DATA";
+  return fail(err, errlen, name, "data set not found; looked in %s; to get it: %s", roots, how);
+}
+
+static int is_named(const char *s) {
+  return strcmp(s, "mnist") == 0 || strcmp(s, "fashion-mnist") == 0 || strcmp(s, "cifar10") == 0;
+}
+
+/* ------------------------------------------------------------------------------ raw splits */
+
+typedef struct {
+  int n;
+  uint8_t *x;
+  int *y;
+} raw_split;
+
+static void raw_free(raw_split *r) {
+  free(r->x);
+  free(r->y);
+  memset(r, 0, sizeof *r);
+}
+
+static void add_file(qkd_dataset *ds, const char *path) {
+  if (ds->n_files >= QKD_DATA_MAX_FILES) return;
+  qkd_data_file *f = &ds->files[ds->n_files++];
+  path_join(f->path, sizeof f->path, path, NULL, NULL);
+  if (file_size(path, &f->size) != 0) f->size = -1;
+}
+
+static int load_idx_pair(qkd_dataset *ds, const char *dir, const char *img_stem, const char *lab_stem,
+                         raw_split *out, char *err, size_t errlen) {
+  char ip[1200], lp[1200];
+  if (find_idx(dir, img_stem, ip, sizeof ip) != 0) return fail(err, errlen, ip, "missing (also tried %s.gz)", ip);
+  if (find_idx(dir, lab_stem, lp, sizeof lp) != 0) return fail(err, errlen, lp, "missing (also tried %s.gz)", lp);
+  int idims[3], ldims[3];
+  uint8_t *imgs = NULL, *labs = NULL;
+  if (qkd_idx_read(ip, 3, -1, idims, &imgs, err, errlen) != 0) return -1;
+  if (qkd_idx_read(lp, 1, FILE_LABELS - 1, ldims, &labs, err, errlen) != 0) { free(imgs); return -1; }
+  if (idims[0] != ldims[0]) {
+    free(imgs);
+    free(labs);
+    return fail(err, errlen, lp, "holds %d labels but %s holds %d images", ldims[0], ip, idims[0]);
+  }
+  if (ds->h && (ds->h != idims[1] || ds->w != idims[2])) {
+    free(imgs);
+    free(labs);
+    return fail(err, errlen, ip, "images are %dx%d but the other split's are %dx%d", idims[1], idims[2], ds->h, ds->w);
+  }
+  ds->c = 1;
+  ds->h = idims[1];
+  ds->w = idims[2];
+  out->n = idims[0];
+  out->x = imgs;
+  out->y = malloc((size_t)out->n * sizeof(int));
+  if (!out->y) { free(labs); return fail(err, errlen, lp, "out of memory"); }
+  for (int i = 0; i < out->n; i++) out->y[i] = labs[i];
+  free(labs);
+  add_file(ds, ip);
+  add_file(ds, lp);
+  return 0;
+}
+
+static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *te, char *err, size_t errlen) {
+  snprintf(ds->source, sizeof ds->source, "%s", dir);
+  if (dir_has_cifar(dir)) {
+    ds->c = 3;
+    ds->h = ds->w = 32;
+    for (int i = 0; i < 5; i++) {
+      char p[1200];
+      path_join(p, sizeof p, dir, CIFAR_TRAIN[i], NULL);
+      if (qkd_cifar_read(p, &tr->x, &tr->y, &tr->n, err, errlen) != 0) return -1;
+      add_file(ds, p);
+    }
+    char p[1200];
+    path_join(p, sizeof p, dir, "test_batch.bin", NULL);
+    if (qkd_cifar_read(p, &te->x, &te->y, &te->n, err, errlen) != 0) return -1;
+    add_file(ds, p);
+    return 0;
+  }
+  if (dir_has_idx(dir)) {
+    if (load_idx_pair(ds, dir, IDX_STEMS[0], IDX_STEMS[1], tr, err, errlen) != 0) return -1;
+    return load_idx_pair(ds, dir, IDX_STEMS[2], IDX_STEMS[3], te, err, errlen);
+  }
+  if (!is_dir(dir))
+    return fail(err, errlen, dir, strchr(dir, '/') ? "no such directory"
+                                                   : "no such directory (the named sources are \"mnist\", \"fashion-mnist\", \"cifar10\" and \"synthetic\")");
+  return fail(err, errlen, dir,
+              "no data set here: expected train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+              "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (IDX) or data_batch_1..5.bin + "
+              "test_batch.bin (CIFAR-10 binary)");
+}
+
+/* Synthetic: every class k has a mean image m_k (pixels uniform in [48, 208)); an image of class
+ * k is m_k + N(0, 40^2) per pixel, clamped to 0..255. Labels are uniform over the classes. All
+ * draws are qkd_rng(seed, QKD_STREAM_DATA, ·) with disjoint counter ranges. */
+static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr, raw_split *te, char *err,
+                          size_t errlen) {
+  int C = o->source_classes ? o->source_classes : 10;
+  if (o->c < 1 || o->c > 4 || o->h < 1 || o->w < 1 || o->h > 256 || o->w > 256)
+    return fail(err, errlen, "synthetic", "shape [%d, %d, %d] is outside [1..4, 1..256, 1..256]", o->c, o->h, o->w);
+  if (C < 2 || C > QKD_DATA_MAX_CLASSES) return fail(err, errlen, "synthetic", "class count %d is outside 2..%d", C, QKD_DATA_MAX_CLASSES);
+  ds->c = o->c;
+  ds->h = o->h;
+  ds->w = o->w;
+  snprintf(ds->source, sizeof ds->source, "synthetic");
+  size_t npix = (size_t)o->c * o->h * o->w;
+  uint64_t seed = o->seed;
+  float *means = malloc((size_t)C * npix * sizeof(float));
+  if (!means) return fail(err, errlen, "synthetic", "out of memory");
+  for (size_t i = 0; i < (size_t)C * npix; i++)
+    means[i] = (float)(48.0 + 160.0 * qkd_rng_uniform(seed, QKD_STREAM_DATA, (1ull << 60) + i));
+  raw_split *sp[2] = {tr, te};
+  int counts[2] = {o->train_limit > 0 ? o->train_limit : 1000, o->test_limit > 0 ? o->test_limit : 200};
+  for (int s = 0; s < 2; s++) {
+    raw_split *r = sp[s];
+    r->n = counts[s];
+    r->x = malloc((size_t)r->n * npix);
+    r->y = malloc((size_t)r->n * sizeof(int));
+    if (!r->x || !r->y) { free(means); return fail(err, errlen, "synthetic", "out of memory"); }
+    uint64_t base = (uint64_t)(s + 1) << 56;
+    for (int i = 0; i < r->n; i++) {
+      int k = (int)(qkd_rng_u64(seed, QKD_STREAM_DATA, (3ull << 60) + base + (uint64_t)i) % (uint64_t)C);
+      r->y[i] = k;
+      for (size_t p = 0; p < npix; p++) {
+        double v = means[(size_t)k * npix + p] + 40.0 * qkd_rng_normal(seed, QKD_STREAM_DATA, base + (uint64_t)i * npix + p);
+        r->x[(size_t)i * npix + p] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lround(v));
+      }
+    }
+  }
+  free(means);
+  return 0;
+}
+
+/* classes -> per_class -> limit on one split; fills out (renumbered labels). */
+static int filter_split(const raw_split *r, size_t npix, const int *map, int C, int per_class, int limit,
+                        qkd_split *out) {
+  int *keep = malloc(((size_t)r->n + 1) * sizeof(int));
+  int *seen = calloc((size_t)C, sizeof(int));
+  if (!keep || !seen) { free(keep); free(seen); return -1; }
+  int n = 0;
+  for (int i = 0; i < r->n; i++) {
+    int k = r->y[i] < QKD_DATA_MAX_CLASSES ? map[r->y[i]] : -1;
+    if (k < 0) continue;
+    if (per_class > 0 && seen[k] >= per_class) continue;
+    if (limit > 0 && n >= limit) break;
+    seen[k]++;
+    keep[n++] = i;
+  }
+  free(seen);
+  out->n = n;
+  out->x = malloc((size_t)n * npix + 1);
+  out->y = malloc((size_t)n * sizeof(int) + 1);
+  out->orig_index = malloc((size_t)n * sizeof(int) + 1);
+  if (!out->x || !out->y || !out->orig_index) { free(keep); return -1; }
+  for (int j = 0; j < n; j++) {
+    memcpy(out->x + (size_t)j * npix, r->x + (size_t)keep[j] * npix, npix);
+    out->y[j] = map[r->y[keep[j]]];
+    out->orig_index[j] = keep[j];
+  }
+  free(keep);
+  return 0;
+}
+
+static void split_free(qkd_split *s) {
+  free(s->x);
+  free(s->y);
+  free(s->orig_index);
+  memset(s, 0, sizeof *s);
+}
+
+void qkd_data_free(qkd_dataset *ds) {
+  split_free(&ds->train);
+  split_free(&ds->val);
+  split_free(&ds->test);
+}
+
+/* Moves `v` images chosen by a seeded partial Fisher–Yates draw from train into val; both keep
+ * file order. */
+static int hold_out(qkd_split *train, qkd_split *val, int v, uint64_t seed, size_t npix) {
+  int n = train->n;
+  int *perm = malloc((size_t)n * sizeof(int) + 1);
+  char *held = calloc((size_t)n + 1, 1);
+  if (!perm || !held) { free(perm); free(held); return -1; }
+  for (int i = 0; i < n; i++) perm[i] = i;
+  for (int i = 0; i < v; i++) {
+    int j = i + (int)(qkd_rng_u64(seed, QKD_STREAM_SPLIT, (uint64_t)i) % (uint64_t)(n - i));
+    int t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+    held[perm[i]] = 1;
+  }
+  free(perm);
+  qkd_split t = {0}, h = {0};
+  t.n = n - v;
+  h.n = v;
+  t.x = malloc((size_t)t.n * npix + 1); t.y = malloc((size_t)t.n * sizeof(int) + 1); t.orig_index = malloc((size_t)t.n * sizeof(int) + 1);
+  h.x = malloc((size_t)h.n * npix + 1); h.y = malloc((size_t)h.n * sizeof(int) + 1); h.orig_index = malloc((size_t)h.n * sizeof(int) + 1);
+  if (!t.x || !t.y || !t.orig_index || !h.x || !h.y || !h.orig_index) {
+    free(held); split_free(&t); split_free(&h);
+    return -1;
+  }
+  int a = 0, b = 0;
+  for (int i = 0; i < n; i++) {
+    qkd_split *d = held[i] ? &h : &t;
+    int j = held[i] ? b++ : a++;
+    memcpy(d->x + (size_t)j * npix, train->x + (size_t)i * npix, npix);
+    d->y[j] = train->y[i];
+    d->orig_index[j] = train->orig_index[i];
+  }
+  free(held);
+  split_free(train);
+  *train = t;
+  *val = h;
+  return 0;
+}
+
+int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, char *err, size_t errlen) {
+  memset(ds, 0, sizeof *ds);
+  const char *src = o->source ? o->source : "";
+  raw_split tr = {0}, te = {0};
+  int rc = -1, src_classes = FILE_LABELS;
+  if (strcmp(src, "synthetic") == 0) {
+    src_classes = o->source_classes ? o->source_classes : 10;
+    if (make_synthetic(ds, o, &tr, &te, err, errlen) != 0) goto done;
+  } else if (is_named(src) && !is_dir(src)) {
+    char dir[1200];
+    if (qkd_data_find(src, dir, sizeof dir, err, errlen) != 0) goto done;
+    if (load_dir(ds, dir, &tr, &te, err, errlen) != 0) goto done;
+  } else {
+    if (load_dir(ds, src, &tr, &te, err, errlen) != 0) goto done;
+  }
+  /* classes: map original label -> new index */
+  int map[QKD_DATA_MAX_CLASSES];
+  for (int i = 0; i < QKD_DATA_MAX_CLASSES; i++) map[i] = -1;
+  int C;
+  if (o->n_classes > 0) {
+    C = o->n_classes;
+    for (int i = 0; i < C; i++) {
+      int k = o->classes[i];
+      if (k < 0 || k >= src_classes) { fail(err, errlen, src, "class %d is outside the source's labels 0..%d", k, src_classes - 1); goto done; }
+      if (map[k] >= 0) { fail(err, errlen, src, "class %d is listed twice", k); goto done; }
+      map[k] = i;
+    }
+  } else {
+    C = src_classes;
+    for (int i = 0; i < C; i++) map[i] = i;
+  }
+  ds->n_classes = C;
+  size_t npix = (size_t)ds->c * ds->h * ds->w;
+  if (o->per_class < 0 || o->train_limit < 0 || o->test_limit < 0 || o->validation < 0) {
+    fail(err, errlen, src, "per_class, limits and validation must not be negative");
+    goto done;
+  }
+  if (filter_split(&tr, npix, map, C, o->per_class, o->train_limit, &ds->train) != 0 ||
+      filter_split(&te, npix, map, C, o->per_class, o->test_limit, &ds->test) != 0) {
+    fail(err, errlen, src, "out of memory");
+    goto done;
+  }
+  if (ds->train.n == 0 || ds->test.n == 0) {
+    fail(err, errlen, src, "no %s images left after selecting classes", ds->train.n == 0 ? "training" : "test");
+    goto done;
+  }
+  if (o->validation > 0) {
+    if (o->validation >= ds->train.n) {
+      fail(err, errlen, src, "validation %d must be smaller than the %d training images", o->validation, ds->train.n);
+      goto done;
+    }
+    if (hold_out(&ds->train, &ds->val, o->validation, o->seed, npix) != 0) { fail(err, errlen, src, "out of memory"); goto done; }
+  }
+  for (int c = 0; c < ds->c; c++) {
+    ds->mean[c] = 0.0f;
+    ds->inv_std[c] = 1.0f / 255.0f;
+  }
+  if (o->scale == QKD_DATA_SCALE_STANDARD) {
+    size_t plane = (size_t)ds->h * ds->w;
+    for (int c = 0; c < ds->c; c++) {
+      double s = 0, s2 = 0;
+      for (int i = 0; i < ds->train.n; i++) {
+        const uint8_t *p = ds->train.x + (size_t)i * npix + (size_t)c * plane;
+        unsigned long long a = 0, a2 = 0;
+        for (size_t j = 0; j < plane; j++) { a += p[j]; a2 += (unsigned)p[j] * p[j]; }
+        s += (double)a;
+        s2 += (double)a2;
+      }
+      double cnt = (double)ds->train.n * (double)plane;
+      double mean = s / cnt, var = s2 / cnt - mean * mean;
+      double sd = var > 0 ? sqrt(var) : 0.0;
+      ds->mean[c] = (float)mean;
+      ds->inv_std[c] = sd > 1e-6 ? (float)(1.0 / sd) : 1.0f;
+    }
+  }
+  rc = 0;
+done:
+  raw_free(&tr);
+  raw_free(&te);
+  if (rc != 0) qkd_data_free(ds);
+  return rc;
+}
+
+void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *idx, int n, float *x, int *y) {
+  size_t plane = (size_t)ds->h * ds->w, npix = plane * (size_t)ds->c;
+  for (int i = 0; i < n; i++) {
+    int s = idx ? idx[i] : i;
+    const uint8_t *p = split->x + (size_t)s * npix;
+    float *o = x + (size_t)i * npix;
+    for (int c = 0; c < ds->c; c++) {
+      float m = ds->mean[c], k = ds->inv_std[c];
+      const uint8_t *pc = p + (size_t)c * plane;
+      float *oc = o + (size_t)c * plane;
+      for (size_t j = 0; j < plane; j++) oc[j] = ((float)pc[j] - m) * k;
+    }
+    if (y) y[i] = split->y[s];
+  }
+}
+
+/* ---------------------------------------------------------------------------------- probe */
+
+static int idx_header(const char *path, int want_ndim, int d[3], char *err, size_t errlen) {
+  gzFile g = gzopen(path, "rb");
+  if (!g) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  uint8_t h[16];
+  const char *why = NULL;
+  long long got = gz_read_all(g, h, 4 + 4u * (unsigned)want_ndim, &why);
+  gzclose(g);
+  if (got < 0) return fail(err, errlen, path, "corrupt gzip data: %s", why);
+  if (got < 4 + 4 * want_ndim) return fail(err, errlen, path, "truncated inside the IDX header");
+  if (h[0] || h[1] || h[2] != 8 || h[3] != want_ndim)
+    return fail(err, errlen, path, "not an unsigned-byte IDX file of %d dimensions", want_ndim);
+  for (int i = 0; i < want_ndim; i++) {
+    const uint8_t *p = h + 4 + 4 * i;
+    unsigned long v = (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
+    if (v == 0 || v > INT_MAX || (i > 0 && v > IDX_MAX_SIDE)) return fail(err, errlen, path, "implausible size %lu in the header", v);
+    d[i] = (int)v;
+  }
+  return 0;
+}
+
+int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, int *n_train, int *n_test,
+                   char *err, size_t errlen) {
+  *n_classes = FILE_LABELS;
+  if (is_named(source) && !is_dir(source)) {
+    int cifar = strcmp(source, "cifar10") == 0;
+    *c = cifar ? 3 : 1;
+    *h = *w = cifar ? 32 : 28;
+    *n_train = cifar ? 50000 : 60000;
+    *n_test = 10000;
+    return 0;
+  }
+  if (dir_has_cifar(source)) {
+    *c = 3;
+    *h = *w = 32;
+    *n_train = 0;
+    for (int i = 0; i < 6; i++) {
+      char p[1200];
+      long long sz;
+      path_join(p, sizeof p, source, i < 5 ? CIFAR_TRAIN[i] : "test_batch.bin", NULL);
+      if (file_size(p, &sz) != 0) return fail(err, errlen, p, "missing");
+      if (sz == 0 || sz % CIFAR_RECORD) return fail(err, errlen, p, "size %lld is not a whole number of 3073-byte CIFAR-10 records", sz);
+      if (i < 5) *n_train += (int)(sz / CIFAR_RECORD);
+      else *n_test = (int)(sz / CIFAR_RECORD);
+    }
+    return 0;
+  }
+  if (dir_has_idx(source)) {
+    char p[1200];
+    int d[3] = {0, 0, 0}, e[3] = {0, 0, 0};
+    for (int s = 0; s < 2; s++) {
+      if (find_idx(source, IDX_STEMS[2 * s], p, sizeof p) != 0) return fail(err, errlen, p, "missing");
+      if (idx_header(p, 3, d, err, errlen) != 0) return -1;
+      if (find_idx(source, IDX_STEMS[2 * s + 1], p, sizeof p) != 0) return fail(err, errlen, p, "missing");
+      if (idx_header(p, 1, e, err, errlen) != 0) return -1;
+      if (e[0] != d[0]) return fail(err, errlen, p, "holds %d labels but the images file holds %d images", e[0], d[0]);
+      if (s == 0) { *n_train = d[0]; *h = d[1]; *w = d[2]; }
+      else *n_test = d[0];
+    }
+    *c = 1;
+    return 0;
+  }
+  return fail(err, errlen, source, is_dir(source) ? "no IDX or CIFAR-10 files here" : "no such directory");
+}

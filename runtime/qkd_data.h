@@ -1,0 +1,100 @@
+/* qkd_data.h — image data sets for the classical runtime: IDX (raw or .gz) and CIFAR-10 binary
+ * loaders, the synthetic source, the data path, the data-set options of spec §2/§6 and the
+ * conversion of a batch of images to float.
+ *
+ * Owns: the bytes of every loaded split (uint8, one image = c*h*w bytes, CHW order) and the
+ * labels (renumbered 0..n_classes-1). Images stay uint8 in memory; qkd_data_batch converts a
+ * batch to float with the data set's per-channel scale.
+ *
+ * Promises:
+ *  - every file is validated before anything proportional to its header is allocated: magic,
+ *    dimension count, sizes against the file length (for .gz, against the decompressed length,
+ *    read with a cap), label range, equal image/label counts. A header that claims 10^9 images
+ *    never causes a large allocation.
+ *  - errors are returned, never printed or exit()ed: the functions return -1 and write
+ *    "PATH: error: message" into err (PATH = the offending file, or the source for data-set
+ *    level errors); the CLI prints err and exits 1.
+ *  - the options apply in the order classes -> per_class -> limits -> validation; the validation
+ *    hold-out is a deterministic function of opts.seed (qkd_rng stream QKD_STREAM_SPLIT).
+ *  - qkd_dataset.files lists the files read with their sizes on disk (provenance, cache keys). */
+#ifndef QKD_DATA_H
+#define QKD_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QKD_DATA_MAX_FILES 8
+#define QKD_DATA_MAX_CLASSES 256
+
+enum { QKD_DATA_SCALE_UNIT = 0, QKD_DATA_SCALE_STANDARD = 1 };
+
+/* What to load (spec §2 `dataset`). Zero means "not set" for every count. */
+typedef struct {
+  const char *source;     /* "mnist" | "fashion-mnist" | "cifar10" (the data path), "synthetic",
+                             or a directory (absolute or relative to the cwd; the caller resolves
+                             paths relative to the .qkd file). A source containing '/' or naming an
+                             existing directory is a directory. */
+  int n_classes;          /* 0 = all classes of the source */
+  const int *classes;     /* [n_classes] original labels, in the order that renumbers them */
+  int per_class;          /* first N images of each class in file order, both splits */
+  int train_limit, test_limit; /* first N images after classes/per_class */
+  int validation;         /* images held out of the training split */
+  int scale;              /* QKD_DATA_SCALE_UNIT (pixels/255) or _STANDARD (per-channel) */
+  uint64_t seed;          /* synthetic images and the validation draw */
+  int c, h, w;            /* synthetic: the image shape (1 <= c <= 4, 1 <= h, w <= 256) */
+  int source_classes;     /* synthetic: the number of classes [10]; labels of file sources
+                             must be < 10 (the three named sets and their layout) */
+} qkd_data_opts;
+
+typedef struct {
+  int n;                  /* images */
+  uint8_t *x;             /* [n][c*h*w] */
+  int *y;                 /* [n] renumbered labels */
+  int *orig_index;        /* [n] the image's index in the source split (file order) */
+} qkd_split;
+
+typedef struct {
+  char path[1024];
+  long long size;         /* bytes on disk */
+} qkd_data_file;
+
+typedef struct {
+  int c, h, w;            /* image shape */
+  int n_classes;          /* labels are 0..n_classes-1 */
+  qkd_split train, val, test;
+  float mean[4], inv_std[4]; /* per channel, in pixel units: value = (px - mean) * inv_std */
+  char source[1024];      /* the resolved directory, or "synthetic" */
+  int n_files;
+  qkd_data_file files[QKD_DATA_MAX_FILES];
+} qkd_dataset;
+
+/* Loads and filters a data set. On failure returns -1 with err set and *ds empty. */
+int qkd_data_load(const qkd_data_opts *opts, qkd_dataset *ds, char *err, size_t errlen);
+void qkd_data_free(qkd_dataset *ds);
+
+/* Converts images idx[0..n) of split (all of them in order when idx is NULL) to float [n][c*h*w]
+ * with the data set's scale, and copies their labels to y (may be NULL). */
+void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *idx, int n,
+                    float *x, int *y);
+
+/* Resolves a named data set on the data path ($QKD_DATA colon-separated, ./data,
+ * QKD_SOURCE_DATA_DIR, /usr/share/datasets) into dir. -1 with a message that lists the places
+ * searched and how to get the data when it is nowhere. */
+int qkd_data_find(const char *name, char *dir, size_t dirlen, char *err, size_t errlen);
+
+/* Header-only probe of a directory source (or a named source: shape known, no files read):
+ * image shape, class count (10 for the standard layouts) and split sizes from the headers. */
+int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, int *n_train,
+                   int *n_test, char *err, size_t errlen);
+
+/* Low-level readers (used by qkd_data_load; exposed for tests). Each validates the whole file.
+ * qkd_idx_read: ndim must be `want_ndim` (1: labels, 3: images); dims[0..ndim) receive the sizes;
+ * *data receives the payload (malloc'd, prod(dims) bytes). max_label >= 0 checks every byte of a
+ * label file against it. */
+int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], uint8_t **data,
+                 char *err, size_t errlen);
+/* One CIFAR-10 binary file: records of 1 label byte + 3072 pixel bytes. Appends to x/y
+ * (realloc'd) and updates *n. */
+int qkd_cifar_read(const char *path, uint8_t **x, int **y, int *n, char *err, size_t errlen);
+
+#endif
