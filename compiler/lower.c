@@ -118,10 +118,7 @@ static int angle_arg(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
 static int gate_call(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_ast *c, const loopvar *lv) {
   int is_rot = strcmp(c->name, "rot") == 0;
   int kind = is_rot ? QKD_GATE_RZ : qkd_gate_lookup(c->name);
-  if (kind < 0) {
-    qkd_diag_error(L->diag, c->name_span, "unknown gate '%s'", c->name);
-    return -1;
-  }
+  if (kind < 0) return -1; /* reported once per declaration by sema */
   const qkd_gate_info *info = &qkd_gate_table[kind];
   int nq = info->qubits, max_args = is_rot ? 1 : nq + info->has_angle;
   int nargs = c->items.len;

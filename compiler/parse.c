@@ -202,9 +202,14 @@ static int is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+static const char *canonical(qkd_arena *a, const char *p) {
+  char buf[PATH_MAX];
+  return realpath(p, buf) ? qkd_arena_strdup(a, buf) : p;
+}
+
 const char *qkd_parse_stdlib_dir(qkd_arena *a) {
   const char *env = getenv("QKD_STDLIB");
-  if (env && *env) return env;
+  if (env && *env) return canonical(a, env);
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n > 0) {
@@ -215,7 +220,7 @@ const char *qkd_parse_stdlib_dir(qkd_arena *a) {
       const char *cands[] = {"%s/stdlib", "%s/../stdlib", "%s/../share/qkd/stdlib"};
       for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
         char *p = qkd_arena_printf(a, cands[i], exe);
-        if (is_dir(p)) return p;
+        if (is_dir(p)) return canonical(a, p);
       }
     }
   }

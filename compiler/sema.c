@@ -174,7 +174,7 @@ static const char *dir_of(sema *S, int file) {
 }
 
 static const char *resolve_path(sema *S, const qkd_ast *at, const char *path) {
-  if (path[0] == '/') return path;
+  if (path[0] == '/' || !strchr(S->D->files[at->span.file]->path, '/')) return path;
   return qkd_arena_printf(S->A, "%s/%s", dir_of(S, at->span.file), path);
 }
 
@@ -746,6 +746,7 @@ static int build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, i
     }
   }
   st->n_features = (int)F;
+  if (S->D->errors != errs) return -1; /* no feature-count checks against a broken pre */
   qkd_lower L = {.arena = S->A, .diag = S->D, .n_qubits = n, .max_feature = -1};
   qkd_ir_circuit *c = &st->circuit;
   c->name = d->name;
@@ -882,7 +883,19 @@ static qkd_m_experiment *check_experiment(sema *S, const qkd_ast *d) {
 
 /* ---- the program ------------------------------------------------------------------------------ */
 
+/* Gate names in circuit/encoding bodies are checked once per declaration, instantiated or not. */
+static void check_gate_names(sema *S, const qkd_vec *stmts) {
+  for (int i = 0; i < stmts->len; i++) {
+    const qkd_ast *s = stmts->items[i];
+    if (s->kind == QKD_AST_FOR) check_gate_names(S, &s->items);
+    else if (strcmp(s->name, "rot") != 0 && qkd_gate_lookup(s->name) < 0)
+      qkd_diag_error(S->D, s->name_span, "unknown gate '%s'", s->name);
+  }
+}
+
 static void check_params(sema *S, const qkd_ast *d) {
+  if ((d->decl_kind == QKD_DECL_CIRCUIT || d->decl_kind == QKD_DECL_ENCODING) && d->depth <= QKD_AST_MAX_DEPTH)
+    check_gate_names(S, &d->items);
   static const char *const reserved[] = {"n", "qubits", "x", "pi", NULL};
   for (int i = 0; i < d->params.len; i++) {
     const qkd_ast *p = d->params.items[i];
@@ -892,6 +905,16 @@ static void check_params(sema *S, const qkd_ast *d) {
       if (!strcmp(((qkd_ast *)d->params.items[j])->name, p->name))
         qkd_diag_error(S->D, p->span, "parameter '%s' is declared twice", p->name);
   }
+}
+
+/* Whether some experiment names this student (checked there, errors included). */
+static int student_used(const qkd_program_ast *prog, const char *name) {
+  for (int i = 0; i < prog->decls.len; i++) {
+    const qkd_ast *x = prog->decls.items[i];
+    const qkd_ast *f = x->decl_kind == QKD_DECL_EXPERIMENT ? field(&x->items, "student") : NULL;
+    if (f && (f->a->kind == QKD_AST_IDENT || f->a->kind == QKD_AST_CALL) && !strcmp(f->a->name, name)) return 1;
+  }
+  return 0;
 }
 
 qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *root_path) {
@@ -948,7 +971,7 @@ qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog
     }
   }
   /* Every student once more, for draw/emit-llvm: with its first experiment's data, or a default. */
-  for (int i = 0; i < prog->decls.len && d->errors == 0; i++) {
+  for (int i = 0; i < prog->decls.len; i++) {
     qkd_ast *x = prog->decls.items[i];
     if (x->decl_kind != QKD_DECL_STUDENT) continue;
     qkd_m_student *st = NULL;
@@ -956,6 +979,7 @@ qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog
       qkd_m_experiment *e = exps.items[k];
       if (!strcmp(e->student.name, x->name)) st = &e->student;
     }
+    if (!st && student_used(prog, x->name)) continue; /* its experiment already reported */
     if (!st) {
       static const qkd_m_dataset fallback = {.name = "default", .c = 1, .h = 28, .w = 28, .n_classes = 0};
       const qkd_m_dataset *data = datasets.len ? datasets.items[0] : &fallback;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the test command: builds (if needed) and runs the whole suite.
+#   1. Release build (warnings are errors): every CTest test, the full kernel sweep.
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build: every CTest test, smaller sweeps.
+#   3. libFuzzer on the front end for QKD_FUZZ_SECONDS (default 60), corpus from tests/.
+# Set QKD_QUICK=1 to run only step 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+if ! command -v cmake >/dev/null || ! command -v bison >/dev/null || ! [ -d /usr/lib/llvm-19 ]; then
+  bash scripts/setup.sh
+fi
+
+echo "== release build and tests" >&2
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQKD_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+[ "${QKD_QUICK:-0}" = 1 ] && exit 0
+
+echo "== sanitizer build (ASan + UBSan) and tests" >&2
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQKD_SANITIZE=ON -DQKD_FULL_SWEEP=OFF -DQKD_WERROR=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   ctest --output-on-failure -j"$jobs")
+
+echo "== fuzzing the front end for ${QKD_FUZZ_SECONDS:-60} s" >&2
+CC=clang cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DQKD_SANITIZE=ON \
+  -DQKD_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs" --target qkd_fuzz_front
+corpus=build-fuzz/corpus
+mkdir -p "$corpus"
+cp tests/check/*.qkd examples/*.qkd stdlib/*.qkd "$corpus"/
+build-fuzz/compiler/qkd_fuzz_front "$corpus" -max_total_time="${QKD_FUZZ_SECONDS:-60}" -max_len=65536 \
+  -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=build-fuzz/ 2>&1 | tail -n 12
+echo "fuzz: 1 passed, 0 failed"
