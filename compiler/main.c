@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "draw.h"
+#include "override.h"
 #include "parse.h"
 #include "sema.h"
 
@@ -22,9 +23,13 @@ static void usage(FILE *out) {
         out);
 }
 
+#define MAX_SETS 64
+
 typedef struct {
   const char *command, *file, *student, *out_dir;
-  int dump_ir;
+  int dump_ir, threads;
+  int n_sets;
+  const char *sets[MAX_SETS]; /* --set PATH=VALUE, in order */
 } options;
 
 static int parse_args(int argc, char **argv, options *o) {
@@ -36,7 +41,21 @@ static int parse_args(int argc, char **argv, options *o) {
     if (!strcmp(a, "--dump-ir")) o->dump_ir = 1;
     else if (!strcmp(a, "--student") && i + 1 < argc) o->student = argv[++i];
     else if (!strcmp(a, "--out") && i + 1 < argc) o->out_dir = argv[++i];
-    else if ((!strcmp(a, "--set") || !strcmp(a, "--threads")) && i + 1 < argc) i++; /* used by run */
+    else if (!strcmp(a, "--set") && i + 1 < argc) {
+      if (o->n_sets == MAX_SETS) {
+        fprintf(stderr, "qkdc: error: more than %d --set options\n", MAX_SETS);
+        return -1;
+      }
+      o->sets[o->n_sets++] = argv[++i];
+    } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+      char *end;
+      long t = strtol(argv[++i], &end, 10);
+      if (*end || t < 1 || t > 256) {
+        fprintf(stderr, "qkdc: error: --threads takes a number from 1 to 256, not '%s'\n", argv[i]);
+        return -1;
+      }
+      o->threads = (int)t;
+    }
     else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "qkdc: error: unknown option '%s' for '%s'\n", a, o->command);
       return -1;
@@ -54,10 +73,12 @@ static int parse_args(int argc, char **argv, options *o) {
 }
 
 /* Front end: file → checked model, or NULL after diagnostics. */
-static qkd_model *compile(qkd_arena *a, qkd_diag *d, const char *path) {
+static qkd_model *compile(qkd_arena *a, qkd_diag *d, const options *o) {
   qkd_program_ast prog;
-  if (qkd_parse_program(a, d, path, qkd_parse_stdlib_dir(a), &prog) != 0) return NULL;
-  return qkd_sema_check(a, d, &prog, path);
+  if (qkd_parse_program(a, d, o->file, qkd_parse_stdlib_dir(a), &prog) != 0) return NULL;
+  for (int i = 0; i < o->n_sets; i++) qkd_override_apply(a, d, &prog, o->sets[i]);
+  if (d->errors) return NULL;
+  return qkd_sema_check(a, d, &prog, o->file);
 }
 
 static const qkd_m_student *pick_student(const qkd_model *m, const char *name) {
@@ -91,7 +112,7 @@ int main(int argc, char **argv) {
   qkd_arena arena = {0};
   qkd_diag diag;
   qkd_diag_init(&diag, &arena);
-  qkd_model *m = compile(&arena, &diag, o.file);
+  qkd_model *m = compile(&arena, &diag, &o);
   int rc = 0;
   if (!m) {
     rc = 1;
