@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "draw.h"
+#include "qsim.h"
 #include "override.h"
 #include "parse.h"
 #include "sema.h"
@@ -27,7 +28,8 @@ static void usage(FILE *out) {
 
 typedef struct {
   const char *command, *file, *student, *out_dir;
-  int dump_ir, threads;
+  int dump_ir, threads, grad, qubits;
+  const char *circuit, *params_file, *input_file, *encode;
   int n_sets;
   const char *sets[MAX_SETS]; /* --set PATH=VALUE, in order */
 } options;
@@ -40,6 +42,20 @@ static int parse_args(int argc, char **argv, options *o) {
     const char *a = argv[i];
     if (!strcmp(a, "--dump-ir")) o->dump_ir = 1;
     else if (!strcmp(a, "--student") && i + 1 < argc) o->student = argv[++i];
+    else if (!strcmp(a, "--circuit") && i + 1 < argc) o->circuit = argv[++i];
+    else if (!strcmp(a, "--params") && i + 1 < argc) o->params_file = argv[++i];
+    else if (!strcmp(a, "--input") && i + 1 < argc) o->input_file = argv[++i];
+    else if (!strcmp(a, "--encode") && i + 1 < argc) o->encode = argv[++i];
+    else if (!strcmp(a, "--grad")) o->grad = 1;
+    else if (!strcmp(a, "--qubits") && i + 1 < argc) {
+      char *end;
+      long q = strtol(argv[++i], &end, 10);
+      if (*end || q < 1 || q > QKD_MAX_QUBITS) {
+        fprintf(stderr, "qkdc: error: --qubits takes a number from 1 to %d, not '%s'\n", QKD_MAX_QUBITS, argv[i]);
+        return -1;
+      }
+      o->qubits = (int)q;
+    }
     else if (!strcmp(a, "--out") && i + 1 < argc) o->out_dir = argv[++i];
     else if (!strcmp(a, "--set") && i + 1 < argc) {
       if (o->n_sets == MAX_SETS) {
@@ -81,6 +97,126 @@ static qkd_model *compile(qkd_arena *a, qkd_diag *d, const options *o) {
   return qkd_sema_check(a, d, &prog, o->file);
 }
 
+/* Reads whitespace-separated numbers from `path` (NULL: none). Returns the count, or -1 after
+ * reporting. *out is malloc'd. */
+static int read_numbers(const char *path, double **out) {
+  *out = NULL;
+  if (!path) return 0;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "%s: error: cannot open (%m)\n", path);
+    return -1;
+  }
+  int n = 0, cap = 0;
+  double *v = NULL, x;
+  int r;
+  while ((r = fscanf(f, "%lf", &x)) == 1) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 64;
+      double *nv = realloc(v, sizeof *v * (size_t)cap);
+      if (!nv) { free(v); fclose(f); fprintf(stderr, "%s: error: out of memory\n", path); return -1; }
+      v = nv;
+    }
+    v[n++] = x;
+  }
+  int bad = r != EOF;
+  fclose(f);
+  if (bad) {
+    fprintf(stderr, "%s: error: number %d is not a number (the file holds whitespace-separated numbers)\n", path, n + 1);
+    free(v);
+    return -1;
+  }
+  *out = v;
+  return n;
+}
+
+static void json_row(const double *v, int n) {
+  putchar('[');
+  for (int i = 0; i < n; i++) printf("%s%.17g", i ? ", " : "", v[i]);
+  putchar(']');
+}
+
+static void json_rows(const char *key, const double *m, int rows, int cols) {
+  printf(",\n  \"%s\": [", key);
+  for (int r = 0; r < rows; r++) {
+    printf("%s\n    ", r ? "," : "");
+    json_row(m + (size_t)r * cols, cols);
+  }
+  printf("\n  ]");
+}
+
+/* qkdc sim: one circuit on one input; prints one JSON object (spec §7). */
+static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
+  if (!o->circuit || !o->qubits) {
+    fprintf(stderr, "qkdc: error: sim needs --circuit CALL and --qubits N\n");
+    return 1;
+  }
+  int n = o->qubits;
+  if (o->grad && n > 14) {
+    fprintf(stderr, "qkdc: error: --grad is limited to 14 qubits (the Jacobian of the 2^%d probabilities is too large)\n", n);
+    return 1;
+  }
+  qkd_program_ast prog;
+  if (qkd_parse_program(a, d, o->file, qkd_parse_stdlib_dir(a), &prog) != 0) return 1;
+  double *params = NULL, *input = NULL;
+  int np = read_numbers(o->params_file, &params), ni = read_numbers(o->input_file, &input);
+  int rc = 1;
+  qkd_ir_circuit c;
+  int amp = o->encode && !strcmp(o->encode, "amplitude");
+  if (np < 0 || ni < 0) goto done;
+  if (amp && ni > (1 << n)) {
+    fprintf(stderr, "%s: error: amplitude encoding on %d qubits takes at most %d features, the file holds %d\n",
+            o->input_file, n, 1 << n, ni);
+    goto done;
+  }
+  if (qkd_sema_sim_circuit(a, d, &prog, o->circuit, o->encode, n, ni > 0 ? ni : 1, &c) != 0) goto done;
+  if (o->params_file ? np != c.n_params : 0) {
+    fprintf(stderr, "%s: error: the circuit has %d trainable parameters, the file holds %d numbers\n", o->params_file,
+            c.n_params, np);
+    goto done;
+  }
+  if (o->input_file && ni < c.n_features) {
+    fprintf(stderr, "%s: error: the circuit reads %d features, the file holds %d numbers\n", o->input_file,
+            c.n_features, ni);
+    goto done;
+  }
+  int P = c.n_params, F = c.n_features, dim = 1 << n;
+  double *pv = calloc((size_t)P + 1, sizeof(double)), *xv = calloc((size_t)F + 1, sizeof(double));
+  if (params) memcpy(pv, params, sizeof(double) * (size_t)P);
+  if (input) memcpy(xv, input, sizeof(double) * (size_t)F);
+  double *state = malloc(sizeof(double) * 2 * (size_t)dim), *probs = malloc(sizeof(double) * (size_t)dim);
+  double *z = malloc(sizeof(double) * (size_t)n);
+  qkd_qsim_state(&c, pv, xv, state);
+  qkd_ir_circuit cz = c, cp = c;
+  cz.measure = QKD_MEASURE_Z;
+  cp.measure = QKD_MEASURE_PROBS;
+  qkd_kernel kz = qkd_qsim_kernel(&cz), kp = qkd_qsim_kernel(&cp);
+  void *ws = malloc(qkd_kernel_workspace_bytes(&c));
+  kz.fwd_f64(&kz, pv, xv, 1, 0, 0, z, ws);
+  kp.fwd_f64(&kp, pv, xv, 1, 0, 0, probs, ws);
+  printf("{\n  \"state\": [");
+  for (int i = 0; i < dim; i++) printf("%s[%.17g, %.17g]", i ? ", " : "", state[2 * i], state[2 * i + 1]);
+  printf("],\n  \"probs\": ");
+  json_row(probs, dim);
+  printf(",\n  \"z\": ");
+  json_row(z, n);
+  if (o->grad) {
+    double *jz = calloc((size_t)n * P + 1, sizeof(double)), *jp = calloc((size_t)dim * P + 1, sizeof(double));
+    qkd_qsim_jacobian(&c, pv, xv, jz, jp);
+    json_rows("jacobian_z", jz, n, P);
+    json_rows("jacobian_probs", jp, dim, P);
+    free(jz);
+    free(jp);
+  }
+  printf("\n}\n");
+  free(pv); free(xv); free(state); free(probs); free(z); free(ws);
+  rc = 0;
+done:
+  free(params);
+  free(input);
+  return rc;
+}
+
 static const qkd_m_student *pick_student(const qkd_model *m, const char *name) {
   for (int i = 0; i < m->n_students; i++)
     if (!name || !strcmp(m->students[i]->name, name)) return m->students[i];
@@ -112,6 +248,11 @@ int main(int argc, char **argv) {
   qkd_arena arena = {0};
   qkd_diag diag;
   qkd_diag_init(&diag, &arena);
+  if (!strcmp(o.command, "sim")) {
+    int rc = cmd_sim(&arena, &diag, &o);
+    qkd_arena_free(&arena);
+    return rc;
+  }
   qkd_model *m = compile(&arena, &diag, &o);
   int rc = 0;
   if (!m) {

@@ -995,3 +995,51 @@ qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog
   m->n_students = students.len, m->students = (qkd_m_student **)students.items;
   return m;
 }
+
+/* Parses a lone call given on the command line (its own source, named after the option). */
+static const qkd_ast *parse_call(qkd_arena *a, qkd_diag *d, const char *option, const char *text) {
+  char *src = qkd_arena_printf(a, "dataset __cli__ { v: %s\n}", text);
+  qkd_vec parsed = {0};
+  if (qkd_parse_text(a, d, option, src, (uint32_t)strlen(src), &parsed) != 0) return NULL;
+  const qkd_ast *w = parsed.len == 1 ? parsed.items[0] : NULL;
+  if (!w || w->items.len != 1) {
+    qkd_diag_error(d, (qkd_span){-1, 0, 0}, "%s: expected one call, as in 'strong(layers: 2)'", option);
+    return NULL;
+  }
+  return ((const qkd_ast *)w->items.items[0])->a;
+}
+
+int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *circuit_call,
+                         const char *encode, int n, int amp_features, qkd_ir_circuit *out) {
+  sema S = {.A = a, .D = d, .prog = prog};
+  S.ev = (qkd_eval){.arena = a, .diag = d, .max_feature = -1};
+  for (int i = 0; i < prog->decls.len; i++) check_params(&S, prog->decls.items[i]);
+  if (d->errors) return -1;
+  memset(out, 0, sizeof *out);
+  out->n_qubits = n;
+  out->measure = QKD_MEASURE_PROBS;
+  qkd_lower L = {.arena = a, .diag = d, .n_qubits = n, .max_feature = -1};
+  if (encode && !strcmp(encode, "amplitude")) {
+    out->encode = QKD_ENCODE_AMPLITUDE;
+  } else if (encode) {
+    const qkd_ast *e = parse_call(a, d, "--encode", encode);
+    qkd_ast *ed = e ? resolve(&S, e, QKD_DECL_ENCODING) : NULL;
+    if (!ed || qkd_lower_call(&L, ed, e->kind == QKD_AST_CALL ? e : NULL, e->span) != 0) return -1;
+    out->n_encoding_gates = L.n_gates;
+  }
+  const qkd_ast *c = parse_call(a, d, "--circuit", circuit_call);
+  qkd_ast *cd = c ? resolve(&S, c, QKD_DECL_CIRCUIT) : NULL;
+  if (!cd || qkd_lower_call(&L, cd, c->kind == QKD_AST_CALL ? c : NULL, c->span) != 0) return -1;
+  out->name = cd->name;
+  out->gates = L.gates;
+  out->n_gates = L.n_gates;
+  out->n_params = L.n_params;
+  int reads = L.max_feature + 1;
+  out->n_features = out->encode == QKD_ENCODE_AMPLITUDE ? (amp_features > reads ? amp_features : reads) : reads;
+  char msg[256];
+  if (qkd_ir_validate(out, msg, sizeof msg) != 0) {
+    qkd_diag_error(d, (qkd_span){-1, 0, 0}, "internal error: lowered circuit is invalid: %s", msg);
+    return -1;
+  }
+  return 0;
+}

@@ -13,4 +13,10 @@
 /* `root_path` is the .qkd file the program was loaded from (relative paths in it resolve
  * against its directory). Returns NULL after reporting errors. */
 qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *root_path);
+/* For `qkdc sim`: lowers `circuit_call` (a .qkd call such as "strong(layers: 2)"), preceded by
+ * the encoding `encode` ("amplitude", a call of an `encoding`, or NULL for none), on n qubits,
+ * measuring `measure`. With amplitude, n_features = `amp_features` (1..2^n). Returns 0, or -1
+ * after reporting. */
+int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *circuit_call,
+                         const char *encode, int n, int amp_features, qkd_ir_circuit *out);
 #endif
