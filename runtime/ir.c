@@ -53,7 +53,7 @@ int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen) {
     }
     if (g->angle.kind == QKD_ANGLE_FEATURE) {
       if (g->angle.index < 0) FAIL("gate %d (%s): negative feature index", i, info->name);
-      if (c->encode != QKD_ENCODE_AMPLITUDE && g->angle.index >= c->n_features)
+      if (g->angle.index >= c->n_features) /* also for AMPLITUDE: the row has n_features */
         FAIL("gate %d (%s): feature %d beyond n_features %d", i, info->name, g->angle.index, c->n_features);
     }
   }
