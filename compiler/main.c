@@ -2,11 +2,17 @@
  *   parse (grammar/, parse.c) → check (sema.c, lower.c) → model + flat circuit IR
  *   → draw | dump | sim (runtime interpreter / LLVM JIT) | run (runtime trainer) | build.
  * Exit codes (spec §7): 0 success, 1 the user's error, 2 an internal error, 130 after Ctrl-C. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "draw.h"
+#include "jit.h"
+#include "qkd_run.h"
 #include "qsim.h"
 #include "override.h"
 #include "parse.h"
@@ -217,6 +223,63 @@ done:
   return rc;
 }
 
+/* ---- run ------------------------------------------------------------------------------------- */
+
+static volatile int stop_requested;
+static void on_sigint(int sig) {
+  (void)sig;
+  if (stop_requested) _exit(130); /* a second Ctrl-C: stop now */
+  stop_requested = 1;
+}
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
+
+/* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. */
+static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen) {
+  (void)ud;
+  double t0 = now_ms();
+  if (!qkd_jit_enabled()) {
+    *k = qkd_qsim_kernel(ir);
+  } else if (qkd_jit_compile(ir, k, err, errlen) != 0) {
+    return -1;
+  }
+  *ms = now_ms() - t0;
+  return 0;
+}
+
+static void kernel_release(void *ud, qkd_kernel *k) {
+  (void)ud;
+  if (k->engine && !strcmp(k->engine, "jit")) qkd_jit_release(k);
+}
+
+static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
+  const char *out = o->out_dir;
+  if (!out) {
+    const char *base = strrchr(o->file, '/');
+    base = base ? base + 1 : o->file;
+    size_t n = strlen(base);
+    if (n > 4 && !strcmp(base + n - 4, ".qkd")) n -= 4;
+    out = qkd_arena_printf(a, "runs/%.*s", (int)n, base);
+  }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  qkd_run_opts ro = {.threads = o->threads ? o->threads : (cores > 0 ? (int)cores : 1),
+                     .stop = &stop_requested, .out_dir = out, .overrides = o->sets, .n_overrides = o->n_sets,
+                     .kernel_for = kernel_for, .kernel_release = kernel_release, .log = stderr};
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  if (m->n_teachers == 0 && m->n_experiments == 0) {
+    fprintf(stderr, "%s: error: nothing to run: the program declares no teacher and no experiment\n", o->file);
+    return 1;
+  }
+  return qkd_run_program(m, &ro);
+}
+
 static const qkd_m_student *pick_student(const qkd_model *m, const char *name) {
   for (int i = 0; i < m->n_students; i++)
     if (!name || !strcmp(m->students[i]->name, name)) return m->students[i];
@@ -269,8 +332,16 @@ int main(int argc, char **argv) {
       qkd_draw_circuit(&st->circuit, stdout);
     }
   } else if (!strcmp(o.command, "run")) {
-    fprintf(stderr, "%s: checked: %d teacher%s, %d experiment%s. Training is not implemented yet in this build.\n", o.file,
-            m->n_teachers, m->n_teachers == 1 ? "" : "s", m->n_experiments, m->n_experiments == 1 ? "" : "s");
+    rc = cmd_run(&arena, m, &o);
+  } else if (!strcmp(o.command, "emit-llvm")) {
+    const qkd_m_student *st = pick_student(m, o.student);
+    if (!st) {
+      fprintf(stderr, "%s: error: %s\n", o.file, o.student ? "no student of that name" : "the program declares no student");
+      rc = 1;
+    } else if (qkd_jit_emit_llvm(&st->circuit, stdout) != 0) {
+      fprintf(stderr, "%s: error: could not generate the kernels of '%s'\n", o.file, st->name);
+      rc = 2;
+    }
   } else {
     fprintf(stderr, "qkdc: error: '%s' is not implemented yet in this build\n", o.command);
     rc = 1;

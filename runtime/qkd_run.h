@@ -1,0 +1,36 @@
+/* qkd_run.h — running a checked program (qkd_model.h): what `qkdc run` and the executables of
+ * `qkdc build` do once the program is checked. Loads each data set once, trains (or loads from
+ * the cache) every teacher, computes each teacher's logits once per data set, trains every
+ * experiment's student with the program's loss ("distilled") and, with `baseline: true`, on `ce`
+ * alone from the same initialisation, then writes the outputs into the run directory
+ * (results.json, curves.csv, curves.svg, <experiment>.distilled.qkw / .baseline.qkw) and prints a
+ * summary table on the log.
+ *
+ * The circuit kernels come from the caller (the JIT in qkdc, compiled-in kernels in a built
+ * executable, or the interpreter), through kernel_for.
+ * Returns the process exit code: 0, 1 (a data or user error, message printed as
+ * "PATH: error: …"), 130 when stopped through *stop (finished outputs stay valid). */
+#ifndef QKD_RUN_H
+#define QKD_RUN_H
+
+#include <stdio.h>
+
+#include "qkd_kernel.h"
+#include "qkd_model.h"
+
+typedef struct {
+  int threads;                  /* kernel and BLAS threads (>= 1) */
+  volatile int *stop;           /* set by a signal handler to stop cleanly (may be NULL) */
+  const char *out_dir;          /* the run directory */
+  const char *const *overrides; /* the --set list, for provenance */
+  int n_overrides;
+  /* kernels for a student's circuit: 0, or -1 with a message; ms = compile time */
+  int (*kernel_for)(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen);
+  void (*kernel_release)(void *ud, qkd_kernel *k);
+  void *kernel_ud;
+  FILE *log;                    /* progress and summary (stderr) */
+} qkd_run_opts;
+
+int qkd_run_program(const qkd_model *m, const qkd_run_opts *o);
+
+#endif

@@ -1,0 +1,61 @@
+/* qkd_train.h — training and evaluating a hybrid student (spec §2 `student`, issue D):
+ *   image → pre (none | dense | net | pca | pools | crop) → features → circuit kernel (exact or
+ *   shot-sampled) → outputs → head (dense(C) | none) → logits → loss (qkd_loss.h).
+ * Backward runs through all of it: the loss gradient flows into the head, the adjoint VJP of the
+ * circuit (or parameter shift, `gradient: parameter_shift`) gives the gradients of the circuit
+ * parameters and of the features, and a trainable pre trains with the circuit.
+ *
+ * Promises:
+ *  - Every random choice derives from the recipe's seed: the initialisation (pre, circuit, head),
+ *    the epoch shuffles, dropout masks and shot draws. Same seed, same bits (for a given kernel
+ *    engine and thread count; BLAS reductions aside).
+ *  - A baseline run (use_program_loss = 0: `ce` alone) starts from the same initialisation as the
+ *    distilled run.
+ *  - Accuracies are measured after every epoch on the test split (and on the validation split
+ *    when it is not empty); the reported accuracy is the last epoch's. Nothing is selected on
+ *    the test set.
+ *  - Teacher logits, when the loss needs them, are given once per split (computed by the caller
+ *    in evaluation mode), indexed by the split's row.
+ *  - Errors are returned with a message; nothing here prints except the progress callback. */
+#ifndef QKD_TRAIN_H
+#define QKD_TRAIN_H
+
+#include "qkd_data.h"
+#include "qkd_kernel.h"
+#include "qkd_model.h"
+
+typedef struct {
+  int threads;                       /* kernel threads (batch split) */
+  volatile int *stop;                /* set asynchronously (Ctrl-C): training stops after the
+                                        current batch and returns 1 */
+  /* progress: called after every batch and every epoch (may be NULL) */
+  void (*progress)(void *ud, const char *phase, int epoch, int epochs, long step, long steps, double loss,
+                   double samples_per_s);
+  void *progress_ud;
+} qkd_train_opts;
+
+typedef struct {
+  int epochs;                        /* epochs completed */
+  double *test_accuracy;             /* [epochs] */
+  double *validation_accuracy;       /* [epochs], NULL when there is no validation split */
+  double *train_loss;                /* [epochs] mean loss over the epoch's samples */
+  double seconds;                    /* the whole run (training and evaluation) */
+  double train_seconds;              /* the training loop only */
+  double samples_per_s;              /* training samples / train_seconds */
+  long quantum_params, classical_params;
+  long zero_vectors;                 /* amplitude-encoded all-zero feature vectors met */
+  double *circuit_params;            /* [quantum_params] final values (for the .qkw file) */
+  float *classical;                  /* [classical_params] pre then head (for the .qkw file) */
+} qkd_student_result;
+
+/* Trains e->student on ds with e->train; `kernel` runs e->student.circuit. teacher_train /
+ * teacher_val / teacher_test: logits [split n][C] (float) or NULL when the loss reads no
+ * teacher. Returns 0, 1 when stopped by opts->stop (the result holds the finished epochs), or -1
+ * with a message in err. */
+int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
+                      int use_program_loss, const float *teacher_train, const float *teacher_val,
+                      const float *teacher_test, const qkd_train_opts *opts, qkd_student_result *out,
+                      char *err, size_t errlen);
+void qkd_student_result_free(qkd_student_result *r);
+
+#endif
