@@ -50,35 +50,61 @@ void qkd_nn_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 
 /* ------------------------------------------------------------------------- fast exp / tanh */
 
-/* e^x for x in [-87, 88] (clamped), relative error ~2e-7; branch-free so loops vectorise. */
-static inline float fexp(float x) {
-  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-  float t = x * 1.44269504088896341f;
-  float fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
-  float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
+/* e^x for x in [-80, 88] (clamped: results stay normal floats, never slow denormals), relative error ~2e-7, four lanes at a time with GCC/Clang
+ * vector extensions (plain SSE2 code on x86-64). Cephes' polynomial after x = n ln2 + r. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+
+static inline v4f vsel(v4i mask, v4f a, v4f b) { return (v4f)((mask & (v4i)a) | (~mask & (v4i)b)); }
+
+static inline v4f vexp(v4f x) {
+  const v4f lo = {-80.0f, -80.0f, -80.0f, -80.0f}, hi = {88.0f, 88.0f, 88.0f, 88.0f};
+  x = vsel(x < lo, lo, x);
+  x = vsel(x > hi, hi, x);
+  v4f t = x * 1.44269504088896341f;
+  v4f fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+  v4f r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+  v4f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
   p = p * r + 8.3334519073E-3f;
   p = p * r + 4.1665795894E-2f;
   p = p * r + 1.6666665459E-1f;
   p = p * r + 5.0000001201E-1f;
   p = p * r * r + r + 1.0f;
-  union { int i; float f; } u;
-  u.i = ((int)fn + 127) << 23;
-  return p * u.f;
+  v4i n = __builtin_convertvector(fn, v4i);
+  return p * (v4f)((n + 127) << 23);
 }
 
+/* n >= 4: one unaligned vector (fixed-size memcpy compiles to a single load/store); the tail
+ * goes element by element. */
+static inline v4f vload(const float *p, long n) {
+  v4f v = {0, 0, 0, 0};
+  if (n >= 4) memcpy(&v, p, 16);
+  else for (long i = 0; i < n; i++) v[i] = p[i];
+  return v;
+}
+static inline void vstore(float *p, v4f v, long n) {
+  if (n >= 4) memcpy(p, &v, 16);
+  else for (long i = 0; i < n; i++) p[i] = v[i];
+}
+
+/* tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|) */
 static void tanh_fwd(const float *x, float *y, long n) {
-  for (long i = 0; i < n; i++) {
-    float a = x[i] < 0 ? -x[i] : x[i];
-    float e = fexp(-2.0f * a);
-    float t = (1.0f - e) / (1.0f + e);
-    y[i] = x[i] < 0 ? -t : t;
+  const v4i signbit = {(int)0x80000000u, (int)0x80000000u, (int)0x80000000u, (int)0x80000000u};
+  for (long i = 0; i < n; i += 4) {
+    v4f v = vload(x + i, n - i);
+    v4i sign = (v4i)v & signbit;
+    v4f a = (v4f)((v4i)v & ~signbit);
+    v4f e = vexp(a * -2.0f); /* |x| > 44: e ~ 1e-35, t rounds to 1 */
+    v4f t = (1.0f - e) / (1.0f + e);
+    vstore(y + i, (v4f)((v4i)t | sign), n - i);
   }
 }
 
 static void sigmoid_fwd(const float *x, float *y, long n) {
-  for (long i = 0; i < n; i++) y[i] = 1.0f / (1.0f + fexp(-x[i]));
+  for (long i = 0; i < n; i += 4) {
+    v4f v = vload(x + i, n - i);
+    vstore(y + i, 1.0f / (1.0f + vexp(-v)), n - i);
+  }
 }
 
 /* ------------------------------------------------------------------------------- creation */
@@ -298,7 +324,8 @@ static void im2col(const float *x, int nb, qkd_shape in, int k, int stride, int 
               if (lo < 0) lo = 0;
               if (hi > out.w) hi = out.w;
               for (int ow = 0; ow < lo && ow < out.w; ow++) ro[ow] = 0;
-              if (hi > lo) memcpy(ro + lo, xr + lo - pad + kj, sizeof(float) * (size_t)(hi - lo));
+              const float *xs_ = xr - pad + kj; /* rows are short: a loop beats a memcpy call */
+              for (int ow = lo; ow < hi; ow++) ro[ow] = xs_[ow];
               for (int ow = hi > lo ? hi : lo; ow < out.w; ow++) ro[ow] = 0;
             } else {
               for (int ow = 0; ow < out.w; ow++) {

@@ -1,0 +1,163 @@
+/* teacher.c — the training loop, evaluation and teacher logits of qkd_teacher.h. */
+#include "qkd_teacher.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void note(const qkd_teacher_job *job, const char *fmt, ...) {
+  if (!job->note) return;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  job->note(job->note_ctx, msg);
+}
+
+double qkd_nn_evaluate(qkd_nn *net, const qkd_dataset *ds, const qkd_split *split, long *confusion) {
+  int B = qkd_nn_max_batch(net), C = (int)qkd_shape_size(qkd_nn_out(net));
+  long npix = (long)ds->c * ds->h * ds->w;
+  float *x = malloc(sizeof(float) * (size_t)(B * npix));
+  int *y = malloc(sizeof(int) * (size_t)B), *idx = malloc(sizeof(int) * (size_t)B);
+  if (!x || !y || !idx || split->n == 0) { free(x); free(y); free(idx); return 0.0; }
+  long correct = 0;
+  for (int i = 0; i < split->n; i += B) {
+    int n = split->n - i < B ? split->n - i : B;
+    for (int j = 0; j < n; j++) idx[j] = i + j;
+    qkd_data_batch(ds, split, idx, n, x, y);
+    const float *z = qkd_nn_forward(net, x, n, 0, 0);
+    correct += qkd_nn_argmax_count(z, n, C, y, NULL, confusion);
+  }
+  free(x); free(y); free(idx);
+  return (double)correct / split->n;
+}
+
+float *qkd_teacher_logits(qkd_nn *net, const qkd_dataset *ds, const qkd_split *split) {
+  int B = qkd_nn_max_batch(net), C = (int)qkd_shape_size(qkd_nn_out(net));
+  long npix = (long)ds->c * ds->h * ds->w;
+  float *out = malloc(sizeof(float) * (size_t)split->n * (size_t)C + 1);
+  float *x = malloc(sizeof(float) * (size_t)(B * npix));
+  int *idx = malloc(sizeof(int) * (size_t)B);
+  if (!out || !x || !idx) { free(out); free(x); free(idx); return NULL; }
+  for (int i = 0; i < split->n; i += B) {
+    int n = split->n - i < B ? split->n - i : B;
+    for (int j = 0; j < n; j++) idx[j] = i + j;
+    qkd_data_batch(ds, split, idx, n, x, NULL);
+    memcpy(out + (size_t)i * C, qkd_nn_forward(net, x, n, 0, 0), sizeof(float) * (size_t)n * C);
+  }
+  free(x); free(idx);
+  return out;
+}
+
+void qkd_teacher_result_free(qkd_teacher_result *r) {
+  qkd_nn_free(r->net);
+  free(r->test_accuracy);
+  free(r->val_accuracy);
+  free(r->train_loss);
+  memset(r, 0, sizeof *r);
+}
+
+int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char *err, size_t errlen) {
+  memset(res, 0, sizeof *res);
+  double t0 = now();
+  const qkd_dataset *ds = job->data;
+  const qkd_recipe *rc = &job->recipe;
+  const char *name = job->name ? job->name : "teacher";
+  if (rc->epochs < 1 || rc->batch < 1) { snprintf(err, errlen, "%s: error: epochs and batch must be >= 1", name); return -1; }
+  if (job->threads > 0) qkd_nn_set_threads(job->threads);
+  qkd_shape in = {ds->c, ds->h, ds->w, 0};
+  char why[512];
+  int B = rc->batch;
+  qkd_nn *net = qkd_nn_create(job->net, in, 0, B, why, sizeof why);
+  if (!net) { snprintf(err, errlen, "%s: error: %s", name, why); return -1; }
+  qkd_shape out = qkd_nn_out(net);
+  if (qkd_shape_size(out) != ds->n_classes) {
+    snprintf(err, errlen, "%s: error: the net has %ld outputs but the data set has %d classes", name, qkd_shape_size(out),
+             ds->n_classes);
+    qkd_nn_free(net);
+    return -1;
+  }
+  int E = rc->epochs, C = ds->n_classes;
+  res->net = net;
+  res->params = qkd_nn_param_count(net);
+  res->epochs = E;
+  res->test_accuracy = calloc((size_t)E, sizeof(double));
+  if (ds->val.n > 0) res->val_accuracy = calloc((size_t)E, sizeof(double));
+  if (!res->test_accuracy || (ds->val.n > 0 && !res->val_accuracy)) { snprintf(err, errlen, "%s: error: out of memory", name); qkd_teacher_result_free(res); return -1; }
+  uint64_t key = qkd_cache_key(job->net, in, rc, job->data_opts, ds);
+  if (job->cache_path) {
+    if (qkd_cache_load(job->cache_path, key, qkd_nn_params(net), res->params, res->test_accuracy, E, why, sizeof why) == 0) {
+      res->cached = 1;
+      if (res->val_accuracy) res->val_accuracy[E - 1] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
+      res->seconds = now() - t0;
+      note(job, "%s: loaded from %s", name, job->cache_path);
+      return 0;
+    }
+    /* a missing file is the normal first run; anything else deserves a warning */
+    FILE *f = fopen(job->cache_path, "rb");
+    if (f) {
+      fclose(f);
+      /* "PATH: error: reason" -> "PATH: warning: reason; retraining NAME" */
+      char *e = strstr(why, ": error: ");
+      if (e) {
+        *e = 0;
+        note(job, "%s: warning: %s; retraining %s", why, e + 9, name);
+      } else {
+        note(job, "%s: warning: %s; retraining %s", job->cache_path, why, name);
+      }
+    }
+    memset(res->test_accuracy, 0, sizeof(double) * (size_t)E);
+  }
+  res->train_loss = calloc((size_t)E, sizeof(double));
+  long npix = (long)ds->c * ds->h * ds->w;
+  float *x = malloc(sizeof(float) * (size_t)(B * npix)), *dz = malloc(sizeof(float) * (size_t)(B * C));
+  int *y = malloc(sizeof(int) * (size_t)B), *perm = malloc(sizeof(int) * (size_t)ds->train.n + 1);
+  qkd_nn_optim opt;
+  int ok = res->train_loss && x && dz && y && perm &&
+           qkd_nn_optim_init(&opt, rc->optimizer, rc->lr, rc->beta1, rc->beta2, rc->momentum, res->params) == 0;
+  if (!ok) {
+    free(x); free(dz); free(y); free(perm);
+    snprintf(err, errlen, "%s: error: out of memory for training (%ld parameters)", name, res->params);
+    qkd_teacher_result_free(res);
+    return -1;
+  }
+  qkd_nn_init(net, rc->seed);
+  uint64_t step = 0;
+  for (int e = 0; e < E; e++) {
+    double te = now(), loss = 0;
+    int nb = 0;
+    qkd_nn_shuffle(perm, ds->train.n, rc->seed, (uint64_t)e);
+    for (int i = 0; i < ds->train.n; i += B, nb++) {
+      int n = ds->train.n - i < B ? ds->train.n - i : B;
+      qkd_data_batch(ds, &ds->train, perm + i, n, x, y);
+      const float *z = qkd_nn_forward(net, x, n, 1, step++);
+      loss += qkd_nn_softmax_ce(z, y, n, C, dz);
+      qkd_nn_zero_grad(net);
+      qkd_nn_backward(net, dz, NULL);
+      qkd_nn_optim_step(&opt, qkd_nn_params(net), qkd_nn_grads(net));
+    }
+    res->train_seconds += now() - te;
+    res->train_images += ds->train.n;
+    res->train_loss[e] = loss / nb;
+    res->test_accuracy[e] = qkd_nn_evaluate(net, ds, &ds->test, NULL);
+    if (res->val_accuracy) res->val_accuracy[e] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
+    note(job, "%s: epoch %d/%d loss %.4f test accuracy %.4f (%.0f images/s)", name, e + 1, E, res->train_loss[e],
+         res->test_accuracy[e], ds->train.n / (now() - te));
+  }
+  free(x); free(dz); free(y); free(perm);
+  qkd_nn_optim_free(&opt);
+  if (job->cache_path &&
+      qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, res->test_accuracy, E, why, sizeof why) != 0)
+    note(job, "%s (continuing without the cache)", why);
+  res->seconds = now() - t0;
+  return 0;
+}
