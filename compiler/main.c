@@ -2,11 +2,9 @@
  *   parse (grammar/, parse.c) → check (sema.c, lower.c) → model + flat circuit IR
  *   → draw | dump | sim (runtime interpreter / LLVM JIT) | run (runtime trainer) | build.
  * Exit codes (spec §7): 0 success, 1 the user's error, 2 an internal error, 130 after Ctrl-C. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +12,8 @@
 #include "jit.h"
 #include "qkd_run.h"
 #include "qsim.h"
-#include "override.h"
+#include "build.h"
+#include "driver.h"
 #include "parse.h"
 #include "sema.h"
 
@@ -35,7 +34,7 @@ static void usage(FILE *out) {
 typedef struct {
   const char *command, *file, *student, *out_dir;
   int dump_ir, threads, grad, qubits;
-  const char *circuit, *params_file, *input_file, *encode;
+  const char *circuit, *params_file, *input_file, *encode, *exe, *cpu;
   int n_sets;
   const char *sets[MAX_SETS]; /* --set PATH=VALUE, in order */
 } options;
@@ -53,6 +52,14 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--input") && i + 1 < argc) o->input_file = argv[++i];
     else if (!strcmp(a, "--encode") && i + 1 < argc) o->encode = argv[++i];
     else if (!strcmp(a, "--grad")) o->grad = 1;
+    else if (!strcmp(a, "-o") && i + 1 < argc) o->exe = argv[++i];
+    else if (!strcmp(a, "--cpu") && i + 1 < argc) {
+      o->cpu = argv[++i];
+      if (strcmp(o->cpu, "native") && strcmp(o->cpu, "generic")) {
+        fprintf(stderr, "qkdc: error: --cpu takes native or generic, not '%s'\n", o->cpu);
+        return -1;
+      }
+    }
     else if (!strcmp(a, "--qubits") && i + 1 < argc) {
       char *end;
       long q = strtol(argv[++i], &end, 10);
@@ -92,15 +99,6 @@ static int parse_args(int argc, char **argv, options *o) {
     return -1;
   }
   return 0;
-}
-
-/* Front end: file → checked model, or NULL after diagnostics. */
-static qkd_model *compile(qkd_arena *a, qkd_diag *d, const options *o) {
-  qkd_program_ast prog;
-  if (qkd_parse_program(a, d, o->file, qkd_parse_stdlib_dir(a), &prog) != 0) return NULL;
-  for (int i = 0; i < o->n_sets; i++) qkd_override_apply(a, d, &prog, o->sets[i]);
-  if (d->errors) return NULL;
-  return qkd_sema_check(a, d, &prog, o->file);
 }
 
 /* Reads whitespace-separated numbers from `path` (NULL: none). Returns the count, or -1 after
@@ -225,13 +223,6 @@ done:
 
 /* ---- run ------------------------------------------------------------------------------------- */
 
-static volatile int stop_requested;
-static void on_sigint(int sig) {
-  (void)sig;
-  if (stop_requested) _exit(130); /* a second Ctrl-C: stop now */
-  stop_requested = 1;
-}
-
 static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -257,27 +248,10 @@ static void kernel_release(void *ud, qkd_kernel *k) {
 }
 
 static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
-  const char *out = o->out_dir;
-  if (!out) {
-    const char *base = strrchr(o->file, '/');
-    base = base ? base + 1 : o->file;
-    size_t n = strlen(base);
-    if (n > 4 && !strcmp(base + n - 4, ".qkd")) n -= 4;
-    out = qkd_arena_printf(a, "runs/%.*s", (int)n, base);
-  }
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  qkd_run_opts ro = {.threads = o->threads ? o->threads : (cores > 0 ? (int)cores : 1),
-                     .stop = &stop_requested, .out_dir = out, .overrides = o->sets, .n_overrides = o->n_sets,
-                     .kernel_for = kernel_for, .kernel_release = kernel_release, .log = stderr};
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sigaction(SIGINT, &sa, NULL);
-  if (m->n_teachers == 0 && m->n_experiments == 0) {
-    fprintf(stderr, "%s: error: nothing to run: the program declares no teacher and no experiment\n", o->file);
-    return 1;
-  }
-  return qkd_run_program(m, &ro);
+  qkd_run_opts ro = {.threads = o->threads, .out_dir = o->out_dir ? o->out_dir : qkd_driver_out_dir(a, o->file),
+                     .overrides = o->sets, .n_overrides = o->n_sets, .kernel_for = kernel_for,
+                     .kernel_release = kernel_release};
+  return qkd_driver_run(m, &ro);
 }
 
 static const qkd_m_student *pick_student(const qkd_model *m, const char *name) {
@@ -316,7 +290,7 @@ int main(int argc, char **argv) {
     qkd_arena_free(&arena);
     return rc;
   }
-  qkd_model *m = compile(&arena, &diag, &o);
+  qkd_model *m = qkd_driver_compile(&arena, &diag, o.file, qkd_parse_stdlib_dir(&arena), o.sets, o.n_sets);
   int rc = 0;
   if (!m) {
     rc = 1;
@@ -333,6 +307,13 @@ int main(int argc, char **argv) {
     }
   } else if (!strcmp(o.command, "run")) {
     rc = cmd_run(&arena, m, &o);
+  } else if (!strcmp(o.command, "build")) {
+    if (!o.exe) {
+      fprintf(stderr, "qkdc: error: build needs -o EXE\n");
+      rc = 1;
+    } else {
+      rc = qkd_build_executable(&arena, &diag, m, qkd_parse_stdlib_dir(&arena), o.exe, o.cpu ? o.cpu : "native");
+    }
   } else if (!strcmp(o.command, "emit-llvm")) {
     const qkd_m_student *st = pick_student(m, o.student);
     if (!st) {

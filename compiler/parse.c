@@ -107,6 +107,9 @@ static char *read_file(const char *path, uint32_t *len) {
   return buf;
 }
 
+static const qkd_vfs *vfs;
+void qkd_parse_set_vfs(const qkd_vfs *v) { vfs = v; }
+
 typedef struct {
   qkd_arena *arena;
   qkd_diag *diag;
@@ -150,7 +153,15 @@ static int load_uses(loader *L, int file, const qkd_vec *decls) {
 
 static int load(loader *L, const char *path, qkd_span from) {
   char canon[PATH_MAX];
-  if (!realpath(path, canon)) {
+  const char *vtext = NULL;
+  for (int i = 0; vfs && i < vfs->n; i++)
+    if (!strcmp(vfs->paths[i], path)) vtext = vfs->texts[i];
+  if (vfs && vtext) {
+    snprintf(canon, sizeof canon, "%s", path);
+  } else if (vfs) {
+    qkd_diag_error(L->diag, from, "'%s' was not built into this executable", path);
+    return -1;
+  } else if (!realpath(path, canon)) {
     if (from.file >= 0)
       qkd_diag_error(L->diag, from, "cannot find '%s' (%s)", path, strerror(errno));
     else
@@ -163,7 +174,8 @@ static int load(loader *L, const char *path, qkd_span from) {
   }
   if (vec_has(&L->loaded, canon)) return 0;
   uint32_t len = 0;
-  char *text = read_file(path, &len);
+  char *text = vtext ? strdup(vtext) : read_file(path, &len);
+  if (vtext && text) len = (uint32_t)strlen(text);
   if (!text) {
     qkd_diag_error(L->diag, from.file >= 0 ? from : (qkd_span){-1, 0, 0}, "%s: cannot read (%s)", path,
                    errno == EFBIG ? "larger than 64 MB" : strerror(errno));

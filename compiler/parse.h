@@ -34,6 +34,15 @@ int qkd_parse_text(qkd_arena *a, qkd_diag *d, const char *path, const char *text
  * where `std/…` resolves. */
 int qkd_parse_program(qkd_arena *a, qkd_diag *d, const char *path, const char *stdlib_dir,
                       qkd_program_ast *out);
+/* An in-memory file system for built executables: when set, qkd_parse_program reads files only
+ * from it (paths compared as strings, exactly as they were resolved when it was recorded). */
+typedef struct {
+  int n;
+  const char *const *paths;
+  const char *const *texts;
+} qkd_vfs;
+void qkd_parse_set_vfs(const qkd_vfs *vfs);
+
 /* The stdlib directory: $QKD_STDLIB, else stdlib/ next to (or one level above) the running
  * executable, else the source tree's stdlib/. */
 const char *qkd_parse_stdlib_dir(qkd_arena *a);
