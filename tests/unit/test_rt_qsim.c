@@ -254,6 +254,21 @@ static void test_spot(void) {
   CHECK_NEAR(out[0], 1 / 9.0, 1e-15); CHECK_NEAR(out[1], 4 / 9.0, 1e-15);
   CHECK_NEAR(out[2], 4 / 9.0, 1e-15); CHECK(out[3] == 0.0);
 
+  /* sampled parameter shift draws every shifted evaluation afresh: at RY(0) the two shifted
+   * circuits have the same distribution (P1 = ½), so shared draws would give exactly 0 */
+  {
+    sc_init(&s, 2, QKD_MEASURE_PROBS);
+    s.c.shots = 1000;
+    fixed(&s, QKD_GATE_X, 0, 0);
+    sc_gate(&s, QKD_GATE_RY, 1, 0, QKD_ANGLE_PARAM, 0, 1, 0);
+    sc_gate(&s, QKD_GATE_CRY, 0, 1, QKD_ANGLE_PARAM, 1, 1, 0);
+    double p0[2] = {0, 0}, dpar[2] = {0, 0}, dsh[8 * 4];
+    for (int i = 0; i < 8 * 4; i++) dsh[i] = (i % 4 == 3) ? 1.0 : 0.0; /* d P(|11>) */
+    qkd_qsim_grad_pshift(&s.c, p0, NULL, 8, dsh, 42, 0, dpar, NULL);
+    CHECK(dpar[0] != 0.0 && dpar[1] != 0.0);
+    CHECK(fabs(dpar[0]) < 0.2 && fabs(dpar[1]) < 0.2); /* exact gradients are 0 */
+  }
+
   /* sampling helper: a one-hot distribution is sampled exactly */
   double probs[8] = {0, 0, 0, 0, 0, 1, 0, 0}, o8[8];
   qkd_kernel_sample_f64(3, QKD_MEASURE_PROBS, 100, probs, 1, 2, o8);
@@ -522,6 +537,10 @@ static void shots_one(int ci, int *differs) {
     for (int h = 0; h < 2; h++)
       k.fwd_f32(&k, pf, xf + (size_t)h * 4 * nf, 4, s, first + 4 * h, f2 + (size_t)h * 4 * no, ws);
     CHECK(memcmp(f1, f2, (size_t)B * no * sizeof(float)) == 0);
+    /* the draws are the f64 ones: frequencies agree to float rounding */
+    double e = 0;
+    for (int i = 0; i < B * no; i++) e = fmax(e, fabs(f1[i] - full[i]));
+    CHECK(e <= 1e-6);
     free(pf); free(xf); free(f1); free(f2);
   }
   k.fwd_f64(&k, params, feats, B, s + 1, first, other, ws);
