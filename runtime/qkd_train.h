@@ -58,4 +58,19 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
                       char *err, size_t errlen);
 void qkd_student_result_free(qkd_student_result *r);
 
+/* A student held outside a training loop: for gradient checks (tests) and tools. Parameters are
+ * one flat vector: pre (float), then circuit (double), then head (float). */
+typedef struct student qkd_student;
+qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
+                                int threads, char *err, size_t errlen);
+void qkd_student_destroy(qkd_student *s);
+long qkd_student_param_count(const qkd_student *s);
+void qkd_student_get_params(qkd_student *s, double *out);
+void qkd_student_set_params(qkd_student *s, const double *in);
+/* Loss of training rows idx[0..n) (n <= batch) in evaluation mode (no dropout, exact outputs),
+ * and, when grad is not NULL, its gradient w.r.t. every parameter (same order). teacher: logits
+ * of the whole training split, or NULL. */
+double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *idx, int n, const float *teacher,
+                             double *grad);
+
 #endif

@@ -47,7 +47,7 @@ static void dopt_step(dopt *o, double *p, const double *g, int n) {
   }
 }
 
-typedef struct {
+struct student {
   const qkd_m_experiment *e;
   const qkd_m_student *st;
   const qkd_dataset *ds;
@@ -68,7 +68,8 @@ typedef struct {
   float *feat32, *out32, *dout32, *dfeat32, *theta32, *dtheta32;
   long zero_vectors;
   int count_zero;            /* count all-zero amplitude inputs (first training epoch only) */
-} student;
+};
+typedef struct student student;
 
 static void student_free(student *s) {
   qkd_nn_free(s->pre);
@@ -356,4 +357,67 @@ void qkd_student_result_free(qkd_student_result *r) {
   free(r->circuit_params);
   free(r->classical);
   memset(r, 0, sizeof *r);
+}
+
+/* ---- a student outside the training loop (qkd_train.h) ---------------------------------------- */
+
+qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
+                                int threads, char *err, size_t errlen) {
+  student *s = malloc(sizeof *s);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (student_init(s, e, ds, kernel, threads, err, errlen) != 0) {
+    student_free(s);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void qkd_student_destroy(qkd_student *s) {
+  if (!s) return;
+  student_free(s);
+  free(s);
+}
+
+static long n_pre(const student *s) { return s->pre ? qkd_nn_param_count(s->pre) : 0; }
+static long n_head(const student *s) { return s->head ? qkd_nn_param_count(s->head) : 0; }
+
+long qkd_student_param_count(const qkd_student *s) { return n_pre(s) + s->P + n_head(s); }
+
+void qkd_student_get_params(qkd_student *s, double *out) {
+  long a = n_pre(s), h = n_head(s);
+  for (long i = 0; i < a; i++) out[i] = qkd_nn_params(s->pre)[i];
+  for (int i = 0; i < s->P; i++) out[a + i] = s->theta[i];
+  for (long i = 0; i < h; i++) out[a + s->P + i] = qkd_nn_params(s->head)[i];
+}
+
+void qkd_student_set_params(qkd_student *s, const double *in) {
+  long a = n_pre(s), h = n_head(s);
+  for (long i = 0; i < a; i++) qkd_nn_params(s->pre)[i] = (float)in[i];
+  for (int i = 0; i < s->P; i++) s->theta[i] = in[a + i];
+  for (long i = 0; i < h; i++) qkd_nn_params(s->head)[i] = (float)in[a + s->P + i];
+}
+
+double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *idx, int n, const float *teacher,
+                             double *grad) {
+  memcpy(s->idx, idx, sizeof(int) * (size_t)n);
+  qkd_data_batch(s->ds, &s->ds->train, s->idx, n, s->x, s->y);
+  forward(s, n, 0, 0, 0, 0);
+  if (teacher)
+    for (int r = 0; r < n; r++)
+      for (int c = 0; c < s->C; c++) s->tlogits[(long)r * s->C + c] = teacher[(long)idx[r] * s->C + c];
+  double l = qkd_loss_eval(loss, s->logits, teacher ? s->tlogits : NULL, s->y, n, s->C, grad ? s->dlogits : NULL);
+  if (!grad) return l;
+  if (s->pre) qkd_nn_zero_grad(s->pre);
+  if (s->head) qkd_nn_zero_grad(s->head);
+  memset(s->dtheta, 0, sizeof(double) * (size_t)s->P);
+  backward(s, n, 0, 0);
+  long a = n_pre(s), h = n_head(s);
+  for (long i = 0; i < a; i++) grad[i] = qkd_nn_grads(s->pre)[i];
+  for (int i = 0; i < s->P; i++) grad[a + i] = s->dtheta[i];
+  for (long i = 0; i < h; i++) grad[a + s->P + i] = qkd_nn_grads(s->head)[i];
+  return l;
 }
