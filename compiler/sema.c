@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include "lower.h"
+#include "qkd_data.h"
 
 #define MAX_NET_NESTING 8
 
@@ -180,42 +180,22 @@ static const char *resolve_path(sema *S, const qkd_ast *at, const char *path) {
 
 /* ---- data sets ---------------------------------------------------------------------------- */
 
-/* Reads the image shape of a directory source from its headers (IDX or CIFAR-10 binary). */
+/* Reads the image shape of a directory source from its headers (runtime/data.c does the reading). */
 static int probe_dir(sema *S, const qkd_ast *at, const char *dir, qkd_m_dataset *ds) {
   struct stat st;
   if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
     qkd_diag_error(S->D, at->span, "data directory '%s' does not exist", dir);
     return -1;
   }
-  char *cifar = qkd_arena_printf(S->A, "%s/data_batch_1.bin", dir);
-  if (stat(cifar, &st) == 0) {
-    ds->c = 3, ds->h = 32, ds->w = 32, ds->source_classes = 10;
-    return 0;
+  char err[1024];
+  int n_train, n_test;
+  if (qkd_data_probe(dir, &ds->c, &ds->h, &ds->w, &ds->source_classes, &n_train, &n_test, err, sizeof err) != 0) {
+    const char *msg = strstr(err, ": error: "); /* "PATH: error: what" → "PATH: what" */
+    if (msg) qkd_diag_error(S->D, at->span, "%.*s: %s", (int)(msg - err), err, msg + 9);
+    else qkd_diag_error(S->D, at->span, "%s", err);
+    return -1;
   }
-  const char *names[] = {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"};
-  for (int i = 0; i < 2; i++) {
-    char *p = qkd_arena_printf(S->A, "%s/%s", dir, names[i]);
-    gzFile f = gzopen(p, "rb"); /* reads plain files too */
-    if (!f) continue;
-    unsigned char h[16];
-    int n = gzread(f, h, sizeof h);
-    gzclose(f);
-    if (n != 16 || h[0] || h[1] || h[2] != 8 || h[3] != 3) {
-      qkd_diag_error(S->D, at->span, "%s: not an IDX image file (bad header)", p);
-      return -1;
-    }
-    ds->c = 1;
-    ds->h = (h[8] << 24) | (h[9] << 16) | (h[10] << 8) | h[11];
-    ds->w = (h[12] << 24) | (h[13] << 16) | (h[14] << 8) | h[15];
-    if (ds->h < 1 || ds->w < 1 || ds->h > 4096 || ds->w > 4096) {
-      qkd_diag_error(S->D, at->span, "%s: implausible image size %dx%d", p, ds->h, ds->w);
-      return -1;
-    }
-    ds->source_classes = 10;
-    return 0;
-  }
-  qkd_diag_error(S->D, at->span, "'%s' holds neither train-images-idx3-ubyte[.gz] nor data_batch_1.bin", dir);
-  return -1;
+  return 0;
 }
 
 static qkd_m_dataset *check_dataset(sema *S, const qkd_ast *d) {
