@@ -101,6 +101,30 @@ static int parse_args(int argc, char **argv, options *o) {
   return 0;
 }
 
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
+
+/* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. */
+static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen) {
+  (void)ud;
+  double t0 = now_ms();
+  if (!qkd_jit_enabled()) {
+    *k = qkd_qsim_kernel(ir);
+  } else if (qkd_jit_compile(ir, k, err, errlen) != 0) {
+    return -1;
+  }
+  *ms = now_ms() - t0;
+  return 0;
+}
+
+static void kernel_release(void *ud, qkd_kernel *k) {
+  (void)ud;
+  if (k->engine && !strcmp(k->engine, "jit")) qkd_jit_release(k);
+}
+
 /* Reads whitespace-separated numbers from `path` (NULL: none). Returns the count, or -1 after
  * reporting. *out is malloc'd. */
 static int read_numbers(const char *path, double **out) {
@@ -194,10 +218,19 @@ static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
   qkd_ir_circuit cz = c, cp = c;
   cz.measure = QKD_MEASURE_Z;
   cp.measure = QKD_MEASURE_PROBS;
-  qkd_kernel kz = qkd_qsim_kernel(&cz), kp = qkd_qsim_kernel(&cp);
+  /* outputs through the kernels the trainer uses (the JIT unless QKD_JIT=0) */
+  qkd_kernel kz, kp;
+  double ms;
+  char err[512];
+  if (kernel_for(NULL, &cz, &kz, &ms, err, sizeof err) != 0 || kernel_for(NULL, &cp, &kp, &ms, err, sizeof err) != 0) {
+    fprintf(stderr, "qkdc: error: %s\n", err);
+    exit(2);
+  }
   void *ws = malloc(qkd_kernel_workspace_bytes(&c));
   kz.fwd_f64(&kz, pv, xv, 1, 0, 0, z, ws);
   kp.fwd_f64(&kp, pv, xv, 1, 0, 0, probs, ws);
+  kernel_release(NULL, &kz);
+  kernel_release(NULL, &kp);
   printf("{\n  \"state\": [");
   for (int i = 0; i < dim; i++) printf("%s[%.17g, %.17g]", i ? ", " : "", state[2 * i], state[2 * i + 1]);
   printf("],\n  \"probs\": ");
@@ -222,30 +255,6 @@ done:
 }
 
 /* ---- run ------------------------------------------------------------------------------------- */
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
-}
-
-/* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. */
-static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen) {
-  (void)ud;
-  double t0 = now_ms();
-  if (!qkd_jit_enabled()) {
-    *k = qkd_qsim_kernel(ir);
-  } else if (qkd_jit_compile(ir, k, err, errlen) != 0) {
-    return -1;
-  }
-  *ms = now_ms() - t0;
-  return 0;
-}
-
-static void kernel_release(void *ud, qkd_kernel *k) {
-  (void)ud;
-  if (k->engine && !strcmp(k->engine, "jit")) qkd_jit_release(k);
-}
 
 static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
   qkd_run_opts ro = {.threads = o->threads, .out_dir = o->out_dir ? o->out_dir : qkd_driver_out_dir(a, o->file),
