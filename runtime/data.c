@@ -63,8 +63,9 @@ static int is_gzip(const char *path) {
 }
 
 /* Reads exactly len bytes; returns the count read (< len at end of stream) or -1 on a gzip error
- * (message in *why). */
-static long long gz_read_all(gzFile g, uint8_t *buf, unsigned long long len, const char **why) {
+ * (message copied into why[GZ_WHY]: zlib's own text dies with the gzFile). */
+#define GZ_WHY 200
+static long long gz_read_all(gzFile g, uint8_t *buf, unsigned long long len, char *why) {
   unsigned long long got = 0;
   while (got < len) {
     unsigned long long want = len - got;
@@ -72,14 +73,14 @@ static long long gz_read_all(gzFile g, uint8_t *buf, unsigned long long len, con
     int r = gzread(g, buf + got, chunk);
     if (r < 0) {
       int code;
-      *why = gzerror(g, &code);
+      snprintf(why, GZ_WHY, "%s", gzerror(g, &code));
       return -1;
     }
     if (r == 0) {
       int code;
       const char *m = gzerror(g, &code);
-      if (code != Z_OK && code != Z_BUF_ERROR) { *why = m; return -1; }
-      if (code == Z_BUF_ERROR) { *why = "unexpected end of the compressed stream"; return -1; }
+      if (code != Z_OK && code != Z_BUF_ERROR) { snprintf(why, GZ_WHY, "%s", m); return -1; }
+      if (code == Z_BUF_ERROR) { snprintf(why, GZ_WHY, "unexpected end of the compressed stream"); return -1; }
       break;
     }
     got += (unsigned)r;
@@ -95,9 +96,9 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
   int gz = is_gzip(path);
   gzFile g = gzopen(path, "rb");
   if (!g) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
-  const char *why = NULL;
+  char why[GZ_WHY] = "";
   uint8_t head[16];
-  long long got = gz_read_all(g, head, 4, &why);
+  long long got = gz_read_all(g, head, 4, why);
   if (got < 0) { gzclose(g); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
   if (got < 4) { gzclose(g); return fail(err, errlen, path, "truncated: %lld bytes, too short for an IDX header", got); }
   unsigned magic = (unsigned)head[0] << 24 | (unsigned)head[1] << 16 | (unsigned)head[2] << 8 | head[3];
@@ -112,7 +113,7 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
     return fail(err, errlen, path, "expected an IDX file of %d dimension%s (%s), found %d (magic 0x%08x)", want_ndim,
                 want_ndim == 1 ? "" : "s", want_ndim == 1 ? "labels" : "images", ndim, magic);
   }
-  got = gz_read_all(g, head + 4, 4u * (unsigned)ndim, &why);
+  got = gz_read_all(g, head + 4, 4u * (unsigned)ndim, why);
   if (got < 0) { gzclose(g); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
   if (got < 4 * ndim) { gzclose(g); return fail(err, errlen, path, "truncated inside the IDX header"); }
   unsigned long long payload = 1;
@@ -149,7 +150,7 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
   if (!buf) { gzclose(g); return fail(err, errlen, path, "out of memory (%llu bytes)", cap); }
   unsigned long long have = 0;
   for (;;) {
-    long long r = gz_read_all(g, buf + have, cap - have, &why);
+    long long r = gz_read_all(g, buf + have, cap - have, why);
     if (r < 0) { free(buf); gzclose(g); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
     have += (unsigned long long)r;
     if (have < cap) break; /* end of stream */
@@ -167,7 +168,7 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
                 d[0], what, payload, gz ? "decompressed stream" : "file", have);
   }
   uint8_t extra;
-  long long more = gz_read_all(g, &extra, 1, &why);
+  long long more = gz_read_all(g, &extra, 1, why);
   gzclose(g);
   if (more < 0) { free(buf); return fail(err, errlen, path, "corrupt gzip data: %s", why); }
   if (more > 0) { free(buf); return fail(err, errlen, path, "the data is longer than its header (%llu %s) says", d[0], what); }
@@ -598,8 +599,8 @@ static int idx_header(const char *path, int want_ndim, int d[3], char *err, size
   gzFile g = gzopen(path, "rb");
   if (!g) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
   uint8_t h[16];
-  const char *why = NULL;
-  long long got = gz_read_all(g, h, 4 + 4u * (unsigned)want_ndim, &why);
+  char why[GZ_WHY] = "";
+  long long got = gz_read_all(g, h, 4 + 4u * (unsigned)want_ndim, why);
   gzclose(g);
   if (got < 0) return fail(err, errlen, path, "corrupt gzip data: %s", why);
   if (got < 4 + 4 * want_ndim) return fail(err, errlen, path, "truncated inside the IDX header");
