@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "qkd_data.h"
+#include "qkd_loss.h"
 #include "qkd_nn.h"
+#include "qkd_report.h"
 #include "qkd_teacher.h"
 #include "qkd_train.h"
 
@@ -127,6 +129,34 @@ static int train_teacher(runner *r, int i) {
   return 0;
 }
 
+/* Writes results.json, curves.csv and curves.svg for everything finished so far. */
+static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex, double teacher_s) {
+  const qkd_model *m = r->m;
+  qkd_report_teacher *tr = calloc((size_t)m->n_teachers + 1, sizeof *tr);
+  int nt = 0;
+  for (int i = 0; i < m->n_teachers; i++)
+    if (r->trained[i]) tr[nt++] = (qkd_report_teacher){m->teachers[i]->name, m->teachers[i]->data->name, &r->tres[i]};
+  qkd_report rep = {.teachers = tr, .n_teachers = nt, .experiments = ex, .n_experiments = n_ex,
+                    .threads = r->o->threads, .overrides = r->o->overrides, .n_overrides = r->o->n_overrides};
+  (void)teacher_s;
+  char err[1200];
+  int rc = qkd_report_write(r->o->out_dir, &rep, err, sizeof err);
+  if (rc != 0) fprintf(r->o->log, "%s\n", err);
+  free(tr);
+  return rc;
+}
+
+static void write_weights(runner *r, const char *exp, const char *kind, const qkd_student_result *res) {
+  char err[1200];
+  size_t n = strlen(r->o->out_dir) + strlen(exp) + 32;
+  char *path = malloc(n);
+  snprintf(path, n, "%s/%s.%s.qkw", r->o->out_dir, exp, kind);
+  if (qkd_report_write_weights(path, exp, res->circuit_params, res->quantum_params, res->classical,
+                               res->classical_params, err, sizeof err) != 0)
+    fprintf(r->o->log, "%s\n", err);
+  free(path);
+}
+
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   double t0 = now_s();
   runner r = {.m = m, .o = o};
@@ -142,16 +172,31 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
     if (train_teacher(&r, i) != 0) rc = 1;
     if (o->stop && *o->stop) rc = 130;
   }
-  for (int i = 0; i < m->n_experiments && rc == 0; i++) {
+  double teacher_s = now_s() - t0;
+  int ne = m->n_experiments;
+  qkd_student_result (*res)[2] = calloc((size_t)ne + 1, sizeof *res);
+  qkd_report_experiment *ex = calloc((size_t)ne + 1, sizeof *ex);
+  char (*loss_text)[256] = calloc((size_t)ne + 1, sizeof *loss_text);
+  int done = 0;
+  if (rc == 0 && write_report(&r, ex, 0, teacher_s) != 0) rc = 1; /* creates the run directory */
+  for (int i = 0; i < ne && rc == 0; i++) {
     const qkd_m_experiment *e = m->experiments[i];
+    double te = now_s();
     qkd_dataset *ds = dataset(&r, e->data);
     if (!ds) { rc = 1; break; }
+    qkd_report_experiment *x = &ex[i];
+    qkd_loss_format(e->loss, loss_text[i], sizeof loss_text[i]);
+    *x = (qkd_report_experiment){.experiment = e->name, .dataset = e->data->name, .source = e->data->source,
+                                 .classes = ds->n_classes, .qubits = e->student.qubits, .loss = loss_text[i],
+                                 .seed = e->train.seed, .data_files = ds->files, .n_data_files = ds->n_files};
+    x->seconds.teacher = teacher_s;
     float *tl[3] = {NULL, NULL, NULL};
     int ti = e->teacher ? teacher_index(&r, e->teacher) : -1;
     if (ti >= 0) {
       const qkd_split *splits[3] = {&ds->train, &ds->val, &ds->test};
       for (int k = 0; k < 3; k++) tl[k] = qkd_teacher_logits(r.tres[ti].net, ds, splits[k]);
       double acc = qkd_nn_evaluate(r.tres[ti].net, ds, &ds->test, NULL);
+      x->teacher = (qkd_report_exp_teacher){e->teacher->name, r.tres[ti].params, acc};
       fprintf(o->log, "experiment '%s': teacher '%s' test accuracy %.4f on '%s'\n", e->name, e->teacher->name, acc,
               e->data->name);
     }
@@ -162,33 +207,52 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
       fprintf(o->log, "%s: error: %s\n", m->path, err);
       rc = 2;
     } else {
+      x->seconds.jit = jit_ms / 1e3;
       progress_ctx pc = {.o = o, .tty = isatty(fileno(o->log)), .what = e->name};
       qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc};
-      qkd_student_result res[2];
-      memset(res, 0, sizeof res);
       int runs = e->baseline ? 2 : 1;
       for (int run = 0; run < runs && rc == 0; run++) {
-        int st = qkd_train_student(e, ds, &k, run == 0, tl[0], tl[1], tl[2], &to, &res[run], err, sizeof err);
+        int st = qkd_train_student(e, ds, &k, run == 0, tl[0], tl[1], tl[2], &to, &res[i][run], err, sizeof err);
         if (pc.tty) fputs("\r\033[K", o->log);
+        const char *kind = run == 0 ? "distilled" : "baseline";
         if (st < 0) {
           fprintf(o->log, "%s: error: %s\n", m->path, err);
           rc = 1;
-        } else if (st == 1) {
-          rc = 130;
-        } else {
-          fprintf(o->log, "experiment '%s' %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", e->name,
-                  run == 0 ? "distilled" : "baseline", res[run].test_accuracy[res[run].epochs - 1], res[run].epochs,
-                  res[run].seconds, res[run].samples_per_s);
+          break;
         }
+        if (run == 0) x->distilled = &res[i][0], x->seconds.distilled = res[i][0].seconds;
+        else x->baseline = &res[i][1], x->seconds.baseline = res[i][1].seconds;
+        if (st == 1) {
+          rc = 130;
+          break;
+        }
+        write_weights(&r, e->name, kind, &res[i][run]);
+        fprintf(o->log, "experiment '%s' %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", e->name,
+                kind, res[i][run].test_accuracy[res[i][run].epochs - 1], res[i][run].epochs, res[i][run].seconds,
+                res[i][run].samples_per_s);
       }
-      if (res[0].zero_vectors)
+      if (res[i][0].zero_vectors)
         fprintf(o->log, "experiment '%s': %ld all-zero feature vectors were encoded as |0...0>\n", e->name,
-                res[0].zero_vectors);
-      for (int run = 0; run < 2; run++) qkd_student_result_free(&res[run]);
+                res[i][0].zero_vectors);
       if (o->kernel_release) o->kernel_release(o->kernel_ud, &k);
     }
     for (int k2 = 0; k2 < 3; k2++) free(tl[k2]);
+    x->seconds.total = now_s() - te + teacher_s;
+    x->completed = rc == 0;
+    done = i + 1;
+    if (rc == 0 || rc == 130) write_report(&r, ex, done, teacher_s);
   }
+  if (rc == 0 && done) {
+    qkd_report rep = {.experiments = ex, .n_experiments = done};
+    fputc('\n', o->log);
+    qkd_report_summary(&rep, o->log);
+    fprintf(o->log, "results in %s/results.json\n", o->out_dir);
+  }
+  for (int i = 0; i < ne; i++)
+    for (int run = 0; run < 2; run++) qkd_student_result_free(&res[i][run]);
+  free(res);
+  free(ex);
+  free(loss_text);
   fprintf(o->log, "total %.1f s\n", now_s() - t0);
   for (int i = 0; i < m->n_teachers; i++)
     if (r.trained[i]) qkd_teacher_result_free(&r.tres[i]);
