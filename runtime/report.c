@@ -1,5 +1,6 @@
 /* report.c — results.json, curves.csv, curves.svg, the summary table and the student weights
  * files of qkd_report.h. */
+#include "qkd_err.h"
 #include "qkd_report.h"
 
 #include <errno.h>
@@ -16,22 +17,13 @@
 #define QKD_VERSION "unknown"
 #endif
 
-static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
-  char msg[768];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (err && errlen) snprintf(err, errlen, "%s: error: %s", path, msg);
-  return -1;
-}
 
 /* ---- files: mkdir -p, atomic replacement ---- */
 
 static int mkdir_p(const char *dir, char *err, size_t errlen) {
   size_t n = strlen(dir);
   char *p = malloc(n + 1);
-  if (!p) return fail(err, errlen, dir, "out of memory");
+  if (!p) return qkd_fail(err, errlen, dir, "out of memory");
   memcpy(p, dir, n + 1);
   for (size_t i = 1; i <= n; i++) {
     if (p[i] != '/' && p[i] != '\0') continue;
@@ -40,7 +32,7 @@ static int mkdir_p(const char *dir, char *err, size_t errlen) {
     p[i] = '\0';
     if (mkdir(p, 0777) != 0 && errno != EEXIST) {
       int e = errno;
-      fail(err, errlen, dir, "cannot create directory '%s': %s", p, strerror(e));
+      qkd_fail(err, errlen, dir, "cannot create directory '%s': %s", p, strerror(e));
       free(p);
       return -1;
     }
@@ -48,8 +40,8 @@ static int mkdir_p(const char *dir, char *err, size_t errlen) {
   }
   free(p);
   struct stat st;
-  if (stat(dir, &st) != 0) return fail(err, errlen, dir, "cannot create directory: %s", strerror(errno));
-  if (!S_ISDIR(st.st_mode)) return fail(err, errlen, dir, "not a directory");
+  if (stat(dir, &st) != 0) return qkd_fail(err, errlen, dir, "cannot create directory: %s", strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return qkd_fail(err, errlen, dir, "not a directory");
   return 0;
 }
 
@@ -70,13 +62,13 @@ typedef int (*emit_fn)(FILE *f, const void *ctx);
 static int write_atomic(const char *path, emit_fn emit, const void *ctx, char *err, size_t errlen) {
   size_t n = strlen(path) + 32;
   char *tmp = malloc(n);
-  if (!tmp) return fail(err, errlen, path, "out of memory");
+  if (!tmp) return qkd_fail(err, errlen, path, "out of memory");
   snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "wb");
   if (!f) {
     int e = errno;
     free(tmp);
-    return fail(err, errlen, path, "cannot write: %s", strerror(e));
+    return qkd_fail(err, errlen, path, "cannot write: %s", strerror(e));
   }
   errno = 0;
   int bad = emit(f, ctx) != 0 || ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
@@ -85,7 +77,7 @@ static int write_atomic(const char *path, emit_fn emit, const void *ctx, char *e
   if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
   if (bad) remove(tmp);
   free(tmp);
-  return bad ? fail(err, errlen, path, "cannot write: %s", strerror(e ? e : EIO)) : 0;
+  return bad ? qkd_fail(err, errlen, path, "cannot write: %s", strerror(e ? e : EIO)) : 0;
 }
 
 /* ---- text ---- */
@@ -509,13 +501,13 @@ static int emit_svg(FILE *f, const void *ctx) {
 /* ---- the run directory ---- */
 
 int qkd_report_write(const char *dir, const qkd_report *report, char *err, size_t errlen) {
-  if (!dir || !*dir) return fail(err, errlen, "qkdc", "no output directory");
+  if (!dir || !*dir) return qkd_fail(err, errlen, "qkdc", "no output directory");
   if (mkdir_p(dir, err, errlen) != 0) return -1;
   static const char *const names[3] = {"curves.csv", "curves.svg", "results.json"};
   static const emit_fn emit[3] = {emit_csv, emit_svg, emit_json};
   for (int i = 0; i < 3; i++) {
     char *path = join(dir, names[i]);
-    if (!path) return fail(err, errlen, dir, "out of memory");
+    if (!path) return qkd_fail(err, errlen, dir, "out of memory");
     int rc = write_atomic(path, emit[i], report, err, errlen);
     free(path);
     if (rc != 0) return -1;
@@ -615,13 +607,13 @@ static int emit_bytes(FILE *f, const void *ctx) {
 int qkd_report_write_weights(const char *path, const char *name, const double *circuit_params, long P,
                              const float *classical, long n, char *err, size_t errlen) {
   size_t nl = name ? strlen(name) : 0;
-  if (nl > WEIGHTS_MAX_NAME) return fail(err, errlen, path, "weights name longer than %u bytes", WEIGHTS_MAX_NAME);
+  if (nl > WEIGHTS_MAX_NAME) return qkd_fail(err, errlen, path, "weights name longer than %u bytes", WEIGHTS_MAX_NAME);
   if (P < 0 || n < 0 || (uint64_t)P > (SIZE_MAX / 16) || (uint64_t)n > (SIZE_MAX / 16) ||
       (P > 0 && !circuit_params) || (n > 0 && !classical))
-    return fail(err, errlen, path, "invalid weight counts (%ld circuit, %ld classical)", P, n);
+    return qkd_fail(err, errlen, path, "invalid weight counts (%ld circuit, %ld classical)", P, n);
   size_t len = WEIGHTS_FIXED + nl + 8 * (size_t)P + 4 * (size_t)n;
   unsigned char *b = malloc(len);
-  if (!b) return fail(err, errlen, path, "out of memory");
+  if (!b) return qkd_fail(err, errlen, path, "out of memory");
   memcpy(b, "QKDW", 4);
   le_put(b + 4, QKD_REPORT_WEIGHTS_VERSION, 4);
   memcpy(b + 8, "STDN", 4);
@@ -657,24 +649,24 @@ void qkd_report_weights_free(qkd_report_weights *w) {
 
 static int read_all(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
-  if (!f) return fail(err, errlen, path, "cannot read: %s", strerror(errno));
+  if (!f) return qkd_fail(err, errlen, path, "cannot read: %s", strerror(errno));
   struct stat st;
   if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
-    return fail(err, errlen, path, "not a regular file");
+    return qkd_fail(err, errlen, path, "not a regular file");
   }
   size_t n = (size_t)st.st_size;
   unsigned char *b = malloc(n + 1);
   if (!b) {
     fclose(f);
-    return fail(err, errlen, path, "out of memory");
+    return qkd_fail(err, errlen, path, "out of memory");
   }
   size_t got = fread(b, 1, n + 1, f);
   int bad = ferror(f);
   fclose(f);
   if (bad || got != n) {
     free(b);
-    return fail(err, errlen, path, "cannot read: the file changed while being read");
+    return qkd_fail(err, errlen, path, "cannot read: the file changed while being read");
   }
   *out = b;
   *len = n;
@@ -690,27 +682,27 @@ int qkd_report_read_weights(const char *path, qkd_report_weights *w, char *err, 
   uint64_t nl = len >= 16 ? le_get(b + 12, 4) : 0;
   uint64_t P = 0, n = 0;
   if (len < 12 || memcmp(b, "QKDW", 4) != 0) {
-    fail(err, errlen, path, "not a qkd weights file");
+    qkd_fail(err, errlen, path, "not a qkd weights file");
   } else if (le_get(b + 4, 4) != QKD_REPORT_WEIGHTS_VERSION) {
-    fail(err, errlen, path, "weights format version %u (this qkd reads %d)", (unsigned)le_get(b + 4, 4),
+    qkd_fail(err, errlen, path, "weights format version %u (this qkd reads %d)", (unsigned)le_get(b + 4, 4),
          QKD_REPORT_WEIGHTS_VERSION);
   } else if (memcmp(b + 8, "STDN", 4) != 0) {
-    fail(err, errlen, path, "not a student weights file (a teacher cache?)");
+    qkd_fail(err, errlen, path, "not a student weights file (a teacher cache?)");
   } else if (len < WEIGHTS_FIXED || nl > WEIGHTS_MAX_NAME || nl > len - WEIGHTS_FIXED) {
-    fail(err, errlen, path, "truncated or corrupted weights file (header)");
+    qkd_fail(err, errlen, path, "truncated or corrupted weights file (header)");
   } else if ((P = le_get(b + 16 + nl, 8)) > (len - WEIGHTS_FIXED - nl) / 8 ||
              (n = le_get(b + 24 + nl, 8)) > (len - WEIGHTS_FIXED - nl) / 4 ||
              WEIGHTS_FIXED + nl + 8 * P + 4 * n != len) {
-    fail(err, errlen, path, "weights file has the wrong length (truncated or padded)");
+    qkd_fail(err, errlen, path, "weights file has the wrong length (truncated or padded)");
   } else if (le_get(b + len - 8, 8) != fnv(b, len - 8)) {
-    fail(err, errlen, path, "weights checksum failure (corrupted)");
+    qkd_fail(err, errlen, path, "weights checksum failure (corrupted)");
   } else {
     w->name = malloc(nl + 1);
     w->circuit_params = P ? malloc(8 * P) : NULL;
     w->classical = n ? malloc(4 * n) : NULL;
     if (!w->name || (P && !w->circuit_params) || (n && !w->classical)) {
       qkd_report_weights_free(w);
-      fail(err, errlen, path, "out of memory");
+      qkd_fail(err, errlen, path, "out of memory");
     } else {
       memcpy(w->name, b + 16, nl);
       w->name[nl] = '\0';
