@@ -1,0 +1,222 @@
+/* qsim_bench.c — forward + gradient throughput of the JIT'd circuit kernels on the benchmark
+ * workload W(n, L, B), next to the PyTorch peer (../shared/bench/ref_torch.py) run in the same
+ * process run.
+ *
+ * W(n, L, B), exactly as ref_torch.py: amplitude-encoded inputs (uniform [0,1) features, unit L2
+ * norm, 2^n of them), L layers of [RY(θ) then RZ(θ) on every qubit (its own parameter), then a
+ * CNOT ring q → (q+1) mod n], probabilities of the first 10 basis states renormalised, cross-
+ * entropy (mean over the batch, −log(p_y + 1e-12)) against random labels, gradient of all 2nL
+ * parameters. One repetition = forward over the batch (qkd_par_fwd), loss and upstream gradient,
+ * backward (qkd_par_bwd, which recomputes the forward as the kernel ABI says).
+ *
+ * Usage: qsim_bench                      the default table (rows below)
+ *        qsim_bench N L B f64|f32 T     one row
+ * Environment: QKD_PEER_DIR (default ../shared/bench), QKD_BENCH_REPS (default 7, ≥ 5),
+ * QKD_BENCH_NO_PEER=1 skips the peer (fields null).
+ * Stdout: one JSON object per row, nothing else. samples_per_s = B / median repetition time
+ * (after one warm-up); jit_ms = time of qkd_jit_compile_ex for the row's precision (fwd + bwd);
+ * the peer is reported at its best of 1 and 2 threads (its own median of 5 after a warm-up);
+ * ratio = samples_per_s / peer_samples_per_s. Always exits 0 unless the JIT itself fails. */
+#include "jit.h"
+#include "qkd_par.h"
+#include "qkd_rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CLASSES 10
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static qkd_ir_circuit *workload(int n, int L, qkd_precision prec) {
+  int ng = L * 3 * n;
+  qkd_ir_circuit *c = calloc(1, sizeof *c + (size_t)(ng + 1) * sizeof(qkd_ir_gate));
+  if (!c) abort();
+  c->gates = (qkd_ir_gate *)(void *)(c + 1);
+  c->name = "w";
+  c->n_qubits = n;
+  c->n_features = 1 << n;
+  c->encode = QKD_ENCODE_AMPLITUDE;
+  c->measure = QKD_MEASURE_PROBS;
+  c->precision = prec;
+  int k = 0, p = 0;
+  for (int l = 0; l < L; l++) {
+    for (int q = 0; q < n; q++)
+      for (int r = 0; r < 2; r++) {
+        qkd_ir_gate *g = &c->gates[k++];
+        g->kind = r ? QKD_GATE_RZ : QKD_GATE_RY;
+        g->q[0] = q;
+        g->angle.kind = QKD_ANGLE_PARAM;
+        g->angle.index = p++;
+        g->angle.scale = 1.0;
+      }
+    for (int q = 0; q < n && n > 1; q++) {
+      qkd_ir_gate *g = &c->gates[k++];
+      g->kind = QKD_GATE_CNOT;
+      g->q[0] = q;
+      g->q[1] = (q + 1) % n;
+    }
+  }
+  c->n_gates = k;
+  c->n_params = p;
+  return c;
+}
+
+/* Loss (mean CE over the first 10 renormalised probabilities) and d loss / d probs. */
+static double loss_grad(const double *probs, const int *y, int B, int dim, double *d) {
+  double loss = 0.0;
+  for (int b = 0; b < B; b++) {
+    const double *p = probs + (size_t)b * dim;
+    double *g = d + (size_t)b * dim;
+    double S = 0.0;
+    for (int k = 0; k < CLASSES && k < dim; k++) S += p[k];
+    double py = p[y[b]] / S;
+    loss += -log(py + 1e-12);
+    double f = -1.0 / ((py + 1e-12) * B);
+    for (int k = 0; k < dim; k++) g[k] = k < CLASSES ? f * ((k == y[b]) / S - p[y[b]] / (S * S)) : 0.0;
+  }
+  return loss / B;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The peer's samples/s at `threads`, or -1 if it cannot run. */
+static double peer_run(int n, int L, int B, int f64, int threads) {
+  const char *dir = getenv("QKD_PEER_DIR");
+  if (!dir || !*dir) dir = "../shared/bench";
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 %s/ref_torch.py --qubits %d --layers %d --batch %d --threads %d --iters 5%s 2>/dev/null",
+           dir, n, L, B, threads, f64 ? " --f64" : "");
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  char line[4096];
+  double sps = -1;
+  while (fgets(line, sizeof line, p)) {
+    const char *s = strstr(line, "\"samples_per_s\":");
+    if (s) sps = atof(s + strlen("\"samples_per_s\":"));
+  }
+  if (pclose(p) != 0) return -1;
+  return sps;
+}
+
+typedef struct { int n, f64; double sps; } peer_cache;
+static peer_cache cache[16];
+static int ncache;
+
+static double peer_best(int n, int L, int B, int f64) {
+  const char *skip = getenv("QKD_BENCH_NO_PEER");
+  if (skip && *skip == '1') return -1;
+  for (int i = 0; i < ncache; i++)
+    if (cache[i].n == n && cache[i].f64 == f64) return cache[i].sps;
+  double a = peer_run(n, L, B, f64, 1), b = peer_run(n, L, B, f64, 2);
+  double best = a > b ? a : b;
+  if (ncache < 16) cache[ncache++] = (peer_cache){n, f64, best};
+  return best;
+}
+
+static int row(int n, int L, int B, int f64, int threads) {
+  qkd_ir_circuit *c = workload(n, L, f64 ? QKD_PREC_F64 : QKD_PREC_F32);
+  int dim = 1 << n, np = c->n_params;
+  /* data: features uniform [0,1) normalised, labels in 0..9, params uniform [0, 2π) */
+  double *x = malloc((size_t)B * dim * sizeof(double)), *th = malloc((size_t)np * sizeof(double));
+  int *y = malloc((size_t)B * sizeof(int));
+  double *probs = malloc((size_t)B * dim * sizeof(double)), *dp = malloc((size_t)B * dim * sizeof(double));
+  double *gp = malloc((size_t)np * sizeof(double));
+  float *xf = malloc((size_t)B * dim * sizeof(float)), *thf = malloc((size_t)np * sizeof(float));
+  float *pf = malloc((size_t)B * dim * sizeof(float)), *dpf = malloc((size_t)B * dim * sizeof(float));
+  float *gpf = malloc((size_t)np * sizeof(float));
+  if (!x || !th || !y || !probs || !dp || !gp || !xf || !thf || !pf || !dpf || !gpf) abort();
+  for (int b = 0; b < B; b++) {
+    double ss = 0.0;
+    for (int j = 0; j < dim; j++) {
+      double v = qkd_rng_uniform(12345, QKD_STREAM_DATA, (uint64_t)b * dim + j);
+      x[(size_t)b * dim + j] = v;
+      ss += v * v;
+    }
+    for (int j = 0; j < dim; j++) x[(size_t)b * dim + j] /= sqrt(ss);
+    y[b] = (int)(qkd_rng_u64(12345, QKD_STREAM_DATA, 1000000000ull + (uint64_t)b) % CLASSES);
+  }
+  for (int i = 0; i < np; i++) th[i] = 6.283185307179586 * qkd_rng_uniform(12345, QKD_STREAM_INIT, (uint64_t)i);
+  for (size_t i = 0; i < (size_t)B * dim; i++) xf[i] = (float)x[i];
+  for (int i = 0; i < np; i++) thf[i] = (float)th[i];
+
+  qkd_kernel k;
+  char err[512];
+  qkd_jit_options o = {f64 ? 1 : 2, -1, 0};
+  double t0 = now_s();
+  if (qkd_jit_compile_ex(c, &o, &k, err, sizeof err) != 0) {
+    fprintf(stderr, "qsim_bench: %s\n", err);
+    return -1;
+  }
+  double jit_ms = (now_s() - t0) * 1e3;
+  qkd_par_pool *pool = qkd_par_create(threads);
+  if (!pool) abort();
+  const char *rs = getenv("QKD_BENCH_REPS");
+  int reps = rs && atoi(rs) >= 5 ? atoi(rs) : 7;
+  double *times = malloc((size_t)reps * sizeof(double)), loss = 0.0;
+  if (!times) abort();
+  for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+    double s = now_s();
+    if (f64) {
+      qkd_par_fwd_f64(pool, &k, th, x, B, 1, 0, probs);
+      loss = loss_grad(probs, y, B, dim, dp);
+      memset(gp, 0, (size_t)np * sizeof(double));
+      qkd_par_bwd_f64(pool, &k, th, x, B, dp, gp, NULL);
+    } else {
+      qkd_par_fwd_f32(pool, &k, thf, xf, B, 1, 0, pf);
+      for (size_t i = 0; i < (size_t)B * dim; i++) probs[i] = pf[i];
+      loss = loss_grad(probs, y, B, dim, dp);
+      for (size_t i = 0; i < (size_t)B * dim; i++) dpf[i] = (float)dp[i];
+      memset(gpf, 0, (size_t)np * sizeof(float));
+      qkd_par_bwd_f32(pool, &k, thf, xf, B, dpf, gpf, NULL);
+    }
+    if (r >= 0) times[r] = now_s() - s;
+  }
+  qsort(times, (size_t)reps, sizeof(double), cmp_d);
+  double med = times[reps / 2], sps = B / med;
+  fprintf(stderr, "qsim_bench: W(%d,%d,%d) %s T=%d loss %.6f median %.3f ms (min %.3f, max %.3f)\n", n, L, B,
+          f64 ? "f64" : "f32", threads, loss, med * 1e3, times[0] * 1e3, times[reps - 1] * 1e3);
+  double peer = peer_best(n, L, B, f64);
+  char ps[64], rt[64];
+  if (peer > 0) {
+    snprintf(ps, sizeof ps, "%.1f", peer);
+    snprintf(rt, sizeof rt, "%.2f", sps / peer);
+  } else {
+    snprintf(ps, sizeof ps, "null");
+    snprintf(rt, sizeof rt, "null");
+  }
+  printf("{\"qubits\": %d, \"layers\": %d, \"batch\": %d, \"precision\": \"%s\", \"threads\": %d, "
+         "\"samples_per_s\": %.1f, \"peer\": \"torch\", \"peer_samples_per_s\": %s, \"ratio\": %s, "
+         "\"jit_ms\": %.1f}\n",
+         n, L, B, f64 ? "f64" : "f32", threads, sps, ps, rt, jit_ms);
+  fflush(stdout);
+  qkd_par_destroy(pool);
+  qkd_jit_release(&k);
+  free(times); free(x); free(th); free(y); free(probs); free(dp); free(gp);
+  free(xf); free(thf); free(pf); free(dpf); free(gpf);
+  free(c);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 6) {
+    row(atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), strcmp(argv[4], "f32") != 0, atoi(argv[5]));
+    return 0;
+  }
+  static const int ns[2] = {4, 8};
+  for (int i = 0; i < 2; i++)
+    for (int f = 1; f >= 0; f--)
+      for (int t = 1; t <= 2; t++) row(ns[i], 10, 1000, f, t);
+  return 0;
+}

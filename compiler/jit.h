@@ -1,0 +1,69 @@
+/* jit.h — the LLVM backend: compiles one qkd_ir_circuit into batched forward and adjoint-backward
+ * kernels with the qkd_kernel ABI (runtime/qkd_kernel.h), JIT'd with ORC LLJIT or written to an
+ * object file for `qkdc build`.
+ *
+ * Contract:
+ *   - Callers: qkdc (emit-llvm, build, run/train through the trainer), tests, bench. Runtime code
+ *     never includes this header (runtime/ does not depend on compiler/ or LLVM).
+ *   - ir must pass qkd_ir_validate and must outlive the kernel (the kernel keeps the pointer).
+ *   - The kernels have exactly the qkd_kernel.h semantics: outputs per sample; d_params
+ *     accumulated (+=), d_features overwritten (NULL allowed); shots sampled through
+ *     qkd_kernel_sample_f64 keyed by (seed, first_sample + i); backward recomputes the forward.
+ *     Results are deterministic: same inputs and same batch → bit-identical outputs/gradients.
+ *     They agree with the interpreter (runtime/qsim.c) to rounding, not bit for bit (gates may be
+ *     fused, reordered where they commute, and computed with FMA).
+ *   - Generated code: one tile of V samples per pass ("lanes across samples": amplitude p of a
+ *     tile holds V real parts, then V imaginary parts), V = vector register bytes / sizeof(T)
+ *     (host features: 64 with AVX-512F, 32 with AVX, else 16). Specialisations: one pass per run
+ *     of diagonal gates (phase table built once per call), CNOT/SWAP folded into the amplitude
+ *     addressing (no pass), consecutive single-qubit gates on one qubit fused into one 2×2
+ *     matrix; constants (strides, masks, fixed angles, gate sequence) are IR constants.
+ *   - Scratch: the caller's workspace (qkd_kernel_workspace_bytes) when it is large enough, else a
+ *     per-thread buffer owned by this library (JIT) or malloc/free per call (object files).
+ *   - Thread safety: compile/release/emit may be called from any thread (each compile has its own
+ *     LLVM context and LLJIT); compiled kernels are re-entrant (per-call scratch is per thread).
+ *   - Target: the host CPU (LLVMGetHostCPUName + LLVMGetHostCPUFeatures), passes
+ *     "default<O2>" (new pass manager), functions and module verified before codegen.
+ *   - Errors: functions returning int give 0 on success, -1 on failure with a message in err
+ *     (when err is not NULL). LLVM errors are consumed here and never escape.
+ *   - Environment: QKD_JIT=0 means "use the interpreter"; the CALLER checks qkd_jit_enabled().
+ *     QKD_JIT_OPTS (bit mask: 1 diagonal runs, 2 CNOT/SWAP permutations, 3 fusion; default 7) and
+ *     QKD_JIT_VBYTES (16/32/64) override the defaults, for measurements only. */
+#ifndef QKD_JIT_H
+#define QKD_JIT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "qkd_kernel.h"
+
+/* 0 if the environment says QKD_JIT=0, else 1. */
+int qkd_jit_enabled(void);
+
+/* Compiles fwd/bwd for f64 and f32 into *out (engine "jit", out->ir = ir). On failure *out is
+ * zeroed. The caller releases a successful kernel with qkd_jit_release. */
+int qkd_jit_compile(const qkd_ir_circuit *ir, qkd_kernel *out, char *err, size_t errlen);
+
+/* Tuning knobs for measurements (qkd_jit_compile uses all defaults). */
+typedef struct {
+  int precisions;      /* 0 = both; 1 = f64 only; 2 = f32 only (other pointers left NULL) */
+  int specialise;      /* -1 = default (QKD_JIT_OPTS or all); else a mask as in QKD_JIT_OPTS */
+  int vector_bytes;    /* 0 = default (QKD_JIT_VBYTES or host); else 16, 32 or 64 */
+} qkd_jit_options;
+int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
+                       char *err, size_t errlen);
+
+/* Frees the JIT session of a kernel from qkd_jit_compile and zeroes *k (NULL/zeroed is fine). */
+void qkd_jit_release(qkd_kernel *k);
+
+/* Prints the optimised LLVM module (both precisions) to out. */
+int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out);
+
+/* Writes an object file with external functions <prefix>_fwd_f64, <prefix>_bwd_f64,
+ * <prefix>_fwd_f32, <prefix>_bwd_f32 (qkd_kernel.h signatures; their `k` argument is unused).
+ * cpu: "native" (host CPU and features) or "generic" (baseline x86-64). Position independent;
+ * needs qkd_kernel_workspace_bytes / qkd_kernel_sample_f64 (libqkdrt) and malloc/free at link. */
+int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *cpu,
+                        const char *symbol_prefix, char *err, size_t errlen);
+
+#endif

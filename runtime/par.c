@@ -1,0 +1,247 @@
+/* par.c — the persistent thread pool and batch splitting of qkd_par.h.
+ * A job is published under the mutex with a new generation number; every participant (worker
+ * threads and the caller, as participant 0) takes chunk numbers from an atomic counter until
+ * none are left, then the last one to finish signals the caller. */
+#include "qkd_par.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { JOB_FWD64, JOB_BWD64, JOB_FWD32, JOB_BWD32 } job_kind;
+
+typedef struct {
+  job_kind kind;
+  const qkd_kernel *k;
+  const void *params, *features, *d_outputs;
+  void *outputs, *d_features;
+  int batch, nf, nout, np;
+  uint64_t seed, first;
+  void *partials; /* [n_chunks][np] of double or float */
+  int n_chunks;
+} job;
+
+typedef struct {
+  void *ws;
+  size_t size;
+} workspace;
+
+struct qkd_par_pool {
+  int threads;
+  pthread_t *tids;
+  pthread_mutex_t mu;
+  pthread_cond_t start, done;
+  unsigned long generation;
+  int active; /* workers still running the current job */
+  int shutdown;
+  job cur;
+  atomic_int next_chunk;
+  workspace *ws;          /* [threads] */
+  void *partials;
+  size_t partials_size;
+};
+
+typedef struct {
+  qkd_par_pool *pool;
+  int id;
+} worker_arg;
+
+static void run_chunk(const job *j, int c, void *ws) {
+  int b0 = c * QKD_PAR_CHUNK;
+  int len = j->batch - b0 < QKD_PAR_CHUNK ? j->batch - b0 : QKD_PAR_CHUNK;
+  size_t fo = (size_t)b0 * (size_t)j->nf, oo = (size_t)b0 * (size_t)j->nout;
+  const qkd_kernel *k = j->k;
+  switch (j->kind) {
+  case JOB_FWD64: {
+    const double *f = j->features ? (const double *)j->features + fo : NULL;
+    k->fwd_f64(k, j->params, f, len, j->seed, j->first + (uint64_t)b0, (double *)j->outputs + oo, ws);
+    break;
+  }
+  case JOB_FWD32: {
+    const float *f = j->features ? (const float *)j->features + fo : NULL;
+    k->fwd_f32(k, j->params, f, len, j->seed, j->first + (uint64_t)b0, (float *)j->outputs + oo, ws);
+    break;
+  }
+  case JOB_BWD64: {
+    double *part = (double *)j->partials + (size_t)c * (size_t)j->np;
+    memset(part, 0, (size_t)j->np * sizeof(double));
+    const double *f = j->features ? (const double *)j->features + fo : NULL;
+    double *df = j->d_features ? (double *)j->d_features + fo : NULL;
+    k->bwd_f64(k, j->params, f, len, (const double *)j->d_outputs + oo, part, df, ws);
+    break;
+  }
+  case JOB_BWD32: {
+    float *part = (float *)j->partials + (size_t)c * (size_t)j->np;
+    memset(part, 0, (size_t)j->np * sizeof(float));
+    const float *f = j->features ? (const float *)j->features + fo : NULL;
+    float *df = j->d_features ? (float *)j->d_features + fo : NULL;
+    k->bwd_f32(k, j->params, f, len, (const float *)j->d_outputs + oo, part, df, ws);
+    break;
+  }
+  }
+}
+
+static void participate(qkd_par_pool *p, int id) {
+  for (;;) {
+    int c = atomic_fetch_add(&p->next_chunk, 1);
+    if (c >= p->cur.n_chunks) break;
+    run_chunk(&p->cur, c, p->ws[id].ws);
+  }
+}
+
+static void *worker(void *v) {
+  worker_arg *a = v;
+  qkd_par_pool *p = a->pool;
+  int id = a->id;
+  free(a);
+  unsigned long seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (p->generation == seen && !p->shutdown) pthread_cond_wait(&p->start, &p->mu);
+    if (p->shutdown) break;
+    seen = p->generation;
+    pthread_mutex_unlock(&p->mu);
+    participate(p, id);
+    pthread_mutex_lock(&p->mu);
+    if (--p->active == 0) pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+qkd_par_pool *qkd_par_create(int threads) {
+  if (threads < 1) threads = 1;
+  qkd_par_pool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->threads = threads;
+  p->ws = calloc((size_t)threads, sizeof(workspace));
+  p->tids = calloc((size_t)threads, sizeof(pthread_t));
+  if (!p->ws || !p->tids) { free(p->ws); free(p->tids); free(p); return NULL; }
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->start, NULL);
+  pthread_cond_init(&p->done, NULL);
+  atomic_init(&p->next_chunk, 0);
+  for (int i = 1; i < threads; i++) {
+    worker_arg *a = malloc(sizeof *a);
+    if (!a || (a->pool = p, a->id = i, pthread_create(&p->tids[i], NULL, worker, a) != 0)) {
+      free(a);
+      p->threads = i; /* workers 1..i-1 exist */
+      qkd_par_destroy(p);
+      return NULL;
+    }
+  }
+  return p;
+}
+
+void qkd_par_destroy(qkd_par_pool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->shutdown = 1;
+  pthread_cond_broadcast(&p->start);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 1; i < p->threads; i++) pthread_join(p->tids[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->start);
+  pthread_cond_destroy(&p->done);
+  for (int i = 0; i < p->threads; i++) free(p->ws[i].ws);
+  free(p->ws);
+  free(p->tids);
+  free(p->partials);
+  free(p);
+}
+
+int qkd_par_threads(const qkd_par_pool *p) { return p ? p->threads : 1; }
+
+/* Workspaces for every participant and the partials buffer, then the job itself. */
+static int run_job(qkd_par_pool *p, job *j, size_t elem) {
+  if (j->batch <= 0) return 0;
+  size_t need = qkd_kernel_workspace_bytes(j->k->ir);
+  for (int i = 0; i < p->threads; i++)
+    if (p->ws[i].size < need) {
+      void *w = malloc(need);
+      if (!w) return -1;
+      free(p->ws[i].ws);
+      p->ws[i].ws = w;
+      p->ws[i].size = need;
+    }
+  j->n_chunks = (j->batch + QKD_PAR_CHUNK - 1) / QKD_PAR_CHUNK;
+  size_t psize = (size_t)j->n_chunks * (size_t)(j->np > 0 ? j->np : 1) * elem;
+  if (elem && p->partials_size < psize) {
+    void *b = malloc(psize);
+    if (!b) return -1;
+    free(p->partials);
+    p->partials = b;
+    p->partials_size = psize;
+  }
+  j->partials = p->partials;
+  p->cur = *j;
+  atomic_store(&p->next_chunk, 0);
+  int wake = p->threads > 1 && j->n_chunks > 1;
+  if (wake) { /* every worker wakes; one finding no chunk left just reports back */
+    pthread_mutex_lock(&p->mu);
+    p->active = p->threads - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+  }
+  participate(p, 0);
+  if (wake) {
+    pthread_mutex_lock(&p->mu);
+    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  }
+  return 0;
+}
+
+static job base_job(job_kind kind, const qkd_kernel *k, int batch) {
+  job j;
+  memset(&j, 0, sizeof j);
+  j.kind = kind;
+  j.k = k;
+  j.batch = batch;
+  j.nf = k->ir->n_features;
+  j.nout = qkd_ir_outputs(k->ir);
+  j.np = k->ir->n_params;
+  return j;
+}
+
+int qkd_par_fwd_f64(qkd_par_pool *p, const qkd_kernel *k, const double *params,
+                    const double *features, int batch, uint64_t seed, uint64_t first_sample,
+                    double *outputs) {
+  job j = base_job(JOB_FWD64, k, batch);
+  j.params = params; j.features = features; j.seed = seed; j.first = first_sample; j.outputs = outputs;
+  return run_job(p, &j, 0);
+}
+
+int qkd_par_fwd_f32(qkd_par_pool *p, const qkd_kernel *k, const float *params,
+                    const float *features, int batch, uint64_t seed, uint64_t first_sample,
+                    float *outputs) {
+  job j = base_job(JOB_FWD32, k, batch);
+  j.params = params; j.features = features; j.seed = seed; j.first = first_sample; j.outputs = outputs;
+  return run_job(p, &j, 0);
+}
+
+int qkd_par_bwd_f64(qkd_par_pool *p, const qkd_kernel *k, const double *params,
+                    const double *features, int batch, const double *d_outputs, double *d_params,
+                    double *d_features) {
+  job j = base_job(JOB_BWD64, k, batch);
+  j.params = params; j.features = features; j.d_outputs = d_outputs; j.d_features = d_features;
+  if (run_job(p, &j, sizeof(double)) != 0) return -1;
+  const double *part = p->partials;
+  for (int c = 0; c < p->cur.n_chunks && batch > 0; c++)
+    for (int i = 0; i < j.np; i++) d_params[i] += part[(size_t)c * (size_t)j.np + (size_t)i];
+  return 0;
+}
+
+int qkd_par_bwd_f32(qkd_par_pool *p, const qkd_kernel *k, const float *params,
+                    const float *features, int batch, const float *d_outputs, float *d_params,
+                    float *d_features) {
+  job j = base_job(JOB_BWD32, k, batch);
+  j.params = params; j.features = features; j.d_outputs = d_outputs; j.d_features = d_features;
+  if (run_job(p, &j, sizeof(float)) != 0) return -1;
+  const float *part = p->partials;
+  for (int c = 0; c < p->cur.n_chunks && batch > 0; c++)
+    for (int i = 0; i < j.np; i++) d_params[i] += part[(size_t)c * (size_t)j.np + (size_t)i];
+  return 0;
+}

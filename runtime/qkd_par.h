@@ -1,0 +1,48 @@
+/* qkd_par.h — the threaded batch driver: runs any qkd_kernel (qkd_kernel.h) over a batch on a
+ * small persistent thread pool.
+ *
+ * Contract:
+ *   - The batch is cut into fixed chunks of QKD_PAR_CHUNK samples (the last may be shorter),
+ *     independent of the thread count; threads take chunks dynamically. Never threads over the
+ *     amplitudes of one state: each kernel call is single-threaded on its own workspace
+ *     (qkd_kernel_workspace_bytes, one per thread, owned by the pool).
+ *   - Forward: chunk c is one kernel call with first_sample + c*QKD_PAR_CHUNK, so shot sampling
+ *     is unchanged by the split. Outputs are per sample: identical for every thread count.
+ *   - Backward: chunk c accumulates into its own zeroed partial d_params; after all chunks the
+ *     partials are added to d_params in chunk order 0, 1, 2, …. d_params (+=) and d_features
+ *     (overwritten, may be NULL) are therefore bit-identical for every thread count (for a given
+ *     kernel and batch), though not necessarily equal to one kernel call over the whole batch.
+ *   - One caller at a time per pool (calls are not re-entrant on one pool); distinct pools are
+ *     independent. The caller's thread does a share of the work.
+ *   - Functions returning int give 0, or -1 if memory ran out (nothing was computed then).
+ *   - Never includes compiler/ or LLVM headers. */
+#ifndef QKD_PAR_H
+#define QKD_PAR_H
+
+#include "qkd_kernel.h"
+
+#define QKD_PAR_CHUNK 64
+
+typedef struct qkd_par_pool qkd_par_pool;
+
+/* A pool running batches on `threads` threads in total (the caller plus threads-1 workers;
+ * threads < 1 means 1). NULL if out of memory or threads cannot be started. */
+qkd_par_pool *qkd_par_create(int threads);
+/* Stops the workers and frees everything (NULL is fine). */
+void qkd_par_destroy(qkd_par_pool *pool);
+int qkd_par_threads(const qkd_par_pool *pool);
+
+int qkd_par_fwd_f64(qkd_par_pool *pool, const qkd_kernel *k, const double *params,
+                    const double *features, int batch, uint64_t seed, uint64_t first_sample,
+                    double *outputs);
+int qkd_par_bwd_f64(qkd_par_pool *pool, const qkd_kernel *k, const double *params,
+                    const double *features, int batch, const double *d_outputs, double *d_params,
+                    double *d_features);
+int qkd_par_fwd_f32(qkd_par_pool *pool, const qkd_kernel *k, const float *params,
+                    const float *features, int batch, uint64_t seed, uint64_t first_sample,
+                    float *outputs);
+int qkd_par_bwd_f32(qkd_par_pool *pool, const qkd_kernel *k, const float *params,
+                    const float *features, int batch, const float *d_outputs, float *d_params,
+                    float *d_features);
+
+#endif

@@ -1,0 +1,415 @@
+/* test_jit_kernels.c — the LLVM-JIT'd kernels (compiler/jit.h) against two independent
+ * references: the interpreter (runtime/qsim.h) and the dense-matrix simulator (dense_ref.h),
+ * plus finite differences for the gradients, on random circuits from circgen.h (every gate, all
+ * angle kinds, all encodings and measurements, shots, batches with partial vector tiles).
+ * Also: every specialisation switched off one at a time and every vector width (same numbers),
+ * bit-identical reruns, the qkd_par driver at 1/2/3 threads (bit-identical), emit-llvm and
+ * object emission. Without QKD_FULL_SWEEP (the sanitizer build) the sweep is smaller. */
+#include "circgen.h"
+#include "dense_ref.h"
+#include "jit.h"
+#include "qkd_par.h"
+#include "qkd_rng.h"
+#include "qsim.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef QKD_FULL_SWEEP
+#define N_CIRCUITS 240
+#define MAX_QUBITS 10
+#else
+#define N_CIRCUITS 48
+#define MAX_QUBITS 8
+#endif
+
+static double maxabs_diff(const double *a, const double *b, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs(a[i] - b[i]);
+    if (!(d <= m)) m = d; /* NaN propagates as failure */
+  }
+  return m;
+}
+static double maxabs(const double *a, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
+  return m;
+}
+
+static void *xmalloc(size_t n) {
+  void *p = calloc(n ? n : 1, 1);
+  if (!p) abort();
+  return p;
+}
+
+/* Random upstream gradient in [-1, 1]. */
+static void rand_dout(uint64_t seed, double *d, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] = 2.0 * qkd_rng_uniform(seed, 77, i) - 1.0;
+}
+
+typedef struct {
+  int checks_fwd, checks_bwd, fd, f32, variants, par;
+} counts;
+static counts cnt;
+
+/* One circuit: JIT (f64, f32) vs interpreter vs dense reference, and gradients. */
+static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
+  char err[512];
+  qkd_kernel kj;
+  if (qkd_jit_compile(c, &kj, err, sizeof err) != 0) {
+    fprintf(stderr, "seed %llu: compile failed: %s\n", (unsigned long long)seed, err);
+    CHECK(0);
+    return;
+  }
+  qkd_kernel ki = qkd_qsim_kernel(c);
+  int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
+  double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
+  circgen_inputs(c, seed * 31 + 7, batch, params, feat);
+  size_t nout = (size_t)batch * (size_t)no;
+  double *oj = xmalloc(nout * 8), *oi = xmalloc(nout * 8), *od = xmalloc((size_t)no * 8);
+  void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
+
+  /* forward f64 */
+  kj.fwd_f64(&kj, params, feat, batch, seed, 100, oj, ws);
+  ki.fwd_f64(&ki, params, feat, batch, seed, 100, oi, ws);
+  if (c->shots == 0) {
+    double d = maxabs_diff(oj, oi, nout);
+    if (!(d <= 1e-10)) {
+      fprintf(stderr, "seed %llu: fwd f64 jit vs interp %g (n=%d gates=%d)\n", (unsigned long long)seed, d, c->n_qubits, c->n_gates);
+      qkd_ir_dump(c, stderr);
+    }
+    CHECK(d <= 1e-10);
+    for (int b = 0; b < batch; b++) {
+      dense_ref_outputs(c, params, nf ? feat + (size_t)b * nf : NULL, od);
+      double dd = maxabs_diff(oj + (size_t)b * no, od, (size_t)no);
+      if (!(dd <= 1e-10)) fprintf(stderr, "seed %llu: fwd f64 jit vs dense %g\n", (unsigned long long)seed, dd);
+      CHECK(dd <= 1e-10);
+    }
+  } else {
+    /* sampled: same draws from (seed, sample); probabilities that differ by rounding may move a
+     * draw across a cdf boundary only with negligible probability, so allow one draw of slack */
+    double d = maxabs_diff(oj, oi, nout);
+    double tol = (c->measure == QKD_MEASURE_Z ? 2.0 : 1.0) / c->shots + 1e-12;
+    if (!(d <= tol)) fprintf(stderr, "seed %llu: shots fwd jit vs interp %g\n", (unsigned long long)seed, d);
+    CHECK(d <= tol);
+  }
+  cnt.checks_fwd++;
+
+  /* backward f64 */
+  double *dout = xmalloc(nout * 8);
+  rand_dout(seed, dout, nout);
+  double *gj = xmalloc((size_t)(np + 1) * 8), *gi = xmalloc((size_t)(np + 1) * 8);
+  double *fj = xmalloc((size_t)batch * (size_t)(nf + 1) * 8), *fi = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
+  for (int i = 0; i < np; i++) gj[i] = gi[i] = 0.5 * i; /* d_params accumulates */
+  memset(fj, 0x7f, (size_t)batch * (size_t)nf * 8);      /* d_features is overwritten */
+  kj.bwd_f64(&kj, params, feat, batch, dout, gj, fj, ws);
+  ki.bwd_f64(&ki, params, feat, batch, dout, gi, fi, ws);
+  double sc = 1.0 + maxabs(gi, (size_t)np);
+  double dg = maxabs_diff(gj, gi, (size_t)np);
+  if (!(dg <= 1e-10 * sc)) fprintf(stderr, "seed %llu: bwd d_params jit vs interp %g\n", (unsigned long long)seed, dg);
+  CHECK(dg <= 1e-10 * sc);
+  double scf = 1.0 + maxabs(fi, (size_t)batch * nf);
+  double df = maxabs_diff(fj, fi, (size_t)batch * nf);
+  if (!(df <= 1e-10 * scf)) fprintf(stderr, "seed %llu: bwd d_features jit vs interp %g\n", (unsigned long long)seed, df);
+  CHECK(df <= 1e-10 * scf);
+  /* d_features NULL: same d_params */
+  double *gn = xmalloc((size_t)(np + 1) * 8);
+  for (int i = 0; i < np; i++) gn[i] = 0.5 * i;
+  kj.bwd_f64(&kj, params, feat, batch, dout, gn, NULL, ws);
+  CHECK(memcmp(gn, gj, (size_t)np * 8) == 0);
+  cnt.checks_bwd++;
+
+  /* finite differences of the dense reference, sample 0 only (VJP = Σ_o dout_o dO_o/dx) */
+  {
+    double *g1 = xmalloc((size_t)(np + 1) * 8), *f1 = xmalloc((size_t)(nf + 1) * 8), *fdv = xmalloc((size_t)no * 8);
+    kj.bwd_f64(&kj, params, feat, 1, dout, g1, f1, ws);
+    for (int t = 0; t < 3 && t < np; t++) {
+      int idx = (int)((seed + (uint64_t)t * 7) % (uint64_t)np);
+      dense_ref_fd(c, params, nf ? feat : NULL, DENSE_WRT_PARAM, idx, 1e-5, fdv);
+      double v = 0.0;
+      for (int o = 0; o < no; o++) v += dout[o] * fdv[o];
+      if (!(fabs(v - g1[idx]) <= 1e-6 * (1 + fabs(v)))) fprintf(stderr, "seed %llu: fd param %d: %g vs %g\n", (unsigned long long)seed, idx, g1[idx], v);
+      CHECK_NEAR(g1[idx], v, 1e-6 * (1 + fabs(v)));
+      cnt.fd++;
+    }
+    for (int t = 0; t < 2 && t < nf; t++) {
+      int idx = (int)((seed * 3 + (uint64_t)t * 5) % (uint64_t)nf);
+      /* all-zero amplitude vectors are a kink: skip them */
+      double ss = 0.0;
+      for (int j = 0; j < nf; j++) ss += feat[j] * feat[j];
+      if (c->encode == QKD_ENCODE_AMPLITUDE && ss < 1e-6) continue;
+      dense_ref_fd(c, params, feat, DENSE_WRT_FEATURE, idx, 1e-5, fdv);
+      double v = 0.0;
+      for (int o = 0; o < no; o++) v += dout[o] * fdv[o];
+      if (!(fabs(v - f1[idx]) <= 1e-6 * (1 + fabs(v)))) fprintf(stderr, "seed %llu: fd feature %d: %g vs %g\n", (unsigned long long)seed, idx, f1[idx], v);
+      CHECK_NEAR(f1[idx], v, 1e-6 * (1 + fabs(v)));
+      cnt.fd++;
+    }
+    free(g1); free(f1); free(fdv);
+  }
+
+  /* bit-identical rerun */
+  {
+    double *o2 = xmalloc(nout * 8), *g2 = xmalloc((size_t)(np + 1) * 8), *f2 = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
+    for (int i = 0; i < np; i++) g2[i] = 0.5 * i;
+    kj.fwd_f64(&kj, params, feat, batch, seed, 100, o2, ws);
+    kj.bwd_f64(&kj, params, feat, batch, dout, g2, f2, ws);
+    CHECK(memcmp(o2, oj, nout * 8) == 0);
+    CHECK(memcmp(g2, gj, (size_t)np * 8) == 0);
+    CHECK(memcmp(f2, fj, (size_t)batch * nf * 8) == 0);
+    free(o2); free(g2); free(f2);
+  }
+
+  /* f32 against the f64 interpreter */
+  {
+    float *pf = xmalloc((size_t)(np + 1) * 4), *ff = xmalloc((size_t)batch * (size_t)(nf + 1) * 4);
+    float *of = xmalloc(nout * 4), *dof = xmalloc(nout * 4), *gf = xmalloc((size_t)(np + 1) * 4);
+    float *dff = xmalloc((size_t)batch * (size_t)(nf + 1) * 4);
+    double *pr = xmalloc((size_t)(np + 1) * 8), *fr = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
+    for (int i = 0; i < np; i++) { pf[i] = (float)params[i]; pr[i] = pf[i]; }
+    for (size_t i = 0; i < (size_t)batch * nf; i++) { ff[i] = (float)feat[i]; fr[i] = ff[i]; }
+    for (size_t i = 0; i < nout; i++) dof[i] = (float)dout[i];
+    double *dor = xmalloc(nout * 8);
+    for (size_t i = 0; i < nout; i++) dor[i] = dof[i];
+    ki.fwd_f64(&ki, pr, fr, batch, seed, 100, oi, ws);
+    kj.fwd_f32(&kj, pf, ff, batch, seed, 100, of, ws);
+    double m = 0.0;
+    for (size_t i = 0; i < nout; i++) if (fabs(of[i] - oi[i]) > m) m = fabs(of[i] - oi[i]);
+    double tol = c->shots ? (c->measure == QKD_MEASURE_Z ? 2.0 : 1.0) / c->shots + 1e-4 : 1e-4;
+    if (!(m <= tol)) fprintf(stderr, "seed %llu: fwd f32 %g\n", (unsigned long long)seed, m);
+    CHECK(m <= tol);
+    for (int i = 0; i < np; i++) gi[i] = 0.0;
+    ki.bwd_f64(&ki, pr, fr, batch, dor, gi, fi, ws);
+    kj.bwd_f32(&kj, pf, ff, batch, dof, gf, dff, ws);
+    double sg = 1.0 + maxabs(gi, (size_t)np), sf = 1.0 + maxabs(fi, (size_t)batch * nf);
+    m = 0.0;
+    for (int i = 0; i < np; i++) if (fabs(gf[i] - gi[i]) > m) m = fabs(gf[i] - gi[i]);
+    if (!(m <= 1e-4 * sg)) fprintf(stderr, "seed %llu: bwd f32 d_params %g (scale %g)\n", (unsigned long long)seed, m, sg);
+    CHECK(m <= 1e-4 * sg);
+    m = 0.0;
+    for (size_t i = 0; i < (size_t)batch * nf; i++) if (fabs(dff[i] - fi[i]) > m) m = fabs(dff[i] - fi[i]);
+    if (!(m <= 1e-4 * sf)) fprintf(stderr, "seed %llu: bwd f32 d_features %g (scale %g)\n", (unsigned long long)seed, m, sf);
+    CHECK(m <= 1e-4 * sf);
+    cnt.f32++;
+    free(pf); free(ff); free(of); free(dof); free(gf); free(dff); free(pr); free(fr); free(dor);
+  }
+  free(params); free(feat); free(oj); free(oi); free(od); free(ws); free(dout); free(gj); free(gi);
+  free(fj); free(fi); free(gn);
+  qkd_jit_release(&kj);
+  CHECK(kj.fwd_f64 == NULL && kj.engine_data == NULL);
+}
+
+/* Specialisations off one at a time, and every vector width: same numbers as the interpreter. */
+static void check_variants(uint64_t seed, const qkd_ir_circuit *c, int batch) {
+  /* (specialisation mask, vector bytes): each switch off at least once, each width at least twice */
+  static const int specs[] = {0, 1, 2, 4, 3, 6, 5};
+  static const int vbs[] = {16, 32, 64, 16, 64, 32, 16};
+  int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
+  double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
+  circgen_inputs(c, seed, batch, params, feat);
+  size_t nout = (size_t)batch * no;
+  double *oi = xmalloc(nout * 8), *oj = xmalloc(nout * 8), *dout = xmalloc(nout * 8);
+  double *gi = xmalloc((size_t)(np + 1) * 8), *gj = xmalloc((size_t)(np + 1) * 8);
+  void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
+  rand_dout(seed + 1, dout, nout);
+  qkd_kernel ki = qkd_qsim_kernel(c);
+  ki.fwd_f64(&ki, params, feat, batch, 1, 0, oi, ws);
+  ki.bwd_f64(&ki, params, feat, batch, dout, gi, NULL, ws);
+  double sc = 1.0 + maxabs(gi, (size_t)np);
+  for (int s = 0; s < (int)(sizeof specs / sizeof *specs); s++) {
+    int v = s;
+    {
+      qkd_jit_options o = {1, specs[s], vbs[v]};
+      qkd_kernel kj;
+      char err[512];
+      if (qkd_jit_compile_ex(c, &o, &kj, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); CHECK(0); continue; }
+      CHECK(kj.fwd_f32 == NULL && kj.fwd_f64 != NULL);
+      kj.fwd_f64(&kj, params, feat, batch, 1, 0, oj, ws);
+      memset(gj, 0, (size_t)(np + 1) * 8);
+      kj.bwd_f64(&kj, params, feat, batch, dout, gj, NULL, ws);
+      double d1 = maxabs_diff(oi, oj, nout), d2 = maxabs_diff(gi, gj, (size_t)np);
+      if (!(d1 <= 1e-10 && d2 <= 1e-10 * sc))
+        fprintf(stderr, "seed %llu spec %d vb %d: fwd %g bwd %g\n", (unsigned long long)seed, specs[s], vbs[v], d1, d2);
+      CHECK(d1 <= 1e-10);
+      CHECK(d2 <= 1e-10 * sc);
+      cnt.variants++;
+      qkd_jit_release(&kj);
+    }
+  }
+  free(params); free(feat); free(oi); free(oj); free(dout); free(gi); free(gj); free(ws);
+}
+
+/* qkd_par at 1, 2, 3 threads: bit-identical; and equal (to rounding) to the interpreter. */
+static void check_par(uint64_t seed, const qkd_ir_circuit *c, qkd_par_pool **pools) {
+  char err[512];
+  qkd_kernel kj;
+  if (qkd_jit_compile(c, &kj, err, sizeof err) != 0) { CHECK(0); return; }
+  qkd_kernel ki = qkd_qsim_kernel(c);
+  int batch = 3 * QKD_PAR_CHUNK + 11;
+  int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
+  size_t nout = (size_t)batch * no, nfe = (size_t)batch * nf;
+  double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((nfe + 1) * 8);
+  circgen_inputs(c, seed, batch, params, feat);
+  double *dout = xmalloc(nout * 8);
+  rand_dout(seed + 2, dout, nout);
+  double *o[3], *g[3], *f[3];
+  float *pf = xmalloc((size_t)(np + 1) * 4), *ff = xmalloc((nfe + 1) * 4), *df = xmalloc(nout * 4);
+  for (int i = 0; i < np; i++) pf[i] = (float)params[i];
+  for (size_t i = 0; i < nfe; i++) ff[i] = (float)feat[i];
+  for (size_t i = 0; i < nout; i++) df[i] = (float)dout[i];
+  float *o32[3], *g32[3], *f32[3];
+  for (int t = 0; t < 3; t++) {
+    o[t] = xmalloc(nout * 8); g[t] = xmalloc((size_t)(np + 1) * 8); f[t] = xmalloc((nfe + 1) * 8);
+    o32[t] = xmalloc(nout * 4); g32[t] = xmalloc((size_t)(np + 1) * 4); f32[t] = xmalloc((nfe + 1) * 4);
+    CHECK(qkd_par_threads(pools[t]) == t + 1);
+    CHECK(qkd_par_fwd_f64(pools[t], &kj, params, feat, batch, seed, 5, o[t]) == 0);
+    CHECK(qkd_par_bwd_f64(pools[t], &kj, params, feat, batch, dout, g[t], f[t]) == 0);
+    CHECK(qkd_par_fwd_f32(pools[t], &kj, pf, ff, batch, seed, 5, o32[t]) == 0);
+    CHECK(qkd_par_bwd_f32(pools[t], &kj, pf, ff, batch, df, g32[t], f32[t]) == 0);
+  }
+  for (int t = 1; t < 3; t++) {
+    CHECK(memcmp(o[0], o[t], nout * 8) == 0);
+    CHECK(memcmp(g[0], g[t], (size_t)np * 8) == 0);
+    CHECK(memcmp(f[0], f[t], nfe * 8) == 0);
+    CHECK(memcmp(o32[0], o32[t], nout * 4) == 0);
+    CHECK(memcmp(g32[0], g32[t], (size_t)np * 4) == 0);
+    CHECK(memcmp(f32[0], f32[t], nfe * 4) == 0);
+  }
+  /* against the interpreter over the whole batch (sampled outputs: same draws) */
+  double *oi = xmalloc(nout * 8), *gi = xmalloc((size_t)(np + 1) * 8), *fi = xmalloc((nfe + 1) * 8);
+  void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
+  ki.fwd_f64(&ki, params, feat, batch, seed, 5, oi, ws);
+  ki.bwd_f64(&ki, params, feat, batch, dout, gi, fi, ws);
+  double tol = c->shots ? 2.0 / c->shots + 1e-12 : 1e-10;
+  CHECK(maxabs_diff(o[0], oi, nout) <= tol);
+  CHECK(maxabs_diff(g[0], gi, (size_t)np) <= 1e-10 * (1 + maxabs(gi, (size_t)np)));
+  CHECK(maxabs_diff(f[0], fi, nfe) <= 1e-10 * (1 + maxabs(fi, nfe)));
+  cnt.par++;
+  for (int t = 0; t < 3; t++) { free(o[t]); free(g[t]); free(f[t]); free(o32[t]); free(g32[t]); free(f32[t]); }
+  free(params); free(feat); free(dout); free(pf); free(ff); free(df); free(oi); free(gi); free(fi); free(ws);
+  qkd_jit_release(&kj);
+}
+
+/* The benchmark's hardware-efficient ansatz: L × [RY, RZ on every qubit; CNOT ring]. */
+static qkd_ir_circuit *hea(int n, int L, qkd_measure_kind meas) {
+  int ng = L * 3 * n;
+  qkd_ir_circuit *c = xmalloc(sizeof *c + (size_t)ng * sizeof(qkd_ir_gate));
+  c->gates = (qkd_ir_gate *)(void *)(c + 1);
+  c->name = "hea";
+  c->n_qubits = n;
+  c->n_features = 1 << n;
+  c->encode = QKD_ENCODE_AMPLITUDE;
+  c->measure = meas;
+  int k = 0, p = 0;
+  for (int l = 0; l < L; l++) {
+    for (int q = 0; q < n; q++)
+      for (int r = 0; r < 2; r++) {
+        qkd_ir_gate *g = &c->gates[k++];
+        g->kind = r ? QKD_GATE_RZ : QKD_GATE_RY;
+        g->q[0] = q;
+        g->angle.kind = QKD_ANGLE_PARAM;
+        g->angle.index = p++;
+        g->angle.scale = 1.0;
+      }
+    for (int q = 0; q < n && n > 1; q++) {
+      qkd_ir_gate *g = &c->gates[k++];
+      g->kind = QKD_GATE_CNOT;
+      g->q[0] = q;
+      g->q[1] = (q + 1) % n;
+    }
+  }
+  c->n_gates = k;
+  c->n_params = p;
+  return c;
+}
+
+static void check_emit(const qkd_ir_circuit *c) {
+  FILE *f = tmpfile();
+  CHECK(f != NULL);
+  if (!f) return;
+  CHECK(qkd_jit_emit_llvm(c, f) == 0);
+  long len = ftell(f);
+  CHECK(len > 1000);
+  rewind(f);
+  char *buf = xmalloc((size_t)len + 1);
+  CHECK(fread(buf, 1, (size_t)len, f) == (size_t)len);
+  CHECK(strstr(buf, "define void @qkd_k_fwd_f64(") != NULL);
+  CHECK(strstr(buf, "define void @qkd_k_bwd_f32(") != NULL);
+  free(buf);
+  fclose(f);
+  char path[64], err[512];
+  snprintf(path, sizeof path, "/tmp/qkd_jit_test_%d.o", (int)getpid());
+  for (int cpu = 0; cpu < 2; cpu++) {
+    CHECK(qkd_jit_emit_object(c, path, cpu ? "generic" : "native", "hea8", err, sizeof err) == 0);
+    FILE *o = fopen(path, "rb");
+    CHECK(o != NULL);
+    if (o) {
+      unsigned char mag[4] = {0};
+      CHECK(fread(mag, 1, 4, o) == 4);
+      CHECK(mag[0] == 0x7f && mag[1] == 'E' && mag[2] == 'L' && mag[3] == 'F');
+      fclose(o);
+    }
+    remove(path);
+  }
+  CHECK(qkd_jit_emit_object(c, path, "pentium", "x", err, sizeof err) == -1);
+}
+
+int main(void) {
+  circgen_opts o = circgen_defaults();
+  o.max_qubits = MAX_QUBITS;
+  o.p_shots = 0.1;
+  int batches[] = {1, 2, 3, 5, 8, 13};
+  for (int i = 0; i < N_CIRCUITS; i++) {
+    qkd_ir_circuit *c = circgen_random(1000 + (uint64_t)i, &o);
+    check_circuit(1000 + (uint64_t)i, c, batches[i % 6]);
+    circgen_free(c);
+  }
+  /* long circuits on few qubits exercise long diagonal runs, fusion and permutations */
+  circgen_opts lo = o;
+  lo.min_gates = 60;
+  lo.max_gates = 120;
+  lo.max_qubits = 5;
+  lo.p_shots = 0.0;
+  for (int i = 0; i < N_CIRCUITS / 8; i++) {
+    qkd_ir_circuit *c = circgen_random(5000 + (uint64_t)i, &lo);
+    check_circuit(5000 + (uint64_t)i, c, 7);
+    if (i % 3 == 0) check_variants(5000 + (uint64_t)i, c, 9);
+    circgen_free(c);
+  }
+  for (int i = 0; i < N_CIRCUITS / 24; i++) {
+    qkd_ir_circuit *c = circgen_random(7000 + (uint64_t)i, &o);
+    check_variants(7000 + (uint64_t)i, c, 6);
+    circgen_free(c);
+  }
+  /* the benchmark circuit family */
+  for (int n = 1; n <= (MAX_QUBITS < 8 ? MAX_QUBITS : 8); n++) {
+    qkd_ir_circuit *c = hea(n, 3, n % 2 ? QKD_MEASURE_Z : QKD_MEASURE_PROBS);
+    check_circuit(9000 + (uint64_t)n, c, 11);
+    if (n % 2 == 0) check_variants(9000 + (uint64_t)n, c, 5);
+    free(c);
+  }
+  qkd_par_pool *pools[3];
+  for (int t = 0; t < 3; t++) pools[t] = qkd_par_create(t + 1);
+  CHECK(pools[0] && pools[1] && pools[2]);
+  circgen_opts po = o;
+  po.p_shots = 0.25;
+  po.max_qubits = 6;
+  for (int i = 0; i < N_CIRCUITS / 8 && pools[2]; i++) {
+    qkd_ir_circuit *c = circgen_random(8000 + (uint64_t)i, &po);
+    check_par(8000 + (uint64_t)i, c, pools);
+    circgen_free(c);
+  }
+  qkd_ir_circuit *h = hea(8, 10, QKD_MEASURE_PROBS);
+  if (pools[2]) check_par(8999, h, pools);
+  check_emit(h);
+  free(h);
+  for (int t = 0; t < 3; t++) qkd_par_destroy(pools[t]);
+  printf("circuits: %d fwd, %d bwd, %d finite-difference, %d f32, %d variants, %d par\n",
+         cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par);
+  return test_done("test_jit_kernels");
+}
