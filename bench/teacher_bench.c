@@ -2,7 +2,8 @@
  * and prints one JSON line: test accuracy per epoch, training images/s, parameter count and peak
  * RSS. Used by bench/teacher.sh.
  *   teacher_bench [--model lenet5|alexnet_small] [--dataset mnist] [--threads N] [--epochs E]
- *                 [--batch B] [--lr LR] [--seed S] [--train-limit N] */
+ *                 [--batch B] [--lr LR] [--seed S] [--train-limit N]
+ *                 [--test-limit N] */
 #include "qkd_data.h"
 #include "qkd_teacher.h"
 
@@ -20,7 +21,7 @@ static void progress(void *ctx, const char *text) {
 
 int main(int argc, char **argv) {
   const char *model = "lenet5", *dataset = "mnist";
-  int threads = 1, epochs = 5, batch = 128, train_limit = 0;
+  int threads = 1, epochs = 5, batch = 128, train_limit = 0, test_limit = 0;
   double lr = 1e-3;
   long seed = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -32,6 +33,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--lr")) lr = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--seed")) seed = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--train-limit")) train_limit = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--test-limit")) test_limit = atoi(argv[i + 1]);
     else { fprintf(stderr, "teacher_bench: error: unknown option %s\n", argv[i]); return 1; }
   }
   qkd_layer_spec lenet[] = {LS(CONV, 6, 5, 1, 0, 0), LS(TANH, 0, 0, 1, 0, 0), LS(AVGPOOL, 2, 0, 1, 0, 0),
@@ -49,7 +51,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(model, "alexnet_small")) spec = (qkd_net_spec){"alexnet_small", 16, alex, 0, NULL};
   else { fprintf(stderr, "teacher_bench: error: unknown model %s\n", model); return 1; }
   char err[2048];
-  qkd_data_opts o = {.source = dataset, .train_limit = train_limit, .scale = QKD_DATA_SCALE_UNIT};
+  qkd_data_opts o = {.source = dataset, .train_limit = train_limit, .test_limit = test_limit, .scale = QKD_DATA_SCALE_UNIT};
   qkd_dataset ds;
   if (qkd_data_load(&o, &ds, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 1; }
   qkd_teacher_job job = {.name = model, .net = &spec, .data = &ds, .data_opts = &o, .threads = threads,

@@ -4,12 +4,19 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* im2col scratch cap (floats): a conv processes as many samples at once as fit. */
-#define COLS_FLOATS (1L << 22)
+/* im2col scratch per thread (floats): a conv processes as many samples at once as fit (1 MB:
+ * the chunk's columns stay in L2 between the im2col and the GEMM; see conv_chunk). */
+#define COLS_FLOATS (1L << 18)
+/* Batch slicing over threads (see slices_for): only nets with at most this many parameters
+ * (each extra thread has its own gradient block) and batches of at least this many MACs. */
+#define SPLIT_MAX_PARAMS (4L << 20)
+#define SPLIT_MIN_MACS 8e6
+#define QKD_NN_MAX_THREADS 16
 
 typedef struct {
   qkd_layer_spec s;
@@ -21,6 +28,11 @@ typedef struct {
   float *aux;              /* dropout: mask [max_batch][out_size] */
   int *arg;                /* maxpool: argmax [max_batch][out_size] (index in the input sample) */
 } layer;
+
+/* one thread's scratch: im2col columns, GEMM output, and (threads > 0) a private gradient block */
+typedef struct {
+  float *cols, *tmp, *grads;
+} work;
 
 struct qkd_nn {
   qkd_shape in, out;
@@ -41,12 +53,22 @@ struct qkd_nn {
   const float *x;
   int batch;
   uint64_t seed, step;
-  /* scratch */
-  float *cols, *tmp, *d0, *d1;
-  long cols_len, tmp_len, d_len;
+  int slices;              /* batch slices (threads) of the last forward */
+  double macs;             /* multiply-adds per sample, forward */
+  /* scratch: work[0] is the caller's; work[t > 0] are allocated when threads first slice a batch */
+  work work[QKD_NN_MAX_THREADS];
+  float *d0, *d1;          /* [max_batch][d_stride] backward ping-pong (a slice owns its rows) */
+  long cols_len, tmp_len, d_stride;
 };
 
-void qkd_nn_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+static int g_threads = 1;
+
+void qkd_nn_set_threads(int n) {
+  g_threads = n < 1 ? 1 : n > QKD_NN_MAX_THREADS ? QKD_NN_MAX_THREADS : n;
+  openblas_set_num_threads(g_threads);
+}
+
+int qkd_nn_get_threads(void) { return g_threads; }
 
 /* ------------------------------------------------------------------------- fast exp / tanh */
 
@@ -125,29 +147,34 @@ static long spec_params(const qkd_net_spec *s, qkd_shape in, int implicit_flatte
 static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, float *params,
                          float *grads, char *err, size_t errlen);
 
+static int conv_chunk(int max_batch, const layer *l);
+
 static int alloc_scratch(qkd_nn *nn) {
   long cols = 0, tmp = 0, d = qkd_shape_size(nn->in);
+  double macs = 0;
   for (int i = 0; i < nn->n_layers; i++) {
     layer *l = &nn->layers[i];
     if (l->out_size > d) d = l->out_size;
+    macs += (double)l->out_size;
     if (l->s.kind == QKD_LAYER_CONV) {
       long K = (long)l->in.c * l->s.kernel * l->s.kernel, P = (long)l->out.h * l->out.w;
-      long per = K * P > (long)l->s.units * P ? K * P : (long)l->s.units * P;
-      long nb = COLS_FLOATS / per;
-      if (nb < 1) nb = 1;
-      if (nb > nn->max_batch) nb = nn->max_batch;
+      long nb = conv_chunk(nn->max_batch, l);
       if (nb * K * P > cols) cols = nb * K * P;
       if (nb * l->s.units * P > tmp) tmp = nb * l->s.units * P;
+      macs += (double)K * (double)l->out_size;
+    } else if (l->s.kind == QKD_LAYER_DENSE) {
+      macs += (double)l->in_size * (double)l->out_size;
     }
   }
+  nn->macs = macs;
   nn->cols_len = cols;
   nn->tmp_len = tmp;
-  nn->d_len = d * nn->max_batch;
-  nn->cols = malloc(sizeof(float) * (size_t)(cols + 1));
-  nn->tmp = malloc(sizeof(float) * (size_t)(tmp + 1));
-  nn->d0 = malloc(sizeof(float) * (size_t)nn->d_len);
-  nn->d1 = malloc(sizeof(float) * (size_t)nn->d_len);
-  return nn->cols && nn->tmp && nn->d0 && nn->d1 ? 0 : -1;
+  nn->d_stride = d;
+  nn->work[0].cols = malloc(sizeof(float) * (size_t)(cols + 1));
+  nn->work[0].tmp = malloc(sizeof(float) * (size_t)(tmp + 1));
+  nn->d0 = malloc(sizeof(float) * (size_t)(d * nn->max_batch));
+  nn->d1 = malloc(sizeof(float) * (size_t)(d * nn->max_batch));
+  return nn->work[0].cols && nn->work[0].tmp && nn->d0 && nn->d1 ? 0 : -1;
 }
 
 static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, float *params,
@@ -266,8 +293,11 @@ void qkd_nn_free(qkd_nn *nn) {
   free(nn->mean_out);
   free(nn->dmember);
   free(nn->dx_accum);
-  free(nn->cols);
-  free(nn->tmp);
+  for (int t = 0; t < QKD_NN_MAX_THREADS; t++) {
+    free(nn->work[t].cols);
+    free(nn->work[t].tmp);
+    free(nn->work[t].grads);
+  }
   free(nn->d0);
   free(nn->d1);
   if (nn->owns_blocks) {
@@ -363,75 +393,135 @@ static void col2im(const float *cols, int nb, qkd_shape in, int k, int stride, i
       }
 }
 
-static int conv_chunk(const qkd_nn *nn, const layer *l) {
+/* Samples per im2col chunk: as many as fit COLS_FLOATS (the chunk stays in L2), but at least
+ * enough for ~2048 GEMM columns so that big convs still make wide GEMMs. */
+static int conv_chunk(int max_batch, const layer *l) {
   long K = (long)l->in.c * l->s.kernel * l->s.kernel, P = (long)l->out.h * l->out.w;
   long per = K * P > (long)l->s.units * P ? K * P : (long)l->s.units * P;
-  long nb = COLS_FLOATS / per;
+  long nb = COLS_FLOATS / per, lo = (2048 + P - 1) / P;
+  if (nb < lo) nb = lo;
   if (nb < 1) nb = 1;
-  if (nb > nn->max_batch) nb = nn->max_batch;
+  if (nb > max_batch) nb = max_batch;
   return (int)nb;
 }
 
-static void conv_fwd(qkd_nn *nn, layer *l, const float *x, int batch) {
+/* y[n] = act(x[n]) (x may be y); act is a layer kind (anything else: identity) */
+static void act_fwd(int act, const float *x, float *y, long n) {
+  switch (act) {
+  case QKD_LAYER_RELU: for (long j = 0; j < n; j++) y[j] = x[j] > 0 ? x[j] : 0.0f; break;
+  case QKD_LAYER_TANH: tanh_fwd(x, y, n); break;
+  case QKD_LAYER_SIGMOID: sigmoid_fwd(x, y, n); break;
+  default: if (x != y) memcpy(y, x, sizeof(float) * (size_t)n); break;
+  }
+}
+
+/* d[n] = dy[n] * act'(from the activation's output y) */
+static void act_bwd(int act, const float *y, const float *dy, float *d, long n) {
+  switch (act) {
+  case QKD_LAYER_RELU: for (long j = 0; j < n; j++) d[j] = y[j] > 0 ? dy[j] : 0.0f; break;
+  case QKD_LAYER_TANH: for (long j = 0; j < n; j++) d[j] = dy[j] * (1.0f - y[j] * y[j]); break;
+  case QKD_LAYER_SIGMOID: for (long j = 0; j < n; j++) d[j] = dy[j] * y[j] * (1.0f - y[j]); break;
+  default: memcpy(d, dy, sizeof(float) * (size_t)n); break;
+  }
+}
+
+static int is_act(int kind) { return kind == QKD_LAYER_RELU || kind == QKD_LAYER_TANH || kind == QKD_LAYER_SIGMOID; }
+
+/* Layer i (conv or dense) computes act(its output) straight into layer i+1's buffer, and
+ * layer i+1 (the activation) is skipped. Layer i's own buffer is then never written: nothing
+ * reads it (the activation's backward uses its own output). */
+static int fused(const qkd_nn *nn, int i) {
+  return i + 1 < nn->n_layers && (nn->layers[i].s.kind == QKD_LAYER_CONV || nn->layers[i].s.kind == QKD_LAYER_DENSE) &&
+         is_act(nn->layers[i + 1].s.kind);
+}
+
+/* y[nb][out] = act(conv(x) + b) */
+static void conv_fwd(const layer *l, const float *x, int nb_all, float *y, int act, const work *w, int chunk) {
   int F = l->s.units, k = l->s.kernel;
   long K = (long)l->in.c * k * k, P = (long)l->out.h * l->out.w;
-  int chunk = conv_chunk(nn, l);
-  for (int s0 = 0; s0 < batch; s0 += chunk) {
-    int nb = batch - s0 < chunk ? batch - s0 : chunk;
-    im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, nn->cols);
-    float *dst = nb == 1 ? l->y + s0 * l->out_size : nn->tmp;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, F, (int)(nb * P), (int)K, 1.0f, l->w, (int)K, nn->cols,
+  for (int s0 = 0; s0 < nb_all; s0 += chunk) {
+    int nb = nb_all - s0 < chunk ? nb_all - s0 : chunk;
+    im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
+    float *dst = nb == 1 ? y + s0 * l->out_size : w->tmp;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, F, (int)(nb * P), (int)K, 1.0f, l->w, (int)K, w->cols,
                 (int)(nb * P), 0.0f, dst, (int)(nb * P));
     for (int s = 0; s < nb; s++) {
-      float *ys = l->y + (s0 + s) * l->out_size;
+      float *ys = y + (s0 + s) * l->out_size;
       for (int f = 0; f < F; f++) {
         const float *src = dst + (long)f * nb * P + s * P;
         float *yf = ys + (long)f * P, bf = l->b[f];
         for (long p = 0; p < P; p++) yf[p] = src[p] + bf;
       }
+      act_fwd(act, ys, ys, l->out_size);
     }
   }
 }
 
-static void conv_bwd(qkd_nn *nn, layer *l, const float *x, const float *dy, float *dx, int batch) {
+/* dy is dL/d(conv output), or dL/d(act output) when act_l (the fused activation) is set;
+ * dw/db: the gradient block to accumulate into; dx (may be NULL) is overwritten. */
+static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float *x, const float *dy, float *dx,
+                     int nb_all, const work *w, int chunk, float *dw, float *db) {
   int F = l->s.units, k = l->s.kernel;
   long K = (long)l->in.c * k * k, P = (long)l->out.h * l->out.w;
-  int chunk = conv_chunk(nn, l);
-  if (dx) memset(dx, 0, sizeof(float) * (size_t)(batch * l->in_size));
-  for (int s0 = 0; s0 < batch; s0 += chunk) {
-    int nb = batch - s0 < chunk ? batch - s0 : chunk;
+  if (dx) memset(dx, 0, sizeof(float) * (size_t)(nb_all * l->in_size));
+  for (int s0 = 0; s0 < nb_all; s0 += chunk) {
+    int nb = nb_all - s0 < chunk ? nb_all - s0 : chunk;
     long NP = nb * P;
-    /* tmp[F][nb*P] <- dy in the cols layout; bias grads */
+    /* tmp[F][nb*P] <- dz in the cols layout; bias grads */
     for (int s = 0; s < nb; s++) {
       const float *ds = dy + (s0 + s) * l->out_size;
+      const float *ay = act_l ? act_l->y + (s_off + s0 + s) * l->out_size : NULL;
       for (int f = 0; f < F; f++) {
-        const float *src = ds + (long)f * P;
-        float *t = nn->tmp + (long)f * NP + s * P, acc = 0;
-        for (long p = 0; p < P; p++) { t[p] = src[p]; acc += src[p]; }
-        l->db[f] += acc;
+        float *t = w->tmp + (long)f * NP + s * P, acc = 0;
+        if (ay) act_bwd(act_l->s.kind, ay + (long)f * P, ds + (long)f * P, t, P);
+        else memcpy(t, ds + (long)f * P, sizeof(float) * (size_t)P);
+        for (long p = 0; p < P; p++) acc += t[p];
+        db[f] += acc;
       }
     }
-    im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, nn->cols);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, nn->tmp, (int)NP, nn->cols,
-                (int)NP, 1.0f, l->dw, (int)K);
+    im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols, (int)NP,
+                1.0f, dw, (int)K);
     if (dx) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)NP, F, 1.0f, l->w, (int)K, nn->tmp, (int)NP,
-                  0.0f, nn->cols, (int)NP);
-      col2im(nn->cols, nb, l->in, k, l->s.stride, l->s.padding, l->out, dx + s0 * l->in_size);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)NP, F, 1.0f, l->w, (int)K, w->tmp, (int)NP,
+                  0.0f, w->cols, (int)NP);
+      col2im(w->cols, nb, l->in, k, l->s.stride, l->s.padding, l->out, dx + s0 * l->in_size);
     }
   }
 }
 
 /* --------------------------------------------------------------------------------- pools */
 
-static void pool_fwd(layer *l, const float *x, int batch) {
+/* windows are k x k with stride k (floor): they never overlap */
+static void pool_fwd(const layer *l, const float *x, int nb, float *y, int *arg) {
   int k = l->s.units, max = l->s.kind == QKD_LAYER_MAXPOOL;
   int H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
   float inv = 1.0f / (float)(k * k);
-  for (long sc = 0; sc < (long)batch * l->in.c; sc++) {
+  for (long sc = 0; sc < (long)nb * l->in.c; sc++) {
     const float *xp = x + sc * H * W;
-    float *yp = l->y + sc * Ho * Wo;
-    int *ap = max ? l->arg + sc * Ho * Wo : NULL;
+    float *yp = y + sc * Ho * Wo;
+    int *ap = max ? arg + sc * Ho * Wo : NULL;
+    if (k == 2) {
+      for (int oh = 0; oh < Ho; oh++) {
+        const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+        float *yo = yp + oh * Wo;
+        if (max) {
+          int *ao = ap + oh * Wo;
+          for (int ow = 0; ow < Wo; ow++) {
+            int q = 2 * ow, best = q;
+            float bv = r0[q];
+            if (r0[q + 1] > bv) { bv = r0[q + 1]; best = q + 1; }
+            if (r1[q] > bv) { bv = r1[q]; best = q + W; }
+            if (r1[q + 1] > bv) { bv = r1[q + 1]; best = q + W + 1; }
+            yo[ow] = bv;
+            ao[ow] = 2 * oh * W + best;
+          }
+        } else {
+          for (int ow = 0; ow < Wo; ow++) yo[ow] = (r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) * inv;
+        }
+      }
+      continue;
+    }
     for (int oh = 0; oh < Ho; oh++)
       for (int ow = 0; ow < Wo; ow++) {
         int base = oh * k * W + ow * k;
@@ -455,16 +545,33 @@ static void pool_fwd(layer *l, const float *x, int batch) {
   }
 }
 
-static void pool_bwd(layer *l, const float *dy, float *dx, int batch) {
+/* dx is overwritten */
+static void pool_bwd(const layer *l, const float *dy, float *dx, int nb, const int *arg) {
   int k = l->s.units, max = l->s.kind == QKD_LAYER_MAXPOOL;
   int H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
   float inv = 1.0f / (float)(k * k);
-  memset(dx, 0, sizeof(float) * (size_t)(batch * l->in_size));
-  for (long sc = 0; sc < (long)batch * l->in.c; sc++) {
+  if (!max && k == 2) { /* every input gets g (covered) or 0 (the floor's leftover): no memset */
+    for (long sc = 0; sc < (long)nb * l->in.c; sc++) {
+      float *xp = dx + sc * H * W;
+      const float *dp = dy + sc * Ho * Wo;
+      for (int oh = 0; oh < Ho; oh++) {
+        float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+        for (int ow = 0; ow < Wo; ow++) {
+          float g = dp[oh * Wo + ow] * inv;
+          r0[2 * ow] = g; r0[2 * ow + 1] = g; r1[2 * ow] = g; r1[2 * ow + 1] = g;
+        }
+        for (int j = 2 * Wo; j < W; j++) r0[j] = r1[j] = 0.0f;
+      }
+      if (2 * Ho < H) memset(xp + 2 * Ho * W, 0, sizeof(float) * (size_t)((H - 2 * Ho) * W));
+    }
+    return;
+  }
+  memset(dx, 0, sizeof(float) * (size_t)(nb * l->in_size));
+  for (long sc = 0; sc < (long)nb * l->in.c; sc++) {
     float *xp = dx + sc * H * W;
     const float *dp = dy + sc * Ho * Wo;
     if (max) {
-      const int *ap = l->arg + sc * Ho * Wo;
+      const int *ap = arg + sc * Ho * Wo;
       for (int o = 0; o < Ho * Wo; o++) xp[ap[o]] += dp[o];
     } else {
       for (int oh = 0; oh < Ho; oh++)
@@ -478,57 +585,226 @@ static void pool_bwd(layer *l, const float *dy, float *dx, int batch) {
   }
 }
 
+/* ------------------------------------------------------------------------------- threads */
+
+typedef struct {
+  void (*fn)(void *ctx, int t);
+  void *ctx;
+  int t;
+} thread_arg;
+
+static void *thread_main(void *p) {
+  thread_arg *a = p;
+  a->fn(a->ctx, a->t);
+  return NULL;
+}
+
+/* fn(ctx, t) for t in [0, n): t = 0 on the caller; a thread that cannot start runs on the
+ * caller afterwards (same work, same result). */
+static void run_parallel(int n, void (*fn)(void *ctx, int t), void *ctx) {
+  pthread_t tid[QKD_NN_MAX_THREADS];
+  thread_arg args[QKD_NN_MAX_THREADS];
+  int started[QKD_NN_MAX_THREADS] = {0};
+  for (int t = 1; t < n; t++) {
+    args[t] = (thread_arg){fn, ctx, t};
+    started[t] = pthread_create(&tid[t], NULL, thread_main, &args[t]) == 0;
+  }
+  fn(ctx, 0);
+  for (int t = 1; t < n; t++) {
+    if (started[t]) pthread_join(tid[t], NULL);
+    else fn(ctx, t);
+  }
+}
+
+/* The number of batch slices for a forward/backward of `batch` samples: g_threads when the net
+ * is small enough for per-thread gradient blocks and the batch has enough work, else 1. Each
+ * slice's scratch is allocated on first use; if that fails, fewer slices. */
+static int slices_for(qkd_nn *nn, int batch) {
+  int n = g_threads;
+  if (n <= 1 || nn->n_params > SPLIT_MAX_PARAMS || (double)batch * (double)nn->macs < SPLIT_MIN_MACS) return 1;
+  if (n > batch / 8) n = batch / 8;
+  if (n < 2) return 1;
+  for (int t = 1; t < n; t++) {
+    work *w = &nn->work[t];
+    if (!w->cols) {
+      w->cols = malloc(sizeof(float) * (size_t)(nn->cols_len + 1));
+      w->tmp = malloc(sizeof(float) * (size_t)(nn->tmp_len + 1));
+      w->grads = malloc(sizeof(float) * (size_t)(nn->n_params + 1));
+      if (!w->cols || !w->tmp || !w->grads) {
+        free(w->cols); free(w->tmp); free(w->grads);
+        w->cols = w->tmp = w->grads = NULL;
+        return t;
+      }
+    }
+  }
+  return n;
+}
+
 /* ------------------------------------------------------------------------- forward/backward */
 
-static const float *list_forward(qkd_nn *nn, const float *x, int batch, int training, uint64_t step) {
-  const float *cur = x;
+/* Samples [s0, s0 + nb) of the batch through every layer; thread t's scratch. */
+static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t step, int t) {
+  const work *w = &nn->work[t];
+  const float *cur = nn->x;
   for (int i = 0; i < nn->n_layers; i++) {
     layer *l = &nn->layers[i];
-    long n = (long)batch * l->out_size;
+    const float *xin = cur + s0 * l->in_size;
+    int fuse = fused(nn, i);
+    layer *dl = fuse ? &nn->layers[i + 1] : l; /* the layer whose buffer receives the output */
+    float *y = dl->y + s0 * l->out_size;
+    int act = fuse ? dl->s.kind : 0;
+    long n = (long)nb * l->out_size;
     switch (l->s.kind) {
-    case QKD_LAYER_CONV: conv_fwd(nn, l, cur, batch); break;
+    case QKD_LAYER_CONV: conv_fwd(l, xin, nb, y, act, w, conv_chunk(nn->max_batch, l)); break;
     case QKD_LAYER_MAXPOOL:
-    case QKD_LAYER_AVGPOOL: pool_fwd(l, cur, batch); break;
+    case QKD_LAYER_AVGPOOL: pool_fwd(l, xin, nb, y, l->arg ? l->arg + s0 * l->out_size : NULL); break;
     case QKD_LAYER_DENSE:
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, l->s.units, (int)l->in_size, 1.0f, cur,
-                  (int)l->in_size, l->w, (int)l->in_size, 0.0f, l->y, l->s.units);
-      for (int s = 0; s < batch; s++) {
-        float *ys = l->y + (long)s * l->s.units;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, l->s.units, (int)l->in_size, 1.0f, xin,
+                  (int)l->in_size, l->w, (int)l->in_size, 0.0f, y, l->s.units);
+      for (int s = 0; s < nb; s++) {
+        float *ys = y + (long)s * l->s.units;
         for (int u = 0; u < l->s.units; u++) ys[u] += l->b[u];
       }
+      act_fwd(act, y, y, n);
       break;
-    case QKD_LAYER_FLATTEN: l->y = (float *)cur; break;
+    case QKD_LAYER_FLATTEN: break; /* aliased before the slices start */
     case QKD_LAYER_RELU:
-      for (long j = 0; j < n; j++) l->y[j] = cur[j] > 0 ? cur[j] : 0.0f;
+    case QKD_LAYER_TANH:
+    case QKD_LAYER_SIGMOID:
+      act_fwd(l->s.kind, xin, y, n);
       break;
-    case QKD_LAYER_TANH: tanh_fwd(cur, l->y, n); break;
-    case QKD_LAYER_SIGMOID: sigmoid_fwd(cur, l->y, n); break;
     case QKD_LAYER_SCALE: {
       float c = (float)l->s.value;
-      for (long j = 0; j < n; j++) l->y[j] = cur[j] * c;
+      for (long j = 0; j < n; j++) y[j] = xin[j] * c;
       break;
     }
-    case QKD_LAYER_DROPOUT:
+    case QKD_LAYER_DROPOUT: {
+      float *mask = l->aux + s0 * l->out_size;
       if (!training || l->s.value <= 0.0) {
-        for (long j = 0; j < n; j++) l->aux[j] = 1.0f;
+        for (long j = 0; j < n; j++) mask[j] = 1.0f;
       } else {
         double p = l->s.value;
         float keep = (float)(1.0 / (1.0 - p));
-        for (int s = 0; s < batch; s++) {
+        for (int s = 0; s < nb; s++) {
           /* one key per (step, layer, sample): element e draws counter key + e */
-          uint64_t key = qkd_rng_mix(qkd_rng_mix(step * 4096u + (uint64_t)i) ^ (uint64_t)s) << 24;
-          float *m = l->aux + (long)s * l->out_size;
+          uint64_t key = qkd_rng_mix(qkd_rng_mix(step * 4096u + (uint64_t)i) ^ (uint64_t)(s0 + s)) << 24;
+          float *m = mask + (long)s * l->out_size;
           for (long e = 0; e < l->out_size; e++)
             m[e] = qkd_rng_uniform(nn->seed, QKD_STREAM_DROPOUT, key + (uint64_t)e) >= p ? keep : 0.0f;
         }
       }
-      for (long j = 0; j < n; j++) l->y[j] = cur[j] * l->aux[j];
+      for (long j = 0; j < n; j++) y[j] = xin[j] * mask[j];
       break;
+    }
     default: break;
     }
-    cur = l->y;
+    cur = dl->y;
+    if (fuse) i++;
   }
-  return cur;
+}
+
+/* gradients of samples [s0, s0 + nb) into gbase (a block mirroring nn->grads) */
+static void list_backward_part(qkd_nn *nn, const float *dout, float *dx, int s0, int nb, int t, float *gbase) {
+  const work *w = &nn->work[t];
+  const float *dy = dout + s0 * nn->layers[nn->n_layers - 1].out_size;
+  float *bufs[2] = {nn->d0, nn->d1};
+  int which = -1; /* dy lives in: -1 dout, 0 d0, 1 d1 */
+  for (int i = nn->n_layers - 1; i >= 0; i--) {
+    layer *l = &nn->layers[i], *act_l = NULL;
+    if (i > 0 && fused(nn, i - 1)) { act_l = l; l = &nn->layers[--i]; } /* the pair of a fused forward */
+    const float *xin = (i ? nn->layers[i - 1].y : nn->x) + s0 * l->in_size;
+    int need_dx = i > 0 || dx;
+    int nw = which == 0 ? 1 : 0;
+    float *d = i == 0 ? (dx ? dx + s0 * l->in_size : NULL) : bufs[nw] + s0 * nn->d_stride;
+    long n = (long)nb * l->out_size;
+    float *dw = l->dw ? gbase + (l->dw - nn->grads) : NULL, *db = l->db ? gbase + (l->db - nn->grads) : NULL;
+    switch (l->s.kind) {
+    case QKD_LAYER_CONV:
+      conv_bwd(l, act_l, s0, xin, dy, need_dx ? d : NULL, nb, w, conv_chunk(nn->max_batch, l), dw, db);
+      break;
+    case QKD_LAYER_MAXPOOL:
+    case QKD_LAYER_AVGPOOL:
+      if (need_dx) pool_bwd(l, dy, d, nb, l->arg ? l->arg + s0 * l->out_size : NULL);
+      break;
+    case QKD_LAYER_DENSE: {
+      int U = l->s.units, In = (int)l->in_size;
+      const float *dz = dy;
+      if (act_l) { /* dz = dy * act' into the buffer dy does not use */
+        float *z = bufs[nw] + s0 * nn->d_stride;
+        act_bwd(act_l->s.kind, act_l->y + s0 * l->out_size, dy, z, n);
+        dz = z;
+        nw = 1 - nw;
+        if (i > 0) d = bufs[nw] + s0 * nn->d_stride;
+      }
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, In, nb, 1.0f, dz, U, xin, In, 1.0f, dw, In);
+      for (int s = 0; s < nb; s++)
+        for (int u = 0; u < U; u++) db[u] += dz[(long)s * U + u];
+      if (need_dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, In, U, 1.0f, dz, U, l->w, In, 0.0f, d, In);
+      break;
+    }
+    case QKD_LAYER_FLATTEN: /* the gradient passes through unchanged */
+      if (i == 0 && dx) memcpy(d, dy, sizeof(float) * (size_t)n);
+      continue;
+    case QKD_LAYER_RELU:
+    case QKD_LAYER_TANH:
+    case QKD_LAYER_SIGMOID:
+      if (need_dx) act_bwd(l->s.kind, l->y + s0 * l->out_size, dy, d, n);
+      break;
+    case QKD_LAYER_SCALE: {
+      float c = (float)l->s.value;
+      if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * c;
+      break;
+    }
+    case QKD_LAYER_DROPOUT: {
+      const float *mask = l->aux + s0 * l->out_size;
+      if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * mask[j];
+      break;
+    }
+    default: break;
+    }
+    if (!need_dx) break;
+    dy = d;
+    which = nw;
+  }
+}
+
+typedef struct {
+  qkd_nn *nn;
+  const float *dout;
+  float *dx;
+  int batch, slices, training;
+  uint64_t step;
+} pass;
+
+static void slice_range(const pass *p, int t, int *s0, int *nb) {
+  *s0 = (int)((long)p->batch * t / p->slices);
+  *nb = (int)((long)p->batch * (t + 1) / p->slices) - *s0;
+}
+
+static void forward_slice(void *ctx, int t) {
+  const pass *p = ctx;
+  int s0, nb;
+  slice_range(p, t, &s0, &nb);
+  list_forward_part(p->nn, s0, nb, p->training, p->step, t);
+}
+
+static void backward_slice(void *ctx, int t) {
+  const pass *p = ctx;
+  int s0, nb;
+  slice_range(p, t, &s0, &nb);
+  float *g = t ? p->nn->work[t].grads : p->nn->grads;
+  if (t) memset(g, 0, sizeof(float) * (size_t)p->nn->n_params);
+  list_backward_part(p->nn, p->dout, p->dx, s0, nb, t, g);
+}
+
+/* runs a pass over `slices` threads, OpenBLAS single-threaded meanwhile (each slice's GEMMs
+ * are small; g_threads BLAS threads again afterwards) */
+static void run_slices(pass *p, void (*fn)(void *, int)) {
+  if (p->slices <= 1) { fn(p, 0); return; }
+  openblas_set_num_threads(1);
+  run_parallel(p->slices, fn, p);
+  openblas_set_num_threads(g_threads);
 }
 
 const float *qkd_nn_forward(qkd_nn *nn, const float *x, int batch, int training, uint64_t step) {
@@ -536,7 +812,15 @@ const float *qkd_nn_forward(qkd_nn *nn, const float *x, int batch, int training,
   nn->x = x;
   nn->batch = batch;
   nn->step = step;
-  if (nn->n_members == 0) return nn->n_layers ? list_forward(nn, x, batch, training, step) : x;
+  if (nn->n_members == 0) {
+    if (nn->n_layers == 0) return x;
+    for (int i = 0; i < nn->n_layers; i++) /* flatten aliases its input buffer (as laid out after fusion) */
+      if (nn->layers[i].s.kind == QKD_LAYER_FLATTEN) nn->layers[i].y = i ? nn->layers[i - 1].y : (float *)x;
+    nn->slices = slices_for(nn, batch);
+    pass p = {nn, NULL, NULL, batch, nn->slices, training, step};
+    run_slices(&p, forward_slice);
+    return nn->layers[nn->n_layers - 1].y;
+  }
   long osz = qkd_shape_size(nn->out) * batch;
   float inv = 1.0f / (float)nn->n_members;
   for (int m = 0; m < nn->n_members; m++) {
@@ -546,57 +830,6 @@ const float *qkd_nn_forward(qkd_nn *nn, const float *x, int batch, int training,
   return nn->mean_out;
 }
 
-static void list_backward(qkd_nn *nn, const float *dout, float *dx) {
-  int batch = nn->batch;
-  const float *dy = dout;
-  for (int i = nn->n_layers - 1; i >= 0; i--) {
-    layer *l = &nn->layers[i];
-    const float *xin = i ? nn->layers[i - 1].y : nn->x;
-    int need_dx = i > 0 || dx;
-    float *d = i == 0 ? dx : (dy == nn->d0 ? nn->d1 : nn->d0);
-    long n = (long)batch * l->out_size;
-    switch (l->s.kind) {
-    case QKD_LAYER_CONV: conv_bwd(nn, l, xin, dy, need_dx ? d : NULL, batch); break;
-    case QKD_LAYER_MAXPOOL:
-    case QKD_LAYER_AVGPOOL:
-      if (need_dx) pool_bwd(l, dy, d, batch);
-      break;
-    case QKD_LAYER_DENSE: {
-      int U = l->s.units, In = (int)l->in_size;
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, In, batch, 1.0f, dy, U, xin, In, 1.0f, l->dw, In);
-      for (int s = 0; s < batch; s++)
-        for (int u = 0; u < U; u++) l->db[u] += dy[(long)s * U + u];
-      if (need_dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, In, U, 1.0f, dy, U, l->w, In, 0.0f, d, In);
-      break;
-    }
-    case QKD_LAYER_FLATTEN: /* the gradient passes through unchanged */
-      if (i == 0 && dx) memcpy(dx, dy, sizeof(float) * (size_t)n);
-      continue;
-    case QKD_LAYER_RELU:
-      if (need_dx) for (long j = 0; j < n; j++) d[j] = l->y[j] > 0 ? dy[j] : 0.0f;
-      break;
-    case QKD_LAYER_TANH:
-      if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * (1.0f - l->y[j] * l->y[j]);
-      break;
-    case QKD_LAYER_SIGMOID:
-      if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * l->y[j] * (1.0f - l->y[j]);
-      break;
-    case QKD_LAYER_SCALE: {
-      float c = (float)l->s.value;
-      if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * c;
-      break;
-    }
-    case QKD_LAYER_DROPOUT:
-      if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * l->aux[j];
-      break;
-    default: break;
-    }
-    if (!need_dx) break;
-    dy = d;
-  }
-}
-
 void qkd_nn_backward(qkd_nn *nn, const float *dout, float *dx) {
   int batch = nn->batch;
   if (nn->n_members == 0) {
@@ -604,7 +837,13 @@ void qkd_nn_backward(qkd_nn *nn, const float *dout, float *dx) {
       if (dx) memcpy(dx, dout, sizeof(float) * (size_t)(batch * qkd_shape_size(nn->in)));
       return;
     }
-    list_backward(nn, dout, dx);
+    pass p = {nn, dout, dx, batch, nn->slices, 0, 0};
+    run_slices(&p, backward_slice);
+    /* the slices' partial gradients, added in slice order: deterministic for a thread count */
+    for (int t = 1; t < p.slices; t++) {
+      const float *g = nn->work[t].grads;
+      for (long j = 0; j < nn->n_params; j++) nn->grads[j] += g[j];
+    }
     return;
   }
   long osz = qkd_shape_size(nn->out) * batch, isz = qkd_shape_size(nn->in) * batch;

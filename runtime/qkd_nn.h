@@ -14,7 +14,8 @@
  * Promises:
  *  - results depend only on (spec, init seed, data, step numbers): initialisation and dropout
  *    masks come from qkd_rng (QKD_STREAM_INIT / QKD_STREAM_DROPOUT), never from call order or
- *    thread count (BLAS reductions aside).
+ *    thread count (BLAS reductions and gradient sums over batch slices aside, see
+ *    qkd_nn_set_threads).
  *  - qkd_nn_backward ACCUMULATES (+=) into the gradient block; it uses the activations of the
  *    last qkd_nn_forward, whose input x must still be alive and unchanged.
  *  - nothing here prints or exits; constructors return NULL with a message in err. */
@@ -27,8 +28,16 @@
 #include "qkd_net.h"
 
 /* --------------------------------------------------------------------------------- threads */
-/* BLAS threads (openblas_set_num_threads); n < 1 means 1. */
+/* Threads for the runtime (n < 1 means 1, at most 16), process-wide: OpenBLAS's thread count
+ * (openblas_set_num_threads) and the runtime's own threads. A net with at most 4M parameters
+ * and enough work per batch cuts each forward/backward batch into n contiguous slices, one per
+ * thread (OpenBLAS single-threaded meanwhile); each slice accumulates into its own gradient
+ * block and the blocks are added in slice order, so results are deterministic for a given
+ * thread count (though not bit-equal across thread counts). Bigger nets use OpenBLAS's threads
+ * for their GEMMs and the runtime's for the optimizer step. Set it before training, not while
+ * another thread is inside the runtime. */
 void qkd_nn_set_threads(int n);
+int qkd_nn_get_threads(void);
 
 /* ------------------------------------------------------------------------------------- net */
 typedef struct qkd_nn qkd_nn;
