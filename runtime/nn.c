@@ -599,9 +599,9 @@ static void *thread_main(void *p) {
   return NULL;
 }
 
-/* fn(ctx, t) for t in [0, n): t = 0 on the caller; a thread that cannot start runs on the
- * caller afterwards (same work, same result). */
-static void run_parallel(int n, void (*fn)(void *ctx, int t), void *ctx) {
+/* a thread that cannot start runs on the caller afterwards (same work, same result) */
+void qkd_nn_run_threads(int n, void (*fn)(void *ctx, int t), void *ctx) {
+  if (n > QKD_NN_MAX_THREADS) n = QKD_NN_MAX_THREADS;
   pthread_t tid[QKD_NN_MAX_THREADS];
   thread_arg args[QKD_NN_MAX_THREADS];
   int started[QKD_NN_MAX_THREADS] = {0};
@@ -803,7 +803,7 @@ static void backward_slice(void *ctx, int t) {
 static void run_slices(pass *p, void (*fn)(void *, int)) {
   if (p->slices <= 1) { fn(p, 0); return; }
   openblas_set_num_threads(1);
-  run_parallel(p->slices, fn, p);
+  qkd_nn_run_threads(p->slices, fn, p);
   openblas_set_num_threads(g_threads);
 }
 

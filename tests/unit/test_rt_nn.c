@@ -368,6 +368,34 @@ static void test_optim(void) {
   CHECK(perm && same && diff > 50);
 }
 
+/* a block big enough for the vector loop and the thread split: the float formula element-wise */
+static void test_optim_big(void) {
+  long n = (1L << 20) + 3;
+  float *p = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n), *q = malloc(sizeof(float) * (size_t)n);
+  float *m = calloc((size_t)n, sizeof(float)), *v = calloc((size_t)n, sizeof(float));
+  fill(p, n, 21, 1.0);
+  memcpy(q, p, sizeof(float) * (size_t)n);
+  qkd_nn_optim o;
+  CHECK(qkd_nn_optim_init(&o, QKD_NN_ADAM, 1e-2, 0.9, 0.999, 0, n) == 0);
+  qkd_nn_set_threads(2);
+  int bad = 0;
+  for (int t = 1; t <= 3; t++) {
+    fill(g, n, 30 + (uint64_t)t, 0.5);
+    qkd_nn_optim_step(&o, p, g);
+    float step = (float)(1e-2 / (1.0 - pow(0.9, t))), isb2 = (float)(1.0 / sqrt(1.0 - pow(0.999, t)));
+    for (long i = 0; i < n; i++) {
+      m[i] = 0.9f * m[i] + (1.0f - 0.9f) * g[i];
+      v[i] = 0.999f * v[i] + (1.0f - 0.999f) * g[i] * g[i];
+      q[i] -= step * m[i] / (sqrtf(v[i]) * isb2 + 1e-8f);
+      if (fabsf(q[i] - p[i]) > 1e-6f * (1.0f + fabsf(q[i])) && bad++ < 3) fprintf(stderr, "adam[%ld]: %g vs %g\n", i, p[i], q[i]);
+    }
+  }
+  qkd_nn_set_threads(1);
+  CHECK(bad == 0);
+  qkd_nn_optim_free(&o);
+  free(p); free(g); free(q); free(m); free(v);
+}
+
 static void test_pca(void) {
   /* 4 points (±2, 0), (0, ±1) rotated by 30 degrees, plus an offset: covariance eigenvalues 8/3
    * and 2/3 along (cos, sin) and (-sin, cos). */
@@ -621,6 +649,7 @@ int main(void) {
   test_dropout();
   test_ce();
   test_optim();
+  test_optim_big();
   test_pca();
   test_reductions();
   test_mean_and_counts();
