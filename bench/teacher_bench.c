@@ -62,8 +62,8 @@ int main(int argc, char **argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("{\"model\": \"%s\", \"dataset\": \"%s\", \"threads\": %d, \"epochs\": %d, \"params\": %ld, "
-         "\"images_per_s\": %.1f, \"train_seconds\": %.2f, \"peak_rss_mb\": %.1f",
-         model, dataset, threads, epochs, r.params, r.train_images / r.train_seconds, r.train_seconds,
+         "\"train_images\": %ld, \"images_per_s\": %.1f, \"train_seconds\": %.2f, \"peak_rss_mb\": %.1f",
+         model, dataset, threads, epochs, r.params, r.train_images, r.train_images / r.train_seconds, r.train_seconds,
          ru.ru_maxrss / 1024.0);
   for (int e = 0; e < r.epochs; e++) printf(", \"acc_epoch%d\": %.4f", e + 1, r.test_accuracy[e]);
   printf("}\n");
