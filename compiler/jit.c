@@ -4,6 +4,7 @@
 #include "jit.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,9 +83,7 @@ static LLVMTargetMachineRef make_tm(const char *cpu, const char *features, LLVMR
   if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
     set_err(err, errlen, "no target for the host triple", msg);
   } else {
-    const char *cgl = getenv("QKD_JIT_CGLEVEL");
-    LLVMCodeGenOptLevel lvl = cgl && *cgl ? (LLVMCodeGenOptLevel)atoi(cgl) : LLVMCodeGenLevelDefault;
-    tm = LLVMCreateTargetMachine(target, triple, cpu, features, lvl, reloc, cm);
+    tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelDefault, reloc, cm);
     if (!tm) set_err(err, errlen, "cannot create a target machine", NULL);
     if (vbytes) *vbytes = vbytes_for(features);
   }
@@ -118,13 +117,13 @@ static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef 
   if (msg) LLVMDisposeMessage(msg); /* allocated even when there is no error */
   if (bad) return -1;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  const char *unr = getenv("QKD_JIT_UNROLL"), *pipe = getenv("QKD_JIT_PASSES");
-  LLVMPassBuilderOptionsSetLoopUnrolling(po, unr && *unr == '1');
+  /* loops over amplitudes stay loops: unrolling them costs compile time */
+  LLVMPassBuilderOptionsSetLoopUnrolling(po, 0);
   /* the generated code is explicitly vectorised (lanes across samples): the auto-vectorisers
    * only cost compile time */
   LLVMPassBuilderOptionsSetLoopVectorization(po, 0);
   LLVMPassBuilderOptionsSetSLPVectorization(po, 0);
-  LLVMErrorRef e = LLVMRunPasses(M, pipe && *pipe ? pipe : "default<O2>", tm, po);
+  LLVMErrorRef e = LLVMRunPasses(M, "default<O2>", tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (e) return jit_error(e, "optimisation failed", err, errlen);
   if (timing_on()) fprintf(stderr, "jit: generate %.1f ms, verify+O2 %.1f ms\n", t1 - t0, now_ms() - t1);
@@ -146,8 +145,14 @@ static void cfg_defaults(jit_gen_cfg *cfg, const qkd_jit_options *opt, int host_
 
 /* ---- JIT ---------------------------------------------------------------------------------- */
 
+/* A compiled kernel's JIT state. fns[] are looked up under mu; trampolines read them with
+ * acquire loads (the second precision is compiled on its first call). */
 typedef struct {
   LLVMOrcLLJITRef jit;
+  const qkd_ir_circuit *ir;
+  jit_gen_cfg cfg;
+  pthread_mutex_t mu;
+  void *_Atomic fns[4]; /* fwd_f64, bwd_f64, fwd_f32, bwd_f32 */
 } jit_session;
 
 /* Defines name → addr as an absolute symbol in jd. */
@@ -167,46 +172,19 @@ static int define_abs(LLVMOrcLLJITRef J, LLVMOrcJITDylibRef jd, const char *name
   return 0;
 }
 
-int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
-                       char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (qkd_ir_validate(ir, err, errlen) != 0) return -1;
-  int host_vb = 16;
-  /* tm_opt: for the pass pipeline (ours); tm_jit: handed to the JIT's target machine builder */
-  LLVMTargetMachineRef tm_opt = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err, errlen);
-  if (!tm_opt) return -1;
-  jit_gen_cfg cfg;
-  cfg_defaults(&cfg, opt, host_vb);
-
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext(); /* ours until the TSM */
-  LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
-  LLVMModuleRef M = LLVMModuleCreateWithNameInContext(ir->name ? ir->name : "qkd", C); /* ours */
-  int rc = build_module(M, C, tm_opt, ir, &cfg, err, errlen);
-  LLVMDisposeTargetMachine(tm_opt);
-  if (rc != 0) {
-    LLVMDisposeModule(M);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    return -1;
-  }
-
+/* A new LLJIT for the host with the process's symbols and the runtime helpers. */
+static LLVMOrcLLJITRef make_lljit(char *err, size_t errlen) {
   LLVMTargetMachineRef tm_jit = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, NULL, err, errlen);
-  if (!tm_jit) {
-    LLVMDisposeModule(M);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    return -1;
-  }
+  if (!tm_jit) return NULL;
   LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
   /* tm_jit → jtmb → jb → LLJIT: each call takes ownership of its argument */
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm_jit));
   LLVMOrcLLJITRef J = NULL;
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&J, jb); /* consumes jb, even on failure */
-  if (e) {
-    LLVMDisposeModule(M);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    return jit_error(e, "cannot create the LLJIT", err, errlen);
-  }
+  if (e) { jit_error(e, "cannot create the LLJIT", err, errlen); return NULL; }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(J);
   LLVMOrcDefinitionGeneratorRef pg = NULL;
+  int rc;
   e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&pg, LLVMOrcLLJITGetGlobalPrefix(J), NULL, NULL);
   if (e) {
     rc = jit_error(e, "cannot search the process's symbols", err, errlen);
@@ -217,46 +195,137 @@ int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd
     if (rc == 0) rc = define_abs(J, jd, "qkd_jit_scratch", (void *)qkd_jit_scratch, err, errlen);
   }
   if (rc != 0) {
-    LLVMDisposeModule(M);
-    LLVMOrcDisposeThreadSafeContext(tsc);
     LLVMErrorRef d = LLVMOrcDisposeLLJIT(J);
     if (d) LLVMConsumeError(d);
+    return NULL;
+  }
+  return J;
+}
+
+/* Generates, optimises, adds and looks up the kernels of precision mask `prec` (JIT_PREC_*)
+ * in s's LLJIT; stores their addresses in s->fns. Caller holds s->mu (or owns s alone). */
+static int add_precision(jit_session *s, int prec, char *err, size_t errlen) {
+  int host_vb = 16;
+  LLVMTargetMachineRef tm_opt = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err, errlen);
+  if (!tm_opt) return -1;
+  jit_gen_cfg cfg = s->cfg;
+  cfg.precisions = prec;
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext(); /* ours until the TSM */
+  LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
+  LLVMModuleRef M = LLVMModuleCreateWithNameInContext(s->ir->name ? s->ir->name : "qkd", C); /* ours */
+  int rc = build_module(M, C, tm_opt, s->ir, &cfg, err, errlen);
+  LLVMDisposeTargetMachine(tm_opt);
+  if (rc != 0) {
+    LLVMDisposeModule(M);
+    LLVMOrcDisposeThreadSafeContext(tsc);
     return -1;
   }
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(M, tsc); /* tsm owns M */
   LLVMOrcDisposeThreadSafeContext(tsc); /* the context lives on inside tsm */
-  e = LLVMOrcLLJITAddLLVMIRModule(J, jd, tsm); /* on success J owns tsm */
+  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(s->jit, LLVMOrcLLJITGetMainJITDylib(s->jit), tsm); /* J owns tsm */
   if (e) {
     LLVMOrcDisposeThreadSafeModule(tsm); /* on failure it is still ours */
-    rc = jit_error(e, "cannot add the module", err, errlen);
+    return jit_error(e, "cannot add the module", err, errlen);
   }
-  void *fns[4] = {NULL, NULL, NULL, NULL};
   double tc0 = now_ms();
   static const char *names[4] = {"qkd_k_fwd_f64", "qkd_k_bwd_f64", "qkd_k_fwd_f32", "qkd_k_bwd_f32"};
-  for (int i = 0; i < 4 && rc == 0; i++) {
-    if (!(cfg.precisions & (i < 2 ? JIT_PREC_F64 : JIT_PREC_F32))) continue;
+  for (int i = 0; i < 4; i++) {
+    if (!(prec & (i < 2 ? JIT_PREC_F64 : JIT_PREC_F32))) continue;
     LLVMOrcExecutorAddress addr = 0;
-    e = LLVMOrcLLJITLookup(J, &addr, names[i]); /* materialises (codegen) on first lookup */
-    if (e) rc = jit_error(e, "symbol lookup failed", err, errlen);
-    fns[i] = (void *)(uintptr_t)addr;
+    e = LLVMOrcLLJITLookup(s->jit, &addr, names[i]); /* materialises (codegen) on first lookup */
+    if (e) return jit_error(e, "symbol lookup failed", err, errlen);
+    atomic_store_explicit(&s->fns[i], (void *)(uintptr_t)addr, memory_order_release);
   }
   if (timing_on()) fprintf(stderr, "jit: codegen+link %.1f ms\n", now_ms() - tc0);
-  jit_session *s = rc == 0 ? malloc(sizeof *s) : NULL;
-  if (rc != 0 || !s) {
-    if (rc == 0) set_err(err, errlen, "out of memory", NULL);
-    LLVMErrorRef d = LLVMOrcDisposeLLJIT(J);
-    if (d) LLVMConsumeError(d);
+  return 0;
+}
+
+/* The kernel entry i of s, compiling its precision on first use (aborts if that fails: the ABI
+ * has no error path, and the same circuit already compiled for the other precision). */
+static void *lazy_fn(const qkd_kernel *k, int i) {
+  jit_session *s = k->engine_data;
+  void *f = atomic_load_explicit(&s->fns[i], memory_order_acquire);
+  if (f) return f;
+  pthread_mutex_lock(&s->mu);
+  f = atomic_load_explicit(&s->fns[i], memory_order_acquire);
+  if (!f) {
+    char err[512];
+    if (add_precision(s, i < 2 ? JIT_PREC_F64 : JIT_PREC_F32, err, sizeof err) != 0) {
+      fprintf(stderr, "qkd jit: lazy compile failed: %s\n", err);
+      abort();
+    }
+    f = atomic_load_explicit(&s->fns[i], memory_order_acquire);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return f;
+}
+
+static void lazy_fwd_f64(const qkd_kernel *k, const double *params, const double *features, int batch,
+                         uint64_t seed, uint64_t first, double *outputs, void *ws) {
+  qkd_fwd_f64_fn f;
+  void *p = lazy_fn(k, 0);
+  memcpy(&f, &p, sizeof f);
+  f(k, params, features, batch, seed, first, outputs, ws);
+}
+static void lazy_bwd_f64(const qkd_kernel *k, const double *params, const double *features, int batch,
+                         const double *d_out, double *d_params, double *d_features, void *ws) {
+  qkd_bwd_f64_fn f;
+  void *p = lazy_fn(k, 1);
+  memcpy(&f, &p, sizeof f);
+  f(k, params, features, batch, d_out, d_params, d_features, ws);
+}
+static void lazy_fwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch,
+                         uint64_t seed, uint64_t first, float *outputs, void *ws) {
+  qkd_fwd_f32_fn f;
+  void *p = lazy_fn(k, 2);
+  memcpy(&f, &p, sizeof f);
+  f(k, params, features, batch, seed, first, outputs, ws);
+}
+static void lazy_bwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch,
+                         const float *d_out, float *d_params, float *d_features, void *ws) {
+  qkd_bwd_f32_fn f;
+  void *p = lazy_fn(k, 3);
+  memcpy(&f, &p, sizeof f);
+  f(k, params, features, batch, d_out, d_params, d_features, ws);
+}
+
+int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
+                       char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (qkd_ir_validate(ir, err, errlen) != 0) return -1;
+  int host_vb = 16;
+  LLVMTargetMachineRef probe = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err, errlen);
+  if (!probe) return -1;
+  LLVMDisposeTargetMachine(probe);
+  jit_session *s = calloc(1, sizeof *s);
+  if (!s) { set_err(err, errlen, "out of memory", NULL); return -1; }
+  s->ir = ir;
+  cfg_defaults(&s->cfg, opt, host_vb);
+  pthread_mutex_init(&s->mu, NULL);
+  for (int i = 0; i < 4; i++) atomic_init(&s->fns[i], NULL);
+  s->jit = make_lljit(err, errlen);
+  /* both precisions wanted: the circuit's own now, the other on its first call */
+  int all = s->cfg.precisions == (JIT_PREC_F64 | JIT_PREC_F32);
+  int eager = all ? (ir->precision == QKD_PREC_F32 ? JIT_PREC_F32 : JIT_PREC_F64) : s->cfg.precisions;
+  if (!s->jit || add_precision(s, eager, err, errlen) != 0) {
+    if (s->jit) {
+      LLVMErrorRef d = LLVMOrcDisposeLLJIT(s->jit);
+      if (d) LLVMConsumeError(d);
+    }
+    pthread_mutex_destroy(&s->mu);
+    free(s);
     return -1;
   }
-  s->jit = J;
   out->ir = ir;
   out->engine = "jit";
-  /* object pointers → function pointers: the documented ORC idiom on POSIX */
-  memcpy(&out->fwd_f64, &fns[0], sizeof fns[0]);
-  memcpy(&out->bwd_f64, &fns[1], sizeof fns[1]);
-  memcpy(&out->fwd_f32, &fns[2], sizeof fns[2]);
-  memcpy(&out->bwd_f32, &fns[3], sizeof fns[3]);
   out->engine_data = s;
+  void *fns[4];
+  for (int i = 0; i < 4; i++) fns[i] = atomic_load(&s->fns[i]);
+  /* object pointers → function pointers: the documented ORC idiom on POSIX */
+  if (fns[0]) { memcpy(&out->fwd_f64, &fns[0], sizeof fns[0]); memcpy(&out->bwd_f64, &fns[1], sizeof fns[1]); }
+  else if (all) { out->fwd_f64 = lazy_fwd_f64; out->bwd_f64 = lazy_bwd_f64; }
+  if (fns[2]) { memcpy(&out->fwd_f32, &fns[2], sizeof fns[2]); memcpy(&out->bwd_f32, &fns[3], sizeof fns[3]); }
+  else if (all) { out->fwd_f32 = lazy_fwd_f32; out->bwd_f32 = lazy_bwd_f32; }
   return 0;
 }
 
@@ -270,6 +339,7 @@ void qkd_jit_release(qkd_kernel *k) {
   if (s) {
     LLVMErrorRef e = LLVMOrcDisposeLLJIT(s->jit);
     if (e) LLVMConsumeError(e);
+    pthread_mutex_destroy(&s->mu);
     free(s);
   }
   memset(k, 0, sizeof *k);

@@ -38,6 +38,7 @@ typedef struct {
   uint32_t N;
   LLVMTypeRef T, VT, D, VD, i1, i32, i64, ptr, vd;
   LLVMValueRef fn; /* function being built */
+  LLVMValueRef cs; /* entry function's table of cos/sin(θ/2) of PARAM gates, [gate][2] of T */
   fcache *cache;
   int ncache, capcache;
   int counter;
@@ -289,9 +290,11 @@ static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const ti
   }
   LLVMValueRef th;
   if (a->kind == QKD_ANGLE_PARAM) {
-    LLVMValueRef p = load(g, g->T, gepc(g, g->T, params, a->index), g->f32 ? 4 : 8);
-    if (g->f32) p = LLVMBuildFPExt(g->B, p, g->D, "");
-    th = p;
+    (void)params;
+    long long gi = gt - g->ir->gates;
+    *c = load(g, g->T, gepc(g, g->T, g->cs, 2 * gi), g->f32 ? 4 : 8);
+    *s = load(g, g->T, gepc(g, g->T, g->cs, 2 * gi + 1), g->f32 ? 4 : 8);
+    return;
   } else {
     LLVMValueRef v = load(g, g->VT, gepc(g, g->VT, tc->featbuf, a->index), (unsigned)g->VB);
     if (g->f32) v = LLVMBuildFPExt(g->B, v, g->VD, "");
@@ -693,7 +696,7 @@ static void diag_table(gen *g, const jit_op *op, LLVMValueRef params, LLVMValueR
 /* ---- workspace layout --------------------------------------------------------------------- */
 
 typedef struct {
-  uint64_t phi, lam, tab_f, tab_b, ph, featbuf, dfacc, outbuf, gacc, dout, probs, outd, total;
+  uint64_t phi, lam, tab_f, tab_b, ph, cs, featbuf, dfacc, outbuf, gacc, dout, probs, outd, total;
 } layout;
 
 static uint64_t r64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
@@ -709,6 +712,7 @@ static layout make_layout(gen *g, const jit_plan *pf, const jit_plan *pb) {
   L.tab_f = off; off += r64((uint64_t)pf->n_tables * g->N * 2 * ts);
   L.tab_b = off; off += r64((uint64_t)pb->n_tables * g->N * 2 * ts);
   L.ph = off; off += r64((uint64_t)(ir->n_gates + 1) * 4 * ts);
+  L.cs = off; off += r64((uint64_t)(ir->n_gates + 1) * 2 * ts);
   L.featbuf = off; off += r64((nf + 1) * (uint64_t)g->VB);
   L.dfacc = off; off += r64((nf + 1) * (uint64_t)g->VB);
   L.outbuf = off; off += r64((nob + 1) * (uint64_t)g->VB);
@@ -765,7 +769,7 @@ static void prologue(gen *g, const jit_plan *pl, LLVMValueRef params, LLVMValueR
                      cx (*mats)[4], LLVMValueRef *tabp, const jit_plan *other, LLVMValueRef *other_tabp) {
   for (int o = 0; o < pl->n_ops; o++) {
     const jit_op *op = &pl->ops[o];
-    if (op->kind == JIT_OP_PAIR && !group_has_feature(g->ir, op)) {
+    if (op->kind == JIT_OP_PAIR && mats && !group_has_feature(g->ir, op)) {
       group_mat(g, op, params, NULL, mats[o]);
     } else if (op->kind == JIT_OP_DIAG) {
       tabp[op->table] = NULL;
@@ -865,23 +869,51 @@ static LLVMValueRef phys(gen *g, const jit_plan *pl, LLVMValueRef k) {
   return p;
 }
 
-/* Forward ops of a plan on st. */
-static void run_fwd_ops(gen *g, const jit_plan *pl, cx (*mats)[4], LLVMValueRef st, LLVMValueRef params,
-                        const tilectx *tc, LLVMValueRef *tabp) {
-  for (int o = 0; o < pl->n_ops; o++) {
-    const jit_op *op = &pl->ops[o];
+static layout make_layout(gen *g, const jit_plan *pf, const jit_plan *pb);
+
+/* The forward op sequence of plan pf as one internal function fwdops(st, base), shared by the
+ * fwd and bwd entry points (the sequence is emitted once per precision: compile time). It reads
+ * cos/sin from the angle table, the phase tables and the transposed features at their fixed
+ * offsets from the scratch base (the entry's prologue fills them). */
+static LLVMValueRef fwd_ops_fn(gen *g, const jit_plan *pf, const jit_plan *pb, LLVMTypeRef *fty_out) {
+  char key[32];
+  snprintf(key, sizeof key, "F%d", g->f32);
+  fcache *e = cache_find(g, key);
+  if (e) { *fty_out = e->ty; return e->fn; }
+  LLVMTypeRef pt[2] = {g->ptr, g->ptr};
+  LLVMTypeRef fty = LLVMFunctionType(g->vd, pt, 2, 0);
+  savepos sp;
+  LLVMValueRef fn = begin_helper(g, "fwdops", fty, &sp);
+  LLVMValueRef st = LLVMGetParam(fn, 0), base = LLVMGetParam(fn, 1), cs_saved = g->cs;
+  layout L = make_layout(g, pf, pb);
+  g->cs = region(g, base, L.cs);
+  tilectx tc = {region(g, base, L.featbuf)};
+  for (int o = 0; o < pf->n_ops; o++) {
+    const jit_op *op = &pf->ops[o];
     if (op->kind == JIT_OP_PAIR) {
-      cx Mt[4];
-      const cx *M = mats[o];
-      if (group_has_feature(g->ir, op)) { group_mat(g, op, params, tc, Mt); M = Mt; }
+      cx M[4];
+      group_mat(g, op, NULL, &tc, M);
       pair_call(g, op, 0, 0, M, st, NULL);
     } else if (op->kind == JIT_OP_DIAG) {
-      LLVMTypeRef fty;
-      LLVMValueRef fn = diag_fwd_helper(g, &fty);
-      LLVMValueRef a[2] = {st, tabp[op->table]};
-      LLVMBuildCall2(g->B, fty, fn, a, 2, "");
+      LLVMTypeRef dty;
+      LLVMValueRef df = diag_fwd_helper(g, &dty);
+      LLVMValueRef a[2] = {st, region(g, base, L.tab_f + (uint64_t)op->table * g->N * 2 * (g->f32 ? 4 : 8))};
+      LLVMBuildCall2(g->B, dty, df, a, 2, "");
     }
   }
+  LLVMBuildRetVoid(g->B);
+  g->cs = cs_saved;
+  pos_restore(g, sp);
+  cache_add(g, key, fn, fty);
+  *fty_out = fty;
+  return fn;
+}
+
+static void run_fwd_ops(gen *g, const jit_plan *pf, const jit_plan *pb, LLVMValueRef st, LLVMValueRef base) {
+  LLVMTypeRef fty;
+  LLVMValueRef fn = fwd_ops_fn(g, pf, pb, &fty);
+  LLVMValueRef a[2] = {st, base};
+  LLVMBuildCall2(g->B, fty, fn, a, 2, "");
 }
 
 /* |amplitude|^2 of the tile state in logical order into buf[k] (<V x T>). */
@@ -890,6 +922,52 @@ static void probs_to_buf(gen *g, const jit_plan *pl, LLVMValueRef st, LLVMValueR
   loop_begin(g, &L, ci32(g, g->N), 0, NULL);
   cx a = amp_load(g, st, phys(g, pl, L.iv));
   store(g, F_add(g, F_mul(g, a.re, a.re), F_mul(g, a.im, a.im)), gep(g, g->VT, buf, L.iv), (unsigned)g->VB);
+  loop_end(g, &L, NULL);
+}
+
+/* cs[2g], cs[2g+1] = cos, sin of half the angle of every PARAM gate g: one loop over constant
+ * tables (gate, parameter, ½scale, ½offset), computed in double; keeps the entry functions
+ * short (compile time). */
+static void angle_table(gen *g, LLVMValueRef params, LLVMValueRef cs) {
+  const qkd_ir_circuit *ir = g->ir;
+  int na = 0;
+  for (int i = 0; i < ir->n_gates; i++) na += ir->gates[i].angle.kind == QKD_ANGLE_PARAM;
+  if (na == 0) return;
+  uint32_t *gp = calloc((size_t)na * 2, sizeof(uint32_t));
+  LLVMValueRef *so = calloc((size_t)na * 2, sizeof(LLVMValueRef));
+  if (!gp || !so) { free(gp); free(so); g->failed = 1; return; }
+  int k = 0;
+  for (int i = 0; i < ir->n_gates; i++) {
+    const qkd_angle *a = &ir->gates[i].angle;
+    if (a->kind != QKD_ANGLE_PARAM) continue;
+    gp[2 * k] = (uint32_t)i;
+    gp[2 * k + 1] = (uint32_t)a->index;
+    so[2 * k] = LLVMConstReal(g->D, 0.5 * a->scale);
+    so[2 * k + 1] = LLVMConstReal(g->D, 0.5 * a->offset);
+    k++;
+  }
+  LLVMValueRef gpt = const_table(g, gp, 2 * na);
+  LLVMTypeRef sty = LLVMArrayType(g->D, (unsigned)(2 * na));
+  LLVMValueRef sot = LLVMAddGlobal(g->M, sty, "qkd.angles");
+  LLVMSetInitializer(sot, LLVMConstArray(g->D, so, (unsigned)(2 * na)));
+  LLVMSetGlobalConstant(sot, 1);
+  LLVMSetLinkage(sot, LLVMPrivateLinkage);
+  free(gp);
+  free(so);
+  unsigned ts = g->f32 ? 4 : 8;
+  loop L;
+  loop_begin(g, &L, ci32(g, na), 0, NULL);
+  LLVMValueRef i2 = LLVMBuildShl(g->B, L.iv, ci32(g, 1), ""), i21 = LLVMBuildOr(g->B, i2, ci32(g, 1), "");
+  LLVMValueRef gi = load(g, g->i32, gep(g, g->i32, gpt, i2), 4), pi = load(g, g->i32, gep(g, g->i32, gpt, i21), 4);
+  LLVMValueRef th = load(g, g->T, gep(g, g->T, params, pi), ts);
+  if (g->f32) th = LLVMBuildFPExt(g->B, th, g->D, "");
+  LLVMValueRef half = fmf(LLVMBuildFAdd(g->B, fmf(LLVMBuildFMul(g->B, th, load(g, g->D, gep(g, g->D, sot, i2), 8), "")),
+                                        load(g, g->D, gep(g, g->D, sot, i21), 8), "half"));
+  LLVMValueRef c = call1(g, "llvm.cos", half), sn = call1(g, "llvm.sin", half);
+  if (g->f32) { c = LLVMBuildFPTrunc(g->B, c, g->T, ""); sn = LLVMBuildFPTrunc(g->B, sn, g->T, ""); }
+  LLVMValueRef o = LLVMBuildShl(g->B, gi, ci32(g, 1), "");
+  store(g, c, gep(g, g->T, cs, o), ts);
+  store(g, sn, gep(g, g->T, cs, LLVMBuildOr(g->B, o, ci32(g, 1), "")), ts);
   loop_end(g, &L, NULL);
 }
 
@@ -912,6 +990,8 @@ static void begin_entry(gen *g, entry *e, const char *name, int bwd, const jit_p
   e->rows_c = LLVMBuildAlloca(g->B, rt, "rows.c");
   e->L = make_layout(g, pf, pb);
   e->base = scratch_base(g, LLVMGetParam(e->fn, 7), &e->L, &e->to_free);
+  g->cs = region(g, e->base, e->L.cs);
+  angle_table(g, LLVMGetParam(e->fn, 1), g->cs);
 }
 
 /* The tile loop's head: skips everything for batch ≤ 0, then for each tile of V samples sets
@@ -950,10 +1030,9 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
                featbuf = region(g, E.base, E.L.featbuf), outbuf = region(g, E.base, E.L.outbuf);
   int nout = qkd_ir_outputs(ir), n = g->n;
   unsigned ts = g->f32 ? 4 : 8;
-  cx (*mats)[4] = calloc((size_t)pf->n_ops + 1, sizeof *mats);
   LLVMValueRef *tabp = calloc((size_t)pf->n_tables + 1, sizeof *tabp);
-  if (!mats || !tabp) { free(mats); free(tabp); g->failed = 1; LLVMBuildRetVoid(g->B); return; }
-  prologue(g, pf, params, tabs, region(g, E.base, E.L.ph), mats, tabp, NULL, NULL);
+  if (!tabp) { g->failed = 1; LLVMBuildRetVoid(g->B); return; }
+  prologue(g, pf, params, tabs, region(g, E.base, E.L.ph), NULL, tabp, NULL, NULL);
 
   LLVMBasicBlockRef b_done;
   loop T;
@@ -962,7 +1041,7 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   tilectx tc = {featbuf};
   tile_rows(g, E.rows_b, outputs, b0, nout);
   encode(g, phi, &tc);
-  run_fwd_ops(g, pf, mats, phi, params, &tc, tabp);
+  run_fwd_ops(g, pf, pb, phi, E.base);
 
   if (ir->shots > 0) {
     LLVMValueRef probs = region(g, E.base, E.L.probs), outd = region(g, E.base, E.L.outd);
@@ -1016,7 +1095,6 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   LLVMPositionBuilderAtEnd(g->B, b_done);
   scratch_free(g, E.to_free);
   LLVMBuildRetVoid(g->B);
-  free(mats);
   free(tabp);
 }
 
@@ -1036,17 +1114,16 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   int nout = qkd_ir_outputs(ir), nf = ir->n_features, n = g->n;
   unsigned vb = (unsigned)g->VB;
   memzero(g, gacc, (uint64_t)(ir->n_params + 1) * (uint64_t)g->VB);
-  cx (*matf)[4] = calloc((size_t)pf->n_ops + 1, sizeof *matf);
   cx (*matb)[4] = calloc((size_t)pb->n_ops + 1, sizeof *matb);
   LLVMValueRef *tpf = calloc((size_t)pf->n_tables + 1, sizeof *tpf), *tpb = calloc((size_t)pb->n_tables + 1, sizeof *tpb);
-  if (!matf || !matb || !tpf || !tpb) {
-    free(matf); free(matb); free(tpf); free(tpb);
+  if (!matb || !tpf || !tpb) {
+    free(matb); free(tpf); free(tpb);
     g->failed = 1;
     LLVMBuildRetVoid(g->B);
     return;
   }
   LLVMValueRef ph = region(g, base, E.L.ph);
-  prologue(g, pf, params, tabf, ph, matf, tpf, NULL, NULL);
+  prologue(g, pf, params, tabf, ph, NULL, tpf, NULL, NULL);
   prologue(g, pb, params, tabb, ph, matb, tpb, pf, tpf);
 
   LLVMValueRef have_df = LLVMBuildICmp(g->B, LLVMIntNE, d_features, LLVMConstNull(g->ptr), "");
@@ -1059,7 +1136,7 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
 
   /* forward */
   encode(g, phi, &tc);
-  run_fwd_ops(g, pf, matf, phi, params, &tc, tpf);
+  run_fwd_ops(g, pf, pb, phi, base);
 
   /* upstream gradient, transposed (zero for lanes past the batch) */
   memzero(g, outbuf, (uint64_t)nout * (uint64_t)g->VB);
@@ -1179,7 +1256,6 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   }
   scratch_free(g, E.to_free);
   LLVMBuildRetVoid(g->B);
-  free(matf);
   free(matb);
   free(tpf);
   free(tpb);
