@@ -6,10 +6,11 @@
 # Exits 0 whether or not any target is met; progress and diagnostics go to stderr.
 cd "$(dirname "$0")/.." || exit 0
 BUILD=${QKD_BUILD:-build}
-if [ -z "$QKD_BUILD" ] || [ ! -x "$BUILD/bench/qsim_bench" ]; then
-  { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release &&
-    cmake --build "$BUILD" -j2 --target qsim_bench; } >&2 || { echo "qsim.sh: build failed" >&2; exit 0; }
+# configure build/ (or an unconfigured $QKD_BUILD) in Release; always bring qsim_bench up to date
+if [ -z "$QKD_BUILD" ] || [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >&2 || { echo "qsim.sh: configure failed" >&2; exit 0; }
 fi
+cmake --build "$BUILD" -j2 --target qsim_bench >&2 || { echo "qsim.sh: build failed" >&2; exit 0; }
 # the peer needs Debian's torch (python3-torch) under /usr/bin/python3
 if ! /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
   apt-get install -y python3-torch >&2 2>&1 || echo "qsim.sh: python3-torch unavailable; peer fields null" >&2
