@@ -221,8 +221,7 @@ static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sampl
     for (long i = 0; i < (long)n * s->C; i++) s->dlogits_f[i] = (float)s->dlogits[i];
     qkd_nn_backward(s->head, s->dlogits_f, s->dout_f);
     for (long i = 0; i < (long)n * s->O; i++) s->dout[i] = s->dout_f[i];
-  } else {
-    memset(s->dout, 0, sizeof(double) * (size_t)n * s->O);
+  } else { /* head none: outputs past the first C never get a gradient (dout was zeroed at init) */
     for (int b = 0; b < n; b++)
       for (int c = 0; c < s->C; c++) s->dout[(long)b * s->O + c] = s->dlogits[(long)b * s->C + c];
   }
