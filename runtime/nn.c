@@ -148,10 +148,14 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
                          float *grads, char *err, size_t errlen);
 
 static int conv_chunk(int max_batch, const layer *l);
+static void detect_simd(void);
+static int direct_ok(const layer *l);
+static long direct_pad_len(const layer *l);
 
 static int alloc_scratch(qkd_nn *nn) {
   long cols = 0, tmp = 0, d = qkd_shape_size(nn->in);
   double macs = 0;
+  detect_simd();
   for (int i = 0; i < nn->n_layers; i++) {
     layer *l = &nn->layers[i];
     if (l->out_size > d) d = l->out_size;
@@ -161,6 +165,7 @@ static int alloc_scratch(qkd_nn *nn) {
       long nb = conv_chunk(nn->max_batch, l);
       if (nb * K * P > cols) cols = nb * K * P;
       if (nb * l->s.units * P > tmp) tmp = nb * l->s.units * P;
+      if (direct_ok(l) && nb * direct_pad_len(l) > cols) cols = nb * direct_pad_len(l);
       macs += (double)K * (double)l->out_size;
     } else if (l->s.kind == QKD_LAYER_DENSE) {
       macs += (double)l->in_size * (double)l->out_size;
@@ -171,7 +176,7 @@ static int alloc_scratch(qkd_nn *nn) {
   nn->tmp_len = tmp;
   nn->d_stride = d;
   nn->work[0].cols = malloc(sizeof(float) * (size_t)(cols + 1));
-  nn->work[0].tmp = malloc(sizeof(float) * (size_t)(tmp + 1));
+  nn->work[0].tmp = malloc(sizeof(float) * (size_t)(tmp + 8)); /* + 8: direct_dw's 8-lane loads */
   nn->d0 = malloc(sizeof(float) * (size_t)(d * nn->max_batch));
   nn->d1 = malloc(sizeof(float) * (size_t)(d * nn->max_batch));
   return nn->work[0].cols && nn->work[0].tmp && nn->d0 && nn->d1 ? 0 : -1;
@@ -393,6 +398,234 @@ static void col2im(const float *cols, int nb, qkd_shape in, int k, int stride, i
       }
 }
 
+/* ---------------------------------------------------------------------- direct conv (stride 1) */
+
+/* A stride-1 conv with few input taps (C*k*k <= DIRECT_MAX_TAPS) skips im2col: each sample's
+ * input is copied into a zero-padded scratch (rows of Wq = Wo8 + k - 1 floats, Wo8 = Wo rounded
+ * up to 8, so every 8-lane load stays in bounds) and the kernels below run 8 output columns at a
+ * time with register tiles: forward 4 filters x 2 output rows, weight gradient 2 filters x the k
+ * kernel columns. The input gradient keeps the GEMM + col2im. The bodies are compiled twice: with
+ * AVX2+FMA (picked at run time by __builtin_cpu_supports) and for the baseline ISA. */
+#define DIRECT_MAX_TAPS 400
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define QKD_X86_DISPATCH 1
+#if defined(__clang__)
+#define QKD_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define QKD_AVX2 __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+#endif
+#else
+#define QKD_X86_DISPATCH 0
+#endif
+#define QKD_INLINE static inline __attribute__((always_inline))
+
+static int g_avx2; /* set by alloc_scratch (before any thread runs); QKD_NN_SIMD=0 turns it off */
+
+static void detect_simd(void) {
+  const char *e = getenv("QKD_NN_SIMD");
+  g_avx2 = 0;
+#if QKD_X86_DISPATCH
+  if (!(e && e[0] == '0')) {
+    __builtin_cpu_init();
+    g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+#else
+  (void)e;
+#endif
+}
+
+typedef struct {
+  int C, F, k, pad, H, W, Ho, Wo, Hp, Wq, nv;
+  long plane, in_size, out_size; /* padded plane (floats); per-sample sizes */
+} dgeo;
+
+static int direct_ok(const layer *l) {
+  return l->s.stride == 1 && (long)l->in.c * l->s.kernel * l->s.kernel <= DIRECT_MAX_TAPS;
+}
+
+static dgeo direct_geo(const layer *l) {
+  dgeo g;
+  g.C = l->in.c; g.F = l->s.units; g.k = l->s.kernel; g.pad = l->s.padding;
+  g.H = l->in.h; g.W = l->in.w; g.Ho = l->out.h; g.Wo = l->out.w;
+  g.nv = (g.Wo + 7) / 8;
+  g.Hp = g.H + 2 * g.pad;
+  g.Wq = g.nv * 8 + g.k - 1;
+  g.plane = (long)g.Hp * g.Wq;
+  g.in_size = l->in_size; g.out_size = l->out_size;
+  return g;
+}
+
+/* padded floats per sample, plus slack for the last row's 8-lane loads */
+static long direct_pad_len(const layer *l) {
+  dgeo g = direct_geo(l);
+  return (long)g.C * g.plane;
+}
+
+/* xp[nb][C][Hp][Wq] <- x[nb][C][H][W] with `pad` zeros around and zeros right of the image */
+static void direct_pad(const dgeo *g, const float *x, int nb, float *xp) {
+  for (long sc = 0; sc < (long)nb * g->C; sc++) {
+    const float *xs = x + sc * g->H * g->W;
+    float *ps = xp + sc * g->plane;
+    for (int r = 0; r < g->Hp; r++) {
+      float *row = ps + (long)r * g->Wq;
+      int ih = r - g->pad;
+      if (ih < 0 || ih >= g->H) { memset(row, 0, sizeof(float) * (size_t)g->Wq); continue; }
+      for (int j = 0; j < g->pad; j++) row[j] = 0.0f;
+      memcpy(row + g->pad, xs + (long)ih * g->W, sizeof(float) * (size_t)g->W);
+      for (int j = g->pad + g->W; j < g->Wq; j++) row[j] = 0.0f;
+    }
+  }
+}
+
+
+/* FB filters x R output rows, output columns [8v, 8v+8) of one sample: y = conv + b */
+QKD_INLINE void dfwd_tile(const dgeo *g, const float *xp, const float *w, const float *b, float *y, int f0, int oh,
+                          int v, const int FB, const int R) {
+  v8f acc[4][2];
+  long kk = (long)g->k * g->k;
+#pragma GCC unroll 4
+  for (int fb = 0; fb < FB; fb++)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) acc[fb][r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+  for (int c = 0; c < g->C; c++)
+    for (int ki = 0; ki < g->k; ki++) {
+      const float *xr = xp + c * g->plane + (long)(oh + ki) * g->Wq + v * 8;
+      const float *wr = w + ((long)f0 * g->C + c) * kk + (long)ki * g->k;
+      for (int kj = 0; kj < g->k; kj++) {
+        v8f xv[2];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) memcpy(&xv[r], xr + (long)r * g->Wq + kj, 32);
+#pragma GCC unroll 4
+        for (int fb = 0; fb < FB; fb++) {
+          float wv = wr[fb * g->C * kk + kj];
+#pragma GCC unroll 2
+          for (int r = 0; r < R; r++) acc[fb][r] += wv * xv[r];
+        }
+      }
+    }
+  int n = g->Wo - v * 8 < 8 ? g->Wo - v * 8 : 8;
+#pragma GCC unroll 4
+  for (int fb = 0; fb < FB; fb++)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+      v8f o = acc[fb][r] + b[f0 + fb];
+      float *dst = y + (long)(f0 + fb) * g->Ho * g->Wo + (long)(oh + r) * g->Wo + v * 8;
+      if (n == 8) memcpy(dst, &o, 32);
+      else for (int j = 0; j < n; j++) dst[j] = o[j];
+    }
+}
+
+QKD_INLINE void dfwd_rows(const dgeo *g, const float *xp, const float *w, const float *b, float *y, int f0,
+                          const int FB) {
+  int oh = 0;
+  for (; oh + 2 <= g->Ho; oh += 2)
+    for (int v = 0; v < g->nv; v++) dfwd_tile(g, xp, w, b, y, f0, oh, v, FB, 2);
+  for (; oh < g->Ho; oh++)
+    for (int v = 0; v < g->nv; v++) dfwd_tile(g, xp, w, b, y, f0, oh, v, FB, 1);
+}
+
+/* y[out_size] = conv(one padded sample) + b */
+QKD_INLINE void dfwd_body(const dgeo *g, const float *xp, const float *w, const float *b, float *y) {
+  int f0 = 0;
+  for (; f0 + 4 <= g->F; f0 += 4) dfwd_rows(g, xp, w, b, y, f0, 4);
+  for (; f0 + 2 <= g->F; f0 += 2) dfwd_rows(g, xp, w, b, y, f0, 2);
+  for (; f0 < g->F; f0++) dfwd_rows(g, xp, w, b, y, f0, 1);
+}
+
+/* dw[f0..f0+FB)[c][ki][kj0..kj0+KK) += sum over samples, rows, columns of dz * x: dz[F][nb*P]
+ * (the GEMM layout, read with 8-lane loads, masked past Wo); xp the chunk's padded input */
+QKD_INLINE void ddw_tile(const dgeo *g, const float *xp, const float *dz, int nb, float *dw, int f0, int c, int ki,
+                         int kj0, const int FB, const int KK) {
+  v8f acc[2][5];
+  long P = (long)g->Ho * g->Wo, NP = nb * P, kk = (long)g->k * g->k;
+  v8i tail;
+  int nt = g->Wo - (g->nv - 1) * 8;
+  for (int j = 0; j < 8; j++) tail[j] = j < nt ? -1 : 0;
+#pragma GCC unroll 2
+  for (int fb = 0; fb < FB; fb++)
+#pragma GCC unroll 5
+    for (int j = 0; j < KK; j++) acc[fb][j] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+  for (int s = 0; s < nb; s++) {
+    const float *xs = xp + ((long)s * g->C + c) * g->plane + (long)ki * g->Wq + kj0;
+    const float *ds = dz + (long)f0 * NP + s * P;
+    for (int oh = 0; oh < g->Ho; oh++)
+      for (int v = 0; v < g->nv; v++) {
+        const float *xr = xs + (long)oh * g->Wq + v * 8;
+        v8f dv[2];
+#pragma GCC unroll 2
+        for (int fb = 0; fb < FB; fb++) {
+          memcpy(&dv[fb], ds + fb * NP + (long)oh * g->Wo + v * 8, 32);
+          if (v == g->nv - 1) dv[fb] = (v8f)((v8i)dv[fb] & tail);
+        }
+#pragma GCC unroll 5
+        for (int j = 0; j < KK; j++) {
+          v8f xv;
+          memcpy(&xv, xr + j, 32);
+#pragma GCC unroll 2
+          for (int fb = 0; fb < FB; fb++) acc[fb][j] += dv[fb] * xv;
+        }
+      }
+  }
+#pragma GCC unroll 2
+  for (int fb = 0; fb < FB; fb++)
+#pragma GCC unroll 5
+    for (int j = 0; j < KK; j++) {
+      v8f a = acc[fb][j];
+      float t = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+      dw[((long)(f0 + fb) * g->C + c) * kk + (long)ki * g->k + kj0 + j] += t;
+    }
+}
+
+QKD_INLINE void ddw_filters(const dgeo *g, const float *xp, const float *dz, int nb, float *dw, int f0,
+                            const int FB) {
+  for (int c = 0; c < g->C; c++)
+    for (int ki = 0; ki < g->k; ki++) {
+      if (g->k == 5) ddw_tile(g, xp, dz, nb, dw, f0, c, ki, 0, FB, 5);
+      else if (g->k == 3) ddw_tile(g, xp, dz, nb, dw, f0, c, ki, 0, FB, 3);
+      else
+        for (int kj = 0; kj < g->k; kj++) ddw_tile(g, xp, dz, nb, dw, f0, c, ki, kj, FB, 1);
+    }
+}
+
+QKD_INLINE void ddw_body(const dgeo *g, const float *xp, const float *dz, int nb, float *dw) {
+  int f0 = 0;
+  for (; f0 + 2 <= g->F; f0 += 2) ddw_filters(g, xp, dz, nb, dw, f0, 2);
+  for (; f0 < g->F; f0++) ddw_filters(g, xp, dz, nb, dw, f0, 1);
+}
+
+static void dfwd_generic(const dgeo *g, const float *xp, const float *w, const float *b, float *y) {
+  dfwd_body(g, xp, w, b, y);
+}
+static void ddw_generic(const dgeo *g, const float *xp, const float *dz, int nb, float *dw) {
+  ddw_body(g, xp, dz, nb, dw);
+}
+#if QKD_X86_DISPATCH
+QKD_AVX2 static void dfwd_avx2(const dgeo *g, const float *xp, const float *w, const float *b, float *y) {
+  dfwd_body(g, xp, w, b, y);
+}
+QKD_AVX2 static void ddw_avx2(const dgeo *g, const float *xp, const float *dz, int nb, float *dw) {
+  ddw_body(g, xp, dz, nb, dw);
+}
+#endif
+
+static void direct_fwd(const dgeo *g, const float *xp, const float *w, const float *b, float *y) {
+#if QKD_X86_DISPATCH
+  if (g_avx2) { dfwd_avx2(g, xp, w, b, y); return; }
+#endif
+  dfwd_generic(g, xp, w, b, y);
+}
+
+static void direct_dw(const dgeo *g, const float *xp, const float *dz, int nb, float *dw) {
+#if QKD_X86_DISPATCH
+  if (g_avx2) { ddw_avx2(g, xp, dz, nb, dw); return; }
+#endif
+  ddw_generic(g, xp, dz, nb, dw);
+}
+
 /* Samples per im2col chunk: as many as fit COLS_FLOATS (the chunk stays in L2), but at least
  * enough for ~2048 GEMM columns so that big convs still make wide GEMMs. */
 static int conv_chunk(int max_batch, const layer *l) {
@@ -439,6 +672,16 @@ static int fused(const qkd_nn *nn, int i) {
 static void conv_fwd(const layer *l, const float *x, int nb_all, float *y, int act, const work *w, int chunk) {
   int F = l->s.units, k = l->s.kernel;
   long K = (long)l->in.c * k * k, P = (long)l->out.h * l->out.w;
+  if (direct_ok(l)) {
+    dgeo g = direct_geo(l);
+    for (int s = 0; s < nb_all; s++) {
+      float *ys = y + s * l->out_size;
+      direct_pad(&g, x + s * l->in_size, 1, w->cols);
+      direct_fwd(&g, w->cols, l->w, l->b, ys);
+      act_fwd(act, ys, ys, l->out_size);
+    }
+    return;
+  }
   for (int s0 = 0; s0 < nb_all; s0 += chunk) {
     int nb = nb_all - s0 < chunk ? nb_all - s0 : chunk;
     im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
@@ -479,9 +722,15 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
         db[f] += acc;
       }
     }
-    im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols, (int)NP,
-                1.0f, dw, (int)K);
+    if (direct_ok(l)) {
+      dgeo g = direct_geo(l);
+      direct_pad(&g, x + s0 * l->in_size, nb, w->cols);
+      direct_dw(&g, w->cols, w->tmp, nb, dw);
+    } else {
+      im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols,
+                  (int)NP, 1.0f, dw, (int)K);
+    }
     if (dx) {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)NP, F, 1.0f, l->w, (int)K, w->tmp, (int)NP,
                   0.0f, w->cols, (int)NP);
@@ -628,7 +877,7 @@ static int slices_for(qkd_nn *nn, int batch) {
     work *w = &nn->work[t];
     if (!w->cols) {
       w->cols = malloc(sizeof(float) * (size_t)(nn->cols_len + 1));
-      w->tmp = malloc(sizeof(float) * (size_t)(nn->tmp_len + 1));
+      w->tmp = malloc(sizeof(float) * (size_t)(nn->tmp_len + 8));
       w->grads = malloc(sizeof(float) * (size_t)(nn->n_params + 1));
       if (!w->cols || !w->tmp || !w->grads) {
         free(w->cols); free(w->tmp); free(w->grads);

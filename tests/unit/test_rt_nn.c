@@ -181,6 +181,72 @@ static void test_threads(void) {
   qkd_nn_free(nn);
 }
 
+/* conv forward and backward (weights, bias, input) against double loops for shapes that take the
+ * direct (stride-1, few taps) path — full and partial 8-column vectors, padding, k 3/4/5 — and
+ * the im2col path (stride 2, many taps), with the SIMD kernels and with QKD_NN_SIMD=0. */
+static void test_conv_direct(void) {
+  static const int shapes[][8] = {/* C H W F k stride pad B */
+                                  {1, 28, 28, 6, 5, 1, 0, 3}, {6, 12, 12, 16, 5, 1, 0, 2}, {3, 9, 10, 5, 3, 1, 1, 2},
+                                  {4, 11, 13, 7, 5, 1, 2, 3}, {2, 8, 9, 3, 4, 1, 0, 2},   {1, 5, 4, 2, 3, 1, 2, 1},
+                                  {2, 7, 6, 3, 3, 2, 1, 2},   {20, 6, 6, 3, 5, 1, 2, 2}};
+  for (int simd = 0; simd < 2; simd++) {
+    if (simd) setenv("QKD_NN_SIMD", "0", 1);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+      const int *h = shapes[t];
+      int C = h[0], H = h[1], W = h[2], F = h[3], k = h[4], st = h[5], pad = h[6], B = h[7];
+      qkd_shape in = {C, H, W, 0};
+      qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
+      qkd_net_spec spec = {"c", 1, ls, 0, NULL};
+      char err[200];
+      qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+      CHECK(nn != NULL);
+      if (!nn) continue;
+      qkd_nn_init(nn, 5 + (uint64_t)t);
+      qkd_shape out = qkd_nn_out(nn);
+      long nin = (long)B * C * H * W, nout = (long)B * qkd_shape_size(out), np = qkd_nn_param_count(nn);
+      float *x = malloc(sizeof(float) * (size_t)nin), *r = malloc(sizeof(float) * (size_t)nout);
+      float *dx = malloc(sizeof(float) * (size_t)nin);
+      double *rdx = calloc((size_t)nin, sizeof(double)), *rg = calloc((size_t)np, sizeof(double));
+      fill(x, nin, 20 + (uint64_t)t, 1.0);
+      fill(r, nout, 40 + (uint64_t)t, 1.0);
+      const float *y = qkd_nn_forward(nn, x, B, 1, 0);
+      const float *w = qkd_nn_params(nn), *bias = w + (long)F * C * k * k;
+      double worst = 0, gworst = 0;
+      for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++)
+          for (int oh = 0; oh < out.h; oh++)
+            for (int ow = 0; ow < out.w; ow++) {
+              double acc = bias[f];
+              long o = ((long)(s * F + f) * out.h + oh) * out.w + ow;
+              for (int c = 0; c < C; c++)
+                for (int i = 0; i < k; i++)
+                  for (int j = 0; j < k; j++) {
+                    int ih = oh * st - pad + i, iw = ow * st - pad + j;
+                    if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+                    long wi = ((long)(f * C + c) * k + i) * k + j, xi = ((long)(s * C + c) * H + ih) * W + iw;
+                    acc += (double)w[wi] * x[xi];
+                    rg[wi] += (double)r[o] * x[xi];
+                    rdx[xi] += (double)r[o] * w[wi];
+                  }
+              rg[(long)F * C * k * k + f] += r[o];
+              if (fabs(y[o] - acc) > worst) worst = fabs(y[o] - acc);
+            }
+      qkd_nn_zero_grad(nn);
+      qkd_nn_backward(nn, r, dx);
+      const float *g = qkd_nn_grads(nn);
+      for (long i = 0; i < np; i++) gworst = fmax(gworst, fabs(g[i] - rg[i]) / (1.0 + fabs(rg[i])));
+      for (long i = 0; i < nin; i++) gworst = fmax(gworst, fabs(dx[i] - rdx[i]) / (1.0 + fabs(rdx[i])));
+      CHECK(worst < 1e-5);
+      CHECK(gworst < 2e-5);
+      if (worst >= 1e-5 || gworst >= 2e-5)
+        fprintf(stderr, "conv shape %zu simd %d: forward %g, gradients %g\n", t, !simd, worst, gworst);
+      free(x); free(r); free(dx); free(rdx); free(rg);
+      qkd_nn_free(nn);
+    }
+  }
+  unsetenv("QKD_NN_SIMD");
+}
+
 /* forward of conv / pools / dense against direct double loops */
 static void test_forward_reference(void) {
   qkd_shape in = {3, 9, 8, 0};
@@ -645,6 +711,7 @@ int main(void) {
   qkd_nn_set_threads(1);
   test_gradients();
   test_forward_reference();
+  test_conv_direct();
   test_threads();
   test_dropout();
   test_ce();
