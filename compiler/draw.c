@@ -36,7 +36,7 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
   }
   /* cells[q][k]: label of wire q in column k */
   size_t cells_n = (size_t)n * (size_t)(ncols ? ncols : 1);
-  char (*cells)[40] = calloc(cells_n, sizeof *cells);
+  char (*cells)[64] = calloc(cells_n, sizeof *cells);
   int *width = calloc((size_t)(ncols ? ncols : 1), sizeof(int));
   for (int i = 0; i < G; i++) {
     const qkd_ir_gate *g = &c->gates[i];
@@ -48,18 +48,18 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
     for (; info->name[j] && j < sizeof name - 1; j++) name[j] = (char)toupper((unsigned char)info->name[j]);
     name[j] = 0;
     if (info->qubits == 1) {
-      if (info->has_angle) snprintf(cells[g->q[0] * ncols + k], 40, "%s(%s)", name, ang);
-      else snprintf(cells[g->q[0] * ncols + k], 40, "%s", name);
+      if (info->has_angle) snprintf(cells[g->q[0] * ncols + k], 64, "%.8s(%.48s)", name, ang);
+      else snprintf(cells[g->q[0] * ncols + k], 64, "%s", name);
     } else {
       int a = g->q[0], b = g->q[1], lo = a < b ? a : b, hi = a < b ? b : a;
-      for (int q = lo + 1; q < hi; q++) snprintf(cells[q * ncols + k], 40, "|");
+      for (int q = lo + 1; q < hi; q++) snprintf(cells[q * ncols + k], 64, "|");
       switch (g->kind) {
-      case QKD_GATE_CNOT: snprintf(cells[a * ncols + k], 40, "*"); snprintf(cells[b * ncols + k], 40, "X"); break;
-      case QKD_GATE_CZ: snprintf(cells[a * ncols + k], 40, "*"); snprintf(cells[b * ncols + k], 40, "*"); break;
-      case QKD_GATE_SWAP: snprintf(cells[a * ncols + k], 40, "x"); snprintf(cells[b * ncols + k], 40, "x"); break;
+      case QKD_GATE_CNOT: snprintf(cells[a * ncols + k], 64, "*"); snprintf(cells[b * ncols + k], 64, "X"); break;
+      case QKD_GATE_CZ: snprintf(cells[a * ncols + k], 64, "*"); snprintf(cells[b * ncols + k], 64, "*"); break;
+      case QKD_GATE_SWAP: snprintf(cells[a * ncols + k], 64, "x"); snprintf(cells[b * ncols + k], 64, "x"); break;
       default:
-        snprintf(cells[a * ncols + k], 40, "*");
-        snprintf(cells[b * ncols + k], 40, "%s(%s)", name + 1, ang);
+        snprintf(cells[a * ncols + k], 64, "*");
+        snprintf(cells[b * ncols + k], 64, "%.8s(%.48s)", name + 1, ang);
         break;
       }
     }

@@ -47,11 +47,11 @@ int main(int argc, char **argv) {
   while (fgets(line, sizeof line, f)) {
     char *p = strstr(line, "# expect: ");
     if (p && ne < MAX_LINES) {
-      snprintf(expect[ne++], sizeof expect[0], "%s", trim(p + 10));
+      snprintf(expect[ne++], sizeof expect[0], "%.1000s", trim(p + 10));
       if (strstr(p, ": error: ")) any_error = 1;
     }
     if ((p = strstr(line, "# expect-exit: "))) exit_want = atoi(p + 15);
-    if ((p = strstr(line, "# args: "))) snprintf(args, sizeof args, "%s", trim(p + 8));
+    if ((p = strstr(line, "# args: "))) snprintf(args, sizeof args, "%.500s", trim(p + 8));
   }
   fclose(f);
   if (exit_want < 0) exit_want = any_error ? 1 : 0;
@@ -67,12 +67,12 @@ int main(int argc, char **argv) {
     trim(line);
     if (!is_diagnostic(line) || ng >= MAX_LINES) continue; /* source echoes and carets */
     if (!strncmp(line, path, plen) && line[plen] == ':') { /* this file: drop the path */
-      snprintf(got[ng++], sizeof got[0], "%s", line + plen + 1);
+      snprintf(got[ng++], sizeof got[0], "%.1000s", line + plen + 1);
     } else { /* another file: the stdlib as std/NAME, others as printed */
       const char *std = strstr(line, "/stdlib/");
       const char *colon = strchr(line, ':');
-      if (std && colon && std < colon) snprintf(got[ng++], sizeof got[0], "std/%s", std + 8);
-      else snprintf(got[ng++], sizeof got[0], "%s", line);
+      if (std && colon && std < colon) snprintf(got[ng++], sizeof got[0], "std/%.1000s", std + 8);
+      else snprintf(got[ng++], sizeof got[0], "%.1000s", line);
     }
   }
   int status = pclose(p);
