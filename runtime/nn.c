@@ -389,6 +389,14 @@ static void col2im(const float *cols, int nb, qkd_shape in, int k, int stride, i
             if (ih < 0 || ih >= in.h) continue;
             float *xr = xs + (long)ih * in.w;
             const float *ro = rs + (long)oh * out.w;
+            if (stride == 1) { /* the ow range with 0 <= iw < in.w: one branch-free (vectorised) loop */
+              int lo = pad - kj, hi = in.w + pad - kj;
+              if (lo < 0) lo = 0;
+              if (hi > out.w) hi = out.w;
+              float *xs_ = xr - pad + kj;
+              for (int ow = lo; ow < hi; ow++) xs_[ow] += ro[ow];
+              continue;
+            }
             for (int ow = 0; ow < out.w; ow++) {
               int iw = ow * stride - pad + kj;
               if (iw >= 0 && iw < in.w) xr[iw] += ro[ow];
@@ -715,11 +723,14 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
       const float *ds = dy + (s0 + s) * l->out_size;
       const float *ay = act_l ? act_l->y + (s_off + s0 + s) * l->out_size : NULL;
       for (int f = 0; f < F; f++) {
-        float *t = w->tmp + (long)f * NP + s * P, acc = 0;
+        float *t = w->tmp + (long)f * NP + s * P, a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         if (ay) act_bwd(act_l->s.kind, ay + (long)f * P, ds + (long)f * P, t, P);
         else memcpy(t, ds + (long)f * P, sizeof(float) * (size_t)P);
-        for (long p = 0; p < P; p++) acc += t[p];
-        db[f] += acc;
+        long p = 0;
+        for (; p + 8 <= P; p += 8) /* eight partial sums: vectorised */
+          for (int j = 0; j < 8; j++) a[j] += t[p + j];
+        for (; p < P; p++) a[0] += t[p];
+        db[f] += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
       }
     }
     if (direct_ok(l)) {
