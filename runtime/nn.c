@@ -129,6 +129,71 @@ static void sigmoid_fwd(const float *x, float *y, long n) {
   }
 }
 
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define QKD_X86_DISPATCH 1
+#if defined(__clang__)
+#define QKD_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define QKD_AVX2 __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+#endif
+#else
+#define QKD_X86_DISPATCH 0
+#endif
+#define QKD_INLINE static inline __attribute__((always_inline))
+
+static int g_avx2; /* set by alloc_scratch (before any thread runs); QKD_NN_SIMD=0 turns it off */
+
+#if QKD_X86_DISPATCH
+/* vexp / tanh_fwd / sigmoid_fwd eight lanes at a time (same maths) */
+QKD_AVX2 static inline v8f vexp8(v8f x) {
+  const v8f lo = (v8f){0, 0, 0, 0, 0, 0, 0, 0} - 80.0f, hi = (v8f){0, 0, 0, 0, 0, 0, 0, 0} + 88.0f;
+  v8i m = x < lo;
+  x = (v8f)((m & (v8i)lo) | (~m & (v8i)x));
+  m = x > hi;
+  x = (v8f)((m & (v8i)hi) | (~m & (v8i)x));
+  v8f t = x * 1.44269504088896341f;
+  v8f fn = (t + 12582912.0f) - 12582912.0f;
+  v8f r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+  v8f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  v8i n = __builtin_convertvector(fn, v8i);
+  return p * (v8f)((n + 127) << 23);
+}
+
+QKD_AVX2 static void tanh_fwd_avx2(const float *x, float *y, long n) {
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8f v;
+    memcpy(&v, x + i, 32);
+    v8i sign = (v8i)v & (int)0x80000000u;
+    v8f a = (v8f)((v8i)v & 0x7fffffff);
+    v8f e = vexp8(a * -2.0f);
+    v8f t = (1.0f - e) / (1.0f + e);
+    t = (v8f)((v8i)t | sign);
+    memcpy(y + i, &t, 32);
+  }
+  if (i < n) tanh_fwd(x + i, y + i, n - i);
+}
+
+QKD_AVX2 static void sigmoid_fwd_avx2(const float *x, float *y, long n) {
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8f v;
+    memcpy(&v, x + i, 32);
+    v8f t = 1.0f / (1.0f + vexp8(-v));
+    memcpy(y + i, &t, 32);
+  }
+  if (i < n) sigmoid_fwd(x + i, y + i, n - i);
+}
+#endif
+
 /* ------------------------------------------------------------------------------- creation */
 
 static long spec_params(const qkd_net_spec *s, qkd_shape in, int implicit_flatten) {
@@ -416,22 +481,6 @@ static void col2im(const float *cols, int nb, qkd_shape in, int k, int stride, i
  * AVX2+FMA (picked at run time by __builtin_cpu_supports) and for the baseline ISA. */
 #define DIRECT_MAX_TAPS 400
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define QKD_X86_DISPATCH 1
-#if defined(__clang__)
-#define QKD_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define QKD_AVX2 __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
-#endif
-#else
-#define QKD_X86_DISPATCH 0
-#endif
-#define QKD_INLINE static inline __attribute__((always_inline))
-
-static int g_avx2; /* set by alloc_scratch (before any thread runs); QKD_NN_SIMD=0 turns it off */
 
 static void detect_simd(void) {
   const char *e = getenv("QKD_NN_SIMD");
@@ -650,8 +699,13 @@ static int conv_chunk(int max_batch, const layer *l) {
 static void act_fwd(int act, const float *x, float *y, long n) {
   switch (act) {
   case QKD_LAYER_RELU: for (long j = 0; j < n; j++) y[j] = x[j] > 0 ? x[j] : 0.0f; break;
+#if QKD_X86_DISPATCH
+  case QKD_LAYER_TANH: if (g_avx2) tanh_fwd_avx2(x, y, n); else tanh_fwd(x, y, n); break;
+  case QKD_LAYER_SIGMOID: if (g_avx2) sigmoid_fwd_avx2(x, y, n); else sigmoid_fwd(x, y, n); break;
+#else
   case QKD_LAYER_TANH: tanh_fwd(x, y, n); break;
   case QKD_LAYER_SIGMOID: sigmoid_fwd(x, y, n); break;
+#endif
   default: if (x != y) memcpy(y, x, sizeof(float) * (size_t)n); break;
   }
 }
