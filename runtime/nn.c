@@ -77,24 +77,47 @@ int qkd_nn_get_threads(void) { return g_threads; }
 typedef float v4f __attribute__((vector_size(16)));
 typedef int v4i __attribute__((vector_size(16)));
 
-static inline v4f vsel(v4i mask, v4f a, v4f b) { return (v4f)((mask & (v4i)a) | (~mask & (v4i)b)); }
+/* Eight-lane code (vexp8, tanh/sigmoid, the direct conv kernels) is compiled for AVX2+FMA
+ * (QKD_AVX2) and chosen at run time (g_avx2); the baseline builds stay the fallback. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
 
-static inline v4f vexp(v4f x) {
-  const v4f lo = {-80.0f, -80.0f, -80.0f, -80.0f}, hi = {88.0f, 88.0f, 88.0f, 88.0f};
-  x = vsel(x < lo, lo, x);
-  x = vsel(x > hi, hi, x);
-  v4f t = x * 1.44269504088896341f;
-  v4f fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
-  v4f r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  v4f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
-  v4i n = __builtin_convertvector(fn, v4i);
-  return p * (v4f)((n + 127) << 23);
-}
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define QKD_X86_DISPATCH 1
+#if defined(__clang__)
+#define QKD_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define QKD_AVX2 __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+#endif
+#else
+#define QKD_X86_DISPATCH 0
+#endif
+#define QKD_INLINE static inline __attribute__((always_inline))
+
+/* one body for both widths (VF/VI: float and int vectors of one size) */
+#define QKD_DEFINE_VEXP(ATTR, NAME, VF, VI)                                                            \
+  ATTR static inline VF NAME(VF x) {                                                                  \
+    const VF lo = (VF){0} - 80.0f, hi = (VF){0} + 88.0f;                                             \
+    VI m = x < lo;                                                                                     \
+    x = (VF)((m & (VI)lo) | (~m & (VI)x));                                                             \
+    m = x > hi;                                                                                        \
+    x = (VF)((m & (VI)hi) | (~m & (VI)x));                                                             \
+    VF t = x * 1.44269504088896341f;                                                                   \
+    VF fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest */                                    \
+    VF r = x - fn * 0.693359375f + fn * 2.12194440e-4f;                                                \
+    VF p = r * 1.9875691500E-4f + 1.3981999507E-3f;                                                    \
+    p = p * r + 8.3334519073E-3f;                                                                      \
+    p = p * r + 4.1665795894E-2f;                                                                      \
+    p = p * r + 1.6666665459E-1f;                                                                      \
+    p = p * r + 5.0000001201E-1f;                                                                      \
+    p = p * r * r + r + 1.0f;                                                                          \
+    VI n = __builtin_convertvector(fn, VI);                                                            \
+    return p * (VF)((n + 127) << 23);                                                                  \
+  }
+QKD_DEFINE_VEXP(, vexp, v4f, v4i)
+#if QKD_X86_DISPATCH
+QKD_DEFINE_VEXP(QKD_AVX2, vexp8, v8f, v8i)
+#endif
 
 /* n >= 4: one unaligned vector (fixed-size memcpy compiles to a single load/store); the tail
  * goes element by element. */
@@ -129,44 +152,10 @@ static void sigmoid_fwd(const float *x, float *y, long n) {
   }
 }
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define QKD_X86_DISPATCH 1
-#if defined(__clang__)
-#define QKD_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define QKD_AVX2 __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
-#endif
-#else
-#define QKD_X86_DISPATCH 0
-#endif
-#define QKD_INLINE static inline __attribute__((always_inline))
-
 static int g_avx2; /* set by alloc_scratch (before any thread runs); QKD_NN_SIMD=0 turns it off */
 
 #if QKD_X86_DISPATCH
-/* vexp / tanh_fwd / sigmoid_fwd eight lanes at a time (same maths) */
-QKD_AVX2 static inline v8f vexp8(v8f x) {
-  const v8f lo = (v8f){0, 0, 0, 0, 0, 0, 0, 0} - 80.0f, hi = (v8f){0, 0, 0, 0, 0, 0, 0, 0} + 88.0f;
-  v8i m = x < lo;
-  x = (v8f)((m & (v8i)lo) | (~m & (v8i)x));
-  m = x > hi;
-  x = (v8f)((m & (v8i)hi) | (~m & (v8i)x));
-  v8f t = x * 1.44269504088896341f;
-  v8f fn = (t + 12582912.0f) - 12582912.0f;
-  v8f r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  v8f p = r * 1.9875691500E-4f + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  p = p * r * r + r + 1.0f;
-  v8i n = __builtin_convertvector(fn, v8i);
-  return p * (v8f)((n + 127) << 23);
-}
-
+/* tanh_fwd / sigmoid_fwd eight lanes at a time (same maths) */
 QKD_AVX2 static void tanh_fwd_avx2(const float *x, float *y, long n) {
   long i = 0;
   for (; i + 8 <= n; i += 8) {
