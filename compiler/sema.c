@@ -90,13 +90,17 @@ static void check_fields(sema *S, const qkd_vec *items, const char *what, const 
   }
 }
 
-static const qkd_ast *field(const qkd_vec *items, const char *name) {
+/* The field `name: value` (kind FIELD) or block `name { … }` (kind BLOCK) of a list; a field
+ * written as a block or the other way round was reported by check_fields and is not found. */
+static const qkd_ast *item(const qkd_vec *items, const char *name, qkd_ast_kind kind) {
   for (int i = 0; i < items->len; i++) {
     const qkd_ast *f = items->items[i];
-    if (strcmp(f->name, name) == 0) return f;
+    if (f->kind == kind && strcmp(f->name, name) == 0) return f;
   }
   return NULL;
 }
+
+static const qkd_ast *field(const qkd_vec *items, const char *name) { return item(items, name, QKD_AST_FIELD); }
 
 static const qkd_ast *require(sema *S, const qkd_ast *decl, const qkd_vec *items, const char *name, const char *what) {
   const qkd_ast *f = field(items, name);
@@ -472,7 +476,7 @@ static int build_net(sema *S, const qkd_ast *ref, qkd_shape in, int classes, qkd
 /* ---- training recipes ------------------------------------------------------------------------ */
 
 static int check_train(sema *S, const qkd_ast *owner, qkd_m_train *t) {
-  const qkd_ast *b = field(&owner->items, "train");
+  const qkd_ast *b = item(&owner->items, "train", QKD_AST_BLOCK);
   if (!b) {
     qkd_diag_error(S->D, owner->name_span, "%s '%s' needs a train { … } block", qkd_decl_kind_names[owner->decl_kind], owner->name);
     return -1;
@@ -858,7 +862,8 @@ static qkd_m_experiment *check_experiment(sema *S, const qkd_ast *d) {
     int k = choice(S, f->a, gs, "gradient");
     if (k >= 0) e->gradient = (qkd_grad_kind)k;
   }
-  return S->D->errors == errs ? e : NULL;
+  /* a data set or teacher that failed its own checks leaves parts unset without a new error */
+  return S->D->errors == errs && e->data && e->student.name && e->loss ? e : NULL;
 }
 
 /* ---- the program ------------------------------------------------------------------------------ */
