@@ -205,6 +205,8 @@ static int conv_chunk(int max_batch, const layer *l);
 static void detect_simd(void);
 static int direct_ok(const layer *l);
 static long direct_pad_len(const layer *l);
+static int direct_dx_ok(const layer *l);
+static long direct_dzp_len(const layer *l);
 
 static int alloc_scratch(qkd_nn *nn) {
   long cols = 0, tmp = 0, d = qkd_shape_size(nn->in);
@@ -220,6 +222,7 @@ static int alloc_scratch(qkd_nn *nn) {
       if (nb * K * P > cols) cols = nb * K * P;
       if (nb * l->s.units * P > tmp) tmp = nb * l->s.units * P;
       if (direct_ok(l) && nb * direct_pad_len(l) > cols) cols = nb * direct_pad_len(l);
+      if (direct_dx_ok(l) && direct_dzp_len(l) > cols) cols = direct_dzp_len(l);
       macs += (double)K * (double)l->out_size;
     } else if (l->s.kind == QKD_LAYER_DENSE) {
       macs += (double)l->in_size * (double)l->out_size;
@@ -466,7 +469,8 @@ static void col2im(const float *cols, int nb, qkd_shape in, int k, int stride, i
  * input is copied into a zero-padded scratch (rows of Wq = Wo8 + k - 1 floats, Wo8 = Wo rounded
  * up to 8, so every 8-lane load stays in bounds) and the kernels below run 8 output columns at a
  * time with register tiles: forward 4 filters x 2 output rows, weight gradient 2 filters x the k
- * kernel columns. The input gradient keeps the GEMM + col2im. The bodies are compiled twice: with
+ * kernel columns. The input gradient is direct for Wo <= 8 and k 3 or 5 (ddx_rows), else the GEMM +
+ * col2im. The bodies are compiled twice: with
  * AVX2+FMA (picked at run time by __builtin_cpu_supports) and for the baseline ISA. */
 #define DIRECT_MAX_TAPS 400
 
@@ -672,6 +676,105 @@ static void direct_dw(const dgeo *g, const float *xp, const float *dz, int nb, f
   ddw_generic(g, xp, dz, nb, dw);
 }
 
+/* Input gradient of a direct conv with Wo <= 8 (one vector per row) and k 3 or 5, exact (no
+ * col2im): for each padded input row r and kernel column kj, U_kj = sum over f and ki of
+ * w[f][c][ki][kj] * dz[f][r - ki] (an 8-lane row of dz), then row r = sum over kj of U_kj shifted
+ * right by kj (through a zero-bordered buffer), cropped to the unpadded input. dzp: the sample's dz
+ * rows, 8 lanes each (zero past Wo), with k - 1 zero rows above and below. */
+static int direct_dx_ok(const layer *l) {
+  return direct_ok(l) && l->out.w <= 8 && (l->s.kernel == 3 || l->s.kernel == 5);
+}
+
+static long direct_dzp_len(const layer *l) {
+  return (long)l->s.units * (l->out.h + 2 * (l->s.kernel - 1)) * 8;
+}
+
+QKD_INLINE void ddx_rows(const dgeo *g, const float *dzp, const float *w, float *dx, float ub[][24], int c, int r,
+                         const int R, const int KK) {
+  v8f acc[2][5];
+  int Hz = g->Ho + 2 * (KK - 1);
+  int lo = r - (g->Ho - 1) > 0 ? r - (g->Ho - 1) : 0, hi = r + R - 1 < KK - 1 ? r + R - 1 : KK - 1;
+#pragma GCC unroll 2
+  for (int rr = 0; rr < R; rr++)
+#pragma GCC unroll 5
+    for (int j = 0; j < KK; j++) acc[rr][j] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+  for (int f = 0; f < g->F; f++)
+    for (int ki = lo; ki <= hi; ki++) {
+      const float *wr = w + (((long)f * g->C + c) * KK + ki) * KK;
+      const float *dr = dzp + ((long)f * Hz + r - ki + KK - 1) * 8;
+      v8f dv[2];
+#pragma GCC unroll 2
+      for (int rr = 0; rr < R; rr++) memcpy(&dv[rr], dr + rr * 8, 32);
+#pragma GCC unroll 5
+      for (int j = 0; j < KK; j++) {
+        float wv = wr[j];
+#pragma GCC unroll 2
+        for (int rr = 0; rr < R; rr++) acc[rr][j] += wv * dv[rr];
+      }
+    }
+#pragma GCC unroll 2
+  for (int rr = 0; rr < R; rr++) {
+    int ih = r + rr - g->pad;
+    if (ih < 0 || ih >= g->H) continue;
+#pragma GCC unroll 5
+    for (int j = 0; j < KK; j++) memcpy(ub[j] + 8, &acc[rr][j], 32);
+    v8f a, b, t;
+    memcpy(&a, ub[0] + 8, 32);
+    memcpy(&b, ub[0] + 16, 32);
+#pragma GCC unroll 5
+    for (int j = 1; j < KK; j++) {
+      memcpy(&t, ub[j] + 8 - j, 32);
+      a += t;
+      memcpy(&t, ub[j] + 16 - j, 32);
+      b += t;
+    }
+    float row[16];
+    memcpy(row, &a, 32);
+    memcpy(row + 8, &b, 32);
+    memcpy(dx + ((long)c * g->H + ih) * g->W, row + g->pad, sizeof(float) * (size_t)g->W);
+  }
+}
+
+/* dx[nb][in_size] (overwritten) from dz[F][nb*P] (the GEMM layout) */
+QKD_INLINE void ddx_body(const dgeo *g, const float *dz, int nb, const float *w, float *dzp, float *dx, const int KK) {
+  long P = (long)g->Ho * g->Wo, NP = nb * P;
+  int Hz = g->Ho + 2 * (KK - 1);
+  float ub[5][24];
+  memset(ub, 0, sizeof ub);
+  for (int s = 0; s < nb; s++) {
+    for (int f = 0; f < g->F; f++) {
+      float *zf = dzp + (long)f * Hz * 8;
+      memset(zf, 0, sizeof(float) * (size_t)(Hz * 8));
+      for (int oh = 0; oh < g->Ho; oh++)
+        memcpy(zf + (oh + KK - 1) * 8, dz + f * NP + s * P + (long)oh * g->Wo, sizeof(float) * (size_t)g->Wo);
+    }
+    float *xs = dx + s * g->in_size;
+    for (int c = 0; c < g->C; c++) {
+      int r = 0;
+      for (; r + 2 <= g->Hp; r += 2) ddx_rows(g, dzp, w, xs, ub, c, r, 2, KK);
+      if (r < g->Hp) ddx_rows(g, dzp, w, xs, ub, c, r, 1, KK);
+    }
+  }
+}
+
+static void ddx_generic(const dgeo *g, const float *dz, int nb, const float *w, float *dzp, float *dx) {
+  if (g->k == 5) ddx_body(g, dz, nb, w, dzp, dx, 5);
+  else ddx_body(g, dz, nb, w, dzp, dx, 3);
+}
+#if QKD_X86_DISPATCH
+QKD_AVX2 static void ddx_avx2(const dgeo *g, const float *dz, int nb, const float *w, float *dzp, float *dx) {
+  if (g->k == 5) ddx_body(g, dz, nb, w, dzp, dx, 5);
+  else ddx_body(g, dz, nb, w, dzp, dx, 3);
+}
+#endif
+
+static void direct_dx(const dgeo *g, const float *dz, int nb, const float *w, float *dzp, float *dx) {
+#if QKD_X86_DISPATCH
+  if (g_avx2) { ddx_avx2(g, dz, nb, w, dzp, dx); return; }
+#endif
+  ddx_generic(g, dz, nb, w, dzp, dx);
+}
+
 /* Samples per im2col chunk: as many as fit COLS_FLOATS (the chunk stays in L2), but at least
  * enough for ~2048 GEMM columns so that big convs still make wide GEMMs. */
 static int conv_chunk(int max_batch, const layer *l) {
@@ -757,7 +860,7 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
                      int nb_all, const work *w, int chunk, float *dw, float *db) {
   int F = l->s.units, k = l->s.kernel;
   long K = (long)l->in.c * k * k, P = (long)l->out.h * l->out.w;
-  if (dx) memset(dx, 0, sizeof(float) * (size_t)(nb_all * l->in_size));
+  if (dx && !direct_dx_ok(l)) memset(dx, 0, sizeof(float) * (size_t)(nb_all * l->in_size)); /* col2im adds */
   for (int s0 = 0; s0 < nb_all; s0 += chunk) {
     int nb = nb_all - s0 < chunk ? nb_all - s0 : chunk;
     long NP = nb * P;
@@ -785,7 +888,10 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols,
                   (int)NP, 1.0f, dw, (int)K);
     }
-    if (dx) {
+    if (dx && direct_dx_ok(l)) {
+      dgeo g = direct_geo(l);
+      direct_dx(&g, w->tmp, nb, l->w, w->cols, dx + s0 * l->in_size);
+    } else if (dx) {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)NP, F, 1.0f, l->w, (int)K, w->tmp, (int)NP,
                   0.0f, w->cols, (int)NP);
       col2im(w->cols, nb, l->in, k, l->s.stride, l->s.padding, l->out, dx + s0 * l->in_size);

@@ -188,6 +188,7 @@ static void test_conv_direct(void) {
   static const int shapes[][8] = {/* C H W F k stride pad B */
                                   {1, 28, 28, 6, 5, 1, 0, 3}, {6, 12, 12, 16, 5, 1, 0, 2}, {3, 9, 10, 5, 3, 1, 1, 2},
                                   {4, 11, 13, 7, 5, 1, 2, 3}, {2, 8, 9, 3, 4, 1, 0, 2},   {1, 5, 4, 2, 3, 1, 2, 1},
+                                  {3, 7, 9, 4, 5, 1, 1, 2},
                                   {2, 7, 6, 3, 3, 2, 1, 2},   {20, 6, 6, 3, 5, 1, 2, 2}};
   for (int simd = 0; simd < 2; simd++) {
     if (simd) setenv("QKD_NN_SIMD", "0", 1);
