@@ -775,6 +775,12 @@ static void direct_dx(const dgeo *g, const float *dz, int nb, const float *w, fl
   ddx_generic(g, dz, nb, w, dzp, dx);
 }
 
+/* The direct kernels run on the calling thread: used when the pass is sliced over threads or
+ * there is one thread; an unsliced pass with n threads keeps OpenBLAS's n-thread GEMMs. */
+static int use_direct(const qkd_nn *nn, const layer *l) {
+  return direct_ok(l) && (nn->slices > 1 || g_threads == 1);
+}
+
 /* Samples per im2col chunk: as many as fit COLS_FLOATS (the chunk stays in L2), but at least
  * enough for ~2048 GEMM columns so that big convs still make wide GEMMs. */
 static int conv_chunk(int max_batch, const layer *l) {
@@ -823,10 +829,11 @@ static int fused(const qkd_nn *nn, int i) {
 }
 
 /* y[nb][out] = act(conv(x) + b) */
-static void conv_fwd(const layer *l, const float *x, int nb_all, float *y, int act, const work *w, int chunk) {
+static void conv_fwd(const layer *l, const float *x, int nb_all, float *y, int act, const work *w, int chunk,
+                     int direct) {
   int F = l->s.units, k = l->s.kernel;
   long K = (long)l->in.c * k * k, P = (long)l->out.h * l->out.w;
-  if (direct_ok(l)) {
+  if (direct) {
     dgeo g = direct_geo(l);
     for (int s = 0; s < nb_all; s++) {
       float *ys = y + s * l->out_size;
@@ -857,10 +864,11 @@ static void conv_fwd(const layer *l, const float *x, int nb_all, float *y, int a
 /* dy is dL/d(conv output), or dL/d(act output) when act_l (the fused activation) is set;
  * dw/db: the gradient block to accumulate into; dx (may be NULL) is overwritten. */
 static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float *x, const float *dy, float *dx,
-                     int nb_all, const work *w, int chunk, float *dw, float *db) {
+                     int nb_all, const work *w, int chunk, float *dw, float *db, int direct) {
   int F = l->s.units, k = l->s.kernel;
   long K = (long)l->in.c * k * k, P = (long)l->out.h * l->out.w;
-  if (dx && !direct_dx_ok(l)) memset(dx, 0, sizeof(float) * (size_t)(nb_all * l->in_size)); /* col2im adds */
+  int dx_direct = direct && direct_dx_ok(l);
+  if (dx && !dx_direct) memset(dx, 0, sizeof(float) * (size_t)(nb_all * l->in_size)); /* col2im adds */
   for (int s0 = 0; s0 < nb_all; s0 += chunk) {
     int nb = nb_all - s0 < chunk ? nb_all - s0 : chunk;
     long NP = nb * P;
@@ -879,7 +887,7 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
         db[f] += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
       }
     }
-    if (direct_ok(l)) {
+    if (direct) {
       dgeo g = direct_geo(l);
       direct_pad(&g, x + s0 * l->in_size, nb, w->cols);
       direct_dw(&g, w->cols, w->tmp, nb, dw);
@@ -888,7 +896,7 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols,
                   (int)NP, 1.0f, dw, (int)K);
     }
-    if (dx && direct_dx_ok(l)) {
+    if (dx && dx_direct) {
       dgeo g = direct_geo(l);
       direct_dx(&g, w->tmp, nb, l->w, w->cols, dx + s0 * l->in_size);
     } else if (dx) {
@@ -1064,7 +1072,9 @@ static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t
     int act = fuse ? dl->s.kind : 0;
     long n = (long)nb * l->out_size;
     switch (l->s.kind) {
-    case QKD_LAYER_CONV: conv_fwd(l, xin, nb, y, act, w, conv_chunk(nn->max_batch, l)); break;
+    case QKD_LAYER_CONV:
+      conv_fwd(l, xin, nb, y, act, w, conv_chunk(nn->max_batch, l), use_direct(nn, l));
+      break;
     case QKD_LAYER_MAXPOOL:
     case QKD_LAYER_AVGPOOL: pool_fwd(l, xin, nb, y, l->arg ? l->arg + s0 * l->out_size : NULL); break;
     case QKD_LAYER_DENSE:
@@ -1129,7 +1139,8 @@ static void list_backward_part(qkd_nn *nn, const float *dout, float *dx, int s0,
     float *dw = l->dw ? gbase + (l->dw - nn->grads) : NULL, *db = l->db ? gbase + (l->db - nn->grads) : NULL;
     switch (l->s.kind) {
     case QKD_LAYER_CONV:
-      conv_bwd(l, act_l, s0, xin, dy, need_dx ? d : NULL, nb, w, conv_chunk(nn->max_batch, l), dw, db);
+      conv_bwd(l, act_l, s0, xin, dy, need_dx ? d : NULL, nb, w, conv_chunk(nn->max_batch, l), dw, db,
+               use_direct(nn, l));
       break;
     case QKD_LAYER_MAXPOOL:
     case QKD_LAYER_AVGPOOL:

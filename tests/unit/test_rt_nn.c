@@ -183,15 +183,19 @@ static void test_threads(void) {
 
 /* conv forward and backward (weights, bias, input) against double loops for shapes that take the
  * direct (stride-1, few taps) path — full and partial 8-column vectors, padding, k 3/4/5 — and
- * the im2col path (stride 2, many taps), with the SIMD kernels and with QKD_NN_SIMD=0. */
+ * the im2col path (stride 2, many taps, or an unsliced pass on 2 threads), with the SIMD kernels and
+ * with QKD_NN_SIMD=0. */
 static void test_conv_direct(void) {
   static const int shapes[][8] = {/* C H W F k stride pad B */
                                   {1, 28, 28, 6, 5, 1, 0, 3}, {6, 12, 12, 16, 5, 1, 0, 2}, {3, 9, 10, 5, 3, 1, 1, 2},
                                   {4, 11, 13, 7, 5, 1, 2, 3}, {2, 8, 9, 3, 4, 1, 0, 2},   {1, 5, 4, 2, 3, 1, 2, 1},
                                   {3, 7, 9, 4, 5, 1, 1, 2},
                                   {2, 7, 6, 3, 3, 2, 1, 2},   {20, 6, 6, 3, 5, 1, 2, 2}};
-  for (int simd = 0; simd < 2; simd++) {
+  for (int mode = 0; mode < 3; mode++) { /* SIMD kernels, baseline kernels, 2 threads (unsliced: im2col) */
+    int simd = mode == 1;
     if (simd) setenv("QKD_NN_SIMD", "0", 1);
+    else unsetenv("QKD_NN_SIMD");
+    qkd_nn_set_threads(mode == 2 ? 2 : 1);
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
       const int *h = shapes[t];
       int C = h[0], H = h[1], W = h[2], F = h[3], k = h[4], st = h[5], pad = h[6], B = h[7];
@@ -240,12 +244,13 @@ static void test_conv_direct(void) {
       CHECK(worst < 1e-5);
       CHECK(gworst < 2e-5);
       if (worst >= 1e-5 || gworst >= 2e-5)
-        fprintf(stderr, "conv shape %zu simd %d: forward %g, gradients %g\n", t, !simd, worst, gworst);
+        fprintf(stderr, "conv shape %zu mode %d: forward %g, gradients %g\n", t, mode, worst, gworst);
       free(x); free(r); free(dx); free(rdx); free(rg);
       qkd_nn_free(nn);
     }
   }
   unsetenv("QKD_NN_SIMD");
+  qkd_nn_set_threads(1);
 }
 
 /* forward of conv / pools / dense against direct double loops */
