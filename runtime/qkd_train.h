@@ -14,8 +14,8 @@
  *  - Accuracies are measured after every epoch on the test split (and on the validation split
  *    when it is not empty); the reported accuracy is the last epoch's. Nothing is selected on
  *    the test set.
- *  - Teacher logits, when the loss needs them, are given once per split (computed by the caller
- *    in evaluation mode), indexed by the split's row.
+ *  - Teacher logits, when the loss needs them, are given once for the training split (computed
+ *    by the caller in evaluation mode), indexed by the split's row.
  *  - Errors are returned with a message; nothing here prints except the progress callback. */
 #ifndef QKD_TRAIN_H
 #define QKD_TRAIN_H
@@ -48,14 +48,13 @@ typedef struct {
   float *classical;                  /* [classical_params] pre then head (for the .qkw file) */
 } qkd_student_result;
 
-/* Trains e->student on ds with e->train; `kernel` runs e->student.circuit. teacher_train /
- * teacher_val / teacher_test: logits [split n][C] (float) or NULL when the loss reads no
- * teacher. Returns 0, 1 when stopped by opts->stop (the result holds the finished epochs), or -1
- * with a message in err. */
+/* Trains e->student on ds with e->train; `kernel` runs e->student.circuit. teacher_train:
+ * the teacher's logits on the training split [train n][C] (float), or NULL when the loss reads
+ * no teacher. Returns 0, 1 when stopped by opts->stop (the result holds the finished epochs), or
+ * -1 with a message in err. */
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                      int use_program_loss, const float *teacher_train, const float *teacher_val,
-                      const float *teacher_test, const qkd_train_opts *opts, qkd_student_result *out,
-                      char *err, size_t errlen);
+                      int use_program_loss, const float *teacher_train, const qkd_train_opts *opts,
+                      qkd_student_result *out, char *err, size_t errlen);
 void qkd_student_result_free(qkd_student_result *r);
 
 /* A student held outside a training loop: for gradient checks (tests) and tools. Parameters are

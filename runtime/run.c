@@ -130,7 +130,7 @@ static int train_teacher(runner *r, int i) {
 }
 
 /* Writes results.json, curves.csv and curves.svg for everything finished so far. */
-static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex, double teacher_s) {
+static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex) {
   const qkd_model *m = r->m;
   qkd_report_teacher *tr = calloc((size_t)m->n_teachers + 1, sizeof *tr);
   int nt = 0;
@@ -138,7 +138,6 @@ static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex, do
     if (r->trained[i]) tr[nt++] = (qkd_report_teacher){m->teachers[i]->name, m->teachers[i]->data->name, &r->tres[i]};
   qkd_report rep = {.teachers = tr, .n_teachers = nt, .experiments = ex, .n_experiments = n_ex,
                     .threads = r->o->threads, .overrides = r->o->overrides, .n_overrides = r->o->n_overrides};
-  (void)teacher_s;
   char err[1200];
   int rc = qkd_report_write(r->o->out_dir, &rep, err, sizeof err);
   if (rc != 0) fprintf(r->o->log, "%s\n", err);
@@ -178,7 +177,7 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   qkd_report_experiment *ex = calloc((size_t)ne + 1, sizeof *ex);
   char (*loss_text)[256] = calloc((size_t)ne + 1, sizeof *loss_text);
   int done = 0;
-  if (rc == 0 && write_report(&r, ex, 0, teacher_s) != 0) rc = 1; /* creates the run directory */
+  if (rc == 0 && write_report(&r, ex, 0) != 0) rc = 1; /* creates the run directory */
   for (int i = 0; i < ne && rc == 0; i++) {
     const qkd_m_experiment *e = m->experiments[i];
     double te = now_s();
@@ -190,11 +189,14 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
                                  .classes = ds->n_classes, .qubits = e->student.qubits, .loss = loss_text[i],
                                  .seed = e->train.seed, .data_files = ds->files, .n_data_files = ds->n_files};
     x->seconds.teacher = teacher_s;
-    float *tl[3] = {NULL, NULL, NULL};
+    float *tl = NULL; /* the teacher's logits on the training split, computed once */
     int ti = e->teacher ? teacher_index(&r, e->teacher) : -1;
     if (ti >= 0) {
-      const qkd_split *splits[3] = {&ds->train, &ds->val, &ds->test};
-      for (int k = 0; k < 3; k++) tl[k] = qkd_teacher_logits(r.tres[ti].net, ds, splits[k]);
+      if (e->uses_teacher && !(tl = qkd_teacher_logits(r.tres[ti].net, ds, &ds->train))) {
+        fprintf(o->log, "%s: error: out of memory for the teacher's logits\n", m->path);
+        rc = 1;
+        break;
+      }
       double acc = qkd_nn_evaluate(r.tres[ti].net, ds, &ds->test, NULL);
       x->teacher = (qkd_report_exp_teacher){e->teacher->name, r.tres[ti].params, acc};
       fprintf(o->log, "experiment '%s': teacher '%s' test accuracy %.4f on '%s'\n", e->name, e->teacher->name, acc,
@@ -212,7 +214,7 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
       qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc};
       int runs = e->baseline ? 2 : 1;
       for (int run = 0; run < runs && rc == 0; run++) {
-        int st = qkd_train_student(e, ds, &k, run == 0, tl[0], tl[1], tl[2], &to, &res[i][run], err, sizeof err);
+        int st = qkd_train_student(e, ds, &k, run == 0, tl, &to, &res[i][run], err, sizeof err);
         if (pc.tty) fputs("\r\033[K", o->log);
         const char *kind = run == 0 ? "distilled" : "baseline";
         if (st < 0) {
@@ -236,11 +238,11 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
                 res[i][0].zero_vectors);
       if (o->kernel_release) o->kernel_release(o->kernel_ud, &k);
     }
-    for (int k2 = 0; k2 < 3; k2++) free(tl[k2]);
+    free(tl);
     x->seconds.total = now_s() - te + teacher_s;
     x->completed = rc == 0;
     done = i + 1;
-    if (rc == 0 || rc == 130) write_report(&r, ex, done, teacher_s);
+    if (rc == 0 || rc == 130) write_report(&r, ex, done);
   }
   if (rc == 0 && done) {
     qkd_report rep = {.experiments = ex, .n_experiments = done};

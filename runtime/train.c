@@ -263,11 +263,8 @@ static double evaluate(student *s, const qkd_split *sp, uint64_t shot_seed) {
 }
 
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                      int use_program_loss, const float *teacher_train, const float *teacher_val,
-                      const float *teacher_test, const qkd_train_opts *opts, qkd_student_result *out,
-                      char *err, size_t errlen) {
-  (void)teacher_val;
-  (void)teacher_test;
+                      int use_program_loss, const float *teacher_train, const qkd_train_opts *opts,
+                      qkd_student_result *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   double t0 = now_s();
   student s;
