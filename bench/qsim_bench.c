@@ -17,6 +17,7 @@
  * (after one warm-up); jit_ms = time of qkd_jit_compile_ex for the row's precision (fwd + bwd);
  * the peer is reported at its best of 1 and 2 threads (its own median of 5 after a warm-up);
  * ratio = samples_per_s / peer_samples_per_s. Always exits 0 unless the JIT itself fails. */
+#include "circgen.h"
 #include "jit.h"
 #include "qkd_par.h"
 #include "qkd_rng.h"
@@ -35,39 +36,6 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static qkd_ir_circuit *workload(int n, int L, qkd_precision prec) {
-  int ng = L * 3 * n;
-  qkd_ir_circuit *c = calloc(1, sizeof *c + (size_t)(ng + 1) * sizeof(qkd_ir_gate));
-  if (!c) abort();
-  c->gates = (qkd_ir_gate *)(void *)(c + 1);
-  c->name = "w";
-  c->n_qubits = n;
-  c->n_features = 1 << n;
-  c->encode = QKD_ENCODE_AMPLITUDE;
-  c->measure = QKD_MEASURE_PROBS;
-  c->precision = prec;
-  int k = 0, p = 0;
-  for (int l = 0; l < L; l++) {
-    for (int q = 0; q < n; q++)
-      for (int r = 0; r < 2; r++) {
-        qkd_ir_gate *g = &c->gates[k++];
-        g->kind = r ? QKD_GATE_RZ : QKD_GATE_RY;
-        g->q[0] = q;
-        g->angle.kind = QKD_ANGLE_PARAM;
-        g->angle.index = p++;
-        g->angle.scale = 1.0;
-      }
-    for (int q = 0; q < n && n > 1; q++) {
-      qkd_ir_gate *g = &c->gates[k++];
-      g->kind = QKD_GATE_CNOT;
-      g->q[0] = q;
-      g->q[1] = (q + 1) % n;
-    }
-  }
-  c->n_gates = k;
-  c->n_params = p;
-  return c;
-}
 
 /* Loss (mean CE over the first 10 renormalised probabilities) and d loss / d probs. */
 static double loss_grad(const double *probs, const int *y, int B, int dim, double *d) {
@@ -126,7 +94,7 @@ static double peer_best(int n, int L, int B, int f64) {
 }
 
 static int row(int n, int L, int B, int f64, int threads) {
-  qkd_ir_circuit *c = workload(n, L, f64 ? QKD_PREC_F64 : QKD_PREC_F32);
+  qkd_ir_circuit *c = circgen_hea(n, L, QKD_MEASURE_PROBS, f64 ? QKD_PREC_F64 : QKD_PREC_F32);
   int dim = 1 << n, np = c->n_params;
   /* data: features uniform [0,1) normalised, labels in 0..9, params uniform [0, 2π) */
   double *x = malloc((size_t)B * dim * sizeof(double)), *th = malloc((size_t)np * sizeof(double));
@@ -205,7 +173,7 @@ static int row(int n, int L, int B, int f64, int threads) {
   qkd_jit_release(&k);
   free(times); free(x); free(th); free(y); free(probs); free(dp); free(gp);
   free(xf); free(thf); free(pf); free(dpf); free(gpf);
-  free(c);
+  circgen_free(c);
   return 0;
 }
 

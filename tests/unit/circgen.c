@@ -142,6 +142,38 @@ qkd_ir_circuit *circgen_copy(const qkd_ir_circuit *c) {
 
 void circgen_free(qkd_ir_circuit *c) { free(c); }
 
+qkd_ir_circuit *circgen_hea(int n, int L, qkd_measure_kind measure, qkd_precision precision) {
+  int ng = L * 3 * n;
+  qkd_ir_circuit *c = calloc(1, sizeof *c + (size_t)(ng + 1) * sizeof(qkd_ir_gate));
+  if (!c) abort();
+  c->gates = (qkd_ir_gate *)(void *)(c + 1);
+  c->name = "hea";
+  c->n_qubits = n;
+  c->n_features = 1 << n;
+  c->encode = QKD_ENCODE_AMPLITUDE;
+  c->measure = measure;
+  c->precision = precision;
+  int k = 0, p = 0;
+  for (int l = 0; l < L; l++) {
+    for (int q = 0; q < n; q++)
+      for (int r = 0; r < 2; r++) {
+        qkd_ir_gate *g = &c->gates[k++];
+        g->kind = r ? QKD_GATE_RZ : QKD_GATE_RY;
+        g->q[0] = q;
+        g->angle = (qkd_angle){QKD_ANGLE_PARAM, p++, 1.0, 0.0};
+      }
+    for (int q = 0; q < n && n > 1; q++) {
+      qkd_ir_gate *g = &c->gates[k++];
+      g->kind = QKD_GATE_CNOT;
+      g->q[0] = q;
+      g->q[1] = (q + 1) % n;
+    }
+  }
+  c->n_gates = k;
+  c->n_params = p;
+  return c;
+}
+
 void circgen_inputs(const qkd_ir_circuit *c, uint64_t seed, int batch, double *params,
                     double *features) {
   cg_rng r = {seed ^ 0x696e70757473ull, 0};

@@ -45,6 +45,11 @@ qkd_ir_circuit *circgen_copy(const qkd_ir_circuit *c);
 /* Frees a circuit from circgen_random or circgen_copy (NULL is fine). */
 void circgen_free(qkd_ir_circuit *c);
 
+/* The benchmark's hardware-efficient ansatz W(n, L): L × [RY then RZ on every qubit, each its own
+ * parameter; CNOT ring q -> (q+1) mod n], amplitude encoding of 2^n features. One allocation:
+ * release with circgen_free. Shared by bench/qsim_bench.c and the kernel tests. */
+qkd_ir_circuit *circgen_hea(int n, int L, qkd_measure_kind measure, qkd_precision precision);
+
 /* Random inputs: params[n_params] uniform in [-π, π] (if params is not NULL) and
  * features[batch][n_features] uniform in [-1, 1] (if features is not NULL). Pure in seed. */
 void circgen_inputs(const qkd_ir_circuit *c, uint64_t seed, int batch, double *params,

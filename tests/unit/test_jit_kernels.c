@@ -295,38 +295,6 @@ static void check_par(uint64_t seed, const qkd_ir_circuit *c, qkd_par_pool **poo
   qkd_jit_release(&kj);
 }
 
-/* The benchmark's hardware-efficient ansatz: L × [RY, RZ on every qubit; CNOT ring]. */
-static qkd_ir_circuit *hea(int n, int L, qkd_measure_kind meas) {
-  int ng = L * 3 * n;
-  qkd_ir_circuit *c = xmalloc(sizeof *c + (size_t)ng * sizeof(qkd_ir_gate));
-  c->gates = (qkd_ir_gate *)(void *)(c + 1);
-  c->name = "hea";
-  c->n_qubits = n;
-  c->n_features = 1 << n;
-  c->encode = QKD_ENCODE_AMPLITUDE;
-  c->measure = meas;
-  int k = 0, p = 0;
-  for (int l = 0; l < L; l++) {
-    for (int q = 0; q < n; q++)
-      for (int r = 0; r < 2; r++) {
-        qkd_ir_gate *g = &c->gates[k++];
-        g->kind = r ? QKD_GATE_RZ : QKD_GATE_RY;
-        g->q[0] = q;
-        g->angle.kind = QKD_ANGLE_PARAM;
-        g->angle.index = p++;
-        g->angle.scale = 1.0;
-      }
-    for (int q = 0; q < n && n > 1; q++) {
-      qkd_ir_gate *g = &c->gates[k++];
-      g->kind = QKD_GATE_CNOT;
-      g->q[0] = q;
-      g->q[1] = (q + 1) % n;
-    }
-  }
-  c->n_gates = k;
-  c->n_params = p;
-  return c;
-}
 
 static void check_emit(const qkd_ir_circuit *c) {
   FILE *f = tmpfile();
@@ -388,10 +356,10 @@ int main(void) {
   }
   /* the benchmark circuit family */
   for (int n = 1; n <= (MAX_QUBITS < 8 ? MAX_QUBITS : 8); n++) {
-    qkd_ir_circuit *c = hea(n, 3, n % 2 ? QKD_MEASURE_Z : QKD_MEASURE_PROBS);
+    qkd_ir_circuit *c = circgen_hea(n, 3, n % 2 ? QKD_MEASURE_Z : QKD_MEASURE_PROBS, QKD_PREC_F64);
     check_circuit(9000 + (uint64_t)n, c, 11);
     if (n % 2 == 0) check_variants(9000 + (uint64_t)n, c, 5);
-    free(c);
+    circgen_free(c);
   }
   qkd_par_pool *pools[3];
   for (int t = 0; t < 3; t++) pools[t] = qkd_par_create(t + 1);
@@ -404,10 +372,10 @@ int main(void) {
     check_par(8000 + (uint64_t)i, c, pools);
     circgen_free(c);
   }
-  qkd_ir_circuit *h = hea(8, 10, QKD_MEASURE_PROBS);
+  qkd_ir_circuit *h = circgen_hea(8, 10, QKD_MEASURE_PROBS, QKD_PREC_F64);
   if (pools[2]) check_par(8999, h, pools);
   check_emit(h);
-  free(h);
+  circgen_free(h);
   for (int t = 0; t < 3; t++) qkd_par_destroy(pools[t]);
   printf("circuits: %d fwd, %d bwd, %d finite-difference, %d f32, %d variants, %d par\n",
          cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par);
