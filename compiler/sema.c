@@ -604,11 +604,8 @@ static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int h
       }
       if (is_kl) {
         static const char *const p[] = {"T", NULL};
-        const double def[] = {NAN};
         double T;
-        const qkd_ast *saved = NULL;
-        (void)saved;
-        /* kl's T may use loss parameters: evaluate args in env */
+        /* kl's T may use loss parameters (kd(T, alpha)): evaluated in the loss's environment */
         if (e->kind != QKD_AST_CALL || e->items.len != 1) {
           qkd_diag_error(S->D, e->span, "kl needs a temperature: kl(T: 3)");
           return NULL;
@@ -618,7 +615,6 @@ static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int h
           qkd_diag_error(S->D, a->name_span, "kl has no parameter '%s' (parameters: %s)", a->name, join(S, p));
           return NULL;
         }
-        (void)def;
         if (qkd_eval_num(&S->ev, env, a->a, &T) != 0) return NULL;
         if (!(T > 0)) {
           qkd_diag_error(S->D, a->span, "the temperature T must be > 0, not %g", T);
