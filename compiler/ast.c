@@ -2,7 +2,7 @@
 #include "ast.h"
 
 const char *const qkd_decl_kind_names[QKD_DECL_COUNT] = {
-    "dataset", "net", "encoding", "circuit", "loss", "teacher", "student", "experiment"};
+    "dataset", "net", "encoding", "circuit", "loss", "teacher", "student", "experiment", "grid"};
 
 qkd_ast *qkd_ast_new(qkd_arena *ar, qkd_ast_kind kind, qkd_span span) {
   qkd_ast *n = qkd_arena_alloc(ar, sizeof *n);

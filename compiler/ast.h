@@ -24,8 +24,8 @@ typedef enum {
   QKD_AST_INDEX,  /* name[a]  (x[i]) */
   QKD_AST_NETLIT, /* net { items = layer CALLs } */
   QKD_AST_FOR,    /* for name in a { items = statements } */
-  QKD_AST_FIELD,  /* name: a */
-  QKD_AST_BLOCK,  /* name { items = FIELD/BLOCK } */
+  QKD_AST_FIELD,  /* name: a (name may be a dotted path, `qnn.qubits:`, inside grid axes) */
+  QKD_AST_BLOCK,  /* name { items = FIELD/BLOCK }, or name LABEL { … } with b = the LABEL IDENT */
   QKD_AST_USE,    /* use "name" */
   QKD_AST_DECL    /* decl_kind name(params) { items } or = a */
 } qkd_ast_kind;
@@ -39,6 +39,7 @@ typedef enum {
   QKD_DECL_TEACHER,
   QKD_DECL_STUDENT,
   QKD_DECL_EXPERIMENT,
+  QKD_DECL_GRID,
   QKD_DECL_COUNT
 } qkd_decl_kind;
 

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "qkd_hash.h"
+
 void qkd_diag_init(qkd_diag *d, qkd_arena *a) {
   memset(d, 0, sizeof *d);
   d->arena = a;
@@ -48,20 +50,16 @@ qkd_span qkd_span_join(qkd_span a, qkd_span b) {
   return r;
 }
 
-static void render(qkd_diag *d, const char *kind, qkd_span sp, const char *fmt, va_list ap) {
+static void render_text(qkd_diag *d, const char *kind, qkd_span sp, const char *text) {
   FILE *out = d->out;
   if (sp.file < 0 || sp.file >= d->n_files) {
-    fprintf(out, "qkdc: %s: ", kind);
-    vfprintf(out, fmt, ap);
-    fputc('\n', out);
+    fprintf(out, "qkdc: %s: %s\n", kind, text);
     return;
   }
   const qkd_source *s = d->files[sp.file];
   int line, col;
   qkd_diag_linecol(d, sp.file, sp.start, &line, &col);
-  fprintf(out, "%s:%d:%d: %s: ", s->path, line, col, kind);
-  vfprintf(out, fmt, ap);
-  fputc('\n', out);
+  fprintf(out, "%s:%d:%d: %s: %s\n", s->path, line, col, kind, text);
   uint32_t ls = s->lines[line - 1], le = ls;
   while (le < s->len && s->text[le] != '\n') le++;
   uint32_t shown = le - ls > 400 ? 400 : le - ls; /* a 1 MB line is not echoed whole */
@@ -72,6 +70,12 @@ static void render(qkd_diag *d, const char *kind, qkd_span sp, const char *fmt, 
   fputc('^', out);
   for (uint32_t i = sp.start + 1; i < end; i++) fputc('~', out);
   fputc('\n', out);
+}
+
+static void render(qkd_diag *d, const char *kind, qkd_span sp, const char *fmt, va_list ap) {
+  char text[1024];
+  vsnprintf(text, sizeof text, fmt, ap);
+  render_text(d, kind, sp, text);
 }
 
 #define DIAG_FN(name, kind, counter, limit)                                   \
@@ -88,7 +92,28 @@ static void render(qkd_diag *d, const char *kind, qkd_span sp, const char *fmt, 
     va_end(ap);                                                               \
   }
 DIAG_FN(qkd_diag_error, "error", errors, 1)
-DIAG_FN(qkd_diag_warning, "warning", warnings, 0)
+
+/* A warning is shown once per (span, text): checking every cell of a grid meets the same ones. */
+void qkd_diag_warning(qkd_diag *d, qkd_span sp, const char *fmt, ...) {
+  char text[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  uint64_t h = qkd_hash_bytes(QKD_HASH_INIT, &sp, sizeof sp);
+  h = qkd_hash_bytes(h, text, strlen(text));
+  for (int i = 0; i < d->n_seen; i++)
+    if (d->seen[i] == h) return;
+  if (d->n_seen == d->cap_seen) {
+    int cap = d->cap_seen ? 2 * d->cap_seen : 16;
+    uint64_t *n = qkd_arena_alloc(d->arena, sizeof *n * (size_t)cap);
+    if (d->n_seen) memcpy(n, d->seen, sizeof *n * (size_t)d->n_seen);
+    d->seen = n, d->cap_seen = cap;
+  }
+  d->seen[d->n_seen++] = h;
+  d->warnings++;
+  render_text(d, "warning", sp, text);
+}
 
 void qkd_diag_note(qkd_diag *d, qkd_span sp, const char *fmt, ...) {
   va_list ap;

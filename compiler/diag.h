@@ -2,7 +2,7 @@
  * Owns: the loaded source texts (bytes + line map), byte-offset spans, and the rendering of
  * `PATH:LINE:COL: error|warning|note: message`, then the source line and a caret line
  * (`^~~~` under the whole span, clipped to the line). Lines and columns are 1-based; columns
- * count bytes. Counts errors; stops printing (but keeps counting) after QKD_DIAG_MAX_ERRORS. */
+ * count bytes. A warning is shown once per (span, text). Counts errors; stops printing (but keeps counting) after QKD_DIAG_MAX_ERRORS. */
 #ifndef QKD_DIAG_H
 #define QKD_DIAG_H
 #include <stdint.h>
@@ -31,6 +31,8 @@ typedef struct {
   qkd_source *files[256];
   int n_files;
   int errors, warnings;
+  uint64_t *seen;    /* hashes of the warnings shown (each is shown once) */
+  int n_seen, cap_seen;
   FILE *out;         /* stderr by default */
 } qkd_diag;
 

@@ -5,7 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grid.h"
 #include "override.h"
+#include "qkd_hash.h"
 #include "sema.h"
 
 qkd_model *qkd_driver_compile(qkd_arena *a, qkd_diag *d, const char *path, const char *stdlib_dir,
@@ -14,25 +16,22 @@ qkd_model *qkd_driver_compile(qkd_arena *a, qkd_diag *d, const char *path, const
   if (qkd_parse_program(a, d, path, stdlib_dir, &prog) != 0) return NULL;
   for (int i = 0; i < n_sets; i++) qkd_override_apply(a, d, &prog, sets[i]);
   if (d->errors) return NULL;
-  return qkd_sema_check(a, d, &prog, path);
+  qkd_model *m = qkd_sema_check(a, d, &prog, path);
+  if (m && qkd_grid_expand(a, d, &prog, m, path) != 0) return NULL;
+  return m;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-  return h;
-}
 
 uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir) {
-  uint64_t h = 0xcbf29ce484222325ull;
+  uint64_t h = QKD_HASH_INIT;
   int head[7] = {ir->n_qubits, ir->n_params, ir->n_features, (int)ir->encode, (int)ir->measure, ir->shots, ir->n_gates};
-  h = fnv(h, head, sizeof head);
+  h = qkd_hash_bytes(h, head, sizeof head);
   for (int i = 0; i < ir->n_gates; i++) {
     const qkd_ir_gate *g = &ir->gates[i];
     int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle.kind, g->angle.index};
     double gd[2] = {g->angle.scale, g->angle.offset};
-    h = fnv(h, gi, sizeof gi);
-    h = fnv(h, gd, sizeof gd);
+    h = qkd_hash_bytes(h, gi, sizeof gi);
+    h = qkd_hash_bytes(h, gd, sizeof gd);
   }
   return h;
 }

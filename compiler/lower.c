@@ -12,6 +12,11 @@ typedef struct loopvar {
 
 int qkd_bind_args(qkd_eval *ev, const qkd_ast *decl, const qkd_ast *call, qkd_span site,
                   const qkd_env *outer, qkd_env **out) {
+  return qkd_bind_args_in(ev, decl, call, site, outer, outer, out);
+}
+
+int qkd_bind_args_in(qkd_eval *ev, const qkd_ast *decl, const qkd_ast *call, qkd_span site,
+                     const qkd_env *arg_env, const qkd_env *outer, qkd_env **out) {
   int np = decl->params.len;
   qkd_value *vals = qkd_arena_alloc(ev->arena, sizeof(qkd_value) * (size_t)(np + 1));
   int *set = qkd_arena_alloc(ev->arena, sizeof(int) * (size_t)(np + 1));
@@ -44,7 +49,7 @@ int qkd_bind_args(qkd_eval *ev, const qkd_ast *decl, const qkd_ast *call, qkd_sp
     set[slot] = 1;
     int fa = ev->features_allowed;
     ev->features_allowed = 0;
-    vals[slot] = qkd_eval_expr(ev, outer, arg->a);
+    vals[slot] = qkd_eval_expr(ev, arg_env, arg->a);
     ev->features_allowed = fa;
     if (vals[slot].kind == QKD_V_ERR) rc = -1;
   }
@@ -190,11 +195,13 @@ static int exec_stmts(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_
 int qkd_lower_call(qkd_lower *L, const qkd_ast *decl, const qkd_ast *args, qkd_span site) {
   qkd_eval ev = {.arena = L->arena, .diag = L->diag, .features_allowed = 1, .max_feature = L->max_feature,
                  .max_feature_span = L->max_feature_span};
-  qkd_env *nb = qkd_arena_alloc(L->arena, sizeof *nb * 2);
+  /* the body sees n and qubits = 0..n; the call's arguments see qubits = n (spec §9) */
+  qkd_env *nb = qkd_arena_alloc(L->arena, sizeof *nb * 3);
   nb[0] = (qkd_env){"n", {.kind = QKD_V_NUM, .num = L->n_qubits}, NULL};
   nb[1] = (qkd_env){"qubits", {.kind = QKD_V_RANGE, .lo = 0, .hi = L->n_qubits}, &nb[0]};
+  nb[2] = (qkd_env){"qubits", {.kind = QKD_V_NUM, .num = L->n_qubits}, &nb[0]};
   qkd_env *env;
-  if (qkd_bind_args(&ev, decl, args, site, &nb[1], &env) != 0) return -1;
+  if (qkd_bind_args_in(&ev, decl, args, site, &nb[2], &nb[1], &env) != 0) return -1;
   if (decl->depth > QKD_AST_MAX_DEPTH) {
     qkd_diag_error(L->diag, decl->name_span, "'%s' is nested too deeply", decl->name);
     return -1;

@@ -23,10 +23,14 @@ typedef struct {
 } qkd_lower;
 
 /* Binds `args` (CALL node or NULL for no arguments; `site` for messages) to the parameters of
- * `decl` (ENCODING or CIRCUIT) and appends its gates. Returns 0, or -1 after reporting. */
+ * `decl` (ENCODING or CIRCUIT) and appends its gates. The arguments may use `qubits` (the
+ * qubit count, spec §9); inside the body `qubits` is the range 0..n and `n` the count. Returns 0, or -1 after reporting. */
 int qkd_lower_call(qkd_lower *L, const qkd_ast *decl, const qkd_ast *args, qkd_span site);
 /* Binds a call's arguments (positional, then named) to a declaration's parameters into an
  * environment; reports unknown/missing/duplicate arguments. Shared with sema (nets, losses). */
 int qkd_bind_args(qkd_eval *ev, const qkd_ast *decl, const qkd_ast *call, qkd_span site,
                   const qkd_env *outer, qkd_env **out);
+/* The same, with the arguments evaluated in `arg_env` and the bindings chained onto `outer`. */
+int qkd_bind_args_in(qkd_eval *ev, const qkd_ast *decl, const qkd_ast *call, qkd_span site,
+                     const qkd_env *arg_env, const qkd_env *outer, qkd_env **out);
 #endif

@@ -10,6 +10,7 @@
 
 #include "draw.h"
 #include "jit.h"
+#include "qkd_gridreport.h"
 #include "qkd_run.h"
 #include "qsim.h"
 #include "build.h"
@@ -20,8 +21,11 @@
 static void usage(FILE *out) {
   fputs("usage: qkdc <command> FILE.qkd [options]\n"
         "  check FILE [--dump-ir]              parse and check; --dump-ir prints every student's circuit IR\n"
-        "  draw FILE [--student NAME]          a text diagram of a student's circuit\n"
-        "  run FILE [--out DIR] [--set P=V]… [--threads N]   train teachers and run every experiment\n"
+        "  draw FILE [--student NAME | --cell NAME]   a text diagram of a student's circuit\n"
+        "  run FILE [--out DIR] [--set P=V]… [--threads N] [--cells K/N] [--fresh]\n"
+        "                                      train teachers, run every experiment and grid cell\n"
+        "  cells FILE [--set P=V]…             the grid cells, one per line, in the order --cells slices\n"
+        "  report DIR… [-o OUT] [--compare F]  merge grid cells of run directories: results.json, .md, .svg\n"
         "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--grad]\n"
         "  emit-llvm FILE [--student NAME]     the LLVM IR of the specialised kernels\n"
         "  build FILE -o EXE [--cpu native|generic]   a standalone executable\n"
@@ -32,8 +36,8 @@ static void usage(FILE *out) {
 #define MAX_SETS 64
 
 typedef struct {
-  const char *command, *file, *student, *out_dir;
-  int dump_ir, threads, grad, qubits;
+  const char *command, *file, *student, *out_dir, *cell;
+  int dump_ir, threads, grad, qubits, fresh, slice_k, slice_n;
   const char *circuit, *params_file, *input_file, *encode, *exe, *cpu;
   int n_sets;
   const char *sets[MAX_SETS]; /* --set PATH=VALUE, in order */
@@ -47,6 +51,19 @@ static int parse_args(int argc, char **argv, options *o) {
     const char *a = argv[i];
     if (!strcmp(a, "--dump-ir")) o->dump_ir = 1;
     else if (!strcmp(a, "--student") && i + 1 < argc) o->student = argv[++i];
+    else if (!strcmp(a, "--cell") && i + 1 < argc) o->cell = argv[++i];
+    else if (!strcmp(a, "--fresh")) o->fresh = 1;
+    else if (!strcmp(a, "--cells") && i + 1 < argc) {
+      char *end;
+      const char *v = argv[++i];
+      long k = strtol(v, &end, 10), n = 0;
+      if (*end == '/') n = strtol(end + 1, &end, 10);
+      if (*end || n < 1 || k < 1 || k > n || n > 1000000) {
+        fprintf(stderr, "qkdc: error: --cells takes K/N with 1 <= K <= N (the K-th of N slices), not '%s'\n", v);
+        return -1;
+      }
+      o->slice_k = (int)k, o->slice_n = (int)n;
+    }
     else if (!strcmp(a, "--circuit") && i + 1 < argc) o->circuit = argv[++i];
     else if (!strcmp(a, "--params") && i + 1 < argc) o->params_file = argv[++i];
     else if (!strcmp(a, "--input") && i + 1 < argc) o->input_file = argv[++i];
@@ -259,14 +276,69 @@ done:
 static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
   qkd_run_opts ro = {.threads = o->threads, .out_dir = o->out_dir ? o->out_dir : qkd_driver_out_dir(a, o->file),
                      .overrides = o->sets, .n_overrides = o->n_sets, .kernel_for = kernel_for,
-                     .kernel_release = kernel_release};
+                     .kernel_release = kernel_release, .slice_k = o->slice_k, .slice_n = o->slice_n,
+                     .fresh = o->fresh};
   return qkd_driver_run(m, &ro);
 }
 
-static const qkd_m_student *pick_student(const qkd_model *m, const char *name) {
+/* The student of --cell NAME, of --student NAME, or the first one. */
+static const qkd_m_student *pick_student(const qkd_model *m, const options *o) {
+  if (o->cell) {
+    for (int i = 0; i < m->n_cells; i++)
+      if (!strcmp(m->cells[i].name, o->cell)) return &m->cells[i].experiment->student;
+    return NULL;
+  }
   for (int i = 0; i < m->n_students; i++)
-    if (!name || !strcmp(m->students[i]->name, name)) return m->students[i];
+    if (!o->student || !strcmp(m->students[i]->name, o->student)) return m->students[i];
   return NULL;
+}
+
+static const char *no_student(const options *o) {
+  return o->cell ? "no grid cell of that name (qkdc cells FILE lists them)"
+       : o->student ? "no student of that name" : "the program declares no student";
+}
+
+/* --dump-ir: every student, then each distinct circuit of the grid cells once. */
+static void dump_ir(const qkd_model *m) {
+  for (int i = 0; i < m->n_students; i++) qkd_ir_dump(&m->students[i]->circuit, stdout);
+  for (int i = 0; i < m->n_cells; i++) {
+    const qkd_ir_circuit *c = &m->cells[i].experiment->student.circuit;
+    uint64_t h = qkd_driver_ir_hash(c) ^ (uint64_t)c->precision;
+    int seen = 0;
+    for (int j = 0; j < i && !seen; j++) {
+      const qkd_ir_circuit *p = &m->cells[j].experiment->student.circuit;
+      seen = (qkd_driver_ir_hash(p) ^ (uint64_t)p->precision) == h;
+    }
+    if (seen) continue;
+    printf("# cell %s\n", m->cells[i].name);
+    qkd_ir_dump(c, stdout);
+  }
+}
+
+/* qkdc report DIR… [-o OUT] [--compare FILE.json] */
+static int qkd_report_command(int argc, char **argv) {
+  const char *out = NULL, *compare = NULL;
+  const char **dirs = calloc((size_t)argc + 1, sizeof *dirs);
+  int n = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+    else if (!strcmp(argv[i], "--compare") && i + 1 < argc) compare = argv[++i];
+    else if (argv[i][0] == '-') {
+      fprintf(stderr, "qkdc: error: unknown option '%s' for 'report' (report DIR… [-o OUT] [--compare FILE.json])\n", argv[i]);
+      free(dirs);
+      return 1;
+    } else dirs[n++] = argv[i];
+  }
+  if (n == 0) {
+    fprintf(stderr, "qkdc: error: report needs at least one run directory: qkdc report DIR… [-o OUT]\n");
+    free(dirs);
+    return 1;
+  }
+  char err[2048];
+  int rc = qkd_gridreport(dirs, n, out ? out : dirs[0], compare, stderr, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "%s\n", err);
+  free(dirs);
+  return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
@@ -283,7 +355,8 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 1;
   }
-  const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", NULL};
+  if (argc >= 2 && !strcmp(argv[1], "report")) return qkd_report_command(argc - 2, argv + 2);
+  const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", "cells", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], o.command)) k++;
   if (!known[k]) {
@@ -304,12 +377,13 @@ int main(int argc, char **argv) {
   if (!m) {
     rc = 1;
   } else if (!strcmp(o.command, "check")) {
-    if (o.dump_ir)
-      for (int i = 0; i < m->n_students; i++) qkd_ir_dump(&m->students[i]->circuit, stdout);
+    if (o.dump_ir) dump_ir(m);
+  } else if (!strcmp(o.command, "cells")) {
+    for (int i = 0; i < m->n_cells; i++) printf("%s\n", m->cells[i].name);
   } else if (!strcmp(o.command, "draw")) {
-    const qkd_m_student *st = pick_student(m, o.student);
+    const qkd_m_student *st = pick_student(m, &o);
     if (!st) {
-      fprintf(stderr, "%s: error: %s\n", o.file, o.student ? "no student of that name" : "the program declares no student");
+      fprintf(stderr, "%s: error: %s\n", o.file, no_student(&o));
       rc = 1;
     } else {
       qkd_draw_circuit(&st->circuit, stdout);
@@ -324,9 +398,9 @@ int main(int argc, char **argv) {
       rc = qkd_build_executable(&arena, &diag, m, qkd_parse_stdlib_dir(&arena), o.exe, o.cpu ? o.cpu : "native");
     }
   } else if (!strcmp(o.command, "emit-llvm")) {
-    const qkd_m_student *st = pick_student(m, o.student);
+    const qkd_m_student *st = pick_student(m, &o);
     if (!st) {
-      fprintf(stderr, "%s: error: %s\n", o.file, o.student ? "no student of that name" : "the program declares no student");
+      fprintf(stderr, "%s: error: %s\n", o.file, no_student(&o));
       rc = 1;
     } else if (qkd_jit_emit_llvm(&st->circuit, stdout) != 0) {
       fprintf(stderr, "%s: error: could not generate the kernels of '%s'\n", o.file, st->name);

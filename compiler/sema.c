@@ -128,7 +128,8 @@ static int choice(sema *S, const qkd_ast *v, const char *const *choices, const c
 }
 
 /* Binds a built-in call `name(p0, p1: d1, …)`: params[i] with defaults (NAN = required). */
-static int bind_builtin(sema *S, const qkd_ast *call, const char *const *params, const double *defaults, double *out) {
+static int bind_builtin(sema *S, const qkd_env *env, const qkd_ast *call, const char *const *params, const double *defaults,
+                        double *out) {
   int np = 0;
   while (params[np]) np++;
   int set[8] = {0}, pos = 0, rc = 0;
@@ -157,7 +158,7 @@ static int bind_builtin(sema *S, const qkd_ast *call, const char *const *params,
       continue;
     }
     set[slot] = 1;
-    if (qkd_eval_num(&S->ev, NULL, a->a, &out[slot]) != 0) rc = -1;
+    if (qkd_eval_num(&S->ev, env, a->a, &out[slot]) != 0) rc = -1;
   }
   for (int p = 0; p < np && rc == 0; p++) {
     if (set[p]) continue;
@@ -494,7 +495,7 @@ static int check_train(sema *S, const qkd_ast *owner, qkd_m_train *t) {
       static const char *const p[] = {"lr", "beta1", "beta2", NULL};
       const double def[] = {NAN, 0.9, 0.999};
       double o[3];
-      if (bind_builtin(S, v, p, def, o) == 0) {
+      if (bind_builtin(S, NULL, v, p, def, o) == 0) {
         t->lr = o[0], t->beta1 = o[1], t->beta2 = o[2];
         if (!(o[1] >= 0 && o[1] < 1 && o[2] >= 0 && o[2] < 1)) qkd_diag_error(S->D, v->span, "adam betas must be in [0, 1)");
       }
@@ -503,7 +504,7 @@ static int check_train(sema *S, const qkd_ast *owner, qkd_m_train *t) {
       const double def[] = {NAN, 0.0};
       double o[2];
       t->optimizer = QKD_OPT_SGD;
-      if (bind_builtin(S, v, p, def, o) == 0) {
+      if (bind_builtin(S, NULL, v, p, def, o) == 0) {
         t->lr = o[0], t->momentum = o[1];
         if (!(o[1] >= 0 && o[1] < 1)) qkd_diag_error(S->D, v->span, "sgd momentum must be in [0, 1)");
       }
@@ -668,6 +669,7 @@ static int build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, i
     st->qubits = (int)x;
   if (!st->qubits) return -1;
   int n = st->qubits;
+  const qkd_env qubits_env = {"qubits", {.kind = QKD_V_NUM, .num = n}, NULL}; /* `pre: dense(2^qubits)` (spec §9) */
   qkd_shape img = {data->c, data->h, data->w, 0};
   long F = qkd_shape_size(img);
   const qkd_ast *pre = field(&d->items, "pre");
@@ -678,7 +680,7 @@ static int build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, i
       st->pre = QKD_PRE_NET;
       qkd_span *spans;
       qkd_shape res;
-      if (build_layers(S, NULL, &v->items, &st->pre_net.layers, &spans) == 0) {
+      if (build_layers(S, &qubits_env, &v->items, &st->pre_net.layers, &spans) == 0) {
         st->pre_net.n_layers = v->items.len;
         st->pre_net.name = "pre";
         if (check_shapes(S, st->pre_net.layers, spans, st->pre_net.n_layers, img, 0, &res, site) == 0) F = qkd_shape_size(res);
@@ -690,7 +692,7 @@ static int build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, i
       static const char *const pk[] = {"k", NULL}, *const ph[] = {"h", "w", NULL};
       const double def[] = {NAN, NAN};
       double o[2];
-      if (bind_builtin(S, v, is_crop ? ph : pk, def, o) == 0) {
+      if (bind_builtin(S, &qubits_env, v, is_crop ? ph : pk, def, o) == 0) {
         for (int i = 0; i < 1 + is_crop; i++)
           if (o[i] != floor(o[i]) || o[i] < 1) {
             qkd_diag_error(S->D, v->span, "%s needs positive integer sizes", v->name);
@@ -790,7 +792,7 @@ static int build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, i
       static const char *const p[] = {"k", NULL};
       const double def[] = {NAN};
       double k;
-      if (bind_builtin(S, v, p, def, &k) == 0) {
+      if (bind_builtin(S, &qubits_env, v, p, def, &k) == 0) {
         if (k != floor(k) || k < 1) qkd_diag_error(S->D, v->span, "dense needs a positive integer size");
         else if (classes > 0 && (int)k != classes)
           qkd_diag_error(S->D, v->span, "head dense(%g) must give one logit per class: the data set has %d classes", k, classes);
@@ -818,7 +820,7 @@ static void check_student_fields(sema *S, const qkd_ast *d) {
 /* ---- experiments -------------------------------------------------------------------------------- */
 
 static qkd_m_experiment *check_experiment(sema *S, const qkd_ast *d) {
-  static const char *const allowed[] = {"data", "teacher", "student", "loss", "baseline", "gradient", NULL};
+  static const char *const allowed[] = {"data", "teacher", "student", "loss", "baseline", "gradient", "control", NULL};
   static const char *const blocks[] = {"train", NULL};
   check_fields(S, &d->items, "experiment", allowed, blocks);
   int errs = S->D->errors;
@@ -857,6 +859,11 @@ static qkd_m_experiment *check_experiment(sema *S, const qkd_ast *d) {
     static const char *const gs[] = {"adjoint", "parameter_shift", NULL};
     int k = choice(S, f->a, gs, "gradient");
     if (k >= 0) e->gradient = (qkd_grad_kind)k;
+  }
+  if ((f = field(&d->items, "control"))) {
+    static const char *const cs[] = {"none", "classical", "matched", NULL};
+    int k = choice(S, f->a, cs, "control");
+    if (k >= 0) e->control = (qkd_control_kind)k;
   }
   /* a data set or teacher that failed its own checks leaves parts unset without a new error */
   return S->D->errors == errs && e->data && e->student.name && e->loss ? e : NULL;

@@ -68,7 +68,7 @@ static qkd_ast *decl(qkd_parse_ctx *ctx, qkd_decl_kind k, qkd_span sp, const cha
 %token <str> IDENT "identifier" FIELD "field name" STRING "string"
 %token <num> INT "integer" REAL "number"
 %token USE "'use'" DATASET "'dataset'" NET "'net'" ENCODING "'encoding'" CIRCUIT "'circuit'"
-%token LOSS "'loss'" TEACHER "'teacher'" STUDENT "'student'" EXPERIMENT "'experiment'"
+%token LOSS "'loss'" TEACHER "'teacher'" STUDENT "'student'" EXPERIMENT "'experiment'" GRID "'grid'"
 %token FOR "'for'" IN "'in'" DOTDOT "'..'"
 
 %nonassoc DOTDOT
@@ -77,6 +77,7 @@ static qkd_ast *decl(qkd_parse_ctx *ctx, qkd_decl_kind k, qkd_span sp, const cha
 %precedence NEG
 %right '^'
 
+%type <str> label
 %type <node> decl params idlist fields field layers layer stmts stmt args arg expr exprlist block_kind
 
 %%
@@ -101,6 +102,7 @@ block_kind:
   | TEACHER                     { $$ = node(ctx, QKD_AST_DECL, @$); $$->decl_kind = QKD_DECL_TEACHER; }
   | STUDENT                     { $$ = node(ctx, QKD_AST_DECL, @$); $$->decl_kind = QKD_DECL_STUDENT; }
   | EXPERIMENT                  { $$ = node(ctx, QKD_AST_DECL, @$); $$->decl_kind = QKD_DECL_EXPERIMENT; }
+  | GRID                        { $$ = node(ctx, QKD_AST_DECL, @$); $$->decl_kind = QKD_DECL_GRID; }
   ;
 
 params:
@@ -122,6 +124,25 @@ fields:
 field:
     FIELD expr                  { $$ = qkd_ast_set(named(ctx, QKD_AST_FIELD, @$, $1, @1), $2, NULL); }
   | IDENT '{' fields '}'        { $$ = named(ctx, QKD_AST_BLOCK, @$, $1, @1); $$->items = $3->items; $$->depth = $3->depth + 1; }
+  | IDENT label '{' fields '}'  { /* a labelled block (grid axes): the label is an IDENT in b */
+                                  $$ = named(ctx, QKD_AST_BLOCK, @$, $1, @1); $$->items = $4->items; $$->depth = $4->depth + 1;
+                                  $$->b = named(ctx, QKD_AST_IDENT, @2, $2, @2); }
+  ;
+
+label: /* any word, keywords included (`axis dataset { … }`) */
+    IDENT                       { $$ = $1; }
+  | DATASET                     { $$ = "dataset"; }
+  | NET                         { $$ = "net"; }
+  | ENCODING                    { $$ = "encoding"; }
+  | CIRCUIT                     { $$ = "circuit"; }
+  | LOSS                        { $$ = "loss"; }
+  | TEACHER                     { $$ = "teacher"; }
+  | STUDENT                     { $$ = "student"; }
+  | EXPERIMENT                  { $$ = "experiment"; }
+  | GRID                        { $$ = "grid"; }
+  | FOR                         { $$ = "for"; }
+  | IN                          { $$ = "in"; }
+  | USE                         { $$ = "use"; }
   ;
 
 layers:

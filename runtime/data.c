@@ -278,6 +278,35 @@ static int is_named(const char *s) {
   return strcmp(s, "mnist") == 0 || strcmp(s, "fashion-mnist") == 0 || strcmp(s, "cifar10") == 0;
 }
 
+int qkd_data_identify(const qkd_data_opts *o, qkd_data_file *files, int *n, char *err, size_t errlen) {
+  *n = 0;
+  const char *src = o->source ? o->source : "";
+  if (strcmp(src, "synthetic") == 0) return 0;
+  char dir[1200];
+  if (is_named(src) && !is_dir(src)) {
+    if (qkd_data_find(src, dir, sizeof dir, err, errlen) != 0) return -1;
+  } else {
+    snprintf(dir, sizeof dir, "%s", src);
+  }
+  char p[1200];
+  if (dir_has_cifar(dir)) {
+    for (int i = 0; i < 6; i++) {
+      path_join(p, sizeof p, dir, i < 5 ? CIFAR_TRAIN[i] : "test_batch.bin", NULL);
+      qkd_data_file *f = &files[(*n)++];
+      snprintf(f->path, sizeof f->path, "%.1000s", p);
+      if (file_size(p, &f->size) != 0) f->size = -1;
+    }
+    return 0;
+  }
+  for (int i = 0; i < 4; i++) {
+    find_idx(dir, IDX_STEMS[i], p, sizeof p);
+    qkd_data_file *f = &files[(*n)++];
+    snprintf(f->path, sizeof f->path, "%.1000s", p);
+    if (file_size(p, &f->size) != 0) f->size = -1;
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------------------------ raw splits */
 
 typedef struct {

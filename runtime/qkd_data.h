@@ -82,6 +82,10 @@ void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *id
  * searched and how to get the data when it is nowhere. */
 int qkd_data_find(const char *name, char *dir, size_t dirlen, char *err, size_t errlen);
 
+/* The files qkd_data_load would read for opts, with their sizes (-1: missing), without reading
+ * them: the identity of a data set for cache and cell keys. files has QKD_DATA_MAX_FILES slots. */
+int qkd_data_identify(const qkd_data_opts *opts, qkd_data_file *files, int *n, char *err, size_t errlen);
+
 /* Header-only probe of a directory source (or a named source: shape known, no files read):
  * image shape, class count (10 for the standard layouts) and split sizes from the headers. */
 int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, int *n_train,

@@ -89,6 +89,10 @@ typedef struct {
 
 typedef enum { QKD_GRAD_ADJOINT = 0, QKD_GRAD_PARAMETER_SHIFT } qkd_grad_kind;
 
+/* `control:` (spec §9): a classical stand-in for encoding + circuit + measurement, from the same
+ * pre features to the same number of outputs (construction in qkd_train.h). */
+typedef enum { QKD_CONTROL_NONE = 0, QKD_CONTROL_CLASSICAL, QKD_CONTROL_MATCHED } qkd_control_kind;
+
 typedef struct {
   const char *name;
   const qkd_m_dataset *data;
@@ -98,8 +102,40 @@ typedef struct {
   qkd_m_train train;
   int baseline;
   qkd_grad_kind gradient;
+  qkd_control_kind control;
   int uses_teacher;             /* the loss reads teacher logits (kl, mse) */
+  int grid_base;                /* named by a grid's `experiment:`: runs only as its cells */
 } qkd_m_experiment;
+
+/* Grids (spec §9). A grid crosses its axes in the order written (the last varies fastest), then
+ * its seeds; each point is a cell, checked as a whole program of its own. */
+typedef struct {
+  const char *label;            /* `axis LABEL { … }`, or the first field's last name */
+  int n_values;
+  const char **names;           /* [n_values]: `names:`, or the source text of the first field's values */
+} qkd_m_axis;
+
+typedef struct qkd_m_grid qkd_m_grid;
+
+typedef struct {
+  const char *name;             /* GRID/LABEL=NAME/…/seed=S */
+  const qkd_m_grid *grid;
+  int *value;                   /* [grid->n_axes]: the index of this cell's value on each axis */
+  int seed;
+  const qkd_m_experiment *experiment; /* the checked cell (its own data set, teacher, student) */
+  const char *key_text;         /* canonical text of the checked cell (the resume key's core) */
+} qkd_m_cell;
+
+struct qkd_m_grid {
+  const char *name;
+  const char *experiment;       /* the experiment every cell starts from */
+  int n_axes;
+  qkd_m_axis *axes;
+  int n_seeds;
+  int *seeds;
+  int seed_teachers;            /* each seed is also the teacher's train seed */
+  int first_cell, n_cells;      /* its cells: model->cells[first_cell .. first_cell + n_cells) */
+};
 
 typedef struct {
   const char *path;             /* the root .qkd file */
@@ -111,6 +147,11 @@ typedef struct {
    * does, for a 28x28 image), for `qkdc draw` and `qkdc emit-llvm` */
   int n_students;
   qkd_m_student **students;
+  /* grids and all their cells, in the stable order of `qkdc cells` (grids as declared) */
+  int n_grids;
+  qkd_m_grid **grids;
+  int n_cells;
+  qkd_m_cell *cells;
 } qkd_model;
 
 #endif

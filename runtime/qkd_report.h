@@ -13,7 +13,8 @@
  *    killed mid-write may leave a stale FILE.tmp.<pid>, never a torn FILE).
  *  - results.json follows spec §8: {"qkdc", "teachers", "experiments"}. Every accuracy is the
  *    LAST epoch's value (null when no epoch finished), next to the per-epoch list it came from.
- *    The JSON is valid UTF-8 JSON: strings escaped (quotes, backslashes, control characters,
+ *    Experiments carry "control" like "baseline" and "student.control_params" (null without a
+ *    control). The JSON is valid UTF-8 JSON (qkd_json.h): strings escaped (quotes, backslashes, control characters,
  *    invalid UTF-8 bytes become U+FFFD), numbers printed in the shortest form that round-trips
  *    (at most 17 significant digits), NaN and ±Inf written as null, NULL strings as null.
  *  - curves.csv: a header, then one row per experiment per epoch (1-based):
@@ -70,7 +71,8 @@ typedef struct {
    * classical_params}, "samples_per_s" and "zero_vectors" come from distilled (else baseline). */
   const qkd_student_result *distilled;
   const qkd_student_result *baseline;
-  struct { double teacher, baseline, distilled, jit, total; } seconds;
+  const qkd_student_result *control; /* the classical control (spec §9), or NULL: null */
+  struct { double teacher, baseline, distilled, control, jit, total; } seconds;
   const char *loss;                 /* the loss, formatted (qkd_loss_format) */
   long long seed;                   /* provenance: the experiment's training seed */
   const qkd_data_file *data_files;  /* provenance: the data set's files (qkd_dataset.files) */
@@ -88,6 +90,23 @@ typedef struct {
   const char *const *overrides;     /* provenance: the --set list, as given */
   int n_overrides;
 } qkd_report;
+
+/* A finished grid cell (spec §9), written by qkd_report_write_cell to DIR/cells/<name>.json: its
+ * experiment entry (as in results.json) with "cell", "grid", "key", "axes" {label: value name},
+ * "seed" and "teacher_training" (the teacher's own training: name, seed, test_accuracy,
+ * test_accuracy_per_epoch, seconds, cached) in front. */
+typedef struct {
+  const char *name, *grid, *key;
+  int n_axes;
+  const char *const *labels, *const *values;
+  int seed;
+  const char *teacher_name;
+  int teacher_seed;
+  const qkd_teacher_result *teacher; /* NULL: no teacher */
+} qkd_report_cell;
+
+int qkd_report_write_cell(const char *path, const qkd_report *report, const qkd_report_experiment *e,
+                          const qkd_report_cell *cell, char *err, size_t errlen);
 
 /* Writes DIR/results.json, DIR/curves.csv, DIR/curves.svg. 0, or -1 with err set. */
 int qkd_report_write(const char *dir, const qkd_report *report, char *err, size_t errlen);

@@ -29,6 +29,9 @@ typedef struct {
   void (*kernel_release)(void *ud, qkd_kernel *k);
   void *kernel_ud;
   FILE *log;                    /* progress and summary (stderr) */
+  int slice_k, slice_n;         /* --cells K/N: only the K-th of N slices of the cells (0: all,
+                                   plus the plain experiments) */
+  int fresh;                    /* --fresh: run finished cells again */
 } qkd_run_opts;
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o);

@@ -42,18 +42,28 @@ typedef struct {
   double seconds;                    /* the whole run (training and evaluation) */
   double train_seconds;              /* the training loop only */
   double samples_per_s;              /* training samples / train_seconds */
-  long quantum_params, classical_params;
+  long quantum_params, classical_params; /* a control run: 0 and all of its parameters */
   long zero_vectors;                 /* amplitude-encoded all-zero feature vectors met */
   double *circuit_params;            /* [quantum_params] final values (for the .qkw file) */
   float *classical;                  /* [classical_params] pre then head (for the .qkw file) */
 } qkd_student_result;
+
+/* Which run of an experiment: the baseline (ce alone), the distilled run (the program's loss) or
+ * the classical control (spec §9, the program's loss): encoding, circuit and measurement replaced
+ * by dense(O) tanh from the same F pre features to the circuit's O outputs. `control: classical`
+ * uses all F features; `control: matched` keeps the layer within the circuit's P trainable
+ * parameters: when F·O + O > P, a fixed (seeded, untrained) Gaussian projection N(0, 1/F) maps
+ * the F features to R = qkd_train_matched_width(F, O, P) values first, the largest R with
+ * R·O + O <= P (at least 1). Pre and head are initialised exactly as in the other runs. */
+typedef enum { QKD_RUN_BASELINE = 0, QKD_RUN_DISTILLED = 1, QKD_RUN_CONTROL = 2 } qkd_run_kind;
+int qkd_train_matched_width(int F, int O, int P);
 
 /* Trains e->student on ds with e->train; `kernel` runs e->student.circuit. teacher_train:
  * the teacher's logits on the training split [train n][C] (float), or NULL when the loss reads
  * no teacher. Returns 0, 1 when stopped by opts->stop (the result holds the finished epochs), or
  * -1 with a message in err. */
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                      int use_program_loss, const float *teacher_train, const qkd_train_opts *opts,
+                      qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
                       qkd_student_result *out, char *err, size_t errlen);
 void qkd_student_result_free(qkd_student_result *r);
 

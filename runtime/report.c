@@ -3,6 +3,10 @@
 #include "qkd_err.h"
 #include "qkd_report.h"
 
+#include "qkd_file.h"
+#include "qkd_hash.h"
+#include "qkd_json.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -18,283 +22,163 @@
 #endif
 
 
-/* ---- files: mkdir -p, atomic replacement ---- */
-
-static int mkdir_p(const char *dir, char *err, size_t errlen) {
-  size_t n = strlen(dir);
-  char *p = malloc(n + 1);
-  if (!p) return qkd_fail(err, errlen, dir, "out of memory");
-  memcpy(p, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (p[i] != '/' && p[i] != '\0') continue;
-    if (p[i - 1] == '/') continue; /* "a//b", trailing "/" */
-    char c = p[i];
-    p[i] = '\0';
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-      int e = errno;
-      qkd_fail(err, errlen, dir, "cannot create directory '%s': %s", p, strerror(e));
-      free(p);
-      return -1;
-    }
-    p[i] = c;
-  }
-  free(p);
-  struct stat st;
-  if (stat(dir, &st) != 0) return qkd_fail(err, errlen, dir, "cannot create directory: %s", strerror(errno));
-  if (!S_ISDIR(st.st_mode)) return qkd_fail(err, errlen, dir, "not a directory");
-  return 0;
-}
-
-static char *join(const char *dir, const char *name) {
-  size_t a = strlen(dir), b = strlen(name);
-  char *p = malloc(a + b + 2);
-  if (!p) return NULL;
-  memcpy(p, dir, a);
-  size_t k = a;
-  if (k == 0 || p[k - 1] != '/') p[k++] = '/';
-  memcpy(p + k, name, b + 1);
-  return p;
-}
-
-typedef int (*emit_fn)(FILE *f, const void *ctx);
-
-/* Writes path through emit into "path.tmp.<pid>", then renames it over path. */
-static int write_atomic(const char *path, emit_fn emit, const void *ctx, char *err, size_t errlen) {
-  size_t n = strlen(path) + 32;
-  char *tmp = malloc(n);
-  if (!tmp) return qkd_fail(err, errlen, path, "out of memory");
-  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    int e = errno;
-    free(tmp);
-    return qkd_fail(err, errlen, path, "cannot write: %s", strerror(e));
-  }
-  errno = 0;
-  int bad = emit(f, ctx) != 0 || ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
-  int e = errno;
-  if (fclose(f) != 0 && !bad) bad = 1, e = errno;
-  if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
-  if (bad) remove(tmp);
-  free(tmp);
-  return bad ? qkd_fail(err, errlen, path, "cannot write: %s", strerror(e ? e : EIO)) : 0;
-}
-
 /* ---- text ---- */
-
-/* The code point at s (0xFFFD for a byte that does not start a valid UTF-8 sequence: overlong
- * forms, surrogates and values above U+10FFFF are invalid) and the bytes it takes. */
-static int utf8_next(const unsigned char *s, uint32_t *cp) {
-  unsigned c = s[0];
-  if (c < 0x80) { *cp = c; return 1; }
-  int len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? (c <= 0xEF ? 3 : 0) : c >= 0xC2 ? 2 : 0;
-  if (len == 0) { *cp = 0xFFFD; return 1; }
-  uint32_t v = c & (0x7Fu >> len);
-  for (int i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80) { *cp = 0xFFFD; return 1; }
-    v = v << 6 | (s[i] & 0x3Fu);
-  }
-  static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (v < min[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) { *cp = 0xFFFD; return 1; }
-  *cp = v;
-  return len;
-}
-
-static void put_cp(FILE *f, uint32_t cp, const unsigned char *raw, int len) {
-  if (cp == 0xFFFD && len == 1) /* an invalid byte */ fputs("\xEF\xBF\xBD", f);
-  else fwrite(raw, 1, (size_t)len, f);
-}
-
-/* The shortest of %.15g, %.16g, %.17g that reads back as v; 0 when v is not finite. */
-static int fmt_num(char *buf, size_t n, double v) {
-  if (!isfinite(v)) return 0;
-  for (int p = 15; p <= 17; p++) {
-    snprintf(buf, n, "%.*g", p, v);
-    for (char *c = buf; *c; c++)
-      if (*c == ',') *c = '.'; /* a locale's decimal comma */
-    if (strtod(buf, NULL) == v) break;
-  }
-  return 1;
-}
 
 static double last(const double *v, int n) { return v && n > 0 ? v[n - 1] : NAN; }
 static double at(const double *v, int n, int i) { return v && i < n ? v[i] : NAN; }
 
 /* ---- results.json ---- */
 
-static void json_str(FILE *f, const char *s) {
-  if (!s) { fputs("null", f); return; }
-  fputc('"', f);
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    uint32_t cp;
-    int len = utf8_next(p, &cp);
-    switch (cp) {
-    case '"': fputs("\\\"", f); break;
-    case '\\': fputs("\\\\", f); break;
-    case '\n': fputs("\\n", f); break;
-    case '\r': fputs("\\r", f); break;
-    case '\t': fputs("\\t", f); break;
-    case '\b': fputs("\\b", f); break;
-    case '\f': fputs("\\f", f); break;
-    default:
-      if (cp < 0x20 || cp == 0x7F) fprintf(f, "\\u%04x", (unsigned)cp);
-      else put_cp(f, cp, p, len);
-    }
-    p += len;
-  }
-  fputc('"', f);
+static void json_run(qkd_jw *w, const char *key, const qkd_student_result *r) {
+  if (!r) { qkd_jw_null(w, key); return; }
+  qkd_jw_open(w, key, '{');
+  qkd_jw_num(w, "test_accuracy", last(r->test_accuracy, r->epochs));
+  qkd_jw_nums(w, "test_accuracy_per_epoch", r->test_accuracy, r->epochs);
+  qkd_jw_nums(w, "train_loss", r->train_loss, r->epochs);
+  if (r->validation_accuracy) qkd_jw_nums(w, "validation_accuracy_per_epoch", r->validation_accuracy, r->epochs);
+  qkd_jw_num(w, "seconds", r->seconds);
+  qkd_jw_close(w, '}');
 }
 
-#define JW_MAX_DEPTH 16
-typedef struct {
-  FILE *f;
-  int depth;
-  int count[JW_MAX_DEPTH];
-} jw;
-
-/* Separator, newline and indentation before a member, then its key. */
-static void jw_sep(jw *w, const char *key) {
-  if (w->depth > 0) {
-    if (w->count[w->depth]++) fputc(',', w->f);
-    fprintf(w->f, "\n%*s", 2 * w->depth, "");
-  }
-  if (key) { json_str(w->f, key); fputs(": ", w->f); }
-}
-static void jw_open(jw *w, const char *key, char c) {
-  jw_sep(w, key);
-  fputc(c, w->f);
-  w->depth++;
-  w->count[w->depth] = 0;
-}
-static void jw_close(jw *w, char c) {
-  int had = w->count[w->depth];
-  w->depth--;
-  if (had) fprintf(w->f, "\n%*s", 2 * w->depth, "");
-  fputc(c, w->f);
-}
-static void jw_raw_num(FILE *f, double v) {
-  char b[40];
-  fputs(fmt_num(b, sizeof b, v) ? b : "null", f);
-}
-static void jw_num(jw *w, const char *key, double v) { jw_sep(w, key); jw_raw_num(w->f, v); }
-static void jw_int(jw *w, const char *key, long long v) { jw_sep(w, key); fprintf(w->f, "%lld", v); }
-static void jw_bool(jw *w, const char *key, int v) { jw_sep(w, key); fputs(v ? "true" : "false", w->f); }
-static void jw_null(jw *w, const char *key) { jw_sep(w, key); fputs("null", w->f); }
-static void jw_str(jw *w, const char *key, const char *s) { jw_sep(w, key); json_str(w->f, s); }
-/* A per-epoch list, on one line; null when the array is missing. */
-static void jw_nums(jw *w, const char *key, const double *v, int n) {
-  jw_sep(w, key);
-  if (!v && n > 0) { fputs("null", w->f); return; }
-  fputc('[', w->f);
-  for (int i = 0; i < n; i++) {
-    if (i) fputs(", ", w->f);
-    jw_raw_num(w->f, v[i]);
-  }
-  fputc(']', w->f);
-}
-
-static void json_run(jw *w, const char *key, const qkd_student_result *r) {
-  if (!r) { jw_null(w, key); return; }
-  jw_open(w, key, '{');
-  jw_num(w, "test_accuracy", last(r->test_accuracy, r->epochs));
-  jw_nums(w, "test_accuracy_per_epoch", r->test_accuracy, r->epochs);
-  jw_nums(w, "train_loss", r->train_loss, r->epochs);
-  if (r->validation_accuracy) jw_nums(w, "validation_accuracy_per_epoch", r->validation_accuracy, r->epochs);
-  jw_num(w, "seconds", r->seconds);
-  jw_close(w, '}');
-}
-
-static void json_experiment(jw *w, const qkd_report *rep, const qkd_report_experiment *e) {
-  const qkd_student_result *s = e->distilled ? e->distilled : e->baseline;
-  jw_open(w, NULL, '{');
-  jw_str(w, "experiment", e->experiment);
-  jw_str(w, "dataset", e->dataset);
-  jw_str(w, "source", e->source);
-  jw_int(w, "classes", e->classes);
-  jw_int(w, "qubits", e->qubits);
-  if (e->teacher.name) {
-    jw_open(w, "teacher", '{');
-    jw_str(w, "name", e->teacher.name);
-    jw_int(w, "params", e->teacher.params);
-    jw_num(w, "test_accuracy", e->teacher.test_accuracy);
-    jw_close(w, '}');
+static void json_cell(qkd_jw *w, const qkd_report_cell *c) {
+  qkd_jw_str(w, "qkdc", QKD_VERSION);
+  qkd_jw_str(w, "cell", c->name);
+  qkd_jw_str(w, "grid", c->grid);
+  qkd_jw_str(w, "key", c->key);
+  qkd_jw_open(w, "axes", '{');
+  for (int i = 0; i < c->n_axes; i++) qkd_jw_str(w, c->labels[i], c->values[i]);
+  qkd_jw_close(w, '}');
+  qkd_jw_int(w, "seed", c->seed);
+  const qkd_teacher_result *t = c->teacher;
+  if (t) {
+    qkd_jw_open(w, "teacher_training", '{');
+    qkd_jw_str(w, "name", c->teacher_name);
+    qkd_jw_int(w, "seed", c->teacher_seed);
+    qkd_jw_num(w, "test_accuracy", last(t->test_accuracy, t->epochs));
+    qkd_jw_nums(w, "test_accuracy_per_epoch", t->test_accuracy, t->epochs);
+    qkd_jw_num(w, "seconds", t->seconds);
+    qkd_jw_bool(w, "cached", t->cached);
+    qkd_jw_close(w, '}');
   } else {
-    jw_null(w, "teacher");
+    qkd_jw_null(w, "teacher_training");
+  }
+}
+
+static void json_experiment(qkd_jw *w, const qkd_report *rep, const qkd_report_experiment *e, const qkd_report_cell *cell) {
+  const qkd_student_result *s = e->distilled ? e->distilled : e->baseline;
+  qkd_jw_open(w, NULL, '{');
+  if (cell) json_cell(w, cell);
+  qkd_jw_str(w, "experiment", e->experiment);
+  qkd_jw_str(w, "dataset", e->dataset);
+  qkd_jw_str(w, "source", e->source);
+  qkd_jw_int(w, "classes", e->classes);
+  qkd_jw_int(w, "qubits", e->qubits);
+  if (e->teacher.name) {
+    qkd_jw_open(w, "teacher", '{');
+    qkd_jw_str(w, "name", e->teacher.name);
+    qkd_jw_int(w, "params", e->teacher.params);
+    qkd_jw_num(w, "test_accuracy", e->teacher.test_accuracy);
+    qkd_jw_close(w, '}');
+  } else {
+    qkd_jw_null(w, "teacher");
   }
   if (s) {
-    jw_open(w, "student", '{');
-    jw_int(w, "quantum_params", s->quantum_params);
-    jw_int(w, "classical_params", s->classical_params);
-    jw_close(w, '}');
+    qkd_jw_open(w, "student", '{');
+    qkd_jw_int(w, "quantum_params", s->quantum_params);
+    qkd_jw_int(w, "classical_params", s->classical_params);
+    if (e->control) qkd_jw_int(w, "control_params", e->control->classical_params);
+    else qkd_jw_null(w, "control_params");
+    qkd_jw_close(w, '}');
   } else {
-    jw_null(w, "student");
+    qkd_jw_null(w, "student");
   }
-  jw_str(w, "loss", e->loss);
+  qkd_jw_str(w, "loss", e->loss);
   json_run(w, "distilled", e->distilled);
   json_run(w, "baseline", e->baseline);
-  jw_open(w, "seconds", '{');
-  jw_num(w, "teacher", e->seconds.teacher);
-  jw_num(w, "baseline", e->seconds.baseline);
-  jw_num(w, "distilled", e->seconds.distilled);
-  jw_num(w, "jit", e->seconds.jit);
-  jw_num(w, "total", e->seconds.total);
-  jw_close(w, '}');
-  jw_num(w, "samples_per_s", s ? s->samples_per_s : NAN);
-  jw_int(w, "zero_vectors", s ? s->zero_vectors : 0);
-  jw_open(w, "provenance", '{');
-  jw_int(w, "seed", e->seed);
-  jw_int(w, "threads", rep->threads);
-  jw_open(w, "overrides", '[');
-  for (int i = 0; i < rep->n_overrides; i++) jw_str(w, NULL, rep->overrides[i]);
-  jw_close(w, ']');
-  jw_open(w, "data", '[');
+  json_run(w, "control", e->control);
+  qkd_jw_open(w, "seconds", '{');
+  qkd_jw_num(w, "teacher", e->seconds.teacher);
+  qkd_jw_num(w, "baseline", e->seconds.baseline);
+  qkd_jw_num(w, "distilled", e->seconds.distilled);
+  qkd_jw_num(w, "control", e->seconds.control);
+  qkd_jw_num(w, "jit", e->seconds.jit);
+  qkd_jw_num(w, "total", e->seconds.total);
+  qkd_jw_close(w, '}');
+  qkd_jw_num(w, "samples_per_s", s ? s->samples_per_s : NAN);
+  qkd_jw_int(w, "zero_vectors", s ? s->zero_vectors : 0);
+  qkd_jw_open(w, "provenance", '{');
+  qkd_jw_int(w, "seed", e->seed);
+  qkd_jw_int(w, "threads", rep->threads);
+  qkd_jw_open(w, "overrides", '[');
+  for (int i = 0; i < rep->n_overrides; i++) qkd_jw_str(w, NULL, rep->overrides[i]);
+  qkd_jw_close(w, ']');
+  qkd_jw_open(w, "data", '[');
   for (int i = 0; i < e->n_data_files; i++) {
-    jw_open(w, NULL, '{');
-    jw_str(w, "file", e->data_files[i].path);
-    jw_int(w, "size", e->data_files[i].size);
-    jw_close(w, '}');
+    qkd_jw_open(w, NULL, '{');
+    qkd_jw_str(w, "file", e->data_files[i].path);
+    qkd_jw_int(w, "size", e->data_files[i].size);
+    qkd_jw_close(w, '}');
   }
-  jw_close(w, ']');
-  jw_close(w, '}');
-  jw_bool(w, "completed", e->completed);
-  jw_close(w, '}');
+  qkd_jw_close(w, ']');
+  qkd_jw_close(w, '}');
+  qkd_jw_bool(w, "completed", e->completed);
+  qkd_jw_close(w, '}');
 }
 
 static int emit_json(FILE *f, const void *ctx) {
   const qkd_report *rep = ctx;
-  jw w = {.f = f};
-  jw_open(&w, NULL, '{');
-  jw_str(&w, "qkdc", rep->qkdc ? rep->qkdc : QKD_VERSION);
-  jw_open(&w, "teachers", '[');
+  qkd_jw w = {.f = f};
+  qkd_jw_open(&w, NULL, '{');
+  qkd_jw_str(&w, "qkdc", rep->qkdc ? rep->qkdc : QKD_VERSION);
+  qkd_jw_open(&w, "teachers", '[');
   for (int i = 0; i < rep->n_teachers; i++) {
     const qkd_report_teacher *t = &rep->teachers[i];
     const qkd_teacher_result *r = t->result;
-    jw_open(&w, NULL, '{');
-    jw_str(&w, "name", t->name);
-    jw_str(&w, "dataset", t->dataset);
+    qkd_jw_open(&w, NULL, '{');
+    qkd_jw_str(&w, "name", t->name);
+    qkd_jw_str(&w, "dataset", t->dataset);
     if (r) {
-      jw_int(&w, "params", r->params);
-      jw_num(&w, "test_accuracy", last(r->test_accuracy, r->epochs));
-      jw_nums(&w, "test_accuracy_per_epoch", r->test_accuracy, r->epochs);
-      jw_num(&w, "seconds", r->seconds);
-      jw_bool(&w, "cached", r->cached);
+      qkd_jw_int(&w, "params", r->params);
+      qkd_jw_num(&w, "test_accuracy", last(r->test_accuracy, r->epochs));
+      qkd_jw_nums(&w, "test_accuracy_per_epoch", r->test_accuracy, r->epochs);
+      qkd_jw_num(&w, "seconds", r->seconds);
+      qkd_jw_bool(&w, "cached", r->cached);
     } else { /* not trained (the run stopped first) */
-      jw_null(&w, "params");
-      jw_null(&w, "test_accuracy");
-      jw_nums(&w, "test_accuracy_per_epoch", NULL, 0);
-      jw_null(&w, "seconds");
-      jw_bool(&w, "cached", 0);
+      qkd_jw_null(&w, "params");
+      qkd_jw_null(&w, "test_accuracy");
+      qkd_jw_nums(&w, "test_accuracy_per_epoch", NULL, 0);
+      qkd_jw_null(&w, "seconds");
+      qkd_jw_bool(&w, "cached", 0);
     }
-    jw_close(&w, '}');
+    qkd_jw_close(&w, '}');
   }
-  jw_close(&w, ']');
-  jw_open(&w, "experiments", '[');
-  for (int i = 0; i < rep->n_experiments; i++) json_experiment(&w, rep, &rep->experiments[i]);
-  jw_close(&w, ']');
-  jw_close(&w, '}');
+  qkd_jw_close(&w, ']');
+  qkd_jw_open(&w, "experiments", '[');
+  for (int i = 0; i < rep->n_experiments; i++) json_experiment(&w, rep, &rep->experiments[i], NULL);
+  qkd_jw_close(&w, ']');
+  qkd_jw_close(&w, '}');
   fputc('\n', f);
   return 0;
+}
+
+typedef struct {
+  const qkd_report *rep;
+  const qkd_report_experiment *e;
+  const qkd_report_cell *cell;
+} cell_ctx;
+
+static int emit_cell(FILE *f, const void *ctx) {
+  const cell_ctx *c = ctx;
+  qkd_jw w = {.f = f};
+  json_experiment(&w, c->rep, c->e, c->cell);
+  fputc('\n', f);
+  return 0;
+}
+
+int qkd_report_write_cell(const char *path, const qkd_report *report, const qkd_report_experiment *e,
+                          const qkd_report_cell *cell, char *err, size_t errlen) {
+  cell_ctx c = {report, e, cell};
+  return qkd_file_write_atomic(path, emit_cell, &c, err, errlen);
 }
 
 /* ---- curves.csv ---- */
@@ -318,7 +202,7 @@ static void csv_str(FILE *f, const char *s) {
 static void csv_num(FILE *f, double v) {
   char b[40];
   fputc(',', f);
-  if (fmt_num(b, sizeof b, v)) fputs(b, f);
+  if (qkd_fmt_num(b, sizeof b, v)) fputs(b, f);
 }
 
 static int emit_csv(FILE *f, const void *ctx) {
@@ -346,24 +230,18 @@ static int emit_csv(FILE *f, const void *ctx) {
 
 /* ---- curves.svg ---- */
 
-static void xml_str(FILE *f, const char *s) {
-  const unsigned char *p = (const unsigned char *)(s ? s : "");
-  while (*p) {
-    uint32_t cp;
-    int len = utf8_next(p, &cp);
-    switch (cp) {
-    case '&': fputs("&amp;", f); break;
-    case '<': fputs("&lt;", f); break;
-    case '>': fputs("&gt;", f); break;
-    case '"': fputs("&quot;", f); break;
-    case '\'': fputs("&apos;", f); break;
-    default:
-      if (cp < 0x20 || cp == 0x7F) fputc(' ', f); /* in a <text>, a line break would vanish */
-      else put_cp(f, cp, p, len);
-    }
-    p += len;
+static const char *xml_esc(uint32_t cp, char buf[16]) {
+  (void)buf;
+  switch (cp) {
+  case '&': return "&amp;";
+  case '<': return "&lt;";
+  case '>': return "&gt;";
+  case '"': return "&quot;";
+  case '\'': return "&apos;";
+  default: return cp < 0x20 || cp == 0x7F ? " " : NULL; /* in a <text>, a line break would vanish */
   }
 }
+static void xml_str(FILE *f, const char *s) { qkd_text_escape(f, s, xml_esc); }
 
 enum { SVG_W = 720, SVG_PANEL_H = 320, SVG_LEFT = 70, SVG_RIGHT = 190, SVG_TOP = 46, SVG_BOTTOM = 56 };
 
@@ -502,13 +380,13 @@ static int emit_svg(FILE *f, const void *ctx) {
 
 int qkd_report_write(const char *dir, const qkd_report *report, char *err, size_t errlen) {
   if (!dir || !*dir) return qkd_fail(err, errlen, "qkdc", "no output directory");
-  if (mkdir_p(dir, err, errlen) != 0) return -1;
+  if (qkd_file_mkdir_p(dir, err, errlen) != 0) return -1;
   static const char *const names[3] = {"curves.csv", "curves.svg", "results.json"};
-  static const emit_fn emit[3] = {emit_csv, emit_svg, emit_json};
+  static const qkd_emit_fn emit[3] = {emit_csv, emit_svg, emit_json};
   for (int i = 0; i < 3; i++) {
-    char *path = join(dir, names[i]);
+    char *path = qkd_file_join(dir, names[i]);
     if (!path) return qkd_fail(err, errlen, dir, "out of memory");
-    int rc = write_atomic(path, emit[i], report, err, errlen);
+    int rc = qkd_file_write_atomic(path, emit[i], report, err, errlen);
     free(path);
     if (rc != 0) return -1;
   }
@@ -529,10 +407,11 @@ static int summary_name(FILE *out, const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   while (*p) {
     uint32_t cp;
-    int len = utf8_next(p, &cp);
+    int len = qkd_utf8_next(p, &cp);
     if (out) {
       if (cp < 0x20 || cp == 0x7F) fputc('?', out);
-      else put_cp(out, cp, p, len);
+      else if (cp == 0xFFFD && len == 1) fputs("\xEF\xBF\xBD", out);
+      else fwrite(p, 1, (size_t)len, out);
     }
     p += len;
     cols++;
@@ -575,16 +454,10 @@ void qkd_report_summary(const qkd_report *rep, FILE *out) {
 
 /* ---- weights files ---- */
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
 #define WEIGHTS_FIXED 40 /* magic 4, version 4, tag 4, name length 4, P 8, n 8, checksum 8 */
 #define WEIGHTS_MAX_NAME 65535u
 
-static uint64_t fnv(const unsigned char *b, size_t n) {
-  uint64_t h = FNV_OFFSET;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * FNV_PRIME;
-  return h;
-}
+static uint64_t fnv(const unsigned char *b, size_t n) { return qkd_hash_bytes(QKD_HASH_INIT, b, n); }
 static void le_put(unsigned char *b, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; i++) b[i] = (unsigned char)(v >> (8 * i));
 }
@@ -635,7 +508,7 @@ int qkd_report_write_weights(const char *path, const char *name, const double *c
   }
   le_put(b + off, fnv(b, off), 8);
   bytes ctx = {b, len};
-  int rc = write_atomic(path, emit_bytes, &ctx, err, errlen);
+  int rc = qkd_file_write_atomic(path, emit_bytes, &ctx, err, errlen);
   free(b);
   return rc;
 }

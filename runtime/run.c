@@ -1,18 +1,29 @@
-/* run.c — running a checked program (qkd_run.h). */
+/* run.c — running a checked program (qkd_run.h). Phases: teachers declared on their own, plain
+ * experiments, then grid cells; data sets, teachers, teacher logits and kernels are shared
+ * through registries keyed by content, so a grid loads, trains and compiles each once. */
 #include "qkd_run.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "qkd_data.h"
+#include "qkd_file.h"
+#include "qkd_gridreport.h"
+#include "qkd_hash.h"
+#include "qkd_json.h"
 #include "qkd_loss.h"
 #include "qkd_nn.h"
 #include "qkd_report.h"
 #include "qkd_teacher.h"
 #include "qkd_train.h"
+
+#ifndef QKD_VERSION
+#define QKD_VERSION "unknown"
+#endif
 
 static double now_s(void) {
   struct timespec t;
@@ -20,11 +31,14 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* ---- progress ---------------------------------------------------------------------------------- */
+
 typedef struct {
   const qkd_run_opts *o;
   int tty;
   double last_print, start;
   const char *what, *phase;
+  double rest_s;            /* estimated seconds of the grid after this cell (< 0: unknown / none) */
 } progress_ctx;
 
 static void note(void *ud, const char *text) {
@@ -42,11 +56,18 @@ static void progress(void *ud, const char *phase, int epoch, int epochs, long st
   if (step != steps && t - p->last_print < (p->tty ? 0.2 : 5.0)) return;
   p->last_print = t;
   double eta = step > 0 ? (t - p->start) / (double)step * (double)(steps - step) : 0;
-  fprintf(p->o->log, "%s%s %s: epoch %d/%d step %ld/%ld loss %.4f %.0f samples/s ETA %d:%02d%s",
+  char grid[64] = "";
+  if (p->rest_s >= 0) {
+    int g = (int)(eta + p->rest_s);
+    snprintf(grid, sizeof grid, ", grid %d:%02d:%02d", g / 3600, g / 60 % 60, g % 60);
+  }
+  fprintf(p->o->log, "%s%s %s: epoch %d/%d step %ld/%ld loss %.4f %.0f samples/s ETA %d:%02d%s%s",
           p->tty ? "\r\033[K" : "", p->what, phase, epoch, epochs, step, steps, loss, samples_per_s,
-          (int)eta / 60, (int)eta % 60, p->tty ? "" : "\n");
+          (int)eta / 60, (int)eta % 60, grid, p->tty ? "" : "\n");
   fflush(p->o->log);
 }
+
+/* ---- registries -------------------------------------------------------------------------------- */
 
 static void data_opts(const qkd_m_dataset *d, qkd_data_opts *o) {
   memset(o, 0, sizeof *o);
@@ -63,186 +84,359 @@ static void data_opts(const qkd_m_dataset *d, qkd_data_opts *o) {
   o->source_classes = d->source_classes;
 }
 
+static uint64_t data_key(const qkd_data_opts *o) {
+  uint64_t h = qkd_hash_str(QKD_HASH_INIT, o->source ? o->source : "");
+  int v[11] = {o->n_classes, o->per_class, o->train_limit, o->test_limit, o->validation, o->scale, o->c, o->h, o->w,
+               o->source_classes, (int)o->seed};
+  h = qkd_hash_bytes(h, v, sizeof v);
+  return qkd_hash_bytes(h, o->classes, sizeof(int) * (size_t)o->n_classes);
+}
+
 static qkd_recipe recipe(const qkd_m_train *t) {
   return (qkd_recipe){t->optimizer == QKD_OPT_SGD ? QKD_NN_SGD : QKD_NN_ADAM, t->lr, t->beta1, t->beta2, t->momentum,
                       t->epochs, t->batch, (uint64_t)t->seed};
 }
 
 typedef struct {
+  uint64_t key;
+  const char *name, *source;
+  qkd_data_opts opts;
+  qkd_dataset ds;
+} data_slot;
+
+typedef struct {
+  uint64_t key;
+  const qkd_m_teacher *t;   /* the first declaration met with this key */
+  int data;                 /* its data set's slot */
+  qkd_teacher_result res;
+  char *cache;              /* the cache file used (malloc'd), or NULL */
+} teacher_slot;
+
+typedef struct {
+  int teacher, data;
+  float *logits;            /* on the training split; NULL until a loss needs them */
+  double test_accuracy;     /* on the data set's test split */
+} logits_slot;
+
+typedef struct {
+  uint64_t key;
+  qkd_kernel k;
+  double ms;
+} kernel_slot;
+
+typedef struct {
   const qkd_model *m;
   const qkd_run_opts *o;
-  qkd_dataset *data;       /* [n_datasets], loaded lazily */
-  qkd_data_opts *dopts;
-  int *loaded;
-  qkd_teacher_result *tres; /* [n_teachers] */
-  int *trained;
+  data_slot *data;
+  int n_data;
+  teacher_slot *teachers;
+  int n_teachers;
+  logits_slot *logits;
+  int n_logits;
+  kernel_slot *kernels;
+  int n_kernels;
+  int write_failed;         /* an output could not be written: the run ends non-zero */
 } runner;
 
-static int index_of_dataset(const runner *r, const qkd_m_dataset *d) {
-  for (int i = 0; i < r->m->n_datasets; i++)
-    if (r->m->datasets[i] == d) return i;
-  return -1;
-}
+#define GROW(arr, n) do { void *p_ = realloc((arr), sizeof *(arr) * (size_t)((n) + 1)); if (!p_) goto oom; (arr) = p_; } while (0)
 
-static qkd_dataset *dataset(runner *r, const qkd_m_dataset *d) {
-  int i = index_of_dataset(r, d);
-  if (r->loaded[i]) return &r->data[i];
+static int dataset_slot(runner *r, const qkd_m_dataset *d) {
+  qkd_data_opts o;
+  data_opts(d, &o);
+  uint64_t key = data_key(&o);
+  for (int i = 0; i < r->n_data; i++)
+    if (r->data[i].key == key) return i;
+  GROW(r->data, r->n_data);
+  data_slot *s = &r->data[r->n_data];
+  memset(s, 0, sizeof *s);
+  s->key = key, s->name = d->name, s->source = d->source, s->opts = o;
   char err[1024];
-  data_opts(d, &r->dopts[i]);
   fprintf(r->o->log, "loading data set '%s' (%s)\n", d->name, d->source);
-  if (qkd_data_load(&r->dopts[i], &r->data[i], err, sizeof err) != 0) {
-    fprintf(r->o->log, "%s\n", err);
-    return NULL;
-  }
-  r->loaded[i] = 1;
-  qkd_dataset *ds = &r->data[i];
-  fprintf(r->o->log, "  %d training, %d validation, %d test images of %dx%dx%d, %d classes\n", ds->train.n, ds->val.n,
-          ds->test.n, ds->c, ds->h, ds->w, ds->n_classes);
-  return ds;
-}
-
-static int teacher_index(const runner *r, const qkd_m_teacher *t) {
-  for (int i = 0; i < r->m->n_teachers; i++)
-    if (r->m->teachers[i] == t) return i;
-  return -1;
-}
-
-static int train_teacher(runner *r, int i) {
-  if (r->trained[i]) return 0;
-  const qkd_m_teacher *t = r->m->teachers[i];
-  qkd_dataset *ds = dataset(r, t->data);
-  if (!ds) return -1;
-  progress_ctx pc = {.o = r->o, .tty = isatty(fileno(r->o->log)), .what = t->name};
-  qkd_teacher_job job = {.name = t->name, .net = &t->net, .data = ds, .data_opts = &r->dopts[index_of_dataset(r, t->data)],
-                         .recipe = recipe(&t->train), .cache_path = t->cache, .threads = r->o->threads,
-                         .note = note, .note_ctx = &pc};
-  char err[1024];
-  fprintf(r->o->log, "teacher '%s': %ld parameters\n", t->name, t->params);
-  if (qkd_teacher_train(&job, &r->tres[i], err, sizeof err) != 0) {
+  if (qkd_data_load(&s->opts, &s->ds, err, sizeof err) != 0) {
     fprintf(r->o->log, "%s\n", err);
     return -1;
   }
-  r->trained[i] = 1;
-  const qkd_teacher_result *res = &r->tres[i];
-  fprintf(r->o->log, "teacher '%s': test accuracy %.4f%s (%.1f s)\n", t->name,
-          res->epochs ? res->test_accuracy[res->epochs - 1] : 0.0, res->cached ? " (cached)" : "", res->seconds);
-  return 0;
+  qkd_dataset *ds = &s->ds;
+  fprintf(r->o->log, "  %d training, %d validation, %d test images of %dx%dx%d, %d classes\n", ds->train.n, ds->val.n,
+          ds->test.n, ds->c, ds->h, ds->w, ds->n_classes);
+  return r->n_data++;
+oom:
+  fprintf(r->o->log, "%s: error: out of memory\n", r->m->path);
+  return -1;
 }
 
-/* Writes results.json, curves.csv and curves.svg for everything finished so far. */
+/* Trains (or loads) teacher t once per distinct (architecture, recipe, data); returns its slot.
+ * own_cache: the cache file to use when the teacher declares none (grid cells), or NULL. */
+static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
+  int di = dataset_slot(r, t->data);
+  if (di < 0) return -1;
+  const qkd_dataset *ds = &r->data[di].ds;
+  qkd_recipe rc = recipe(&t->train);
+  qkd_shape in = {ds->c, ds->h, ds->w, 0};
+  uint64_t key = qkd_cache_key(&t->net, in, &rc, &r->data[di].opts, ds);
+  key = qkd_hash_str(key, t->name);
+  key = qkd_hash_str(key, t->cache ? t->cache : "");
+  for (int i = 0; i < r->n_teachers; i++)
+    if (r->teachers[i].key == key) return i;
+  GROW(r->teachers, r->n_teachers);
+  teacher_slot *s = &r->teachers[r->n_teachers];
+  memset(s, 0, sizeof *s);
+  s->key = key, s->t = t, s->data = di;
+  if (t->cache) s->cache = strdup(t->cache);
+  else if (for_cell) { /* grid cells keep their teachers in the run directory */
+    size_t n = strlen(r->o->out_dir) + strlen(t->name) + 64;
+    s->cache = malloc(n);
+    if (s->cache) snprintf(s->cache, n, "%s/teachers/%s.%016llx.qkw", r->o->out_dir, t->name, (unsigned long long)key);
+    char err[1200];
+    char *dir = s->cache ? qkd_file_join(r->o->out_dir, "teachers") : NULL;
+    if (dir && qkd_file_mkdir_p(dir, err, sizeof err) != 0) {
+      fprintf(r->o->log, "%s\n", err);
+      free(dir);
+      return -1;
+    }
+    free(dir);
+  }
+  progress_ctx pc = {.o = r->o, .tty = isatty(fileno(r->o->log)), .what = t->name, .rest_s = -1};
+  qkd_teacher_job job = {.name = t->name, .net = &t->net, .data = ds, .data_opts = &r->data[di].opts,
+                         .recipe = rc, .cache_path = s->cache, .threads = r->o->threads, .note = note, .note_ctx = &pc};
+  char err[1024];
+  fprintf(r->o->log, "teacher '%s': %ld parameters, seed %d\n", t->name, t->params, t->train.seed);
+  if (qkd_teacher_train(&job, &s->res, err, sizeof err) != 0) {
+    fprintf(r->o->log, "%s\n", err);
+    free(s->cache);
+    return -1;
+  }
+  const qkd_teacher_result *res = &s->res;
+  fprintf(r->o->log, "teacher '%s': test accuracy %.4f%s (%.1f s)\n", t->name,
+          res->epochs ? res->test_accuracy[res->epochs - 1] : 0.0, res->cached ? " (cached)" : "", res->seconds);
+  return r->n_teachers++;
+oom:
+  fprintf(r->o->log, "%s: error: out of memory\n", r->m->path);
+  return -1;
+}
+
+/* The teacher's logits on a data set's training split (when `logits`) and its test accuracy. */
+static logits_slot *teacher_on(runner *r, int ti, int di, int logits) {
+  logits_slot *s = NULL;
+  for (int i = 0; i < r->n_logits && !s; i++)
+    if (r->logits[i].teacher == ti && r->logits[i].data == di) s = &r->logits[i];
+  if (!s) {
+    GROW(r->logits, r->n_logits);
+    s = &r->logits[r->n_logits++];
+    *s = (logits_slot){ti, di, NULL, qkd_nn_evaluate(r->teachers[ti].res.net, &r->data[di].ds, &r->data[di].ds.test, NULL)};
+  }
+  if (logits && !s->logits &&
+      !(s->logits = qkd_teacher_logits(r->teachers[ti].res.net, &r->data[di].ds, &r->data[di].ds.train)))
+    goto oom;
+  return s;
+oom:
+  fprintf(r->o->log, "%s: error: out of memory for the teacher's logits\n", r->m->path);
+  return NULL;
+}
+
+static uint64_t kernel_key(const qkd_ir_circuit *c) {
+  uint64_t h = qkd_hash_bytes(QKD_HASH_INIT, c, offsetof(qkd_ir_circuit, gates));
+  h = qkd_hash_str(h, c->name ? c->name : "");
+  for (int i = 0; i < c->n_gates; i++) {
+    const qkd_ir_gate *g = &c->gates[i];
+    int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle.kind, g->angle.index};
+    double gd[2] = {g->angle.scale, g->angle.offset};
+    h = qkd_hash_bytes(h, gi, sizeof gi);
+    h = qkd_hash_bytes(h, gd, sizeof gd);
+  }
+  return h;
+}
+
+/* The compiled kernel of a circuit, shared by every run with the same circuit and precision. */
+static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
+  uint64_t key = kernel_key(c);
+  *fresh = 0;
+  for (int i = 0; i < r->n_kernels; i++)
+    if (r->kernels[i].key == key) return &r->kernels[i];
+  GROW(r->kernels, r->n_kernels);
+  kernel_slot *s = &r->kernels[r->n_kernels];
+  char err[1024];
+  if (r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, err, sizeof err) != 0) {
+    fprintf(r->o->log, "%s: error: %s\n", r->m->path, err);
+    return NULL;
+  }
+  s->key = key;
+  *fresh = 1;
+  r->n_kernels++;
+  return s;
+oom:
+  fprintf(r->o->log, "%s: error: out of memory\n", r->m->path);
+  return NULL;
+}
+
+/* ---- one experiment ---------------------------------------------------------------------------- */
+
+typedef struct {
+  qkd_report_experiment x;
+  qkd_student_result res[3];  /* baseline, distilled, control (qkd_run_kind) */
+  char loss[256];
+  int teacher;                /* its teacher slot, or -1 */
+} exp_run;
+
+static void write_weights(runner *r, const char *stem, const char *name, const char *kind, const qkd_student_result *res) {
+  char err[1200];
+  size_t n = strlen(stem) + 32;
+  char *path = malloc(n);
+  if (!path) { r->write_failed = 1; return; }
+  snprintf(path, n, "%s.%s.qkw", stem, kind);
+  if (qkd_report_write_weights(path, name, res->circuit_params, res->quantum_params, res->classical,
+                               res->classical_params, err, sizeof err) != 0) {
+    fprintf(r->o->log, "%s\n", err);
+    r->write_failed = 1;
+  }
+  free(path);
+}
+
+/* Runs an experiment's trainings. stem: where the weights go (PATH without ".kind.qkw").
+ * Returns 0, 1 (an error, reported), 2 (internal) or 130 (stopped). */
+static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, const char *what, double rest_s,
+                          const char *stem, exp_run *xr) {
+  const qkd_run_opts *o = r->o;
+  double te = now_s();
+  memset(xr, 0, sizeof *xr);
+  xr->teacher = -1;
+  qkd_report_experiment *x = &xr->x;
+  int di = dataset_slot(r, e->data);
+  if (di < 0) return 1;
+  const qkd_dataset *ds = &r->data[di].ds;
+  qkd_loss_format(e->loss, xr->loss, sizeof xr->loss);
+  *x = (qkd_report_experiment){.experiment = e->name, .dataset = e->data->name, .source = e->data->source,
+                               .classes = ds->n_classes, .qubits = e->student.qubits, .loss = xr->loss,
+                               .seed = e->train.seed, .data_files = ds->files, .n_data_files = ds->n_files};
+  const float *tl = NULL;
+  if (e->teacher) {
+    double t0 = now_s();
+    int ti = teacher_slot_of(r, e->teacher, for_cell);
+    if (ti < 0) return 1;
+    xr->teacher = ti;
+    logits_slot *ls = teacher_on(r, ti, di, e->uses_teacher);
+    if (!ls) return 1;
+    tl = ls->logits;
+    x->teacher = (qkd_report_exp_teacher){e->teacher->name, r->teachers[ti].res.params, ls->test_accuracy};
+    x->seconds.teacher = now_s() - t0;
+    fprintf(o->log, "%s: teacher '%s' test accuracy %.4f on '%s'\n", what, e->teacher->name, ls->test_accuracy,
+            e->data->name);
+  }
+  int fresh;
+  kernel_slot *ks = kernel_of(r, &e->student.circuit, &fresh);
+  if (!ks) return 2;
+  x->seconds.jit = fresh ? ks->ms / 1e3 : 0;
+  progress_ctx pc = {.o = o, .tty = isatty(fileno(o->log)), .what = what, .rest_s = rest_s};
+  qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc};
+  static const char *const names[3] = {"baseline", "distilled", "control"};
+  qkd_run_kind order[3] = {QKD_RUN_DISTILLED, QKD_RUN_BASELINE, QKD_RUN_CONTROL};
+  int rc = 0;
+  for (int i = 0; i < 3 && rc == 0; i++) {
+    qkd_run_kind kind = order[i];
+    if ((kind == QKD_RUN_BASELINE && !e->baseline) || (kind == QKD_RUN_CONTROL && !e->control)) continue;
+    char err[1024];
+    qkd_student_result *res = &xr->res[kind];
+    int st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, err, sizeof err);
+    if (pc.tty) fputs("\r\033[K", o->log);
+    if (st < 0) {
+      fprintf(o->log, "%s: error: %s\n", r->m->path, err);
+      return 1;
+    }
+    if (kind == QKD_RUN_DISTILLED) x->distilled = res, x->seconds.distilled = res->seconds;
+    else if (kind == QKD_RUN_BASELINE) x->baseline = res, x->seconds.baseline = res->seconds;
+    else x->control = res, x->seconds.control = res->seconds;
+    if (st == 1) {
+      rc = 130;
+      break;
+    }
+    write_weights(r, stem, e->name, names[kind], res);
+    fprintf(o->log, "%s %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", what, names[kind],
+            res->test_accuracy[res->epochs - 1], res->epochs, res->seconds, res->samples_per_s);
+  }
+  if (xr->res[QKD_RUN_DISTILLED].zero_vectors)
+    fprintf(o->log, "%s: %ld all-zero feature vectors were encoded as |0...0>\n", what,
+            xr->res[QKD_RUN_DISTILLED].zero_vectors);
+  x->seconds.total = now_s() - te;
+  x->completed = rc == 0;
+  return rc;
+}
+
+static void exp_run_free(exp_run *xr) {
+  for (int k = 0; k < 3; k++) qkd_student_result_free(&xr->res[k]);
+}
+
+/* ---- plain experiments ---------------------------------------------------------------------------- */
+
+/* Writes results.json, curves.csv and curves.svg for the plain experiments finished so far. */
 static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex) {
-  const qkd_model *m = r->m;
-  qkd_report_teacher *tr = calloc((size_t)m->n_teachers + 1, sizeof *tr);
-  int nt = 0;
-  for (int i = 0; i < m->n_teachers; i++)
-    if (r->trained[i]) tr[nt++] = (qkd_report_teacher){m->teachers[i]->name, m->teachers[i]->data->name, &r->tres[i]};
-  qkd_report rep = {.teachers = tr, .n_teachers = nt, .experiments = ex, .n_experiments = n_ex,
+  qkd_report_teacher *tr = calloc((size_t)r->n_teachers + 1, sizeof *tr);
+  if (!tr) return -1;
+  for (int i = 0; i < r->n_teachers; i++)
+    tr[i] = (qkd_report_teacher){r->teachers[i].t->name, r->teachers[i].t->data->name, &r->teachers[i].res};
+  qkd_report rep = {.teachers = tr, .n_teachers = r->n_teachers, .experiments = ex, .n_experiments = n_ex,
                     .threads = r->o->threads, .overrides = r->o->overrides, .n_overrides = r->o->n_overrides};
   char err[1200];
   int rc = qkd_report_write(r->o->out_dir, &rep, err, sizeof err);
-  if (rc != 0) fprintf(r->o->log, "%s\n", err);
+  if (rc != 0) {
+    fprintf(r->o->log, "%s\n", err);
+    r->write_failed = 1;
+  }
   free(tr);
   return rc;
 }
 
-static void write_weights(runner *r, const char *exp, const char *kind, const qkd_student_result *res) {
-  char err[1200];
-  size_t n = strlen(r->o->out_dir) + strlen(exp) + 32;
-  char *path = malloc(n);
-  snprintf(path, n, "%s/%s.%s.qkw", r->o->out_dir, exp, kind);
-  if (qkd_report_write_weights(path, exp, res->circuit_params, res->quantum_params, res->classical,
-                               res->classical_params, err, sizeof err) != 0)
-    fprintf(r->o->log, "%s\n", err);
-  free(path);
+/* Whether some grid cell names a teacher called `name` (then it is trained when a cell needs it). */
+static int teacher_of_cells(const qkd_model *m, const char *name) {
+  for (int i = 0; i < m->n_cells; i++) {
+    const qkd_m_teacher *t = m->cells[i].experiment->teacher;
+    if (t && !strcmp(t->name, name)) return 1;
+  }
+  return 0;
 }
 
-int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
-  double t0 = now_s();
-  runner r = {.m = m, .o = o};
-  int nd = m->n_datasets ? m->n_datasets : 1, nt = m->n_teachers ? m->n_teachers : 1;
-  r.data = calloc((size_t)nd, sizeof *r.data);
-  r.dopts = calloc((size_t)nd, sizeof *r.dopts);
-  r.loaded = calloc((size_t)nd, sizeof *r.loaded);
-  r.tres = calloc((size_t)nt, sizeof *r.tres);
-  r.trained = calloc((size_t)nt, sizeof *r.trained);
-  qkd_nn_set_threads(o->threads);
+static int run_plain(runner *r, double t0) {
+  const qkd_model *m = r->m;
+  const qkd_run_opts *o = r->o;
   int rc = 0;
   for (int i = 0; i < m->n_teachers && rc == 0; i++) {
-    if (train_teacher(&r, i) != 0) rc = 1;
+    if (m->n_cells && teacher_of_cells(m, m->teachers[i]->name)) continue;
+    if (teacher_slot_of(r, m->teachers[i], 0) < 0) rc = 1;
     if (o->stop && *o->stop) rc = 130;
   }
   double teacher_s = now_s() - t0;
-  int ne = m->n_experiments;
-  qkd_student_result (*res)[2] = calloc((size_t)ne + 1, sizeof *res);
+  int ne = 0;
+  for (int i = 0; i < m->n_experiments; i++) ne += !m->experiments[i]->grid_base;
+  if (rc != 0 || (ne == 0 && m->n_cells)) return rc;
+  exp_run *xr = calloc((size_t)ne + 1, sizeof *xr);
   qkd_report_experiment *ex = calloc((size_t)ne + 1, sizeof *ex);
-  char (*loss_text)[256] = calloc((size_t)ne + 1, sizeof *loss_text);
+  if (!xr || !ex) {
+    free(xr), free(ex);
+    fprintf(o->log, "%s: error: out of memory\n", m->path);
+    return 1;
+  }
   int done = 0;
-  if (rc == 0 && write_report(&r, ex, 0) != 0) rc = 1; /* creates the run directory */
-  for (int i = 0; i < ne && rc == 0; i++) {
+  if (write_report(r, ex, 0) != 0) rc = 1; /* creates the run directory */
+  for (int i = 0, k = 0; i < m->n_experiments && rc == 0; i++) {
     const qkd_m_experiment *e = m->experiments[i];
-    double te = now_s();
-    qkd_dataset *ds = dataset(&r, e->data);
-    if (!ds) { rc = 1; break; }
-    qkd_report_experiment *x = &ex[i];
-    qkd_loss_format(e->loss, loss_text[i], sizeof loss_text[i]);
-    *x = (qkd_report_experiment){.experiment = e->name, .dataset = e->data->name, .source = e->data->source,
-                                 .classes = ds->n_classes, .qubits = e->student.qubits, .loss = loss_text[i],
-                                 .seed = e->train.seed, .data_files = ds->files, .n_data_files = ds->n_files};
-    x->seconds.teacher = teacher_s;
-    float *tl = NULL; /* the teacher's logits on the training split, computed once */
-    int ti = e->teacher ? teacher_index(&r, e->teacher) : -1;
-    if (ti >= 0) {
-      if (e->uses_teacher && !(tl = qkd_teacher_logits(r.tres[ti].net, ds, &ds->train))) {
-        fprintf(o->log, "%s: error: out of memory for the teacher's logits\n", m->path);
-        rc = 1;
-        break;
-      }
-      double acc = qkd_nn_evaluate(r.tres[ti].net, ds, &ds->test, NULL);
-      x->teacher = (qkd_report_exp_teacher){e->teacher->name, r.tres[ti].params, acc};
-      fprintf(o->log, "experiment '%s': teacher '%s' test accuracy %.4f on '%s'\n", e->name, e->teacher->name, acc,
-              e->data->name);
+    if (e->grid_base) continue;
+    char *stem = qkd_file_join(o->out_dir, e->name), *what = malloc(strlen(e->name) + 16);
+    if (!stem || !what) {
+      free(stem), free(what);
+      rc = 1;
+      break;
     }
-    qkd_kernel k;
-    double jit_ms = 0;
-    char err[1024];
-    if (o->kernel_for(o->kernel_ud, &e->student.circuit, &k, &jit_ms, err, sizeof err) != 0) {
-      fprintf(o->log, "%s: error: %s\n", m->path, err);
-      rc = 2;
-    } else {
-      x->seconds.jit = jit_ms / 1e3;
-      progress_ctx pc = {.o = o, .tty = isatty(fileno(o->log)), .what = e->name};
-      qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc};
-      int runs = e->baseline ? 2 : 1;
-      for (int run = 0; run < runs && rc == 0; run++) {
-        int st = qkd_train_student(e, ds, &k, run == 0, tl, &to, &res[i][run], err, sizeof err);
-        if (pc.tty) fputs("\r\033[K", o->log);
-        const char *kind = run == 0 ? "distilled" : "baseline";
-        if (st < 0) {
-          fprintf(o->log, "%s: error: %s\n", m->path, err);
-          rc = 1;
-          break;
-        }
-        if (run == 0) x->distilled = &res[i][0], x->seconds.distilled = res[i][0].seconds;
-        else x->baseline = &res[i][1], x->seconds.baseline = res[i][1].seconds;
-        if (st == 1) {
-          rc = 130;
-          break;
-        }
-        write_weights(&r, e->name, kind, &res[i][run]);
-        fprintf(o->log, "experiment '%s' %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", e->name,
-                kind, res[i][run].test_accuracy[res[i][run].epochs - 1], res[i][run].epochs, res[i][run].seconds,
-                res[i][run].samples_per_s);
-      }
-      if (res[i][0].zero_vectors)
-        fprintf(o->log, "experiment '%s': %ld all-zero feature vectors were encoded as |0...0>\n", e->name,
-                res[i][0].zero_vectors);
-      if (o->kernel_release) o->kernel_release(o->kernel_ud, &k);
+    sprintf(what, "experiment '%s'", e->name);
+    rc = run_experiment(r, e, 0, what, -1, stem, &xr[k]);
+    free(stem), free(what);
+    if (rc == 1 || rc == 2) {
+      exp_run_free(&xr[k]);
+      break;
     }
-    free(tl);
-    x->seconds.total = now_s() - te + teacher_s;
-    x->completed = rc == 0;
-    done = i + 1;
-    if (rc == 0 || rc == 130) write_report(&r, ex, done);
+    ex[k] = xr[k].x;
+    ex[k].seconds.total += teacher_s;
+    ex[k].seconds.teacher = teacher_s;
+    done = ++k;
+    write_report(r, ex, done);
   }
   if (rc == 0 && done) {
     qkd_report rep = {.experiments = ex, .n_experiments = done};
@@ -250,16 +444,156 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
     qkd_report_summary(&rep, o->log);
     fprintf(o->log, "results in %s/results.json\n", o->out_dir);
   }
-  for (int i = 0; i < ne; i++)
-    for (int run = 0; run < 2; run++) qkd_student_result_free(&res[i][run]);
-  free(res);
+  for (int i = 0; i < done; i++) exp_run_free(&xr[i]);
+  free(xr);
   free(ex);
-  free(loss_text);
+  return rc;
+}
+
+/* ---- grid cells --------------------------------------------------------------------------------- */
+
+/* The resume key of a cell: its checked text, its data files (base names and sizes), the version. */
+static void cell_key(const qkd_m_cell *c, char out[17]) {
+  uint64_t h = qkd_hash_str(QKD_HASH_INIT, c->key_text);
+  qkd_data_opts o;
+  data_opts(c->experiment->data, &o);
+  qkd_data_file files[QKD_DATA_MAX_FILES];
+  int n = 0;
+  char err[1024];
+  if (qkd_data_identify(&o, files, &n, err, sizeof err) != 0) n = 0; /* loading will report it */
+  for (int i = 0; i < n; i++) {
+    const char *base = strrchr(files[i].path, '/');
+    h = qkd_hash_str(h, base ? base + 1 : files[i].path);
+    h = qkd_hash_bytes(h, &files[i].size, sizeof files[i].size);
+  }
+  h = qkd_hash_str(h, QKD_VERSION);
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* DIR/cells/<name> (malloc'd), without extension. */
+static char *cell_stem(const runner *r, const qkd_m_cell *c) {
+  char *cells = qkd_file_join(r->o->out_dir, "cells");
+  char *stem = cells ? qkd_file_join(cells, c->name) : NULL;
+  free(cells);
+  return stem;
+}
+
+/* Whether the cell's file is there with this key (and a finished run). */
+static int cell_done(const char *path, const char *key) {
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  char err[256];
+  qkd_json *v = qkd_json_read_file(path, err, sizeof err);
+  const char *k = qkd_json_s(qkd_json_get(v, "key"));
+  const qkd_json *c = qkd_json_get(v, "completed");
+  int done = k && !strcmp(k, key) && c && c->kind == QKD_JSON_BOOL && c->num != 0;
+  qkd_json_free(v);
+  return done;
+}
+
+static int run_cells(runner *r) {
+  const qkd_model *m = r->m;
+  const qkd_run_opts *o = r->o;
+  int N = m->n_cells, lo = 0, hi = N;
+  if (o->slice_n > 0) {
+    lo = (int)((long)(o->slice_k - 1) * N / o->slice_n);
+    hi = (int)((long)o->slice_k * N / o->slice_n);
+  }
+  char (*keys)[17] = calloc((size_t)N + 1, sizeof *keys);
+  if (!keys) return 1;
+  for (int i = 0; i < N; i++) cell_key(&m->cells[i], keys[i]);
+  char err[1200];
+  if (qkd_gridreport_write_manifest(o->out_dir, m, (const char(*)[17])keys, err, sizeof err) != 0) {
+    fprintf(o->log, "%s\n", err);
+    free(keys);
+    return 1;
+  }
+  int rc = 0, ran = 0, skipped = 0;
+  double spent = 0;
+  for (int i = lo; i < hi && rc == 0; i++) {
+    const qkd_m_cell *c = &m->cells[i];
+    char *stem = cell_stem(r, c);
+    char *path = stem ? malloc(strlen(stem) + 8) : NULL;
+    if (!path) {
+      free(stem);
+      rc = 1;
+      break;
+    }
+    sprintf(path, "%s.json", stem);
+    if (!o->fresh && cell_done(path, keys[i])) {
+      skipped++;
+      free(stem), free(path);
+      continue;
+    }
+    int todo = hi - i - 1; /* an upper bound: some later cells may be done already */
+    double rest = ran ? spent / ran * todo : -1;
+    char what[1400];
+    snprintf(what, sizeof what, "[%d/%d] %s", i - lo + 1, hi - lo, c->name);
+    double t0 = now_s();
+    exp_run xr;
+    rc = run_experiment(r, c->experiment, 1, what, rest, stem, &xr);
+    if (rc == 0) {
+      const qkd_m_grid *g = c->grid;
+      const char **labels = calloc((size_t)g->n_axes + 1, sizeof *labels), **values = calloc((size_t)g->n_axes + 1, sizeof *values);
+      for (int k = 0; labels && values && k < g->n_axes; k++)
+        labels[k] = g->axes[k].label, values[k] = g->axes[k].names[c->value[k]];
+      const qkd_m_teacher *t = c->experiment->teacher;
+      qkd_report_cell cell = {c->name, g->name, keys[i], g->n_axes, labels, values, c->seed,
+                              t ? t->name : NULL, t ? t->train.seed : 0, xr.teacher >= 0 ? &r->teachers[xr.teacher].res : NULL};
+      qkd_report rep = {.threads = o->threads, .overrides = o->overrides, .n_overrides = o->n_overrides};
+      if (!labels || !values || qkd_report_write_cell(path, &rep, &xr.x, &cell, err, sizeof err) != 0) {
+        fprintf(o->log, "%s\n", labels && values ? err : "out of memory");
+        r->write_failed = 1;
+      }
+      free(labels);
+      free(values);
+      ran++;
+      spent += now_s() - t0;
+    }
+    exp_run_free(&xr);
+    free(stem), free(path);
+  }
+  if (skipped) fprintf(o->log, "%d cell%s already done (same key) in %s/cells; --fresh runs them again\n", skipped,
+                       skipped == 1 ? "" : "s", o->out_dir);
+  free(keys);
+  return rc;
+}
+
+int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
+  double t0 = now_s();
+  runner r = {.m = m, .o = o};
+  qkd_nn_set_threads(o->threads);
+  int rc = 0;
+  if (o->slice_n > 0 && m->n_cells == 0) {
+    fprintf(o->log, "%s: error: --cells slices grid cells, but the program declares no grid\n", m->path);
+    return 1;
+  }
+  if (o->slice_n == 0) rc = run_plain(&r, t0);
+  if (rc == 0 && m->n_cells) {
+    rc = run_cells(&r);
+    if (rc == 0 || rc == 130) {
+      char err[1200];
+      const char *dirs[1] = {o->out_dir};
+      if (qkd_gridreport(dirs, 1, o->out_dir, NULL, o->log, err, sizeof err) != 0) {
+        fprintf(o->log, "%s\n", err);
+        if (rc == 0) rc = 1;
+      }
+    }
+  }
+  if (rc == 0 && r.write_failed) {
+    fprintf(o->log, "%s: error: some outputs could not be written (see above); the run's results are incomplete\n",
+            o->out_dir);
+    rc = 1;
+  }
   fprintf(o->log, "total %.1f s\n", now_s() - t0);
-  for (int i = 0; i < m->n_teachers; i++)
-    if (r.trained[i]) qkd_teacher_result_free(&r.tres[i]);
-  for (int i = 0; i < m->n_datasets; i++)
-    if (r.loaded[i]) qkd_data_free(&r.data[i]);
-  free(r.data); free(r.dopts); free(r.loaded); free(r.tres); free(r.trained);
+  for (int i = 0; i < r.n_kernels; i++)
+    if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
+  for (int i = 0; i < r.n_logits; i++) free(r.logits[i].logits);
+  for (int i = 0; i < r.n_teachers; i++) {
+    qkd_teacher_result_free(&r.teachers[i].res);
+    free(r.teachers[i].cache);
+  }
+  for (int i = 0; i < r.n_data; i++) qkd_data_free(&r.data[i].ds);
+  free(r.data); free(r.teachers); free(r.logits); free(r.kernels);
   return rc;
 }

@@ -19,7 +19,8 @@ static double now_s(void) {
 }
 
 /* Seeds of the independent parts of one run, all from the recipe's seed. */
-enum { SEED_PRE = 1, SEED_HEAD = 2, SEED_CIRCUIT = 3, SEED_SHOTS = 4, SEED_EVAL_SHOTS = 5 };
+enum { SEED_PRE = 1, SEED_HEAD = 2, SEED_CIRCUIT = 3, SEED_SHOTS = 4, SEED_EVAL_SHOTS = 5, SEED_CONTROL = 6,
+       SEED_PROJECTION = 7 };
 static uint64_t sub_seed(int seed, int part) { return qkd_rng_u64((uint64_t)seed, QKD_STREAM_INIT, 0x100 + part); }
 
 /* Adam / SGD on double parameters (the circuit), same semantics as qkd_nn_optim. */
@@ -54,6 +55,11 @@ struct student {
   const qkd_kernel *k;
   int B, C, F, O, P, img;
   qkd_nn *pre, *head;        /* trainable pre (dense, net) and head (dense) */
+  qkd_nn *mid;               /* a control run: dense(O) tanh in place of the circuit */
+  float *proj;               /* matched control: a fixed projection [R][F] of the features, or NULL */
+  int R;                     /* its width */
+  float *proj_out, *dproj;   /* [B][R] */
+  qkd_nn_optim mid_opt;
   qkd_nn_reduce red;         /* fixed pre */
   int has_red;
   qkd_nn_optim pre_opt, head_opt;
@@ -74,6 +80,9 @@ typedef struct student student;
 static void student_free(student *s) {
   qkd_nn_free(s->pre);
   qkd_nn_free(s->head);
+  qkd_nn_free(s->mid);
+  qkd_nn_optim_free(&s->mid_opt);
+  free(s->proj); free(s->proj_out); free(s->dproj);
   if (s->has_red) qkd_nn_reduce_free(&s->red);
   qkd_nn_optim_free(&s->pre_opt);
   qkd_nn_optim_free(&s->head_opt);
@@ -88,8 +97,17 @@ static void student_free(student *s) {
 
 #define ALLOC(p, n) do { (p) = calloc((size_t)(n) + 1, sizeof *(p)); if (!(p)) goto oom; } while (0)
 
+/* The width of a matched control's projection: the largest R with R*O + O <= P (dense(O) on R
+ * inputs has no more trainable parameters than the circuit), at least 1; F (no projection) when
+ * dense(O) on all F features already fits. */
+int qkd_train_matched_width(int F, int O, int P) {
+  if ((long)F * O + O <= P) return F;
+  int R = P / O - 1;
+  return R < 1 ? 1 : R > F ? F : R;
+}
+
 static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k,
-                        int threads, char *err, size_t errlen) {
+                        int control, int threads, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   s->e = e, s->st = &e->student, s->ds = ds, s->k = k;
   const qkd_m_student *st = s->st;
@@ -98,9 +116,30 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
   s->img = ds->c * ds->h * ds->w;
   s->F = st->circuit.n_features;
   s->O = qkd_ir_outputs(&st->circuit);
-  s->P = st->circuit.n_params;
+  s->P = control ? 0 : st->circuit.n_params;
   qkd_shape in = {ds->c, ds->h, ds->w, 0};
   int seed = e->train.seed;
+  if (control) {
+    int F = s->F, O = s->O;
+    s->R = control == QKD_CONTROL_MATCHED ? qkd_train_matched_width(F, O, st->circuit.n_params) : F;
+    if (s->R < F) { /* a fixed Gaussian projection, N(0, 1/F) entries, from the seed */
+      ALLOC(s->proj, (long)s->R * F);
+      uint64_t ps = sub_seed(seed, SEED_PROJECTION);
+      for (long i = 0; i < (long)s->R * F; i++) {
+        double u1 = qkd_rng_uniform(ps, QKD_STREAM_INIT, 2 * (uint64_t)i), u2 = qkd_rng_uniform(ps, QKD_STREAM_INIT, 2 * (uint64_t)i + 1);
+        s->proj[i] = (float)(sqrt(-2 * log(1 - u1)) * cos(2 * M_PI * u2) / sqrt((double)F));
+      }
+      ALLOC(s->proj_out, (long)s->B * s->R);
+      ALLOC(s->dproj, (long)s->B * s->R);
+    }
+    qkd_layer_spec ml[2] = {{.kind = QKD_LAYER_DENSE, .units = O, .stride = 1}, {.kind = QKD_LAYER_TANH, .stride = 1}};
+    qkd_net_spec spec = {.name = "control", .n_layers = 2, .layers = ml};
+    if (!(s->mid = qkd_nn_create(&spec, (qkd_shape){s->R, 1, 1, 1}, 1, s->B, err, errlen))) return -1;
+    qkd_nn_init(s->mid, sub_seed(seed, SEED_CONTROL));
+    if (qkd_nn_optim_init(&s->mid_opt, e->train.optimizer == QKD_OPT_SGD ? QKD_NN_SGD : QKD_NN_ADAM, e->train.lr,
+                          e->train.beta1, e->train.beta2, e->train.momentum, qkd_nn_param_count(s->mid)) != 0)
+      goto oom;
+  }
   static const qkd_layer_spec dense_tmpl = {.kind = QKD_LAYER_DENSE, .stride = 1};
   qkd_layer_spec *pre_dense = NULL;
   if (st->pre == QKD_PRE_DENSE || st->pre == QKD_PRE_NET) {
@@ -180,17 +219,10 @@ oom:
   return -1;
 }
 
-/* Forward of n images (already in s->x) to logits; training enables dropout. */
-static void forward(student *s, int n, int training, uint64_t step, uint64_t shot_seed, uint64_t first_sample) {
-  const qkd_m_student *st = s->st;
-  const float *f = s->x;
-  if (s->pre) f = qkd_nn_forward(s->pre, s->x, n, training, step);
-  else if (s->has_red) {
-    qkd_nn_reduce_forward(&s->red, s->x, n, s->feat_f);
-    f = s->feat_f;
-  }
+/* Features (float, [n][F]) → circuit outputs s->out through the kernel. */
+static void forward_circuit(student *s, const float *f, int n, uint64_t shot_seed, uint64_t first_sample) {
   for (long i = 0; i < (long)n * s->F; i++) s->feat[i] = f[i];
-  if (st->circuit.encode == QKD_ENCODE_AMPLITUDE && s->count_zero)
+  if (s->st->circuit.encode == QKD_ENCODE_AMPLITUDE && s->count_zero)
     for (int b = 0; b < n; b++) {
       int zero = 1;
       for (int j = 0; j < s->F && zero; j++) zero = s->feat[(long)b * s->F + j] == 0.0;
@@ -204,6 +236,35 @@ static void forward(student *s, int n, int training, uint64_t step, uint64_t sho
   } else {
     qkd_par_fwd_f64(s->pool, s->k, s->theta, s->feat, n, shot_seed, first_sample, s->out);
   }
+}
+
+/* A control run: features → (fixed projection) → dense(O) tanh → s->out. */
+static void forward_control(student *s, const float *f, int n, int training, uint64_t step) {
+  const float *in = f;
+  if (s->proj) {
+    for (int b = 0; b < n; b++)
+      for (int r = 0; r < s->R; r++) {
+        const float *row = s->proj + (long)r * s->F, *x = f + (long)b * s->F;
+        float acc = 0;
+        for (int j = 0; j < s->F; j++) acc += row[j] * x[j];
+        s->proj_out[(long)b * s->R + r] = acc;
+      }
+    in = s->proj_out;
+  }
+  const float *o = qkd_nn_forward(s->mid, in, n, training, step);
+  for (long i = 0; i < (long)n * s->O; i++) s->out[i] = o[i];
+}
+
+/* Forward of n images (already in s->x) to logits; training enables dropout. */
+static void forward(student *s, int n, int training, uint64_t step, uint64_t shot_seed, uint64_t first_sample) {
+  const float *f = s->x;
+  if (s->pre) f = qkd_nn_forward(s->pre, s->x, n, training, step);
+  else if (s->has_red) {
+    qkd_nn_reduce_forward(&s->red, s->x, n, s->feat_f);
+    f = s->feat_f;
+  }
+  if (s->mid) forward_control(s, f, n, training, step);
+  else forward_circuit(s, f, n, shot_seed, first_sample);
   if (s->head) {
     for (long i = 0; i < (long)n * s->O; i++) s->out_f[i] = (float)s->out[i];
     const float *lg = qkd_nn_forward(s->head, s->out_f, n, training, step);
@@ -224,6 +285,19 @@ static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sampl
   } else { /* head none: outputs past the first C never get a gradient (dout was zeroed at init) */
     for (int b = 0; b < n; b++)
       for (int c = 0; c < s->C; c++) s->dout[(long)b * s->O + c] = s->dlogits[(long)b * s->C + c];
+  }
+  if (s->mid) { /* a control run */
+    for (long i = 0; i < (long)n * s->O; i++) s->dout_f[i] = (float)s->dout[i];
+    qkd_nn_backward(s->mid, s->dout_f, s->pre ? (s->proj ? s->dproj : s->dfeat_f) : NULL);
+    if (s->pre && s->proj)
+      for (int b = 0; b < n; b++)
+        for (int j = 0; j < s->F; j++) {
+          float acc = 0;
+          for (int r = 0; r < s->R; r++) acc += s->dproj[(long)b * s->R + r] * s->proj[(long)r * s->F + j];
+          s->dfeat_f[(long)b * s->F + j] = acc;
+        }
+    if (s->pre) qkd_nn_backward(s->pre, s->dfeat_f, NULL);
+    return;
   }
   double *dfeat = s->pre ? s->dfeat : NULL;
   if (s->e->gradient == QKD_GRAD_PARAMETER_SHIFT)
@@ -263,12 +337,14 @@ static double evaluate(student *s, const qkd_split *sp, uint64_t shot_seed) {
 }
 
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                      int use_program_loss, const float *teacher_train, const qkd_train_opts *opts,
+                      qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
                       qkd_student_result *out, char *err, size_t errlen) {
+  int use_program_loss = kind != QKD_RUN_BASELINE;
+  int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
   memset(out, 0, sizeof *out);
   double t0 = now_s();
   student s;
-  if (student_init(&s, e, ds, kernel, opts->threads, err, errlen) != 0) {
+  if (student_init(&s, e, ds, kernel, control, opts->threads, err, errlen) != 0) {
     student_free(&s);
     return -1;
   }
@@ -285,7 +361,8 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   out->train_loss = calloc((size_t)epochs, sizeof(double));
   if (ds->val.n) out->validation_accuracy = calloc((size_t)epochs, sizeof(double));
   out->quantum_params = s.P;
-  out->classical_params = (s.pre ? qkd_nn_param_count(s.pre) : 0) + (s.head ? qkd_nn_param_count(s.head) : 0);
+  out->classical_params = (s.pre ? qkd_nn_param_count(s.pre) : 0) + (s.mid ? qkd_nn_param_count(s.mid) : 0) +
+                          (s.head ? qkd_nn_param_count(s.head) : 0);
   int *perm = malloc(sizeof(int) * (size_t)(n ? n : 1));
   uint64_t shot_seed = sub_seed(e->train.seed, SEED_SHOTS), eval_seed = sub_seed(e->train.seed, SEED_EVAL_SHOTS);
   long steps_per_epoch = (n + s.B - 1) / s.B, step = 0;
@@ -308,14 +385,17 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
       loss_sum += l * b;
       if (s.pre) qkd_nn_zero_grad(s.pre);
       if (s.head) qkd_nn_zero_grad(s.head);
+      if (s.mid) qkd_nn_zero_grad(s.mid);
       memset(s.dtheta, 0, sizeof(double) * (size_t)s.P);
       backward(&s, b, shot_seed + 1, first);
       dopt_step(&s.circ_opt, s.theta, s.dtheta, s.P);
       if (s.pre) qkd_nn_optim_step(&s.pre_opt, qkd_nn_params(s.pre), qkd_nn_grads(s.pre));
       if (s.head) qkd_nn_optim_step(&s.head_opt, qkd_nn_params(s.head), qkd_nn_grads(s.head));
+      if (s.mid) qkd_nn_optim_step(&s.mid_opt, qkd_nn_params(s.mid), qkd_nn_grads(s.mid));
       if (opts->progress) {
         double el = train_time + now_s() - te;
-        opts->progress(opts->progress_ud, use_program_loss ? "distilled" : "baseline", ep + 1, epochs, step + 1,
+        static const char *const phase[3] = {"baseline", "distilled", "control"};
+        opts->progress(opts->progress_ud, phase[kind], ep + 1, epochs, step + 1,
                        steps_per_epoch * epochs, l, el > 0 ? (double)(ep * (long)n + i + b) / el : 0);
       }
       if (opts->stop && *opts->stop) {
@@ -339,8 +419,12 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   memcpy(out->circuit_params, s.theta, sizeof(double) * (size_t)s.P);
   out->classical = malloc(sizeof(float) * (size_t)(out->classical_params + 1));
   long at = 0;
-  if (s.pre) memcpy(out->classical, qkd_nn_params(s.pre), sizeof(float) * (size_t)qkd_nn_param_count(s.pre)), at = qkd_nn_param_count(s.pre);
-  if (s.head) memcpy(out->classical + at, qkd_nn_params(s.head), sizeof(float) * (size_t)qkd_nn_param_count(s.head));
+  qkd_nn *parts[3] = {s.pre, s.mid, s.head}; /* pre, the control's layer, head */
+  for (int i = 0; i < 3; i++)
+    if (parts[i]) {
+      memcpy(out->classical + at, qkd_nn_params(parts[i]), sizeof(float) * (size_t)qkd_nn_param_count(parts[i]));
+      at += qkd_nn_param_count(parts[i]);
+    }
   student_free(&s);
   out->seconds = now_s() - t0;
   return stopped ? 1 : 0;
@@ -364,7 +448,7 @@ qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  if (student_init(s, e, ds, kernel, threads, err, errlen) != 0) {
+  if (student_init(s, e, ds, kernel, 0, threads, err, errlen) != 0) {
     student_free(s);
     free(s);
     return NULL;

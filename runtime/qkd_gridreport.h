@@ -1,0 +1,44 @@
+/* qkd_gridreport.h — the grid side of a run directory (spec §9): the manifest DIR/grid.json
+ * that every `qkdc run` of a program with grids writes, and `qkdc report`, which merges the
+ * finished cells (DIR/cells/<cell>.json) of one or more run directories.
+ *
+ * Manifest: {"qkdc", "program" (a hash of every grid's cells and their keys), "grids": [{"name",
+ * "experiment", "axes": [{"label", "values"}], "seeds", "seed_teachers", "cells": [{"name",
+ * "key"}]}]}. Written atomically; identical for every slice of one program, so concurrent
+ * `--cells K/N` runs (many nodes over NFS) may all write it.
+ *
+ * Report promises:
+ *  - refuses directories whose manifests differ (another program, another version of it, other
+ *    --set values), naming both; a cell counts only when its file has the manifest's key and
+ *    finished; the others are named as missing (or stale: there, but from another key).
+ *  - OUT/results.json: {"qkdc", "teachers", "experiments" (the plain experiments of the first
+ *    DIR's results.json, then every cell's entry), "grids": [{"name", "experiment", "axes",
+ *    "seeds", "cells", "missing", "rows"}]}; one row per combination of axis values, in the
+ *    order the axes are written, with the axis labels as keys and n (seeds present),
+ *    distilled_mean/std, baseline_mean/std, control_mean/std, kd_gain_mean/std (the paired
+ *    distilled − baseline difference over seeds), teacher_mean/std (the teachers' own test
+ *    accuracy), teachers (distinct teachers), quantum_params, classical_params, control_params,
+ *    seconds (mean per cell). Means and sample standard deviations (n − 1); a std of fewer than
+ *    two values, or a mean of none, is null. Accuracies are last-epoch test accuracies.
+ *  - OUT/results.md: a table per grid (percent, mean ± std), then the missing cells.
+ *  - OUT/<grid>.svg: grouped bars of test error (1 − accuracy), one group per combination, one
+ *    bar per run kind (distilled, baseline, control), whiskers of ± one std; with `compare`
+ *    (a JSON array of {"grid"?, axis label: value name…, "accuracy" | "error", "label"?}) a
+ *    marked reference value on each matching group.
+ *  - all files written atomically (qkd_file.h); errors are "PATH: error: …" in err. */
+#ifndef QKD_GRIDREPORT_H
+#define QKD_GRIDREPORT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "qkd_model.h"
+
+int qkd_gridreport_write_manifest(const char *dir, const qkd_model *m, const char (*keys)[17], char *err,
+                                  size_t errlen);
+
+/* Merges dirs[0..n) into out; prints a summary on log (may be NULL). 0, or -1 with err set. */
+int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log, char *err,
+                   size_t errlen);
+
+#endif
