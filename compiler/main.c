@@ -350,12 +350,12 @@ int main(int argc, char **argv) {
     printf("qkdc %s\n", QKD_VERSION);
     return 0;
   }
+  if (argc >= 2 && !strcmp(argv[1], "report")) return qkd_report_command(argc - 2, argv + 2);
   options o;
   if (parse_args(argc, argv, &o) != 0) {
     usage(stderr);
     return 1;
   }
-  if (argc >= 2 && !strcmp(argv[1], "report")) return qkd_report_command(argc - 2, argv + 2);
   const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", "cells", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], o.command)) k++;

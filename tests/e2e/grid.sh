@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# tests/e2e/grid.sh QKDC — grids end to end on synthetic data (tests/e2e/grid.qkd, 8 cells):
+#  1. `qkdc cells` lists the cells in order; `--cells K/3` slices cover the grid exactly once;
+#  2. `qkdc report A B C` merges the slices: every row has its 2 seeds, and equals an
+#     uninterrupted run of the whole grid (identical accuracies);
+#  3. seed_teachers: one teacher per seed, each trained once, the cell's teacher seed = its seed;
+#  4. kill -9 mid-grid, run again: finished cells are not retrained, the results are identical;
+#  5. report refuses a directory from another version of the program (other --set values);
+#  6. the chart: well-formed SVG, one group per row, one bar per run kind, whiskers, --compare marks;
+#  7. the plain experiment beside the grid is in results.json; a cell's json has control_params.
+set -euo pipefail
+qkdc=$1
+here=$(cd "$(dirname "$0")" && pwd)
+prog="$here/grid.qkd"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+py=/usr/bin/python3
+
+"$qkdc" cells "$prog" > "$work/cells.txt" || fail "qkdc cells"
+[ "$(wc -l < "$work/cells.txt")" = 8 ] || fail "expected 8 cells, got $(wc -l < "$work/cells.txt")"
+[ "$(head -n 1 "$work/cells.txt")" = "g/qubits=2/method=amp/seed=1" ] || fail "first cell: $(head -n 1 "$work/cells.txt")"
+[ "$(sed -n 2p "$work/cells.txt")" = "g/qubits=2/method=amp/seed=2" ] || fail "seeds vary fastest"
+[ "$(tail -n 1 "$work/cells.txt")" = "g/qubits=3/method=angle/seed=2" ] || fail "last cell: $(tail -n 1 "$work/cells.txt")"
+
+# 1-2: three slices, merged
+for k in 1 2 3; do
+  "$qkdc" run "$prog" --out "$work/s$k" --cells "$k/3" --threads 2 2>"$work/s$k.log" || { cat "$work/s$k.log"; fail "slice $k"; }
+done
+"$qkdc" report "$work/s1" "$work/s2" "$work/s3" -o "$work/merged" 2>"$work/report.log" || { cat "$work/report.log"; fail "report"; }
+"$qkdc" run "$prog" --out "$work/full" --threads 2 2>"$work/full.log" || { cat "$work/full.log"; fail "full run"; }
+
+$py - "$work" <<'PY' || fail "slices, merge or full run"
+import json, glob, os, sys
+w = sys.argv[1]
+cells = open(w + "/cells.txt").read().split()
+def cell_files(d):
+    out = {}
+    for f in glob.glob(d + "/cells/**/*.json", recursive=True):
+        j = json.load(open(f))
+        out[j["cell"]] = j
+    return out
+seen = []
+for k in (1, 2, 3):
+    seen += list(cell_files(f"{w}/s{k}"))
+assert sorted(seen) == sorted(cells), ("slices do not cover the grid exactly once", sorted(seen))
+m = json.load(open(w + "/merged/results.json"))
+g = m["grids"][0]
+assert g["missing"] == [], g["missing"]
+assert len(g["rows"]) == 4 and all(r["n"] == 2 for r in g["rows"]), g["rows"]
+assert [(r["qubits"], r["method"]) for r in g["rows"]] == [("2", "amp"), ("2", "angle"), ("3", "amp"), ("3", "angle")]
+full = json.load(open(w + "/full/results.json"))
+acc = lambda j: {e["cell"]: (e["distilled"]["test_accuracy"], e["baseline"]["test_accuracy"], e["control"]["test_accuracy"])
+                 for e in j["experiments"] if "cell" in e}
+assert acc(m) == acc(full), "merged slices differ from the uninterrupted run"
+# the row statistics from the cells, recomputed independently
+import statistics as st
+for r in g["rows"]:
+    es = [e for e in m["experiments"] if e.get("axes") == {"qubits": r["qubits"], "method": r["method"]}]
+    d = [e["distilled"]["test_accuracy"] for e in es]
+    b = [e["baseline"]["test_accuracy"] for e in es]
+    assert abs(r["distilled_mean"] - st.mean(d)) < 1e-12 and abs(r["distilled_std"] - st.stdev(d)) < 1e-12
+    gains = [x - y for x, y in zip(d, b)]
+    assert abs(r["kd_gain_mean"] - st.mean(gains)) < 1e-12 and abs(r["kd_gain_std"] - st.stdev(gains)) < 1e-12
+    for e in es:
+        assert e["teacher_training"]["seed"] == e["seed"], "seed_teachers: the teacher's seed is the cell's"
+        assert e["student"]["control_params"] > 0 and e["control"]["test_accuracy"] is not None
+    assert r["teachers"] == 2, "two seeds, two teachers"
+plain = [e for e in full["experiments"] if "cell" not in e]
+assert [e["experiment"] for e in plain] == ["plain"], plain
+PY
+# 3: one teacher per seed, each trained once (the full run trains two)
+[ "$(grep -c "^teacher 't': .* parameters" "$work/full.log")" = 2 ] || fail "expected 2 teachers trained in the full run"
+grep -q "^teacher 't': .* seed 2" "$work/full.log" || fail "no teacher with seed 2"
+
+# 4: kill -9 after the first cell, then run again
+"$qkdc" run "$prog" --out "$work/kill" --threads 1 2>"$work/kill.log" &
+pid=$!
+for _ in $(seq 1 600); do
+  [ -n "$(find "$work/kill/cells" -name '*.json' 2>/dev/null | head -n 1)" ] && break
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+done_before=$(find "$work/kill/cells" -name '*.json' | wc -l)
+[ "$done_before" -ge 1 ] || fail "no cell finished before the kill"
+"$qkdc" run "$prog" --out "$work/kill" --threads 2 2>"$work/kill2.log" || { cat "$work/kill2.log"; fail "re-run after kill"; }
+ran=$(grep -c "^\[.*distilled: test accuracy" "$work/kill2.log" || true)
+[ "$ran" = $((8 - done_before)) ] || fail "re-run trained $ran cells, expected $((8 - done_before)) (done before: $done_before)"
+$py - "$work" <<'PY' || fail "results after kill -9 differ from the uninterrupted run"
+import json, sys
+w = sys.argv[1]
+acc = lambda j: {e["cell"]: (e["distilled"]["test_accuracy"], e["baseline"]["test_accuracy"], e["control"]["test_accuracy"])
+                 for e in j["experiments"] if "cell" in e}
+a, b = acc(json.load(open(w + "/kill/results.json"))), acc(json.load(open(w + "/full/results.json")))
+assert len(a) == 8 and a == b
+PY
+
+# 5: another version of the program is refused
+"$qkdc" run "$prog" --out "$work/other" --cells 1/8 --set kd.train.epochs=1 --threads 2 2>"$work/other.log" || fail "other run"
+if "$qkdc" report "$work/s1" "$work/other" -o "$work/mixed" 2>"$work/mixed.log"; then fail "report mixed two versions"; fi
+grep -q "another program" "$work/mixed.log" || { cat "$work/mixed.log"; fail "no reason given for refusing"; }
+if "$qkdc" report "$work/nowhere" 2>/dev/null; then fail "report of a missing directory succeeded"; fi
+
+# 6: the chart, with reference marks
+cat > "$work/ref.json" <<'JSON'
+[{"grid": "g", "qubits": "2", "method": "amp", "accuracy": 0.5, "label": "paper"},
+ {"qubits": 3, "method": "angle", "error": 0.4}]
+JSON
+"$qkdc" report "$work/full" --compare "$work/ref.json" 2>/dev/null || fail "report --compare"
+$py - "$work/full/g.svg" <<'PY' || fail "the chart's structure"
+import sys, xml.etree.ElementTree as ET
+ns = {"s": "http://www.w3.org/2000/svg"}
+root = ET.parse(sys.argv[1]).getroot()
+groups = root.findall(".//s:g[@class='group']", ns)
+assert len(groups) == 4, len(groups)
+for g in groups:
+    kinds = [r.get("data-kind") for r in g.findall("s:rect[@class='bar']", ns)]
+    assert kinds == ["distilled", "baseline", "control"], kinds
+    assert len(g.findall("s:path[@class='whisker']", ns)) == 3
+refs = root.findall(".//s:path[@class='reference']", ns)
+assert sorted(float(r.get("data-error")) for r in refs) == [0.4, 0.5], [r.get("data-error") for r in refs]
+assert groups[0].get("data-combination") == "qubits=2/method=amp"
+PY
+echo "grid: 1 passed, 0 failed"
