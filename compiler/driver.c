@@ -2,6 +2,7 @@
 #include "driver.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,6 +35,18 @@ uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir) {
     h = qkd_hash_bytes(h, gd, sizeof gd);
   }
   return h;
+}
+
+int qkd_driver_parse_slice(const char *v, int *k, int *n) {
+  char *end;
+  long kk = strtol(v, &end, 10), nn = 0;
+  if (end != v && *end == '/') nn = strtol(end + 1, &end, 10);
+  if (*end || nn < 1 || kk < 1 || kk > nn || nn > 1000000) {
+    fprintf(stderr, "qkdc: error: --cells takes K/N with 1 <= K <= N (the K-th of N slices of the grid cells), not '%s'\n", v);
+    return -1;
+  }
+  *k = (int)kk, *n = (int)nn;
+  return 0;
 }
 
 const char *qkd_driver_out_dir(qkd_arena *a, const char *file) {

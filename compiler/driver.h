@@ -12,6 +12,8 @@ qkd_model *qkd_driver_compile(qkd_arena *a, qkd_diag *d, const char *path, const
                               const char *const *sets, int n_sets);
 /* A 64-bit fingerprint of a lowered circuit (every field that shapes its kernels). */
 uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir);
+/* Parses --cells K/N; -1 after printing the error. */
+int qkd_driver_parse_slice(const char *v, int *k, int *n);
 /* The default run directory runs/<file stem>. */
 const char *qkd_driver_out_dir(qkd_arena *a, const char *file);
 /* Installs the Ctrl-C handler and runs the program; returns the exit code. */

@@ -28,13 +28,13 @@ static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double 
 }
 
 static void usage(const char *argv0, FILE *out) {
-  fprintf(out, "usage: %s [--out DIR] [--threads N] [--set PATH=VALUE]...\n"
+  fprintf(out, "usage: %s [--out DIR] [--threads N] [--set PATH=VALUE]... [--cells K/N] [--fresh]\n"
                "Runs the experiments built into this executable (see qkdc build).\n", argv0);
 }
 
 int qkd_exe_main(int argc, char **argv, const qkd_exe_program *p) {
   const char *out = NULL;
-  int threads = 0, n_sets = 0;
+  int threads = 0, n_sets = 0, fresh = 0, slice_k = 0, slice_n = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -53,6 +53,13 @@ int qkd_exe_main(int argc, char **argv, const qkd_exe_program *p) {
         return 1;
       }
       threads = (int)t;
+    } else if (!strcmp(a, "--fresh")) {
+      fresh = 1;
+    } else if (!strcmp(a, "--cells") && i + 1 < argc) {
+      if (qkd_driver_parse_slice(argv[++i], &slice_k, &slice_n) != 0) {
+        free(sets);
+        return 1;
+      }
     } else if (!strcmp(a, "--set") && i + 1 < argc) {
       sets[n_sets++] = argv[++i];
     } else {
@@ -91,7 +98,8 @@ int qkd_exe_main(int argc, char **argv, const qkd_exe_program *p) {
   if (!m) goto done;
   exe_ctx x = {p};
   qkd_run_opts ro = {.threads = threads, .out_dir = out ? out : qkd_driver_out_dir(&arena, p->root_path),
-                     .overrides = sets, .n_overrides = n_sets, .kernel_for = kernel_for, .kernel_ud = &x};
+                     .overrides = sets, .n_overrides = n_sets, .kernel_for = kernel_for, .kernel_ud = &x,
+                     .slice_k = slice_k, .slice_n = slice_n, .fresh = fresh};
   rc = qkd_driver_run(m, &ro);
 done:
   qkd_arena_free(&arena);

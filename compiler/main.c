@@ -54,15 +54,7 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--cell") && i + 1 < argc) o->cell = argv[++i];
     else if (!strcmp(a, "--fresh")) o->fresh = 1;
     else if (!strcmp(a, "--cells") && i + 1 < argc) {
-      char *end;
-      const char *v = argv[++i];
-      long k = strtol(v, &end, 10), n = 0;
-      if (*end == '/') n = strtol(end + 1, &end, 10);
-      if (*end || n < 1 || k < 1 || k > n || n > 1000000) {
-        fprintf(stderr, "qkdc: error: --cells takes K/N with 1 <= K <= N (the K-th of N slices), not '%s'\n", v);
-        return -1;
-      }
-      o->slice_k = (int)k, o->slice_n = (int)n;
+      if (qkd_driver_parse_slice(argv[++i], &o->slice_k, &o->slice_n) != 0) return -1;
     }
     else if (!strcmp(a, "--circuit") && i + 1 < argc) o->circuit = argv[++i];
     else if (!strcmp(a, "--params") && i + 1 < argc) o->params_file = argv[++i];

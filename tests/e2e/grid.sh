@@ -7,7 +7,8 @@
 #  4. kill -9 mid-grid, run again: finished cells are not retrained, the results are identical;
 #  5. report refuses a directory from another version of the program (other --set values);
 #  6. the chart: well-formed SVG, one group per row, one bar per run kind, whiskers, --compare marks;
-#  7. the plain experiment beside the grid is in results.json; a cell's json has control_params.
+#  7. the plain experiment beside the grid is in results.json; a cell's json has control_params;
+#  8. `qkdc build` of a grid: the executable gives the same results.
 set -euo pipefail
 qkdc=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -121,5 +122,15 @@ for g in groups:
 refs = root.findall(".//s:path[@class='reference']", ns)
 assert sorted(float(r.get("data-error")) for r in refs) == [0.4, 0.5], [r.get("data-error") for r in refs]
 assert groups[0].get("data-combination") == "qubits=2/method=amp"
+PY
+# 8: a built executable runs the grid (kernels for every distinct cell circuit) with the same results
+"$qkdc" build "$prog" -o "$work/exe" 2>"$work/build.log" || { cat "$work/build.log"; fail "qkdc build of a grid"; }
+"$work/exe" --out "$work/exe-run" --threads 2 2>"$work/exe.log" || { cat "$work/exe.log"; fail "built grid executable"; }
+$py - "$work" <<'PY' || fail "the built executable's cells differ from qkdc run's"
+import json, sys
+w = sys.argv[1]
+acc = lambda j: {e.get("cell", e["experiment"]): (e["distilled"]["test_accuracy"], e["baseline"] and e["baseline"]["test_accuracy"])
+                 for e in j["experiments"]}
+assert acc(json.load(open(w + "/exe-run/results.json"))) == acc(json.load(open(w + "/full/results.json")))
 PY
 echo "grid: 1 passed, 0 failed"
