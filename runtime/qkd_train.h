@@ -72,6 +72,10 @@ void qkd_student_result_free(qkd_student_result *r);
 typedef struct student qkd_student;
 qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
                                 int threads, char *err, size_t errlen);
+/* The same for one kind of run (QKD_RUN_CONTROL: the experiment's control, classical when it has
+ * none); parameters are pre, circuit, the control's layer, head. */
+qkd_student *qkd_student_create_run(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
+                                    qkd_run_kind kind, int threads, char *err, size_t errlen);
 void qkd_student_destroy(qkd_student *s);
 long qkd_student_param_count(const qkd_student *s);
 void qkd_student_get_params(qkd_student *s, double *out);

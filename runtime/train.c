@@ -443,12 +443,18 @@ void qkd_student_result_free(qkd_student_result *r) {
 
 qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
                                 int threads, char *err, size_t errlen) {
+  return qkd_student_create_run(e, ds, kernel, QKD_RUN_DISTILLED, threads, err, errlen);
+}
+
+qkd_student *qkd_student_create_run(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
+                                    qkd_run_kind kind, int threads, char *err, size_t errlen) {
   student *s = malloc(sizeof *s);
   if (!s) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  if (student_init(s, e, ds, kernel, 0, threads, err, errlen) != 0) {
+  int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
+  if (student_init(s, e, ds, kernel, control, threads, err, errlen) != 0) {
     student_free(s);
     free(s);
     return NULL;
@@ -463,23 +469,33 @@ void qkd_student_destroy(qkd_student *s) {
 }
 
 static long n_pre(const student *s) { return s->pre ? qkd_nn_param_count(s->pre) : 0; }
+static long n_mid(const student *s) { return s->mid ? qkd_nn_param_count(s->mid) : 0; }
 static long n_head(const student *s) { return s->head ? qkd_nn_param_count(s->head) : 0; }
 
-long qkd_student_param_count(const qkd_student *s) { return n_pre(s) + s->P + n_head(s); }
+long qkd_student_param_count(const qkd_student *s) { return n_pre(s) + s->P + n_mid(s) + n_head(s); }
 
-void qkd_student_get_params(qkd_student *s, double *out) {
-  long a = n_pre(s), h = n_head(s);
-  for (long i = 0; i < a; i++) out[i] = qkd_nn_params(s->pre)[i];
-  for (int i = 0; i < s->P; i++) out[a + i] = s->theta[i];
-  for (long i = 0; i < h; i++) out[a + s->P + i] = qkd_nn_params(s->head)[i];
+/* The flat vector: pre, circuit (double), the control's layer, head. */
+static void params_io(qkd_student *s, double *v, int get, int grads) {
+  qkd_nn *parts[3] = {s->pre, s->mid, s->head};
+  long at = 0;
+  for (int k = 0; k < 3; k++) {
+    if (k == 1) {
+      for (int i = 0; i < s->P; i++, at++)
+        if (grads) v[at] = s->dtheta[i];
+        else if (get) v[at] = s->theta[i];
+        else s->theta[i] = v[at];
+    }
+    if (!parts[k]) continue;
+    float *p = grads ? qkd_nn_grads(parts[k]) : qkd_nn_params(parts[k]);
+    long n = qkd_nn_param_count(parts[k]);
+    for (long i = 0; i < n; i++, at++)
+      if (get || grads) v[at] = p[i];
+      else p[i] = (float)v[at];
+  }
 }
 
-void qkd_student_set_params(qkd_student *s, const double *in) {
-  long a = n_pre(s), h = n_head(s);
-  for (long i = 0; i < a; i++) qkd_nn_params(s->pre)[i] = (float)in[i];
-  for (int i = 0; i < s->P; i++) s->theta[i] = in[a + i];
-  for (long i = 0; i < h; i++) qkd_nn_params(s->head)[i] = (float)in[a + s->P + i];
-}
+void qkd_student_get_params(qkd_student *s, double *out) { params_io(s, out, 1, 0); }
+void qkd_student_set_params(qkd_student *s, const double *in) { params_io(s, (double *)in, 0, 0); }
 
 double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *idx, int n, const float *teacher,
                              double *grad) {
@@ -493,11 +509,9 @@ double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *id
   if (!grad) return l;
   if (s->pre) qkd_nn_zero_grad(s->pre);
   if (s->head) qkd_nn_zero_grad(s->head);
+  if (s->mid) qkd_nn_zero_grad(s->mid);
   memset(s->dtheta, 0, sizeof(double) * (size_t)s->P);
   backward(s, n, 0, 0);
-  long a = n_pre(s), h = n_head(s);
-  for (long i = 0; i < a; i++) grad[i] = qkd_nn_grads(s->pre)[i];
-  for (int i = 0; i < s->P; i++) grad[a + i] = s->dtheta[i];
-  for (long i = 0; i < h; i++) grad[a + s->P + i] = qkd_nn_grads(s->head)[i];
+  params_io(s, grad, 0, 1);
   return l;
 }

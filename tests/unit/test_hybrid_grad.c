@@ -1,6 +1,7 @@
 /* test_hybrid_grad.c — the whole hybrid student's gradient (pre → encoding → circuit → head →
  * loss) against central finite differences, for amplitude, angle and qubit encodings, with the
- * interpreter and with the LLVM JIT kernels; plus a short training run that must learn. */
+ * interpreter and with the LLVM JIT kernels; the classical controls (classical, and matched with
+ * its fixed projection) the same way; plus a short training run that must learn. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +50,10 @@ static const char *programs[] = {
     "experiment e { data: syn student: s loss: ce train { optimizer: adam(lr: 0.01) epochs: 1 batch: 8 } }\n",
 };
 
-static void check_gradient(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k, const char *what) {
+static void check_gradient(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k, qkd_run_kind kind,
+                           const char *what) {
   char err[512];
-  qkd_student *s = qkd_student_create(e, ds, k, 1, err, sizeof err);
+  qkd_student *s = qkd_student_create_run(e, ds, k, kind, 1, err, sizeof err);
   CHECK(s != NULL);
   if (!s) { fprintf(stderr, "%s\n", err); return; }
   long P = qkd_student_param_count(s);
@@ -89,11 +91,33 @@ static void check_gradient(const qkd_m_experiment *e, const qkd_dataset *ds, con
   qkd_student_set_params(s, p);
   CHECK(bad == 0);
   CHECK(checked == P && P > 10);
+  if (kind == QKD_RUN_CONTROL && e->control == QKD_CONTROL_MATCHED) {
+    /* the control's own layer stays within the circuit's budget (it is P minus pre and head) */
+    qkd_student *q = qkd_student_create(e, ds, k, 1, err, sizeof err);
+    long full = q ? qkd_student_param_count(q) : 0, circuit = e->student.circuit.n_params;
+    long O = qkd_ir_outputs(&e->student.circuit), layer = P - (full - circuit);
+    CHECK(q && (layer <= circuit || (circuit < 2 * O && layer == 2 * O))); /* R >= 1 needs 2·O */
+    qkd_student_destroy(q);
+  }
   free(p); free(g); free(q); free(stored); free(teacher);
   qkd_student_destroy(s);
 }
 
+/* The matched width: the largest R with R*O + O <= P (never above F, at least 1). */
+static void check_matched_width(void) {
+  int bad = 0;
+  for (int F = 1; F <= 40; F++)
+    for (int O = 1; O <= 9; O++)
+      for (int P = 1; P <= 120; P++) {
+        int R = qkd_train_matched_width(F, O, P);
+        int fits = (long)R * O + O <= P, maximal = R == F || (long)(R + 1) * O + O > P;
+        if (R < 1 || R > F || (P >= 2 * O && !fits) || !maximal) bad++;
+      }
+  CHECK(bad == 0);
+}
+
 int main(void) {
+  check_matched_width();
   for (size_t t = 0; t < sizeof programs / sizeof programs[0]; t++) {
     qkd_arena a = {0};
     qkd_model *m = compile_text(&a, programs[t]);
@@ -108,12 +132,18 @@ int main(void) {
     CHECK(loaded);
     if (!loaded) { fprintf(stderr, "%s\n", err); qkd_arena_free(&a); continue; }
     qkd_kernel ki = qkd_qsim_kernel(&e->student.circuit);
-    check_gradient(e, &ds, &ki, "interp");
+    check_gradient(e, &ds, &ki, QKD_RUN_DISTILLED, "interp");
+    /* the classical controls in place of the circuit (the matched one through its projection) */
+    qkd_m_experiment ec = *e;
+    ec.control = QKD_CONTROL_CLASSICAL;
+    check_gradient(&ec, &ds, &ki, QKD_RUN_CONTROL, "control classical");
+    ec.control = QKD_CONTROL_MATCHED;
+    check_gradient(&ec, &ds, &ki, QKD_RUN_CONTROL, "control matched");
     qkd_kernel kj;
     int jit_ok = qkd_jit_compile(&e->student.circuit, &kj, err, sizeof err) == 0;
     CHECK(jit_ok);
     if (jit_ok) {
-      check_gradient(e, &ds, &kj, "jit");
+      check_gradient(e, &ds, &kj, QKD_RUN_DISTILLED, "jit");
       qkd_jit_release(&kj);
     }
     qkd_data_free(&ds);
