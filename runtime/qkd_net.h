@@ -9,7 +9,10 @@
 
 #include <stddef.h>
 
-/* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding. */
+/* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding.
+ * batchnorm normalises each channel (image input) or feature (flat input) with the batch's mean
+ * and biased variance when training and with running statistics otherwise (PyTorch's
+ * BatchNorm2d/1d: eps 1e-5, momentum 0.1), then scales by a trainable gamma and adds beta. */
 #define QKD_LAYER_LIST(LAYER_)  \
   LAYER_(CONV,    "conv",    2, 2)   \
   LAYER_(MAXPOOL, "maxpool", 1, 1)   \
@@ -20,7 +23,8 @@
   LAYER_(TANH,    "tanh",    0, 0)   \
   LAYER_(SIGMOID, "sigmoid", 0, 0)   \
   LAYER_(DROPOUT, "dropout", 1, 1)   \
-  LAYER_(SCALE,   "scale",   1, 1)
+  LAYER_(SCALE,   "scale",   1, 1)   \
+  LAYER_(BATCHNORM, "batchnorm", 0, 0)
 
 typedef enum {
 #define QKD_LAYER_ENUM(e, name, lo, hi) QKD_LAYER_##e,
@@ -71,7 +75,11 @@ int qkd_net_shapes(const qkd_layer_spec *layers, int n, qkd_shape in, int implic
                    qkd_shape *out, qkd_shape *result, char *err, size_t errlen);
 /* The number of values in a shape. */
 long qkd_shape_size(qkd_shape s);
-/* Trainable parameter count of a layer list from `in` (after a successful qkd_net_shapes). */
+/* Trainable parameter count of a layer list from `in` (after a successful qkd_net_shapes):
+ * conv and dense weights and biases, batchnorm's gamma and beta (one each per channel). */
 long qkd_net_param_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten);
+/* Non-trainable state values of a layer list: batchnorm's running mean and variance (one each per
+ * channel). -1 when the layers do not fit `in`. */
+long qkd_net_state_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten);
 
 #endif
