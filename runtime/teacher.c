@@ -95,7 +95,8 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   if (!res->test_accuracy || (ds->val.n > 0 && !res->val_accuracy)) { snprintf(err, errlen, "%s: error: out of memory", name); qkd_teacher_result_free(res); return -1; }
   uint64_t key = qkd_cache_key(job->net, in, rc, job->data_opts, ds);
   if (job->cache_path) {
-    if (qkd_cache_load(job->cache_path, key, qkd_nn_params(net), res->params, res->test_accuracy, E, why, sizeof why) == 0) {
+    if (qkd_cache_load(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
+                       res->test_accuracy, E, why, sizeof why) == 0) {
       res->cached = 1;
       if (res->val_accuracy) res->val_accuracy[E - 1] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
       res->seconds = now() - t0;
@@ -156,7 +157,8 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   free(x); free(dz); free(y); free(perm);
   qkd_nn_optim_free(&opt);
   if (job->cache_path &&
-      qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, res->test_accuracy, E, why, sizeof why) != 0)
+      qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
+                     res->test_accuracy, E, why, sizeof why) != 0)
     note(job, "%s (continuing without the cache)", why);
   res->seconds = now() - t0;
   return 0;

@@ -1,6 +1,7 @@
 /* test_rt_teacher.c — runtime/qkd_teacher.h: training on the synthetic set (learns, deterministic,
  * ensemble trains jointly), the weights cache (round trip, key mismatch, a flipped byte, a torn
- * file: each rejected with a warning and retrained), teacher logits and evaluation. */
+ * file, another format version: each rejected with a warning and retrained; a batchnorm net's
+ * running statistics round-trip), teacher logits and evaluation. */
 #include "qkd_data.h"
 #include "qkd_teacher.h"
 #include "testutil.h"
@@ -107,7 +108,7 @@ int main(void) {
   }
   float *tmp = malloc(sizeof(float) * (size_t)a.params);
   double accs[3];
-  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, accs, 3, err, sizeof err) == -1);
+  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, NULL, 0, accs, 3, err, sizeof err) == -1);
   CHECK(strstr(err, "checksum") != NULL && strstr(err, cache) != NULL);
   n_warnings = 0;
   CHECK(qkd_teacher_train(&job, &b, err, sizeof err) == 0);
@@ -115,19 +116,48 @@ int main(void) {
   qkd_teacher_result_free(&b);
   /* torn file: truncated -> rejected */
   CHECK(truncate(cache, 50) == 0);
-  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, accs, 3, err, sizeof err) == -1);
+  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, NULL, 0, accs, 3, err, sizeof err) == -1);
   CHECK(strstr(err, "length") != NULL);
   /* direct save/load round trip with a wrong key */
-  float w[4] = {1.5f, -2.0f, 3.25f, 0.0f};
+  float w[4] = {1.5f, -2.0f, 3.25f, 0.0f}, sv[3] = {0.25f, -7.0f, 1e-3f};
   double e2[2] = {0.5, 0.75};
-  float w2[4];
+  float w2[4], sv2[3];
   double e3[2];
-  CHECK(qkd_cache_save(cache, 42, w, 4, e2, 2, err, sizeof err) == 0);
-  CHECK(qkd_cache_load(cache, 42, w2, 4, e3, 2, err, sizeof err) == 0);
-  CHECK(memcmp(w, w2, sizeof w) == 0 && e3[1] == 0.75);
-  CHECK(qkd_cache_load(cache, 43, w2, 4, e3, 2, err, sizeof err) == -1 && strstr(err, "key") != NULL);
-  CHECK(qkd_cache_load(cache, 42, w2, 5, e3, 2, err, sizeof err) == -1);
+  CHECK(qkd_cache_save(cache, 42, w, 4, sv, 3, e2, 2, err, sizeof err) == 0);
+  CHECK(qkd_cache_load(cache, 42, w2, 4, sv2, 3, e3, 2, err, sizeof err) == 0);
+  CHECK(memcmp(w, w2, sizeof w) == 0 && memcmp(sv, sv2, sizeof sv) == 0 && e3[1] == 0.75);
+  CHECK(qkd_cache_load(cache, 43, w2, 4, sv2, 3, e3, 2, err, sizeof err) == -1 && strstr(err, "key") != NULL);
+  CHECK(qkd_cache_load(cache, 42, w2, 5, sv2, 3, e3, 2, err, sizeof err) == -1);
+  CHECK(qkd_cache_load(cache, 42, w2, 4, sv2, 2, e3, 2, err, sizeof err) == -1 && strstr(err, "state") != NULL);
+  /* a file of another format version (byte 4: the version) is rejected as such */
+  {
+    FILE *f = fopen(cache, "r+b");
+    fseek(f, 4, SEEK_SET);
+    fputc(QKD_CACHE_VERSION - 1, f);
+    fclose(f);
+  }
+  CHECK(qkd_cache_load(cache, 42, w2, 4, sv2, 3, e3, 2, err, sizeof err) == -1 && strstr(err, "version") != NULL);
   free(tmp);
+  /* a batchnorm net: the cache carries its running statistics, so the loaded net evaluates as
+   * the trained one did */
+  {
+    qkd_layer_spec bn[] = {LS(CONV, 4, 3, 1, 1, 0), LS(BATCHNORM, 0, 0, 1, 0, 0), LS(RELU, 0, 0, 1, 0, 0), LS(MAXPOOL, 2, 0, 1, 0, 0),
+                           LS(FLATTEN, 0, 0, 1, 0, 0), LS(DENSE, 5, 0, 1, 0, 0)};
+    qkd_net_spec bs = {"small_bn", 6, bn, 0, NULL};
+    qkd_teacher_job bj = job;
+    bj.net = &bs;
+    remove(cache);
+    qkd_teacher_result t1, t2;
+    CHECK(qkd_teacher_train(&bj, &t1, err, sizeof err) == 0 && !t1.cached);
+    CHECK(t1.test_accuracy[2] > 0.8);
+    long ns = qkd_nn_state_count(t1.net);
+    CHECK(ns == 8 && qkd_nn_state(t1.net)[4] != 1.0f); /* the running variance moved */
+    CHECK(qkd_teacher_train(&bj, &t2, err, sizeof err) == 0 && t2.cached);
+    CHECK(memcmp(qkd_nn_state(t1.net), qkd_nn_state(t2.net), sizeof(float) * (size_t)ns) == 0);
+    CHECK(qkd_nn_evaluate(t2.net, &ds, &ds.test, NULL) == t1.test_accuracy[2]);
+    qkd_teacher_result_free(&t1);
+    qkd_teacher_result_free(&t2);
+  }
   /* an ensemble: mean(small, linear) trained jointly; both members' parameters move */
   qkd_net_spec members[2] = {{"small", 6, small, 0, NULL}, {"lin", 2, lin, 0, NULL}};
   qkd_net_spec ens = {"ensemble", 0, NULL, 2, members};
