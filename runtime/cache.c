@@ -56,6 +56,7 @@ uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *
   h = h_i64(h, r->optimizer);
   h = h_f64(h, r->lr); h = h_f64(h, r->beta1); h = h_f64(h, r->beta2); h = h_f64(h, r->momentum);
   h = h_i64(h, r->epochs); h = h_i64(h, r->batch); h = h_i64(h, (int64_t)r->seed);
+  h = h_i64(h, net->fit.crop_pad); h = h_i64(h, net->fit.flip); h = h_i64(h, net->fit.schedule);
   if (o) {
     h = h_str(h, o->source);
     h = h_i64(h, o->n_classes);

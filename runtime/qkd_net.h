@@ -56,6 +56,18 @@ typedef struct {
   int flat; /* 1: a vector of c values (h = w = 1) */
 } qkd_shape;
 
+/* How a teacher is fitted beyond its optimizer, epochs, batch and seed: its train { } block's
+ * `augment:` and `schedule:`. It travels with the teacher's net spec, so every caller that
+ * builds a teacher job from the program model passes it on, and it enters the weights cache key
+ * with the architecture. All zero: no augmentation, a constant learning rate. */
+typedef enum { QKD_SCHEDULE_CONSTANT = 0, QKD_SCHEDULE_COSINE } qkd_schedule_kind;
+
+typedef struct {
+  int crop_pad;               /* augment crop(pad: p): random shifts of up to p pixels (qkd_data_augment); 0 = off */
+  int flip;                   /* augment flip: mirrored left-right with probability 1/2 */
+  qkd_schedule_kind schedule; /* the learning rate over the run (qkd_nn_schedule) */
+} qkd_fit;
+
 /* A net: either a layer list, or (n_members > 0) the mean of the members' logits, trained
  * jointly (the paper's ensemble). */
 typedef struct qkd_net_spec {
@@ -64,6 +76,7 @@ typedef struct qkd_net_spec {
   qkd_layer_spec *layers;
   int n_members;
   struct qkd_net_spec *members;
+  qkd_fit fit;                /* when trained as a teacher (members: unused) */
 } qkd_net_spec;
 
 /* Shape inference through a layer list from `in`. Writes the output shape of each layer to

@@ -104,6 +104,10 @@ typedef struct {
  * threads (the result does not depend on the split).
  * SGD: buf = momentum * buf + g (buf = g on the first step), p -= lr * buf. Returns -1 on OOM. */
 int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n);
+/* The factor on the base learning rate for step t (0-based) of a run of T steps:
+ * QKD_SCHEDULE_CONSTANT 1; QKD_SCHEDULE_COSINE (1 + cos(pi t / T)) / 2, from 1 at the first step
+ * toward 0 (PyTorch's CosineAnnealingLR with T_max = T and eta_min = 0, stepped every batch). */
+double qkd_nn_schedule(int kind, long t, long T);
 void qkd_nn_optim_step(qkd_nn_optim *o, float *params, const float *grads);
 void qkd_nn_optim_free(qkd_nn_optim *o);
 

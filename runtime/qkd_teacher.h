@@ -8,9 +8,13 @@
  *  - training is a function of (spec, data, recipe): init from recipe.seed, epoch e shuffled by
  *    qkd_nn_shuffle(seed, e), dropout step = the global batch number; the last partial batch is
  *    kept (PyTorch's drop_last = False); loss = mean softmax CE (for a `mean` net, CE of the
- *    averaged logits: the members are trained jointly with one optimizer, paper §4.3).
+ *    averaged logits: the members are trained jointly with one optimizer, paper §4.3). The
+ *    spec's fit (qkd_net.h) adds augmentation of every training batch (qkd_data_augment with
+ *    recipe.seed and the epoch) and the learning rate lr * qkd_nn_schedule(kind, global batch
+ *    number, epochs * batches per epoch). Evaluation is in evaluation mode (batchnorm's running
+ *    statistics, no dropout, no augmentation).
  *  - the weights cache (when cache_path is set) is used only when its 64-bit key equals the key
- *    of this job — architecture, input shape, the whole recipe and seed, the data-set options
+ *    of this job — architecture, input shape, the whole recipe and seed (with the spec's fit), the data-set options
  *    and the data files' identity (base names and sizes) — and its checksum verifies; otherwise
  *    the net is retrained with a warning through `note` and the cache rewritten. Files are
  *    written to PATH.tmp.<pid> and renamed over PATH, so a reader never sees a torn file.

@@ -132,6 +132,8 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
     return -1;
   }
   qkd_nn_init(net, rc->seed);
+  const qkd_fit *fit = &job->net->fit;
+  long steps = (long)E * ((ds->train.n + B - 1) / B);
   uint64_t step = 0;
   for (int e = 0; e < E; e++) {
     double te = now(), loss = 0;
@@ -140,6 +142,9 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
     for (int i = 0; i < ds->train.n; i += B, nb++) {
       int n = ds->train.n - i < B ? ds->train.n - i : B;
       qkd_data_batch(ds, &ds->train, perm + i, n, x, y);
+      if (fit->crop_pad || fit->flip)
+        qkd_data_augment(x, n, ds->c, ds->h, ds->w, perm + i, fit->crop_pad, fit->flip, rc->seed, (uint64_t)e);
+      opt.lr = rc->lr * qkd_nn_schedule(fit->schedule, (long)step, steps);
       const float *z = qkd_nn_forward(net, x, n, 1, step++);
       loss += qkd_nn_softmax_ce(z, y, n, C, dz);
       qkd_nn_zero_grad(net);

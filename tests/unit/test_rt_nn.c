@@ -37,7 +37,7 @@ static double probe_loss(qkd_nn *nn, const float *x, int batch, const float *r, 
  * (|l+ - 2 l0 + l-| > 1e-5) is skipped; at most a quarter may be. */
 static void grad_check_eps(const char *what, const qkd_layer_spec *layers, int n, qkd_shape in, int batch, int training,
                            double xscale, double eps, int kinks) {
-  qkd_net_spec spec = {what, n, (qkd_layer_spec *)layers, 0, NULL};
+  qkd_net_spec spec = {what, n, (qkd_layer_spec *)layers, 0, NULL, {0}};
   char err[256];
   qkd_nn *nn = qkd_nn_create(&spec, in, 1, batch, err, sizeof err);
   CHECK(nn != NULL);
@@ -181,7 +181,7 @@ static double bn_ref_loss(const double *x, int B, int C, int P, const double *g,
  * them, and both modes' backward against central differences (step 1e-5) of bn_ref in double. */
 static void bn_check(const char *what, qkd_shape in, int B) {
   qkd_layer_spec ls[] = {L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
-  qkd_net_spec spec = {what, 1, ls, 0, NULL};
+  qkd_net_spec spec = {what, 1, ls, 0, NULL, {0}};
   char err[200];
   qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
   CHECK(nn != NULL);
@@ -252,8 +252,8 @@ static void test_batchnorm(void) {
   CHECK(qkd_net_state_count(ls, 1, in, 0) == 0);
   /* members of a mean net keep their state inside the parent's block, in order */
   qkd_layer_spec ls2[] = {L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 5, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
-  qkd_net_spec mem[2] = {{"a", 5, ls, 0, NULL}, {"b", 3, ls2, 0, NULL}};
-  qkd_net_spec mean = {"m", 0, NULL, 2, mem};
+  qkd_net_spec mem[2] = {{"a", 5, ls, 0, NULL, {0}}, {"b", 3, ls2, 0, NULL, {0}}};
+  qkd_net_spec mean = {"m", 0, NULL, 2, mem, {0}};
   char err[200];
   qkd_nn *m = qkd_nn_create(&mean, in, 0, 2, err, sizeof err);
   CHECK(m && qkd_nn_state_count(m) == 18 + 10);
@@ -277,7 +277,7 @@ static void test_batchnorm_threads(void) {
   qkd_shape in = {3, 8, 8, 0};
   qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, 16, 3, 1, 1, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0),
                          L(QKD_LAYER_CONV, 16, 3, 1, 1, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0)};
-  qkd_net_spec spec = {"bn sliced", 6, ls, 0, NULL};
+  qkd_net_spec spec = {"bn sliced", 6, ls, 0, NULL, {0}};
   int B = 96;
   long ni = qkd_shape_size(in) * B, no = 16L * 64 * B;
   float *x = malloc(sizeof(float) * (size_t)ni), *r = malloc(sizeof(float) * (size_t)no);
@@ -331,7 +331,7 @@ static void test_threads(void) {
                          L(QKD_LAYER_CONV, 8, 3, 1, 1, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0), L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0),
                          L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.3),
                          L(QKD_LAYER_DENSE, 32, 0, 1, 0, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 10, 0, 1, 0, 0)};
-  qkd_net_spec spec = {"sliced", 11, ls, 0, NULL};
+  qkd_net_spec spec = {"sliced", 11, ls, 0, NULL, {0}};
   char err[256];
   int B = 96;
   qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
@@ -388,7 +388,7 @@ static void test_conv_direct(void) {
       int C = h[0], H = h[1], W = h[2], F = h[3], k = h[4], st = h[5], pad = h[6], B = h[7];
       qkd_shape in = {C, H, W, 0};
       qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
-      qkd_net_spec spec = {"c", 1, ls, 0, NULL};
+      qkd_net_spec spec = {"c", 1, ls, 0, NULL, {0}};
       char err[200];
       qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
       CHECK(nn != NULL);
@@ -445,7 +445,7 @@ static void test_forward_reference(void) {
   qkd_shape in = {3, 9, 8, 0};
   int F = 4, k = 3, st = 2, pad = 1, B = 2;
   qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
-  qkd_net_spec spec = {"c", 1, ls, 0, NULL};
+  qkd_net_spec spec = {"c", 1, ls, 0, NULL, {0}};
   char err[200];
   qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
   qkd_nn_init(nn, 3);
@@ -484,7 +484,7 @@ static void test_forward_reference(void) {
   /* maxpool / avgpool / dense / tanh */
   qkd_shape pin = {1, 5, 5, 0};
   qkd_layer_spec mp[] = {L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0)}, ap[] = {L(QKD_LAYER_AVGPOOL, 2, 0, 1, 0, 0)};
-  qkd_net_spec ms = {"m", 1, mp, 0, NULL}, as = {"a", 1, ap, 0, NULL};
+  qkd_net_spec ms = {"m", 1, mp, 0, NULL, {0}}, as = {"a", 1, ap, 0, NULL, {0}};
   qkd_nn *m = qkd_nn_create(&ms, pin, 0, 1, err, sizeof err), *a = qkd_nn_create(&as, pin, 0, 1, err, sizeof err);
   float px[25];
   for (int i = 0; i < 25; i++) px[i] = (float)((i * 7) % 11);
@@ -497,7 +497,7 @@ static void test_forward_reference(void) {
   qkd_nn_free(a);
   qkd_shape din = {6, 1, 1, 1};
   qkd_layer_spec dl[] = {L(QKD_LAYER_DENSE, 3, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0)};
-  qkd_net_spec ds = {"d", 2, dl, 0, NULL};
+  qkd_net_spec ds = {"d", 2, dl, 0, NULL, {0}};
   qkd_nn *dn = qkd_nn_create(&ds, din, 0, 2, err, sizeof err);
   qkd_nn_init(dn, 9);
   float dx[12];
@@ -514,7 +514,7 @@ static void test_forward_reference(void) {
   /* the fast tanh over a wide range */
   qkd_shape tin = {2001, 1, 1, 1};
   qkd_layer_spec tl[] = {L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0)};
-  qkd_net_spec ts = {"t", 1, tl, 0, NULL}, ss = {"s", 1, tl + 1, 0, NULL};
+  qkd_net_spec ts = {"t", 1, tl, 0, NULL, {0}}, ss = {"s", 1, tl + 1, 0, NULL, {0}};
   qkd_nn *tn = qkd_nn_create(&ts, tin, 0, 1, err, sizeof err), *sn = qkd_nn_create(&ss, tin, 0, 1, err, sizeof err);
   float tx[2001];
   for (int i = 0; i < 2001; i++) tx[i] = (float)((i - 1000) * 0.02);
@@ -532,7 +532,7 @@ static void test_forward_reference(void) {
 static void test_dropout(void) {
   qkd_shape in = {10000, 1, 1, 1};
   qkd_layer_spec l[] = {L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.25)};
-  qkd_net_spec s = {"d", 1, l, 0, NULL};
+  qkd_net_spec s = {"d", 1, l, 0, NULL, {0}};
   char err[100];
   qkd_nn *nn = qkd_nn_create(&s, in, 0, 1, err, sizeof err);
   qkd_nn_init(nn, 1);
@@ -615,6 +615,12 @@ static void test_optim(void) {
   g = 0.5f; qkd_nn_optim_step(&o, &p, &g); CHECK_NEAR(p, 0.95, 1e-7);    /* buf = 0.5 */
   g = -1.0f; qkd_nn_optim_step(&o, &p, &g); CHECK_NEAR(p, 1.005, 1e-7);  /* buf = 0.45 - 1 */
   qkd_nn_optim_free(&o);
+  /* schedules: cosine from 1 toward 0 over the run, constant 1 */
+  CHECK(qkd_nn_schedule(QKD_SCHEDULE_CONSTANT, 17, 100) == 1.0);
+  CHECK(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 0, 100) == 1.0);
+  CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 50, 100), 0.5, 1e-15);
+  CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 25, 100), (1 + sqrt(0.5)) / 2, 1e-15);
+  CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 99, 100), (1 + cos(M_PI * 0.99)) / 2, 1e-15);
   /* shuffle: a permutation, deterministic, epoch-dependent */
   int a[100], b[100], c[100], seen[100] = {0};
   qkd_nn_shuffle(a, 100, 1, 0);
@@ -762,8 +768,8 @@ static void test_mean_and_counts(void) {
   qkd_layer_spec a[] = {L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 4, 0, 1, 0, 0)};
   qkd_layer_spec b[] = {L(QKD_LAYER_CONV, 2, 3, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0),
                         L(QKD_LAYER_DENSE, 4, 0, 1, 0, 0)};
-  qkd_net_spec mem[2] = {{"a", 2, a, 0, NULL}, {"b", 4, b, 0, NULL}};
-  qkd_net_spec mean = {"m", 0, NULL, 2, mem};
+  qkd_net_spec mem[2] = {{"a", 2, a, 0, NULL, {0}}, {"b", 4, b, 0, NULL, {0}}};
+  qkd_net_spec mean = {"m", 0, NULL, 2, mem, {0}};
   qkd_shape in = {1, 5, 5, 0};
   char err[200];
   qkd_nn *m = qkd_nn_create(&mean, in, 0, 3, err, sizeof err);
@@ -823,7 +829,7 @@ static void test_mean_and_counts(void) {
                             L(QKD_LAYER_CONV, 16, 5, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_AVGPOOL, 2, 0, 1, 0, 0),
                             L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 120, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0),
                             L(QKD_LAYER_DENSE, 84, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 8, 0, 1, 0, 0)};
-  qkd_net_spec ls = {"lenet5", 12, lenet, 0, NULL};
+  qkd_net_spec ls = {"lenet5", 12, lenet, 0, NULL, {0}};
   qkd_shape mn = {1, 28, 28, 0};
   qkd_nn *ln = qkd_nn_create(&ls, mn, 0, 4, err, sizeof err);
   CHECK(ln && qkd_nn_param_count(ln) == 44256);
@@ -835,14 +841,14 @@ static void test_mean_and_counts(void) {
                            L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.5), L(QKD_LAYER_DENSE, 4096, 0, 1, 0, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0),
                            L(QKD_LAYER_DENSE, 8, 0, 1, 0, 0)};
   CHECK(qkd_net_param_count(alex, 16, mn, 0) == 94663880);
-  qkd_net_spec both[2] = {{"alexnet_small", 16, alex, 0, NULL}, ls};
-  qkd_net_spec ens = {"ensemble", 0, NULL, 2, both};
+  qkd_net_spec both[2] = {{"alexnet_small", 16, alex, 0, NULL, {0}}, ls};
+  qkd_net_spec ens = {"ensemble", 0, NULL, 2, both, {0}};
   qkd_nn *en = qkd_nn_create(&ens, mn, 0, 2, err, sizeof err);
   CHECK(en && qkd_nn_param_count(en) == 94708136);
   qkd_nn_free(en);
   /* errors come back as messages */
   qkd_layer_spec badl[] = {L(QKD_LAYER_CONV, 2, 9, 1, 0, 0)};
-  qkd_net_spec bad = {"tiny", 1, badl, 0, NULL};
+  qkd_net_spec bad = {"tiny", 1, badl, 0, NULL, {0}};
   qkd_shape small = {1, 4, 4, 0};
   CHECK(qkd_nn_create(&bad, small, 0, 1, err, sizeof err) == NULL && strstr(err, "larger") != NULL);
 }
@@ -855,7 +861,7 @@ static void test_learns(void) {
   CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
   qkd_layer_spec l[] = {L(QKD_LAYER_CONV, 4, 3, 1, 1, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0), L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0),
                         L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 10, 0, 1, 0, 0)};
-  qkd_net_spec s = {"small", 5, l, 0, NULL};
+  qkd_net_spec s = {"small", 5, l, 0, NULL, {0}};
   qkd_shape in = {1, 8, 8, 0};
   int B = 32;
   qkd_nn *nn = qkd_nn_create(&s, in, 0, B, err, sizeof err);
