@@ -47,8 +47,8 @@ int main(int argc, char **argv) {
                            LS(DROPOUT, 0, 0, 1, 0, 0.5), LS(DENSE, 4096, 0, 1, 0, 0), LS(RELU, 0, 0, 1, 0, 0),
                            LS(DENSE, 10, 0, 1, 0, 0)};
   qkd_net_spec spec;
-  if (!strcmp(model, "lenet5")) spec = (qkd_net_spec){"lenet5", 12, lenet, 0, NULL};
-  else if (!strcmp(model, "alexnet_small")) spec = (qkd_net_spec){"alexnet_small", 16, alex, 0, NULL};
+  if (!strcmp(model, "lenet5")) spec = (qkd_net_spec){"lenet5", 12, lenet, 0, NULL, {0}};
+  else if (!strcmp(model, "alexnet_small")) spec = (qkd_net_spec){"alexnet_small", 16, alex, 0, NULL, {0}};
   else { fprintf(stderr, "teacher_bench: error: unknown model %s\n", model); return 1; }
   char err[2048];
   qkd_data_opts o = {.source = dataset, .train_limit = train_limit, .test_limit = test_limit, .scale = QKD_DATA_SCALE_UNIT};

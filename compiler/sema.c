@@ -476,13 +476,49 @@ static int build_net(sema *S, const qkd_ast *ref, qkd_shape in, int classes, qkd
 
 /* ---- training recipes ------------------------------------------------------------------------ */
 
-static int check_train(sema *S, const qkd_ast *owner, qkd_m_train *t) {
+/* augment: [crop(pad: p), flip] (a list, or one of them) and schedule: constant | cosine, into
+ * fit; a train block without a fit (an experiment's) takes neither. */
+static void check_fit(sema *S, const qkd_ast *b, qkd_fit *fit) {
+  const qkd_ast *f;
+  if ((f = field(&b->items, "augment"))) {
+    const qkd_ast *v = f->a;
+    int n = v->kind == QKD_AST_LIST ? v->items.len : 1;
+    for (int i = 0; fit && i < n; i++) {
+      const qkd_ast *a = v->kind == QKD_AST_LIST ? v->items.items[i] : v;
+      const char *name = a->kind == QKD_AST_CALL || a->kind == QKD_AST_IDENT ? a->name : "";
+      static const char *const pad[] = {"pad", NULL};
+      static const double nodef[] = {NAN};
+      double p;
+      if (!strcmp(name, "crop") && bind_builtin(S, a, pad, nodef, &p) == 0) {
+        if (fit->crop_pad) qkd_diag_error(S->D, a->span, "crop is given twice");
+        else if (p != floor(p) || p < 1 || p > 1024) qkd_diag_error(S->D, a->span, "crop needs an integer pad >= 1, not %g", p);
+        else fit->crop_pad = (int)p;
+      } else if (!strcmp(name, "flip")) {
+        if (a->kind == QKD_AST_CALL && a->items.len) qkd_diag_error(S->D, a->span, "flip takes no arguments");
+        else if (fit->flip) qkd_diag_error(S->D, a->span, "flip is given twice");
+        fit->flip = 1;
+      } else if (strcmp(name, "crop") != 0) {
+        qkd_diag_error(S->D, a->span, "unknown augmentation: use crop(pad: p) or flip");
+      }
+    }
+    if (!fit) qkd_diag_error(S->D, f->name_span, "augment applies to a teacher's training only");
+  }
+  if ((f = field(&b->items, "schedule"))) {
+    const qkd_ast *v = f->a;
+    int bare = v->kind == QKD_AST_IDENT || (v->kind == QKD_AST_CALL && v->items.len == 0);
+    if (!fit) qkd_diag_error(S->D, f->name_span, "schedule applies to a teacher's training only");
+    else if (bare && !strcmp(v->name, "cosine")) fit->schedule = QKD_SCHEDULE_COSINE;
+    else if (!(bare && !strcmp(v->name, "constant"))) qkd_diag_error(S->D, v->span, "unknown schedule: use constant or cosine");
+  }
+}
+
+static int check_train(sema *S, const qkd_ast *owner, qkd_m_train *t, qkd_fit *fit) {
   const qkd_ast *b = item(&owner->items, "train", QKD_AST_BLOCK);
   if (!b) {
     qkd_diag_error(S->D, owner->name_span, "%s '%s' needs a train { … } block", qkd_decl_kind_names[owner->decl_kind], owner->name);
     return -1;
   }
-  static const char *const allowed[] = {"optimizer", "epochs", "batch", "seed", NULL};
+  static const char *const allowed[] = {"optimizer", "epochs", "batch", "seed", "augment", "schedule", NULL};
   static const char *const none[] = {NULL};
   int errs = S->D->errors;
   check_fields(S, &b->items, "train", allowed, none);
@@ -516,6 +552,7 @@ static int check_train(sema *S, const qkd_ast *owner, qkd_m_train *t) {
   if ((f = require(S, b, &b->items, "epochs", "train block")) && int_in(S, f, 1, 100000, ">= 1", &x) == 0) t->epochs = (int)x;
   if ((f = require(S, b, &b->items, "batch", "train block")) && int_in(S, f, 1, 1000000, ">= 1", &x) == 0) t->batch = (int)x;
   if ((f = field(&b->items, "seed")) && int_in(S, f, 0, 2147483647, ">= 0", &x) == 0) t->seed = (int)x;
+  check_fit(S, b, fit);
   return S->D->errors == errs ? 0 : -1;
 }
 
@@ -537,7 +574,11 @@ static qkd_m_teacher *check_teacher(sema *S, const qkd_ast *d) {
     if (build_net(S, f->a, in, t->data->n_classes, &t->net, &t->params, 0) != 0) ok = 0;
   }
   if (!f) ok = 0;
-  if (check_train(S, d, &t->train) != 0) ok = 0;
+  if (check_train(S, d, &t->train, &t->net.fit) != 0) ok = 0;
+  else if (t->data && (t->net.fit.crop_pad >= t->data->h || t->net.fit.crop_pad >= t->data->w))
+    qkd_diag_error(S->D, field(&item(&d->items, "train", QKD_AST_BLOCK)->items, "augment")->a->span,
+                   "crop pad %d is not smaller than the %dx%d images",
+                   t->net.fit.crop_pad, t->data->h, t->data->w), ok = 0;
   if ((f = field(&d->items, "cache"))) {
     qkd_value v = qkd_eval_expr(&S->ev, NULL, f->a);
     if (v.kind == QKD_V_STR && v.str[0]) t->cache = resolve_path(S, f, v.str);
@@ -849,7 +890,7 @@ static qkd_m_experiment *check_experiment(sema *S, const qkd_ast *d) {
   }
   if ((f = require(S, d, &d->items, "loss", "experiment")))
     e->loss = build_loss(S, NULL, f->a, e->teacher != NULL || field(&d->items, "teacher") != NULL, &e->uses_teacher);
-  check_train(S, d, &e->train);
+  check_train(S, d, &e->train, NULL);
   if ((f = field(&d->items, "baseline"))) {
     static const char *const tf[] = {"false", "true", NULL};
     int k = choice(S, f->a, tf, "baseline");

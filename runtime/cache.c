@@ -50,6 +50,7 @@ uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *
   h = h_i64(h, r->optimizer);
   h = h_f64(h, r->lr); h = h_f64(h, r->beta1); h = h_f64(h, r->beta2); h = h_f64(h, r->momentum);
   h = h_i64(h, r->epochs); h = h_i64(h, r->batch); h = h_i64(h, (int64_t)r->seed);
+  h = h_i64(h, net->fit.crop_pad); h = h_i64(h, net->fit.flip); h = h_i64(h, net->fit.schedule);
   if (o) {
     h = h_str(h, o->source);
     h = h_i64(h, o->n_classes);
@@ -83,29 +84,44 @@ static void put_u64(unsigned char *b, uint64_t v) { for (int i = 0; i < 8; i++) 
 static uint32_t get_u32(const unsigned char *b) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | b[i]; return v; }
 static uint64_t get_u64(const unsigned char *b) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | b[i]; return v; }
 
-#define HEADER 28 /* magic 4, version 4, key 8, n 8, epochs 4 */
+#define HEADER 36 /* magic 4, version 4, key 8, n 8, n_state 8, epochs 4 */
 
-int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, const double *acc, int epochs,
-                   char *err, size_t errlen) {
-  size_t len = HEADER + 8 * (size_t)epochs + 4 * (size_t)n + 8;
+static void put_floats(unsigned char *b, const float *v, long n) {
+  for (long i = 0; i < n; i++) {
+    uint32_t bits;
+    memcpy(&bits, &v[i], 4);
+    put_u32(b + 4 * i, bits);
+  }
+}
+
+static void get_floats(const unsigned char *b, float *v, long n) {
+  for (long i = 0; i < n; i++) {
+    uint32_t bits = get_u32(b + 4 * i);
+    memcpy(&v[i], &bits, 4);
+  }
+}
+
+int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, const float *state, long n_state,
+                   const double *acc, int epochs, char *err, size_t errlen) {
+  size_t len = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
   unsigned char *b = malloc(len);
   if (!b) return fail(err, errlen, path, "out of memory writing the cache%s", NULL);
   memcpy(b, "QKDW", 4);
   put_u32(b + 4, QKD_CACHE_VERSION);
   put_u64(b + 8, key);
   put_u64(b + 16, (uint64_t)n);
-  put_u32(b + 24, (uint32_t)epochs);
+  put_u64(b + 24, (uint64_t)n_state);
+  put_u32(b + 32, (uint32_t)epochs);
   size_t off = HEADER;
   for (int e = 0; e < epochs; e++, off += 8) {
     uint64_t bits;
     memcpy(&bits, &acc[e], 8);
     put_u64(b + off, bits);
   }
-  for (long i = 0; i < n; i++, off += 4) {
-    uint32_t bits;
-    memcpy(&bits, &params[i], 4);
-    put_u32(b + off, bits);
-  }
+  put_floats(b + off, params, n);
+  off += 4 * (size_t)n;
+  put_floats(b + off, state, n_state);
+  off += 4 * (size_t)n_state;
   put_u64(b + off, qkd_hash_bytes(QKD_HASH_INIT, b, off));
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%.4000s.tmp.%ld", path, (long)getpid());
@@ -125,11 +141,11 @@ int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, 
   return 0;
 }
 
-int qkd_cache_load(const char *path, uint64_t key, float *params, long n, double *acc, int epochs, char *err,
-                   size_t errlen) {
+int qkd_cache_load(const char *path, uint64_t key, float *params, long n, float *state, long n_state, double *acc,
+                   int epochs, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   if (!f) return fail(err, errlen, path, "cannot read the cache: %s", strerror(errno));
-  size_t want = HEADER + 8 * (size_t)epochs + 4 * (size_t)n + 8;
+  size_t want = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
   unsigned char *b = malloc(want + 1);
   if (!b) { fclose(f); return fail(err, errlen, path, "out of memory reading the cache%s", NULL); }
   size_t got = fread(b, 1, want + 1, f);
@@ -138,7 +154,8 @@ int qkd_cache_load(const char *path, uint64_t key, float *params, long n, double
   if (got < HEADER || memcmp(b, "QKDW", 4) != 0) fail(err, errlen, path, "not a qkd weights cache%s", NULL);
   else if (get_u32(b + 4) != QKD_CACHE_VERSION) fail(err, errlen, path, "cache format version differs%s", NULL);
   else if (get_u64(b + 8) != key) fail(err, errlen, path, "cache key differs (the net, recipe, seed or data changed)%s", NULL);
-  else if (get_u64(b + 16) != (uint64_t)n || get_u32(b + 24) != (uint32_t)epochs) fail(err, errlen, path, "cache holds another parameter or epoch count%s", NULL);
+  else if (get_u64(b + 16) != (uint64_t)n || get_u64(b + 24) != (uint64_t)n_state || get_u32(b + 32) != (uint32_t)epochs)
+    fail(err, errlen, path, "cache holds another parameter, state or epoch count%s", NULL);
   else if (got != want) fail(err, errlen, path, "cache file has the wrong length (torn or padded)%s", NULL);
   else if (get_u64(b + want - 8) != qkd_hash_bytes(QKD_HASH_INIT, b, want - 8)) fail(err, errlen, path, "cache checksum failure (corrupted)%s", NULL);
   else {
@@ -147,10 +164,8 @@ int qkd_cache_load(const char *path, uint64_t key, float *params, long n, double
       uint64_t bits = get_u64(b + off);
       memcpy(&acc[e], &bits, 8);
     }
-    for (long i = 0; i < n; i++, off += 4) {
-      uint32_t bits = get_u32(b + off);
-      memcpy(&params[i], &bits, 4);
-    }
+    get_floats(b + off, params, n);
+    get_floats(b + off + 4 * (size_t)n, state, n_state);
     rc = 0;
   }
   free(b);

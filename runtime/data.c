@@ -614,6 +614,46 @@ void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *id
   }
 }
 
+void qkd_data_augment(float *x, int n, int c, int h, int w, const int *idx, int crop_pad, int flip, uint64_t seed,
+                      uint64_t epoch) {
+  long plane = (long)h * w;
+  for (int i = 0; i < n; i++) {
+    uint64_t r = qkd_rng_u64(seed, QKD_STREAM_AUGMENT, (epoch << 32) + (uint64_t)idx[i]);
+    int span = 2 * crop_pad + 1;
+    int dy = crop_pad ? (int)(r % (uint64_t)span) - crop_pad : 0;
+    int dx = crop_pad ? (int)((r >> 20) % (uint64_t)span) - crop_pad : 0;
+    int mirror = flip && ((r >> 40) & 1);
+    for (int ch = 0; ch < c; ch++) {
+      float *pl = x + ((long)i * c + ch) * plane;
+      if (dy || dx) {
+        /* row oi reads row oi + dy: ascending when dy > 0, descending otherwise, so every row is
+         * read before it is overwritten; memmove shifts within a row */
+        int lo = dx > 0 ? dx : 0, keep = w - (dx > 0 ? dx : -dx), at = dx < 0 ? -dx : 0;
+        for (int k = 0; k < h; k++) {
+          int oi = dy > 0 ? k : h - 1 - k, ii = oi + dy;
+          float *row = pl + (long)oi * w;
+          if (ii < 0 || ii >= h || keep <= 0) {
+            memset(row, 0, sizeof(float) * (size_t)w);
+            continue;
+          }
+          memmove(row + at, pl + (long)ii * w + lo, sizeof(float) * (size_t)keep);
+          if (at) memset(row, 0, sizeof(float) * (size_t)at);
+          if (at + keep < w) memset(row + at + keep, 0, sizeof(float) * (size_t)(w - at - keep));
+        }
+      }
+      if (mirror)
+        for (int k = 0; k < h; k++) {
+          float *row = pl + (long)k * w;
+          for (int j = 0; j < w / 2; j++) {
+            float t = row[j];
+            row[j] = row[w - 1 - j];
+            row[w - 1 - j] = t;
+          }
+        }
+    }
+  }
+}
+
 /* ---------------------------------------------------------------------------------- probe */
 
 static int idx_header(const char *path, int want_ndim, int d[3], char *err, size_t errlen) {

@@ -67,17 +67,27 @@ int qkd_net_shapes(const qkd_layer_spec *layers, int n, qkd_shape in, int implic
   return -1;
 }
 
-long qkd_net_param_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten) {
+/* trainable parameters (state = 0) or state values (state = 1) of a layer list */
+static long count_values(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten, int state) {
   qkd_shape s = in;
   long count = 0;
   char err[160];
   for (int i = 0; i < n; i++) {
     const qkd_layer_spec *l = &layers[i];
-    if (l->kind == QKD_LAYER_CONV) count += (long)l->units * s.c * l->kernel * l->kernel + l->units;
-    if (l->kind == QKD_LAYER_DENSE) count += (long)l->units * qkd_shape_size(s) + l->units;
+    if (!state && l->kind == QKD_LAYER_CONV) count += (long)l->units * s.c * l->kernel * l->kernel + l->units;
+    if (!state && l->kind == QKD_LAYER_DENSE) count += (long)l->units * qkd_shape_size(s) + l->units;
+    if (l->kind == QKD_LAYER_BATCHNORM) count += 2L * s.c; /* gamma, beta / running mean, variance */
     qkd_shape next;
     if (qkd_net_shapes(l, 1, s, implicit_flatten, NULL, &next, err, sizeof err) >= 0) return -1;
     s = next;
   }
   return count;
+}
+
+long qkd_net_param_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten) {
+  return count_values(layers, n, in, implicit_flatten, 0);
+}
+
+long qkd_net_state_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten) {
+  return count_values(layers, n, in, implicit_flatten, 1);
 }

@@ -27,6 +27,11 @@ typedef struct {
   float *y;                /* [max_batch][out_size]; flatten aliases its input */
   float *aux;              /* dropout: mask [max_batch][out_size] */
   int *arg;                /* maxpool: argmax [max_batch][out_size] (index in the input sample) */
+  /* batchnorm: w = gamma, b = beta [C]; rm, rv = running mean and variance [C] in the state
+   * block; per-sample partial sums [max_batch][2C]; the training batch's mean and 1/sqrt(var +
+   * eps) [C] (kept for backward); the backward's reduced sums / count [2C] */
+  float *rm, *rv;
+  double *part, *bmean, *bistd, *gsum;
 } layer;
 
 /* one thread's scratch: im2col columns, GEMM output, and (threads > 0) a private gradient block */
@@ -37,8 +42,8 @@ typedef struct {
 struct qkd_nn {
   qkd_shape in, out;
   int max_batch;
-  long n_params;
-  float *params, *grads;
+  long n_params, n_state;
+  float *params, *grads, *state;
   int owns_blocks;
   /* a layer list */
   int n_layers;
@@ -53,6 +58,7 @@ struct qkd_nn {
   const float *x;
   int batch;
   uint64_t seed, step;
+  int training;            /* the last forward was in training mode */
   int slices;              /* batch slices (threads) of the last forward */
   double macs;             /* multiply-adds per sample, forward */
   /* scratch: work[0] is the caller's; work[t > 0] are allocated when threads first slice a batch */
@@ -185,21 +191,25 @@ QKD_AVX2 static void sigmoid_fwd_avx2(const float *x, float *y, long n) {
 
 /* ------------------------------------------------------------------------------- creation */
 
-static long spec_params(const qkd_net_spec *s, qkd_shape in, int implicit_flatten) {
+/* trainable parameters (state = 0) or state values (state = 1) of a spec, members included */
+static long spec_count(const qkd_net_spec *s, qkd_shape in, int implicit_flatten, int state) {
   if (s->n_members > 0) {
     long t = 0;
     for (int i = 0; i < s->n_members; i++) {
-      long p = spec_params(&s->members[i], in, implicit_flatten);
+      long p = spec_count(&s->members[i], in, implicit_flatten, state);
       if (p < 0) return -1;
       t += p;
     }
     return t;
   }
-  return qkd_net_param_count(s->layers, s->n_layers, in, implicit_flatten);
+  return state ? qkd_net_state_count(s->layers, s->n_layers, in, implicit_flatten)
+               : qkd_net_param_count(s->layers, s->n_layers, in, implicit_flatten);
 }
+static long spec_params(const qkd_net_spec *s, qkd_shape in, int implicit_flatten) { return spec_count(s, in, implicit_flatten, 0); }
+static long spec_state(const qkd_net_spec *s, qkd_shape in, int implicit_flatten) { return spec_count(s, in, implicit_flatten, 1); }
 
 static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, float *params,
-                         float *grads, char *err, size_t errlen);
+                         float *grads, float *state, char *err, size_t errlen);
 
 static int conv_chunk(int max_batch, const layer *l);
 static void detect_simd(void);
@@ -240,21 +250,24 @@ static int alloc_scratch(qkd_nn *nn) {
 }
 
 static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, float *params,
-                         float *grads, char *err, size_t errlen) {
+                         float *grads, float *state, char *err, size_t errlen) {
   qkd_nn *nn = calloc(1, sizeof *nn);
   if (!nn) { snprintf(err, errlen, "out of memory"); return NULL; }
   nn->in = in;
   nn->max_batch = max_batch;
   nn->n_params = spec_params(spec, in, implicit_flatten);
+  nn->n_state = spec_state(spec, in, implicit_flatten);
   nn->params = params;
   nn->grads = grads;
+  nn->state = state;
   if (spec->n_members > 0) {
     nn->n_members = spec->n_members;
     nn->members = calloc((size_t)spec->n_members, sizeof(qkd_nn *));
     if (!nn->members) { snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
-    long off = 0;
+    long off = 0, soff = 0;
     for (int i = 0; i < spec->n_members; i++) {
-      nn->members[i] = create_in(&spec->members[i], in, implicit_flatten, max_batch, params + off, grads + off, err, errlen);
+      nn->members[i] = create_in(&spec->members[i], in, implicit_flatten, max_batch, params + off, grads + off,
+                                 state + soff, err, errlen);
       if (!nn->members[i]) { qkd_nn_free(nn); return NULL; }
       qkd_shape o = nn->members[i]->out;
       if (i > 0 && (o.c != nn->out.c || o.h != nn->out.h || o.w != nn->out.w)) {
@@ -265,6 +278,7 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
       }
       nn->out = o;
       off += nn->members[i]->n_params;
+      soff += nn->members[i]->n_state;
     }
     long osz = qkd_shape_size(nn->out);
     nn->mean_out = malloc(sizeof(float) * (size_t)(osz * max_batch));
@@ -287,7 +301,7 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
   nn->n_layers = n;
   nn->layers = calloc((size_t)(n ? n : 1), sizeof(layer));
   if (!nn->layers) { free(shapes); snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
-  long off = 0;
+  long off = 0, soff = 0;
   qkd_shape cur = in;
   for (int i = 0; i < n; i++) {
     layer *l = &nn->layers[i];
@@ -306,6 +320,18 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
       l->w = params + off; l->dw = grads + off; off += wn;
       l->b = params + off; l->db = grads + off; off += l->s.units;
       l->n_params = wn + l->s.units;
+    } else if (l->s.kind == QKD_LAYER_BATCHNORM) {
+      long C = l->in.c;
+      l->w = params + off; l->dw = grads + off; off += C;
+      l->b = params + off; l->db = grads + off; off += C;
+      l->n_params = 2 * C;
+      l->rm = state + soff; soff += C;
+      l->rv = state + soff; soff += C;
+      l->part = malloc(sizeof(double) * (size_t)(2 * C * max_batch));
+      l->bmean = malloc(sizeof(double) * (size_t)C);
+      l->bistd = malloc(sizeof(double) * (size_t)C);
+      l->gsum = malloc(sizeof(double) * (size_t)(2 * C));
+      if (!l->part || !l->bmean || !l->bistd || !l->gsum) { free(shapes); snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
     }
     size_t act = sizeof(float) * (size_t)(l->out_size * max_batch);
     if (l->s.kind != QKD_LAYER_FLATTEN) {
@@ -332,12 +358,13 @@ qkd_nn *qkd_nn_create(const qkd_net_spec *spec, qkd_shape in, int implicit_flatt
     int bad = qkd_net_shapes(spec->layers, spec->n_layers, in, implicit_flatten, NULL, &out, why, sizeof why);
     if (bad >= 0) { snprintf(err, errlen, "%s: layer %d: %s", spec->name ? spec->name : "net", bad + 1, why); return NULL; }
   }
-  long np = spec_params(spec, in, implicit_flatten);
-  if (np < 0) { snprintf(err, errlen, "%s: a member's layers do not fit the input", spec->name ? spec->name : "net"); return NULL; }
+  long np = spec_params(spec, in, implicit_flatten), ns = spec_state(spec, in, implicit_flatten);
+  if (np < 0 || ns < 0) { snprintf(err, errlen, "%s: a member's layers do not fit the input", spec->name ? spec->name : "net"); return NULL; }
   float *p = calloc((size_t)np + 1, sizeof(float)), *g = calloc((size_t)np + 1, sizeof(float));
-  if (!p || !g) { free(p); free(g); snprintf(err, errlen, "out of memory (%ld parameters)", np); return NULL; }
-  qkd_nn *nn = create_in(spec, in, implicit_flatten, max_batch, p, g, err, errlen);
-  if (!nn) { free(p); free(g); return NULL; }
+  float *st = calloc((size_t)ns + 1, sizeof(float));
+  if (!p || !g || !st) { free(p); free(g); free(st); snprintf(err, errlen, "out of memory (%ld parameters)", np); return NULL; }
+  qkd_nn *nn = create_in(spec, in, implicit_flatten, max_batch, p, g, st, err, errlen);
+  if (!nn) { free(p); free(g); free(st); return NULL; }
   nn->owns_blocks = 1;
   return nn;
 }
@@ -350,6 +377,10 @@ void qkd_nn_free(qkd_nn *nn) {
     if (nn->layers[i].s.kind != QKD_LAYER_FLATTEN) free(nn->layers[i].y); /* flatten aliases */
     free(nn->layers[i].aux);
     free(nn->layers[i].arg);
+    free(nn->layers[i].part);
+    free(nn->layers[i].bmean);
+    free(nn->layers[i].bistd);
+    free(nn->layers[i].gsum);
   }
   free(nn->layers);
   free(nn->mean_out);
@@ -365,6 +396,7 @@ void qkd_nn_free(qkd_nn *nn) {
   if (nn->owns_blocks) {
     free(nn->params);
     free(nn->grads);
+    free(nn->state);
   }
   free(nn);
 }
@@ -372,6 +404,8 @@ void qkd_nn_free(qkd_nn *nn) {
 long qkd_nn_param_count(const qkd_nn *nn) { return nn->n_params; }
 float *qkd_nn_params(qkd_nn *nn) { return nn->params; }
 float *qkd_nn_grads(qkd_nn *nn) { return nn->grads; }
+long qkd_nn_state_count(const qkd_nn *nn) { return nn->n_state; }
+float *qkd_nn_state(qkd_nn *nn) { return nn->state; }
 qkd_shape qkd_nn_out(const qkd_nn *nn) { return nn->out; }
 int qkd_nn_max_batch(const qkd_nn *nn) { return nn->max_batch; }
 void qkd_nn_zero_grad(qkd_nn *nn) { memset(nn->grads, 0, sizeof(float) * (size_t)nn->n_params); }
@@ -381,6 +415,10 @@ static void init_rec(qkd_nn *nn, uint64_t seed, float *base) {
   for (int i = 0; i < nn->n_members; i++) init_rec(nn->members[i], seed, base);
   for (int i = 0; i < nn->n_layers; i++) {
     layer *l = &nn->layers[i];
+    if (l->s.kind == QKD_LAYER_BATCHNORM) { /* gamma 1, beta 0; running mean 0, variance 1 */
+      for (long c = 0; c < l->in.c; c++) l->w[c] = 1.0f, l->b[c] = 0.0f, l->rm[c] = 0.0f, l->rv[c] = 1.0f;
+      continue;
+    }
     if (!l->w) continue;
     long fan_in = l->s.kind == QKD_LAYER_CONV ? (long)l->in.c * l->s.kernel * l->s.kernel : l->in_size;
     double bound = 1.0 / sqrt((double)fan_in);
@@ -820,12 +858,12 @@ static void act_bwd(int act, const float *y, const float *dy, float *d, long n) 
 
 static int is_act(int kind) { return kind == QKD_LAYER_RELU || kind == QKD_LAYER_TANH || kind == QKD_LAYER_SIGMOID; }
 
-/* Layer i (conv or dense) computes act(its output) straight into layer i+1's buffer, and
- * layer i+1 (the activation) is skipped. Layer i's own buffer is then never written: nothing
+/* Layer i (conv, dense or batchnorm) computes act(its output) straight into layer i+1's buffer,
+ * and layer i+1 (the activation) is skipped. Layer i's own buffer is then never written: nothing
  * reads it (the activation's backward uses its own output). */
 static int fused(const qkd_nn *nn, int i) {
-  return i + 1 < nn->n_layers && (nn->layers[i].s.kind == QKD_LAYER_CONV || nn->layers[i].s.kind == QKD_LAYER_DENSE) &&
-         is_act(nn->layers[i + 1].s.kind);
+  qkd_layer_kind k = i + 1 < nn->n_layers ? nn->layers[i].s.kind : QKD_LAYER_FLATTEN;
+  return (k == QKD_LAYER_CONV || k == QKD_LAYER_DENSE || k == QKD_LAYER_BATCHNORM) && is_act(nn->layers[i + 1].s.kind);
 }
 
 /* y[nb][out] = act(conv(x) + b) */
@@ -1002,6 +1040,165 @@ static void pool_bwd(const layer *l, const float *dy, float *dx, int nb, const i
   }
 }
 
+/* ----------------------------------------------------------------------------- batchnorm */
+
+/* Per channel c (image input: over the batch and the plane; flat input: feature c over the
+ * batch), training: y = gamma (x - mean) / sqrt(var + eps) + beta with the batch's mean and
+ * biased variance; the running statistics move by momentum toward the mean and the unbiased
+ * variance. Evaluation uses the running statistics. Batch sums are made of per-sample sums (in
+ * double, a fixed order inside the sample) added in sample order, so the statistics (and the
+ * layer's outputs and input gradients, given the same inputs) do not depend on how a batch is
+ * cut into slices over threads. */
+#define BN_EPS 1e-5
+#define BN_MOMENTUM 0.1
+
+/* per-sample sums of x and x^2 per channel of samples [s0, s0 + nb) (x: the slice's first sample) */
+static void bn_stats_part(const layer *l, const float *x, int s0, int nb) {
+  long C = l->in.c, P = (long)l->in.h * l->in.w;
+  for (int s = 0; s < nb; s++) {
+    const float *xs = x + s * l->in_size;
+    double *ps = l->part + 2 * C * (s0 + s);
+    for (long c = 0; c < C; c++) {
+      const float *xc = xs + c * P;
+      double a[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
+      long p = 0;
+      for (; p + 4 <= P; p += 4)
+        for (int j = 0; j < 4; j++) {
+          double v = xc[p + j];
+          a[j] += v;
+          q[j] += v * v;
+        }
+      for (; p < P; p++) {
+        double v = xc[p];
+        a[0] += v;
+        q[0] += v * v;
+      }
+      ps[c] = (a[0] + a[1]) + (a[2] + a[3]);
+      ps[C + c] = (q[0] + q[1]) + (q[2] + q[3]);
+    }
+  }
+}
+
+/* the batch's mean and 1/sqrt(var + eps) from the per-sample sums; the running statistics */
+static void bn_reduce_fwd(layer *l, int batch) {
+  long C = l->in.c;
+  double M = (double)batch * l->in.h * l->in.w;
+  for (long c = 0; c < C; c++) l->bmean[c] = l->bistd[c] = 0.0;
+  for (int s = 0; s < batch; s++) {
+    const double *ps = l->part + 2 * C * s;
+    for (long c = 0; c < C; c++) {
+      l->bmean[c] += ps[c];
+      l->bistd[c] += ps[C + c];
+    }
+  }
+  for (long c = 0; c < C; c++) {
+    double mean = l->bmean[c] / M, var = l->bistd[c] / M - mean * mean;
+    if (var < 0) var = 0;
+    l->bmean[c] = mean;
+    l->bistd[c] = 1.0 / sqrt(var + BN_EPS);
+    double unbiased = M > 1 ? var * M / (M - 1) : var;
+    l->rm[c] = (float)((1.0 - BN_MOMENTUM) * l->rm[c] + BN_MOMENTUM * mean);
+    l->rv[c] = (float)((1.0 - BN_MOMENTUM) * l->rv[c] + BN_MOMENTUM * unbiased);
+  }
+}
+
+static void bn_coeffs(const layer *l, long c, int training, double *mean, double *istd) {
+  *mean = training ? l->bmean[c] : l->rm[c];
+  *istd = training ? l->bistd[c] : 1.0 / sqrt((double)l->rv[c] + BN_EPS);
+}
+
+/* y = act(gamma xhat + beta) for nb samples (x, y: the slice's first sample) */
+static void bn_fwd(const layer *l, const float *x, float *y, int nb, int act, int training) {
+  long C = l->in.c, P = (long)l->in.h * l->in.w;
+  for (long c = 0; c < C; c++) {
+    double mean, istd;
+    bn_coeffs(l, c, training, &mean, &istd);
+    float a = (float)(l->w[c] * istd), b = (float)(l->b[c] - mean * l->w[c] * istd);
+    for (int s = 0; s < nb; s++) {
+      const float *xc = x + s * l->in_size + c * P;
+      float *yc = y + s * l->in_size + c * P;
+      for (long p = 0; p < P; p++) yc[p] = xc[p] * a + b;
+    }
+  }
+  act_fwd(act, y, y, (long)nb * l->out_size);
+}
+
+/* training backward, first half: per-sample sums of dz and dz (x - mean) per channel */
+static void bn_grad_part(const layer *l, const float *x, const float *dz, int s0, int nb) {
+  long C = l->in.c, P = (long)l->in.h * l->in.w;
+  for (int s = 0; s < nb; s++) {
+    double *ps = l->part + 2 * C * (s0 + s);
+    for (long c = 0; c < C; c++) {
+      const float *xc = x + s * l->in_size + c * P, *dc = dz + s * l->in_size + c * P;
+      double mean = l->bmean[c], g[4] = {0, 0, 0, 0}, h[4] = {0, 0, 0, 0};
+      long p = 0;
+      for (; p + 4 <= P; p += 4)
+        for (int j = 0; j < 4; j++) {
+          g[j] += dc[p + j];
+          h[j] += dc[p + j] * ((double)xc[p + j] - mean);
+        }
+      for (; p < P; p++) {
+        g[0] += dc[p];
+        h[0] += dc[p] * ((double)xc[p] - mean);
+      }
+      ps[c] = (g[0] + g[1]) + (g[2] + g[3]);
+      ps[C + c] = (h[0] + h[1]) + (h[2] + h[3]);
+    }
+  }
+}
+
+/* the batch's sums of dz and dz xhat in sample order; dbeta, dgamma += them (into the net's
+ * gradient block: the reduction runs once, on the caller) */
+static void bn_reduce_bwd(layer *l, int batch) {
+  long C = l->in.c;
+  for (long c = 0; c < 2 * C; c++) l->gsum[c] = 0.0;
+  for (int s = 0; s < batch; s++) {
+    const double *ps = l->part + 2 * C * s;
+    for (long c = 0; c < 2 * C; c++) l->gsum[c] += ps[c];
+  }
+  for (long c = 0; c < C; c++) {
+    l->gsum[C + c] *= l->bistd[c];
+    l->db[c] += (float)l->gsum[c];
+    l->dw[c] += (float)l->gsum[C + c];
+  }
+}
+
+/* dx for nb samples: training, gamma istd (dz - mean(dz) - xhat mean(dz xhat)) with the means
+ * over the whole batch (`batch` samples); evaluation, gamma istd dz, and then (evaluation only,
+ * the statistics being constants) dgamma += sum dz xhat, dbeta += sum dz over these samples into
+ * dw/db. dx may be NULL. */
+static void bn_bwd(const layer *l, const float *x, const float *dz, float *dx, int nb, int training, int batch,
+                   float *dw, float *db) {
+  long C = l->in.c, P = (long)l->in.h * l->in.w;
+  double M = (double)batch * P;
+  for (long c = 0; c < C; c++) {
+    double mean, istd;
+    bn_coeffs(l, c, training, &mean, &istd);
+    float k = (float)(l->w[c] * istd), fm = (float)mean, fi = (float)istd;
+    float mg = training ? (float)(l->gsum[c] / M) : 0.0f, mh = training ? (float)(l->gsum[C + c] / M) : 0.0f;
+    double g = 0, h = 0;
+    for (int s = 0; s < nb; s++) {
+      const float *xc = x + s * l->in_size + c * P, *dc = dz + s * l->in_size + c * P;
+      float *oc = dx ? dx + s * l->in_size + c * P : NULL;
+      if (training) {
+        if (oc)
+          for (long p = 0; p < P; p++) oc[p] = k * (dc[p] - mg - (xc[p] - fm) * fi * mh);
+      } else {
+        if (oc)
+          for (long p = 0; p < P; p++) oc[p] = k * dc[p];
+        for (long p = 0; p < P; p++) {
+          g += dc[p];
+          h += dc[p] * ((double)xc[p] - mean) * istd;
+        }
+      }
+    }
+    if (!training) {
+      db[c] += (float)g;
+      dw[c] += (float)h;
+    }
+  }
+}
+
 /* ------------------------------------------------------------------------------- threads */
 
 typedef struct {
@@ -1059,11 +1256,21 @@ static int slices_for(qkd_nn *nn, int batch) {
 
 /* ------------------------------------------------------------------------- forward/backward */
 
-/* Samples [s0, s0 + nb) of the batch through every layer; thread t's scratch. */
-static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t step, int t) {
+/* A pass runs in stages: a training-mode batchnorm needs the whole batch's statistics, so the
+ * slices stop before it (forward: after adding up its input per sample; backward: after its
+ * per-sample gradient sums), the caller reduces the sums in sample order, and the next stage
+ * goes on from the batchnorm. Without such layers a pass is one stage. */
+static int is_sync(const qkd_nn *nn, int i) {
+  return nn->training && nn->layers[i].s.kind == QKD_LAYER_BATCHNORM;
+}
+
+/* Samples [s0, s0 + nb) of the batch through layers [a, b) (layer a may be a batchnorm whose
+ * statistics are ready), then the per-sample sums of layer b's input when b is a stage's end;
+ * thread t's scratch. */
+static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t step, int t, int a, int b) {
   const work *w = &nn->work[t];
-  const float *cur = nn->x;
-  for (int i = 0; i < nn->n_layers; i++) {
+  const float *cur = a ? nn->layers[a - 1].y : nn->x; /* layer a - 1 is never fused into a batchnorm */
+  for (int i = a; i < b; i++) {
     layer *l = &nn->layers[i];
     const float *xin = cur + s0 * l->in_size;
     int fuse = fused(nn, i);
@@ -1097,6 +1304,7 @@ static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t
       for (long j = 0; j < n; j++) y[j] = xin[j] * c;
       break;
     }
+    case QKD_LAYER_BATCHNORM: bn_fwd(l, xin, y, nb, act, training); break;
     case QKD_LAYER_DROPOUT: {
       float *mask = l->aux + s0 * l->out_size;
       if (!training || l->s.value <= 0.0) {
@@ -1120,15 +1328,19 @@ static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t
     cur = dl->y;
     if (fuse) i++;
   }
+  if (b < nn->n_layers) bn_stats_part(&nn->layers[b], cur + s0 * nn->layers[b].in_size, s0, nb);
 }
 
-/* gradients of samples [s0, s0 + nb) into gbase (a block mirroring nn->grads) */
-static void list_backward_part(qkd_nn *nn, const float *dout, float *dx, int s0, int nb, int t, float *gbase) {
+/* Gradients of samples [s0, s0 + nb) into gbase (a block mirroring nn->grads), from layer `top`
+ * down, the incoming gradient in `which` (-1 dout, 0 d0, 1 d1). resume: layer top is the batchnorm
+ * that ended the previous stage (its sums are reduced). The stage ends after the per-sample sums
+ * of the batchnorm `stop` (>= 0) or at the bottom. Returns where the gradient lives then. */
+static int list_backward_part(qkd_nn *nn, const float *dout, float *dx, int s0, int nb, int t, float *gbase, int top,
+                              int resume, int stop, int which) {
   const work *w = &nn->work[t];
-  const float *dy = dout + s0 * nn->layers[nn->n_layers - 1].out_size;
   float *bufs[2] = {nn->d0, nn->d1};
-  int which = -1; /* dy lives in: -1 dout, 0 d0, 1 d1 */
-  for (int i = nn->n_layers - 1; i >= 0; i--) {
+  const float *dy = which < 0 ? dout + s0 * nn->layers[nn->n_layers - 1].out_size : bufs[which] + s0 * nn->d_stride;
+  for (int i = top; i >= 0; i--) {
     layer *l = &nn->layers[i], *act_l = NULL;
     if (i > 0 && fused(nn, i - 1)) { act_l = l; l = &nn->layers[--i]; } /* the pair of a fused forward */
     const float *xin = (i ? nn->layers[i - 1].y : nn->x) + s0 * l->in_size;
@@ -1181,12 +1393,30 @@ static void list_backward_part(qkd_nn *nn, const float *dout, float *dx, int s0,
       if (need_dx) for (long j = 0; j < n; j++) d[j] = dy[j] * mask[j];
       break;
     }
+    case QKD_LAYER_BATCHNORM: {
+      const float *dz = dy;
+      if (act_l) { /* dz = dy * act' into the buffer dy does not use */
+        float *z = bufs[nw] + s0 * nn->d_stride;
+        act_bwd(act_l->s.kind, act_l->y + s0 * l->out_size, dy, z, n);
+        dz = z;
+        which = nw;
+        nw = 1 - nw;
+        if (i > 0) d = bufs[nw] + s0 * nn->d_stride;
+      }
+      if (i == stop && !(resume && i == top)) {
+        bn_grad_part(l, xin, dz, s0, nb);
+        return which;
+      }
+      bn_bwd(l, xin, dz, need_dx ? d : NULL, nb, nn->training, nn->batch, dw, db);
+      break;
+    }
     default: break;
     }
     if (!need_dx) break;
     dy = d;
     which = nw;
   }
+  return which;
 }
 
 typedef struct {
@@ -1195,6 +1425,9 @@ typedef struct {
   float *dx;
   int batch, slices, training;
   uint64_t step;
+  int a, b;                              /* forward stage: layers [a, b) */
+  int top, resume, stop, which, first;   /* backward stage (list_backward_part); first: zero the slices' blocks */
+  int which_out[QKD_NN_MAX_THREADS];     /* backward: where each slice left its gradient */
 } pass;
 
 static void slice_range(const pass *p, int t, int *s0, int *nb) {
@@ -1206,16 +1439,16 @@ static void forward_slice(void *ctx, int t) {
   const pass *p = ctx;
   int s0, nb;
   slice_range(p, t, &s0, &nb);
-  list_forward_part(p->nn, s0, nb, p->training, p->step, t);
+  list_forward_part(p->nn, s0, nb, p->training, p->step, t, p->a, p->b);
 }
 
 static void backward_slice(void *ctx, int t) {
-  const pass *p = ctx;
+  pass *p = ctx;
   int s0, nb;
   slice_range(p, t, &s0, &nb);
   float *g = t ? p->nn->work[t].grads : p->nn->grads;
-  if (t) memset(g, 0, sizeof(float) * (size_t)p->nn->n_params);
-  list_backward_part(p->nn, p->dout, p->dx, s0, nb, t, g);
+  if (t && p->first) memset(g, 0, sizeof(float) * (size_t)p->nn->n_params);
+  p->which_out[t] = list_backward_part(p->nn, p->dout, p->dx, s0, nb, t, g, p->top, p->resume, p->stop, p->which);
 }
 
 /* runs a pass over `slices` threads, OpenBLAS single-threaded meanwhile (each slice's GEMMs
@@ -1237,9 +1470,19 @@ const float *qkd_nn_forward(qkd_nn *nn, const float *x, int batch, int training,
     for (int i = 0; i < nn->n_layers; i++) /* flatten aliases its input buffer (as laid out after fusion) */
       if (nn->layers[i].s.kind == QKD_LAYER_FLATTEN) nn->layers[i].y = i ? nn->layers[i - 1].y : (float *)x;
     nn->slices = slices_for(nn, batch);
-    pass p = {nn, NULL, NULL, batch, nn->slices, training, step};
-    run_slices(&p, forward_slice);
-    return nn->layers[nn->n_layers - 1].y;
+    nn->training = training;
+    pass p = {.nn = nn, .batch = batch, .slices = nn->slices, .training = training, .step = step};
+    int n = nn->n_layers, ready = -1; /* ready: the batchnorm whose statistics are reduced */
+    for (int a = 0;;) {
+      int b = a;
+      while (b < n && !(is_sync(nn, b) && b != ready)) b++;
+      p.a = a, p.b = b;
+      run_slices(&p, forward_slice);
+      if (b >= n) break;
+      bn_reduce_fwd(&nn->layers[b], batch);
+      ready = a = b;
+    }
+    return nn->layers[n - 1].y;
   }
   long osz = qkd_shape_size(nn->out) * batch;
   float inv = 1.0f / (float)nn->n_members;
@@ -1257,8 +1500,18 @@ void qkd_nn_backward(qkd_nn *nn, const float *dout, float *dx) {
       if (dx) memcpy(dx, dout, sizeof(float) * (size_t)(batch * qkd_shape_size(nn->in)));
       return;
     }
-    pass p = {nn, dout, dx, batch, nn->slices, 0, 0};
-    run_slices(&p, backward_slice);
+    pass p = {.nn = nn, .dout = dout, .dx = dx, .batch = batch, .slices = nn->slices, .first = 1};
+    p.top = nn->n_layers - 1, p.which = -1;
+    for (;;) {
+      p.stop = -1;
+      for (int j = p.resume ? p.top - 1 : p.top; j >= 0 && p.stop < 0; j--)
+        if (is_sync(nn, j)) p.stop = j;
+      run_slices(&p, backward_slice);
+      if (p.stop < 0) break;
+      bn_reduce_bwd(&nn->layers[p.stop], batch);
+      if (p.stop == 0 && !dx) break;
+      p.top = p.stop, p.resume = 1, p.which = p.which_out[0], p.first = 0;
+    }
     /* the slices' partial gradients, added in slice order: deterministic for a thread count */
     for (int t = 1; t < p.slices; t++) {
       const float *g = nn->work[t].grads;

@@ -43,6 +43,11 @@ int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double
   return 0;
 }
 
+double qkd_nn_schedule(int kind, long t, long T) {
+  if (kind == QKD_SCHEDULE_COSINE && T > 0) return 0.5 * (1.0 + cos(3.14159265358979323846 * (double)t / (double)T));
+  return 1.0;
+}
+
 typedef struct {
   const qkd_nn_optim *o;
   float *p;

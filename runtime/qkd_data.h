@@ -77,6 +77,17 @@ void qkd_data_free(qkd_dataset *ds);
 void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *idx, int n,
                     float *x, int *y);
 
+/* Training augmentation of a float batch x [n][c][h][w] in place. Image k (index idx[k] of its
+ * split) draws from qkd_rng(seed, QKD_STREAM_AUGMENT, (epoch << 32) + idx[k]), so its transform
+ * is a function of (seed, epoch, image) only — not of the batch, its order or the threads.
+ *   crop_pad p > 0: shifted by (dy, dx), each uniform in [-p, p]: out(i, j) = in(i + dy, j + dx),
+ *                   0 where that falls outside (the same as zero-padding by p on every side and
+ *                   cropping h x w at offset (p + dy, p + dx), torchvision's RandomCrop(padding=p));
+ *   flip:           then mirrored left-right, out(i, j) = in(i, w - 1 - j), with probability 1/2.
+ * All channels move together. Zero is the value of the scaled input (black with scale: unit). */
+void qkd_data_augment(float *x, int n, int c, int h, int w, const int *idx, int crop_pad, int flip, uint64_t seed,
+                      uint64_t epoch);
+
 /* Resolves a named data set on the data path ($QKD_DATA colon-separated, ./data,
  * QKD_SOURCE_DATA_DIR, /usr/share/datasets) into dir. -1 with a message that lists the places
  * searched and how to get the data when it is nowhere. */

@@ -9,7 +9,10 @@
 
 #include <stddef.h>
 
-/* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding. */
+/* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding.
+ * batchnorm normalises each channel (image input) or feature (flat input) with the batch's mean
+ * and biased variance when training and with running statistics otherwise (PyTorch's
+ * BatchNorm2d/1d: eps 1e-5, momentum 0.1), then scales by a trainable gamma and adds beta. */
 #define QKD_LAYER_LIST(LAYER_)  \
   LAYER_(CONV,    "conv",    2, 2)   \
   LAYER_(MAXPOOL, "maxpool", 1, 1)   \
@@ -20,7 +23,8 @@
   LAYER_(TANH,    "tanh",    0, 0)   \
   LAYER_(SIGMOID, "sigmoid", 0, 0)   \
   LAYER_(DROPOUT, "dropout", 1, 1)   \
-  LAYER_(SCALE,   "scale",   1, 1)
+  LAYER_(SCALE,   "scale",   1, 1)   \
+  LAYER_(BATCHNORM, "batchnorm", 0, 0)
 
 typedef enum {
 #define QKD_LAYER_ENUM(e, name, lo, hi) QKD_LAYER_##e,
@@ -52,6 +56,18 @@ typedef struct {
   int flat; /* 1: a vector of c values (h = w = 1) */
 } qkd_shape;
 
+/* How a teacher is fitted beyond its optimizer, epochs, batch and seed: its train { } block's
+ * `augment:` and `schedule:`. It travels with the teacher's net spec, so every caller that
+ * builds a teacher job from the program model passes it on, and it enters the weights cache key
+ * with the architecture. All zero: no augmentation, a constant learning rate. */
+typedef enum { QKD_SCHEDULE_CONSTANT = 0, QKD_SCHEDULE_COSINE } qkd_schedule_kind;
+
+typedef struct {
+  int crop_pad;               /* augment crop(pad: p): random shifts of up to p pixels (qkd_data_augment); 0 = off */
+  int flip;                   /* augment flip: mirrored left-right with probability 1/2 */
+  qkd_schedule_kind schedule; /* the learning rate over the run (qkd_nn_schedule) */
+} qkd_fit;
+
 /* A net: either a layer list, or (n_members > 0) the mean of the members' logits, trained
  * jointly (the paper's ensemble). */
 typedef struct qkd_net_spec {
@@ -60,6 +76,7 @@ typedef struct qkd_net_spec {
   qkd_layer_spec *layers;
   int n_members;
   struct qkd_net_spec *members;
+  qkd_fit fit;                /* when trained as a teacher (members: unused) */
 } qkd_net_spec;
 
 /* Shape inference through a layer list from `in`. Writes the output shape of each layer to
@@ -71,7 +88,11 @@ int qkd_net_shapes(const qkd_layer_spec *layers, int n, qkd_shape in, int implic
                    qkd_shape *out, qkd_shape *result, char *err, size_t errlen);
 /* The number of values in a shape. */
 long qkd_shape_size(qkd_shape s);
-/* Trainable parameter count of a layer list from `in` (after a successful qkd_net_shapes). */
+/* Trainable parameter count of a layer list from `in` (after a successful qkd_net_shapes):
+ * conv and dense weights and biases, batchnorm's gamma and beta (one each per channel). */
 long qkd_net_param_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten);
+/* Non-trainable state values of a layer list: batchnorm's running mean and variance (one each per
+ * channel). -1 when the layers do not fit `in`. */
+long qkd_net_state_count(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten);
 
 #endif

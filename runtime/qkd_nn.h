@@ -3,19 +3,22 @@
  * Adam / SGD-with-momentum (PyTorch semantics), seeded shuffling and evaluation.
  *
  * Owns: one contiguous parameter block and a mirrored gradient block per net (members of a `mean`
- * net live inside their parent's blocks), the activations of the last forward pass and the
- * scratch for im2col. Layout everywhere is row-major, NCHW per sample:
+ * net live inside their parent's blocks), a state block (batchnorm's running statistics, not
+ * trained by the optimizer), the activations of the last forward pass and the scratch for
+ * im2col. Layout everywhere is row-major, NCHW per sample:
  *   input   x      [batch][in.c * in.h * in.w]
  *   output  logits [batch][out.c]                   (a net ends flat; see qkd_nn_out)
  *   conv    weight [filters][in.c][k][k], bias [filters]
  *   dense   weight [units][inputs] (PyTorch's Linear layout), bias [units]
- * Parameters are ordered layer by layer, weight before bias; members of a `mean` net in order.
+ *   batchnorm  gamma [C], beta [C]; state: running mean [C], running variance [C]
+ * Parameters are ordered layer by layer, weight before bias; members of a `mean` net in order;
+ * the state block likewise.
  *
  * Promises:
  *  - results depend only on (spec, init seed, data, step numbers): initialisation and dropout
  *    masks come from qkd_rng (QKD_STREAM_INIT / QKD_STREAM_DROPOUT), never from call order or
  *    thread count (BLAS reductions and gradient sums over batch slices aside, see
- *    qkd_nn_set_threads).
+ *    qkd_nn_set_threads; batchnorm's batch statistics are exact across thread counts).
  *  - qkd_nn_backward ACCUMULATES (+=) into the gradient block; it uses the activations of the
  *    last qkd_nn_forward, whose input x must still be alive and unchanged.
  *  - nothing here prints or exits; constructors return NULL with a message in err. */
@@ -55,19 +58,24 @@ void qkd_nn_free(qkd_nn *nn);
 long qkd_nn_param_count(const qkd_nn *nn);
 float *qkd_nn_params(qkd_nn *nn);  /* [param_count] */
 float *qkd_nn_grads(qkd_nn *nn);   /* [param_count], mirrors params */
+/* The state block: values a training forward updates but the optimizer never sees (batchnorm's
+ * running mean and variance, used in evaluation mode). Save and load it with the parameters. */
+long qkd_nn_state_count(const qkd_nn *nn);
+float *qkd_nn_state(qkd_nn *nn);   /* [state_count] */
 qkd_shape qkd_nn_out(const qkd_nn *nn);
 int qkd_nn_max_batch(const qkd_nn *nn);
 void qkd_nn_zero_grad(qkd_nn *nn);
 
 /* PyTorch's default init: conv and dense weights and biases uniform in ±1/sqrt(fan_in)
- * (kaiming_uniform with a = sqrt(5)); the value of parameter i is a function of (seed, i).
- * Also sets the dropout seed. */
+ * (kaiming_uniform with a = sqrt(5)); the value of parameter i is a function of (seed, i);
+ * batchnorm gamma 1, beta 0, running mean 0, running variance 1. Also sets the dropout seed. */
 void qkd_nn_init(qkd_nn *nn, uint64_t seed);
 
 /* Forward over batch <= max_batch samples. training = 1 applies dropout with masks keyed by
  * (seed, step, layer, sample, element): pass a distinct step per batch (e.g. the global batch
- * number). Returns the output [batch][out], owned by nn, valid until the next forward; NULL if
- * batch is out of range. */
+ * number); batchnorm then normalises with this batch's statistics and moves its running
+ * statistics once per call (training = 0: the running statistics, nothing moves). Returns the
+ * output [batch][out], owned by nn, valid until the next forward; NULL if batch is out of range. */
 const float *qkd_nn_forward(qkd_nn *nn, const float *x, int batch, int training, uint64_t step);
 
 /* Backward from dout [batch][out] (the batch of the last forward): grads += dL/dparams;
@@ -96,6 +104,10 @@ typedef struct {
  * threads (the result does not depend on the split).
  * SGD: buf = momentum * buf + g (buf = g on the first step), p -= lr * buf. Returns -1 on OOM. */
 int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n);
+/* The factor on the base learning rate for step t (0-based) of a run of T steps:
+ * QKD_SCHEDULE_CONSTANT 1; QKD_SCHEDULE_COSINE (1 + cos(pi t / T)) / 2, from 1 at the first step
+ * toward 0 (PyTorch's CosineAnnealingLR with T_max = T and eta_min = 0, stepped every batch). */
+double qkd_nn_schedule(int kind, long t, long T);
 void qkd_nn_optim_step(qkd_nn_optim *o, float *params, const float *grads);
 void qkd_nn_optim_free(qkd_nn_optim *o);
 

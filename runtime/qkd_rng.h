@@ -16,7 +16,8 @@ enum {
   QKD_STREAM_DROPOUT = 3,  /* dropout masks */
   QKD_STREAM_SHOTS = 4,    /* shot sampling */
   QKD_STREAM_DATA = 5,     /* synthetic data sets */
-  QKD_STREAM_SPLIT = 6     /* validation hold-out */
+  QKD_STREAM_SPLIT = 6,    /* validation hold-out */
+  QKD_STREAM_AUGMENT = 7   /* training-image augmentation (crop offsets, flips) */
 };
 
 static inline uint64_t qkd_rng_mix(uint64_t z) {

@@ -8,14 +8,19 @@
  *  - training is a function of (spec, data, recipe): init from recipe.seed, epoch e shuffled by
  *    qkd_nn_shuffle(seed, e), dropout step = the global batch number; the last partial batch is
  *    kept (PyTorch's drop_last = False); loss = mean softmax CE (for a `mean` net, CE of the
- *    averaged logits: the members are trained jointly with one optimizer, paper §4.3).
+ *    averaged logits: the members are trained jointly with one optimizer, paper §4.3). The
+ *    spec's fit (qkd_net.h) adds augmentation of every training batch (qkd_data_augment with
+ *    recipe.seed and the epoch) and the learning rate lr * qkd_nn_schedule(kind, global batch
+ *    number, epochs * batches per epoch). Evaluation is in evaluation mode (batchnorm's running
+ *    statistics, no dropout, no augmentation).
  *  - the weights cache (when cache_path is set) is used only when its 64-bit key equals the key
- *    of this job — architecture, input shape, the whole recipe and seed, the data-set options
+ *    of this job — architecture, input shape, the whole recipe and seed (with the spec's fit), the data-set options
  *    and the data files' identity (base names and sizes) — and its checksum verifies; otherwise
  *    the net is retrained with a warning through `note` and the cache rewritten. Files are
  *    written to PATH.tmp.<pid> and renamed over PATH, so a reader never sees a torn file.
- *    Format (little-endian): "QKDW" u32 version, u64 key, u64 n_params, u32 n_epochs,
- *    f64 test_accuracy[n_epochs], f32 params[n_params], u64 FNV-1a checksum of all before it.
+ *    Format (little-endian): "QKDW" u32 version, u64 key, u64 n_params, u64 n_state, u32 n_epochs,
+ *    f64 test_accuracy[n_epochs], f32 params[n_params], f32 state[n_state] (batchnorm's running
+ *    statistics, qkd_nn_state), u64 FNV-1a checksum of all before it.
  *  - nothing prints or exits: progress and warnings go to `note` (may be NULL), errors come back
  *    as "PATH: error: …" text in err. */
 #ifndef QKD_TEACHER_H
@@ -27,7 +32,7 @@
 #include "qkd_data.h"
 #include "qkd_nn.h"
 
-#define QKD_CACHE_VERSION 1
+#define QKD_CACHE_VERSION 2 /* 2: the state block */
 
 typedef struct {
   int optimizer;            /* QKD_NN_ADAM or QKD_NN_SGD */
@@ -79,11 +84,12 @@ float *qkd_teacher_logits(qkd_nn *net, const qkd_dataset *ds, const qkd_split *s
 uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *r, const qkd_data_opts *o,
                        const qkd_dataset *ds);
 /* Writes a cache file atomically. */
-int qkd_cache_save(const char *path, uint64_t key, const float *params, long n_params, const double *acc,
-                   int n_epochs, char *err, size_t errlen);
-/* 0: params [n_params] and acc [n_epochs] filled. -1: not usable (missing, torn, another key,
- * another size, checksum failure) with the reason in err; nothing is written to params then. */
-int qkd_cache_load(const char *path, uint64_t key, float *params, long n_params, double *acc, int n_epochs,
-                   char *err, size_t errlen);
+int qkd_cache_save(const char *path, uint64_t key, const float *params, long n_params, const float *state,
+                   long n_state, const double *acc, int n_epochs, char *err, size_t errlen);
+/* 0: params [n_params], state [n_state] and acc [n_epochs] filled. -1: not usable (missing, torn,
+ * another version, key or size, checksum failure) with the reason in err; nothing is written to
+ * params, state or acc then. */
+int qkd_cache_load(const char *path, uint64_t key, float *params, long n_params, float *state, long n_state,
+                   double *acc, int n_epochs, char *err, size_t errlen);
 
 #endif

@@ -95,7 +95,8 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   if (!res->test_accuracy || (ds->val.n > 0 && !res->val_accuracy)) { snprintf(err, errlen, "%s: error: out of memory", name); qkd_teacher_result_free(res); return -1; }
   uint64_t key = qkd_cache_key(job->net, in, rc, job->data_opts, ds);
   if (job->cache_path) {
-    if (qkd_cache_load(job->cache_path, key, qkd_nn_params(net), res->params, res->test_accuracy, E, why, sizeof why) == 0) {
+    if (qkd_cache_load(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
+                       res->test_accuracy, E, why, sizeof why) == 0) {
       res->cached = 1;
       if (res->val_accuracy) res->val_accuracy[E - 1] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
       res->seconds = now() - t0;
@@ -131,6 +132,8 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
     return -1;
   }
   qkd_nn_init(net, rc->seed);
+  const qkd_fit *fit = &job->net->fit;
+  long steps = (long)E * ((ds->train.n + B - 1) / B);
   uint64_t step = 0;
   for (int e = 0; e < E; e++) {
     double te = now(), loss = 0;
@@ -139,6 +142,9 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
     for (int i = 0; i < ds->train.n; i += B, nb++) {
       int n = ds->train.n - i < B ? ds->train.n - i : B;
       qkd_data_batch(ds, &ds->train, perm + i, n, x, y);
+      if (fit->crop_pad || fit->flip)
+        qkd_data_augment(x, n, ds->c, ds->h, ds->w, perm + i, fit->crop_pad, fit->flip, rc->seed, (uint64_t)e);
+      opt.lr = rc->lr * qkd_nn_schedule(fit->schedule, (long)step, steps);
       const float *z = qkd_nn_forward(net, x, n, 1, step++);
       loss += qkd_nn_softmax_ce(z, y, n, C, dz);
       qkd_nn_zero_grad(net);
@@ -156,7 +162,8 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   free(x); free(dz); free(y); free(perm);
   qkd_nn_optim_free(&opt);
   if (job->cache_path &&
-      qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, res->test_accuracy, E, why, sizeof why) != 0)
+      qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
+                     res->test_accuracy, E, why, sizeof why) != 0)
     note(job, "%s (continuing without the cache)", why);
   res->seconds = now() - t0;
   return 0;

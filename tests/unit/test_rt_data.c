@@ -1,7 +1,10 @@
 /* test_rt_data.c — the loaders and data-set options of runtime/qkd_data.h on files written to a
  * temp dir: good raw and .gz IDX, every kind of damage (each error must name the file), CIFAR
- * sizes, the options (classes, per_class, limits, validation, scale) and the synthetic source. */
+ * sizes, the options (classes, per_class, limits, validation, scale) and the synthetic source;
+ * training augmentation (crops shift with zeros, flips mirror, both a function of (seed, epoch,
+ * image) only: the same across batch splits and threads). */
 #include "qkd_data.h"
+#include "qkd_nn.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -320,6 +323,128 @@ static void test_synthetic_and_path(void) {
   CHECK(strstr(e2, tmp) != NULL && strstr(e2, "/usr/share/datasets") != NULL && strstr(e2, "setup.sh") != NULL);
 }
 
+/* ---------------------------------------------------------------------------- augmentation */
+
+enum { AC = 3, AH = 7, AW = 9, AN = 600 };
+
+/* image k: pixel (ch, i, j) = 1 + ch * 1000 + i * 10 + j (never 0, each value identifies its place) */
+static void aug_images(float *x, int n) {
+  for (int k = 0; k < n; k++)
+    for (int ch = 0; ch < AC; ch++)
+      for (int i = 0; i < AH; i++)
+        for (int j = 0; j < AW; j++) x[((k * AC + ch) * AH + i) * AW + j] = (float)(1 + ch * 1000 + i * 10 + j);
+}
+
+/* recovers image k's transform: every pixel is 0 or in(i + dy, j' + dx) with j' = j (or w-1-j when
+ * mirrored), one (dy, dx, mirror) for all channels, and 0 exactly where i + dy or j' + dx falls
+ * outside. Returns 0 and the transform, or -1 when no transform explains the image. */
+static int aug_explain(const float *x, int k, int p, int *dy, int *dx, int *mirror) {
+  for (int m = 0; m < 2; m++)
+    for (int a = -p; a <= p; a++)
+      for (int b = -p; b <= p; b++) {
+        int ok = 1;
+        for (int ch = 0; ch < AC && ok; ch++)
+          for (int i = 0; i < AH && ok; i++)
+            for (int j = 0; j < AW && ok; j++) {
+              int jj = m ? AW - 1 - j : j, si = i + a, sj = jj + b;
+              float want = si < 0 || si >= AH || sj < 0 || sj >= AW ? 0.0f : (float)(1 + ch * 1000 + si * 10 + sj);
+              ok = x[((k * AC + ch) * AH + i) * AW + j] == want;
+            }
+        if (ok) { *dy = a, *dx = b, *mirror = m; return 0; }
+      }
+  return -1;
+}
+
+typedef struct { float *x; const int *idx; int half; } aug_job;
+
+static void aug_half(void *ctx, int t) {
+  const aug_job *j = ctx;
+  qkd_data_augment(j->x + (long)t * j->half * AC * AH * AW, j->half, AC, AH, AW, j->idx + t * j->half, 2, 1, 9, 4);
+}
+
+static void test_augment(void) {
+  long sz = (long)AN * AC * AH * AW;
+  float *x = malloc(sizeof(float) * (size_t)sz), *y = malloc(sizeof(float) * (size_t)sz);
+  int *idx = malloc(sizeof(int) * AN);
+  for (int k = 0; k < AN; k++) idx[k] = 1000 + 7 * k;
+  /* flip only: each image is itself or its exact mirror, about half mirrored */
+  aug_images(x, AN);
+  qkd_data_augment(x, AN, AC, AH, AW, idx, 0, 1, 9, 4);
+  int mirrored = 0, bad = 0, dy, dx, m;
+  for (int k = 0; k < AN; k++) {
+    if (aug_explain(x, k, 0, &dy, &dx, &m) != 0) bad++;
+    else mirrored += m;
+  }
+  CHECK(bad == 0);
+  CHECK(mirrored > AN / 2 - 60 && mirrored < AN / 2 + 60);
+  /* crop(pad: 2) only: a shift by (dy, dx) in [-2, 2]^2 with zeros shifted in, never mirrored;
+   * every one of the 25 shifts occurs */
+  aug_images(x, AN);
+  qkd_data_augment(x, AN, AC, AH, AW, idx, 2, 0, 9, 4);
+  int seen[5][5] = {{0}};
+  bad = 0;
+  for (int k = 0; k < AN; k++) {
+    if (aug_explain(x, k, 2, &dy, &dx, &m) != 0 || m) bad++;
+    else seen[dy + 2][dx + 2]++;
+  }
+  CHECK(bad == 0);
+  int shifts = 0;
+  for (int a = 0; a < 5; a++) for (int b = 0; b < 5; b++) shifts += seen[a][b] > 0;
+  CHECK(shifts == 25 && seen[2][2] < AN / 10);
+  /* both: crop then flip, as torchvision's RandomCrop + RandomHorizontalFlip */
+  aug_images(x, AN);
+  qkd_data_augment(x, AN, AC, AH, AW, idx, 2, 1, 9, 4);
+  bad = mirrored = 0;
+  for (int k = 0; k < AN; k++) {
+    if (aug_explain(x, k, 2, &dy, &dx, &m) != 0) bad++;
+    else mirrored += m;
+  }
+  CHECK(bad == 0 && mirrored > AN / 2 - 60 && mirrored < AN / 2 + 60);
+  /* a function of (seed, epoch, image): the same images in another batch order and split over 2
+   * threads give the same results bit for bit; another epoch or seed other ones */
+  int *rev = malloc(sizeof(int) * AN);
+  aug_images(y, AN);
+  for (int k = 0; k < AN; k++) rev[k] = idx[AN - 1 - k];
+  float *z = malloc(sizeof(float) * (size_t)sz);
+  for (int k = 0; k < AN; k++) memcpy(z + (long)k * AC * AH * AW, y + (long)(AN - 1 - k) * AC * AH * AW, sizeof(float) * AC * AH * AW);
+  qkd_data_augment(z, AN, AC, AH, AW, rev, 2, 1, 9, 4);
+  int same = 1;
+  for (int k = 0; k < AN; k++) same &= memcmp(z + (long)k * AC * AH * AW, x + (long)(AN - 1 - k) * AC * AH * AW, sizeof(float) * AC * AH * AW) == 0;
+  CHECK(same);
+  aug_images(y, AN);
+  aug_job j = {y, idx, AN / 2};
+  qkd_nn_run_threads(2, aug_half, &j);
+  CHECK(memcmp(x, y, sizeof(float) * (size_t)sz) == 0);
+  int moved = 0;
+  aug_images(y, AN);
+  qkd_data_augment(y, AN, AC, AH, AW, idx, 2, 1, 9, 5);
+  for (int k = 0; k < AN; k++) moved += memcmp(x + (long)k * AC * AH * AW, y + (long)k * AC * AH * AW, sizeof(float) * AC * AH * AW) != 0;
+  CHECK(moved > AN / 2);
+  aug_images(y, AN);
+  qkd_data_augment(y, AN, AC, AH, AW, idx, 2, 1, 10, 4);
+  moved = 0;
+  for (int k = 0; k < AN; k++) moved += memcmp(x + (long)k * AC * AH * AW, y + (long)k * AC * AH * AW, sizeof(float) * AC * AH * AW) != 0;
+  CHECK(moved > AN / 2);
+  /* shifts larger than the image (pad 12 on 7 x 9): still explained, some images all zeros */
+  aug_images(y, 60);
+  qkd_data_augment(y, 60, AC, AH, AW, idx, 12, 1, 9, 4);
+  int blank = 0;
+  bad = 0;
+  for (int k = 0; k < 60; k++) {
+    int nz = 0;
+    for (long i = 0; i < AC * AH * AW; i++) nz += y[k * AC * AH * AW + i] != 0.0f;
+    blank += nz == 0;
+    if (nz && aug_explain(y, k, 12, &dy, &dx, &m) != 0) bad++;
+  }
+  CHECK(bad == 0 && blank > 5);
+  /* nothing to do leaves the batch alone */
+  aug_images(y, 1);
+  qkd_data_augment(y, 1, AC, AH, AW, idx, 0, 0, 9, 4);
+  aug_images(x, 1);
+  CHECK(memcmp(x, y, sizeof(float) * AC * AH * AW) == 0);
+  free(x); free(y); free(z); free(idx); free(rev);
+}
+
 int main(void) {
   snprintf(tmp, sizeof tmp, "/tmp/qkd_test_rt_data_XXXXXX");
   if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
@@ -328,6 +453,7 @@ int main(void) {
   test_cifar();
   test_options();
   test_synthetic_and_path();
+  test_augment();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);

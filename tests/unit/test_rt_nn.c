@@ -2,7 +2,10 @@
  * a direct double-precision computation, every layer's backward (params and inputs) against
  * central finite differences, softmax CE against known values, Adam and SGD against
  * hand-computed steps, PCA against a known eigendecomposition and the eigen-equation, the
- * fixed reductions against known answers, `mean` nets, and a tiny net learning synthetic data. */
+ * fixed reductions against known answers, `mean` nets, and a tiny net learning synthetic data.
+ * Batchnorm: against a double-precision reference (forward, running statistics, and backward
+ * against central differences of the reference in double), in nets through finite differences,
+ * and bit-for-bit across thread counts. */
 #include "qkd_data.h"
 #include "qkd_nn.h"
 #include "qkd_rng.h"
@@ -34,7 +37,7 @@ static double probe_loss(qkd_nn *nn, const float *x, int batch, const float *r, 
  * (|l+ - 2 l0 + l-| > 1e-5) is skipped; at most a quarter may be. */
 static void grad_check_eps(const char *what, const qkd_layer_spec *layers, int n, qkd_shape in, int batch, int training,
                            double xscale, double eps, int kinks) {
-  qkd_net_spec spec = {what, n, (qkd_layer_spec *)layers, 0, NULL};
+  qkd_net_spec spec = {what, n, (qkd_layer_spec *)layers, 0, NULL, {0}};
   char err[256];
   qkd_nn *nn = qkd_nn_create(&spec, in, 1, batch, err, sizeof err);
   CHECK(nn != NULL);
@@ -124,6 +127,190 @@ static void test_gradients(void) {
                              L(QKD_LAYER_CONV, 4, 3, 2, 1, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0), L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0),
                              L(QKD_LAYER_DENSE, 6, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 3, 0, 1, 0, 0)};
   grad_check("smooth cnn", smooth, 9, mn, 3, 0, 1.0);
+  /* batchnorm in nets: training mode (batch statistics, through the stats' gradient) and
+   * evaluation mode; after a conv (per channel), after a dense (per feature), fused with an
+   * activation or not */
+  qkd_layer_spec bn[] = {L(QKD_LAYER_CONV, 3, 3, 1, 1, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0),
+                         L(QKD_LAYER_AVGPOOL, 2, 0, 1, 0, 0), L(QKD_LAYER_CONV, 4, 3, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0),
+                         L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 6, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0),
+                         L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 3, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
+  grad_check("batchnorm cnn (training)", bn, 12, mn, 4, 1, 1.0);
+  grad_check("batchnorm cnn (evaluation)", bn, 12, mn, 3, 0, 1.0);
+  qkd_layer_spec bn0[] = {L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_CONV, 2, 3, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0),
+                          L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 5, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
+  grad_check("batchnorm first and last (training)", bn0, 6, img, 8, 1, 2.0);
+}
+
+/* ------------------------------------------------------------------------------ batchnorm */
+
+static void run_threads(int threads, qkd_nn *nn, const float *x, const float *r, int B, float *y, float *g, float *dx);
+
+/* y = g (x - mean) / sqrt(var + 1e-5) + b per channel over x [B][C][P], in double; mean and var
+ * (biased) are the batch's (mean, var NULL) or given */
+static void bn_ref(const double *x, int B, int C, int P, const double *g, const double *b, const double *rm,
+                   const double *rv, double *y, double *mean_out, double *var_out) {
+  for (int c = 0; c < C; c++) {
+    double m = 0, v = 0;
+    if (rm) {
+      m = rm[c], v = rv[c];
+    } else {
+      for (int s = 0; s < B; s++) for (int p = 0; p < P; p++) m += x[((long)s * C + c) * P + p];
+      m /= (double)B * P;
+      for (int s = 0; s < B; s++) for (int p = 0; p < P; p++) v += pow(x[((long)s * C + c) * P + p] - m, 2);
+      v /= (double)B * P;
+    }
+    if (mean_out) mean_out[c] = m, var_out[c] = v;
+    for (int s = 0; s < B; s++)
+      for (int p = 0; p < P; p++) {
+        long i = ((long)s * C + c) * P + p;
+        y[i] = g[c] * (x[i] - m) / sqrt(v + 1e-5) + b[c];
+      }
+  }
+}
+
+static double bn_ref_loss(const double *x, int B, int C, int P, const double *g, const double *b, const double *rm,
+                          const double *rv, const float *r, double *y) {
+  bn_ref(x, B, C, P, g, b, rm, rv, y, NULL, NULL);
+  double l = 0;
+  for (long i = 0; i < (long)B * C * P; i++) l += r[i] * y[i];
+  return l;
+}
+
+/* One batchnorm layer on [B][C][H][W] (flat: C features) against bn_ref: training forward, the
+ * running statistics after one step (momentum 0.1, unbiased variance), evaluation forward with
+ * them, and both modes' backward against central differences (step 1e-5) of bn_ref in double. */
+static void bn_check(const char *what, qkd_shape in, int B) {
+  qkd_layer_spec ls[] = {L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
+  qkd_net_spec spec = {what, 1, ls, 0, NULL, {0}};
+  char err[200];
+  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+  CHECK(nn != NULL);
+  if (!nn) return;
+  int C = in.c, P = in.h * in.w;
+  long n = (long)B * C * P;
+  CHECK(qkd_nn_param_count(nn) == 2 * C && qkd_nn_state_count(nn) == 2 * C);
+  qkd_nn_init(nn, 1);
+  float *p = qkd_nn_params(nn), *st = qkd_nn_state(nn);
+  CHECK(p[0] == 1.0f && p[C] == 0.0f && st[0] == 0.0f && st[C] == 1.0f);
+  fill(p, 2 * C, 31, 1.5); /* gamma, beta anywhere in ±1.5 */
+  float *x = malloc(sizeof(float) * (size_t)n), *r = malloc(sizeof(float) * (size_t)n), *dx = malloc(sizeof(float) * (size_t)n);
+  double *xd = malloc(sizeof(double) * (size_t)n), *yd = malloc(sizeof(double) * (size_t)n);
+  fill(x, n, 32, 3.0);
+  for (long i = 0; i < n; i++) x[i] += 2.0f + (float)((i / P) % C); /* per-channel offsets */
+  fill(r, n, 33, 1.0);
+  for (long i = 0; i < n; i++) xd[i] = x[i];
+  double g[64], b[64], mean[64], var[64], rm[64], rv[64];
+  for (int c = 0; c < C; c++) g[c] = p[c], b[c] = p[C + c];
+  for (int mode = 1; mode >= 0; mode--) { /* training, then evaluation with the statistics it left */
+    const float *y = qkd_nn_forward(nn, x, B, mode, 0);
+    bn_ref(xd, B, C, P, g, b, mode ? NULL : rm, mode ? NULL : rv, yd, mean, var);
+    double fw = 0;
+    for (long i = 0; i < n; i++) fw = fmax(fw, fabs(y[i] - yd[i]));
+    CHECK(fw < 2e-5);
+    if (mode) { /* the running statistics after one training step */
+      double M = (double)B * P, worst = 0;
+      for (int c = 0; c < C; c++) {
+        rm[c] = st[c], rv[c] = st[C + c];
+        worst = fmax(worst, fabs(rm[c] - 0.1 * mean[c]) + fabs(rv[c] - (0.9 + 0.1 * var[c] * M / (M - 1))));
+      }
+      CHECK(worst < 1e-5);
+    } else {
+      for (int c = 0; c < C; c++) CHECK(st[c] == (float)rm[c] && st[C + c] == (float)rv[c]); /* evaluation moves nothing */
+    }
+    qkd_nn_zero_grad(nn);
+    qkd_nn_backward(nn, r, dx);
+    const float *gr = qkd_nn_grads(nn);
+    int bad = 0;
+    double h = 1e-5;
+    for (long i = 0; i < n + 2 * C; i++) {
+      double *v = i < n ? &xd[i] : i < n + C ? &g[i - n] : &b[i - n - C], keep = *v;
+      *v = keep + h;
+      double lp = bn_ref_loss(xd, B, C, P, g, b, mode ? NULL : rm, mode ? NULL : rv, r, yd);
+      *v = keep - h;
+      double lm = bn_ref_loss(xd, B, C, P, g, b, mode ? NULL : rm, mode ? NULL : rv, r, yd);
+      *v = keep;
+      double num = (lp - lm) / (2 * h), an = i < n ? dx[i] : gr[i - n];
+      if (fabs(an - num) > 2e-4 * (1.0 + fabs(num)) && bad++ < 4)
+        fprintf(stderr, "%s (%s): d[%ld] = %.8g, numeric %.8g\n", what, mode ? "training" : "evaluation", i, an, num);
+    }
+    CHECK(bad == 0);
+  }
+  free(x); free(r); free(dx); free(xd); free(yd);
+  qkd_nn_free(nn);
+}
+
+static void test_batchnorm(void) {
+  bn_check("batchnorm image", (qkd_shape){3, 5, 4, 0}, 6);
+  bn_check("batchnorm flat", (qkd_shape){7, 1, 1, 1}, 5);
+  bn_check("batchnorm one sample", (qkd_shape){2, 3, 3, 0}, 1);
+  /* shapes and counts: gamma/beta are parameters, running statistics are state */
+  qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, 4, 3, 1, 1, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0),
+                         L(QKD_LAYER_DENSE, 5, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
+  qkd_shape in = {2, 6, 6, 0};
+  CHECK(qkd_net_param_count(ls, 5, in, 0) == 4 * 18 + 4 + 8 + 5 * 144 + 5 + 10);
+  CHECK(qkd_net_state_count(ls, 5, in, 0) == 8 + 10);
+  CHECK(qkd_net_state_count(ls, 1, in, 0) == 0);
+  /* members of a mean net keep their state inside the parent's block, in order */
+  qkd_layer_spec ls2[] = {L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 5, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
+  qkd_net_spec mem[2] = {{"a", 5, ls, 0, NULL, {0}}, {"b", 3, ls2, 0, NULL, {0}}};
+  qkd_net_spec mean = {"m", 0, NULL, 2, mem, {0}};
+  char err[200];
+  qkd_nn *m = qkd_nn_create(&mean, in, 0, 2, err, sizeof err);
+  CHECK(m && qkd_nn_state_count(m) == 18 + 10);
+  if (m) {
+    qkd_nn_init(m, 1);
+    float x[144];
+    fill(x, 144, 3, 1.0);
+    qkd_nn_forward(m, x, 1, 1, 0);
+    const float *st = qkd_nn_state(m);
+    /* one sample: the second member's running mean (state[18..23)) moved to 0.1 x its dense
+     * outputs; its running variance (state[23..28)) to 0.9 (one value per feature: variance 0) */
+    CHECK(st[18] != 0.0f && st[23] == 0.9f && st[27] == 0.9f);
+    qkd_nn_free(m);
+  }
+}
+
+/* a batchnorm net cut into 1, 2 and 3 slices: outputs, running statistics, input gradients and
+ * batchnorm's gamma/beta gradients are bit-identical (every conv takes the direct per-sample
+ * kernels); the conv weight gradients (summed per slice) agree closely */
+static void test_batchnorm_threads(void) {
+  qkd_shape in = {3, 8, 8, 0};
+  qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, 16, 3, 1, 1, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0),
+                         L(QKD_LAYER_CONV, 16, 3, 1, 1, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0)};
+  qkd_net_spec spec = {"bn sliced", 6, ls, 0, NULL, {0}};
+  int B = 96;
+  long ni = qkd_shape_size(in) * B, no = 16L * 64 * B;
+  float *x = malloc(sizeof(float) * (size_t)ni), *r = malloc(sizeof(float) * (size_t)no);
+  fill(x, ni, 41, 1.0);
+  fill(r, no, 42, 1.0);
+  float *y[3], *g[3], *dx[3], *st[3];
+  long np = 0, ns = 0;
+  for (int k = 0; k < 3; k++) {
+    char err[200];
+    qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+    CHECK(nn != NULL);
+    if (!nn) return;
+    qkd_nn_init(nn, 6);
+    np = qkd_nn_param_count(nn), ns = qkd_nn_state_count(nn);
+    y[k] = malloc(sizeof(float) * (size_t)no), g[k] = malloc(sizeof(float) * (size_t)np);
+    dx[k] = malloc(sizeof(float) * (size_t)ni), st[k] = malloc(sizeof(float) * (size_t)ns);
+    for (int rep = 0; rep < 2; rep++) run_threads(k + 1, nn, x, r, B, y[k], g[k], dx[k]); /* twice: state moves twice */
+    memcpy(st[k], qkd_nn_state(nn), sizeof(float) * (size_t)ns);
+    qkd_nn_free(nn);
+  }
+  long bn1 = 16L * 27 + 16, bn2 = bn1 + 32 + 16L * 144 + 16; /* gamma offsets */
+  for (int k = 1; k < 3; k++) {
+    CHECK(memcmp(y[k], y[0], sizeof(float) * (size_t)no) == 0);
+    CHECK(memcmp(st[k], st[0], sizeof(float) * (size_t)ns) == 0);
+    CHECK(memcmp(dx[k], dx[0], sizeof(float) * (size_t)ni) == 0);
+    CHECK(memcmp(g[k] + bn1, g[0] + bn1, sizeof(float) * 32) == 0);
+    CHECK(memcmp(g[k] + bn2, g[0] + bn2, sizeof(float) * 32) == 0);
+    double eg = 0, gmax = 0;
+    for (long j = 0; j < np; j++) { eg = fmax(eg, fabs(g[k][j] - g[0][j])); gmax = fmax(gmax, fabs(g[0][j])); }
+    CHECK(eg < 1e-5 * gmax);
+  }
+  for (int k = 0; k < 3; k++) { free(y[k]); free(g[k]); free(dx[k]); free(st[k]); }
+  free(x); free(r);
 }
 
 /* Threads: a net big enough to be cut into batch slices gives (nearly) the 1-thread outputs,
@@ -144,7 +331,7 @@ static void test_threads(void) {
                          L(QKD_LAYER_CONV, 8, 3, 1, 1, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0), L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0),
                          L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.3),
                          L(QKD_LAYER_DENSE, 32, 0, 1, 0, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 10, 0, 1, 0, 0)};
-  qkd_net_spec spec = {"sliced", 11, ls, 0, NULL};
+  qkd_net_spec spec = {"sliced", 11, ls, 0, NULL, {0}};
   char err[256];
   int B = 96;
   qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
@@ -201,7 +388,7 @@ static void test_conv_direct(void) {
       int C = h[0], H = h[1], W = h[2], F = h[3], k = h[4], st = h[5], pad = h[6], B = h[7];
       qkd_shape in = {C, H, W, 0};
       qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
-      qkd_net_spec spec = {"c", 1, ls, 0, NULL};
+      qkd_net_spec spec = {"c", 1, ls, 0, NULL, {0}};
       char err[200];
       qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
       CHECK(nn != NULL);
@@ -258,7 +445,7 @@ static void test_forward_reference(void) {
   qkd_shape in = {3, 9, 8, 0};
   int F = 4, k = 3, st = 2, pad = 1, B = 2;
   qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
-  qkd_net_spec spec = {"c", 1, ls, 0, NULL};
+  qkd_net_spec spec = {"c", 1, ls, 0, NULL, {0}};
   char err[200];
   qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
   qkd_nn_init(nn, 3);
@@ -297,7 +484,7 @@ static void test_forward_reference(void) {
   /* maxpool / avgpool / dense / tanh */
   qkd_shape pin = {1, 5, 5, 0};
   qkd_layer_spec mp[] = {L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0)}, ap[] = {L(QKD_LAYER_AVGPOOL, 2, 0, 1, 0, 0)};
-  qkd_net_spec ms = {"m", 1, mp, 0, NULL}, as = {"a", 1, ap, 0, NULL};
+  qkd_net_spec ms = {"m", 1, mp, 0, NULL, {0}}, as = {"a", 1, ap, 0, NULL, {0}};
   qkd_nn *m = qkd_nn_create(&ms, pin, 0, 1, err, sizeof err), *a = qkd_nn_create(&as, pin, 0, 1, err, sizeof err);
   float px[25];
   for (int i = 0; i < 25; i++) px[i] = (float)((i * 7) % 11);
@@ -310,7 +497,7 @@ static void test_forward_reference(void) {
   qkd_nn_free(a);
   qkd_shape din = {6, 1, 1, 1};
   qkd_layer_spec dl[] = {L(QKD_LAYER_DENSE, 3, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0)};
-  qkd_net_spec ds = {"d", 2, dl, 0, NULL};
+  qkd_net_spec ds = {"d", 2, dl, 0, NULL, {0}};
   qkd_nn *dn = qkd_nn_create(&ds, din, 0, 2, err, sizeof err);
   qkd_nn_init(dn, 9);
   float dx[12];
@@ -327,7 +514,7 @@ static void test_forward_reference(void) {
   /* the fast tanh over a wide range */
   qkd_shape tin = {2001, 1, 1, 1};
   qkd_layer_spec tl[] = {L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0)};
-  qkd_net_spec ts = {"t", 1, tl, 0, NULL}, ss = {"s", 1, tl + 1, 0, NULL};
+  qkd_net_spec ts = {"t", 1, tl, 0, NULL, {0}}, ss = {"s", 1, tl + 1, 0, NULL, {0}};
   qkd_nn *tn = qkd_nn_create(&ts, tin, 0, 1, err, sizeof err), *sn = qkd_nn_create(&ss, tin, 0, 1, err, sizeof err);
   float tx[2001];
   for (int i = 0; i < 2001; i++) tx[i] = (float)((i - 1000) * 0.02);
@@ -345,7 +532,7 @@ static void test_forward_reference(void) {
 static void test_dropout(void) {
   qkd_shape in = {10000, 1, 1, 1};
   qkd_layer_spec l[] = {L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.25)};
-  qkd_net_spec s = {"d", 1, l, 0, NULL};
+  qkd_net_spec s = {"d", 1, l, 0, NULL, {0}};
   char err[100];
   qkd_nn *nn = qkd_nn_create(&s, in, 0, 1, err, sizeof err);
   qkd_nn_init(nn, 1);
@@ -428,6 +615,12 @@ static void test_optim(void) {
   g = 0.5f; qkd_nn_optim_step(&o, &p, &g); CHECK_NEAR(p, 0.95, 1e-7);    /* buf = 0.5 */
   g = -1.0f; qkd_nn_optim_step(&o, &p, &g); CHECK_NEAR(p, 1.005, 1e-7);  /* buf = 0.45 - 1 */
   qkd_nn_optim_free(&o);
+  /* schedules: cosine from 1 toward 0 over the run, constant 1 */
+  CHECK(qkd_nn_schedule(QKD_SCHEDULE_CONSTANT, 17, 100) == 1.0);
+  CHECK(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 0, 100) == 1.0);
+  CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 50, 100), 0.5, 1e-15);
+  CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 25, 100), (1 + sqrt(0.5)) / 2, 1e-15);
+  CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 99, 100), (1 + cos(M_PI * 0.99)) / 2, 1e-15);
   /* shuffle: a permutation, deterministic, epoch-dependent */
   int a[100], b[100], c[100], seen[100] = {0};
   qkd_nn_shuffle(a, 100, 1, 0);
@@ -575,8 +768,8 @@ static void test_mean_and_counts(void) {
   qkd_layer_spec a[] = {L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 4, 0, 1, 0, 0)};
   qkd_layer_spec b[] = {L(QKD_LAYER_CONV, 2, 3, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0),
                         L(QKD_LAYER_DENSE, 4, 0, 1, 0, 0)};
-  qkd_net_spec mem[2] = {{"a", 2, a, 0, NULL}, {"b", 4, b, 0, NULL}};
-  qkd_net_spec mean = {"m", 0, NULL, 2, mem};
+  qkd_net_spec mem[2] = {{"a", 2, a, 0, NULL, {0}}, {"b", 4, b, 0, NULL, {0}}};
+  qkd_net_spec mean = {"m", 0, NULL, 2, mem, {0}};
   qkd_shape in = {1, 5, 5, 0};
   char err[200];
   qkd_nn *m = qkd_nn_create(&mean, in, 0, 3, err, sizeof err);
@@ -636,7 +829,7 @@ static void test_mean_and_counts(void) {
                             L(QKD_LAYER_CONV, 16, 5, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_AVGPOOL, 2, 0, 1, 0, 0),
                             L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 120, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0),
                             L(QKD_LAYER_DENSE, 84, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 8, 0, 1, 0, 0)};
-  qkd_net_spec ls = {"lenet5", 12, lenet, 0, NULL};
+  qkd_net_spec ls = {"lenet5", 12, lenet, 0, NULL, {0}};
   qkd_shape mn = {1, 28, 28, 0};
   qkd_nn *ln = qkd_nn_create(&ls, mn, 0, 4, err, sizeof err);
   CHECK(ln && qkd_nn_param_count(ln) == 44256);
@@ -648,14 +841,14 @@ static void test_mean_and_counts(void) {
                            L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.5), L(QKD_LAYER_DENSE, 4096, 0, 1, 0, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0),
                            L(QKD_LAYER_DENSE, 8, 0, 1, 0, 0)};
   CHECK(qkd_net_param_count(alex, 16, mn, 0) == 94663880);
-  qkd_net_spec both[2] = {{"alexnet_small", 16, alex, 0, NULL}, ls};
-  qkd_net_spec ens = {"ensemble", 0, NULL, 2, both};
+  qkd_net_spec both[2] = {{"alexnet_small", 16, alex, 0, NULL, {0}}, ls};
+  qkd_net_spec ens = {"ensemble", 0, NULL, 2, both, {0}};
   qkd_nn *en = qkd_nn_create(&ens, mn, 0, 2, err, sizeof err);
   CHECK(en && qkd_nn_param_count(en) == 94708136);
   qkd_nn_free(en);
   /* errors come back as messages */
   qkd_layer_spec badl[] = {L(QKD_LAYER_CONV, 2, 9, 1, 0, 0)};
-  qkd_net_spec bad = {"tiny", 1, badl, 0, NULL};
+  qkd_net_spec bad = {"tiny", 1, badl, 0, NULL, {0}};
   qkd_shape small = {1, 4, 4, 0};
   CHECK(qkd_nn_create(&bad, small, 0, 1, err, sizeof err) == NULL && strstr(err, "larger") != NULL);
 }
@@ -668,7 +861,7 @@ static void test_learns(void) {
   CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
   qkd_layer_spec l[] = {L(QKD_LAYER_CONV, 4, 3, 1, 1, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0), L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0),
                         L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 10, 0, 1, 0, 0)};
-  qkd_net_spec s = {"small", 5, l, 0, NULL};
+  qkd_net_spec s = {"small", 5, l, 0, NULL, {0}};
   qkd_shape in = {1, 8, 8, 0};
   int B = 32;
   qkd_nn *nn = qkd_nn_create(&s, in, 0, B, err, sizeof err);
@@ -719,6 +912,8 @@ int main(void) {
   test_forward_reference();
   test_conv_direct();
   test_threads();
+  test_batchnorm();
+  test_batchnorm_threads();
   test_dropout();
   test_ce();
   test_optim();

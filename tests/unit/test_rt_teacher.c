@@ -1,6 +1,7 @@
 /* test_rt_teacher.c — runtime/qkd_teacher.h: training on the synthetic set (learns, deterministic,
  * ensemble trains jointly), the weights cache (round trip, key mismatch, a flipped byte, a torn
- * file: each rejected with a warning and retrained), teacher logits and evaluation. */
+ * file, another format version: each rejected with a warning and retrained; a batchnorm net's
+ * running statistics round-trip), teacher logits and evaluation. */
 #include "qkd_data.h"
 #include "qkd_teacher.h"
 #include "testutil.h"
@@ -37,7 +38,7 @@ int main(void) {
   qkd_dataset ds;
   CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
   CHECK(ds.train.n == 500 && ds.val.n == 100 && ds.test.n == 200);
-  qkd_net_spec spec = {"small", 6, small, 0, NULL};
+  qkd_net_spec spec = {"small", 6, small, 0, NULL, {0}};
   qkd_teacher_job job = {.name = "small", .net = &spec, .data = &ds, .data_opts = &o, .threads = 1,
                          .recipe = {QKD_NN_ADAM, 3e-3, 0.9, 0.999, 0, 3, 32, 1}, .note = on_note};
   /* trains, learns, and writes the cache */
@@ -91,11 +92,19 @@ int main(void) {
   o2.per_class = 7;
   qkd_recipe r2 = job.recipe;
   r2.lr = 1e-3;
-  qkd_net_spec spec2 = {"small", 2, lin, 0, NULL};
+  qkd_net_spec spec2 = {"small", 2, lin, 0, NULL, {0}};
   CHECK(qkd_cache_key(&spec, in, &job.recipe, &o2, &ds) != k0);
   CHECK(qkd_cache_key(&spec, in, &r2, &o, &ds) != k0);
   CHECK(qkd_cache_key(&spec2, in, &job.recipe, &o, &ds) != k0);
   CHECK(qkd_cache_key(&spec, in, &job.recipe, &o, &ds) == k0);
+  /* ... and the fit: augmentation and schedule */
+  qkd_net_spec spec3 = spec;
+  spec3.fit.crop_pad = 1;
+  CHECK(qkd_cache_key(&spec3, in, &job.recipe, &o, &ds) != k0);
+  spec3.fit = (qkd_fit){0, 1, QKD_SCHEDULE_CONSTANT};
+  CHECK(qkd_cache_key(&spec3, in, &job.recipe, &o, &ds) != k0);
+  spec3.fit = (qkd_fit){0, 0, QKD_SCHEDULE_COSINE};
+  CHECK(qkd_cache_key(&spec3, in, &job.recipe, &o, &ds) != k0);
   /* corruption: flip one byte in the weights -> checksum failure, retrained */
   {
     FILE *f = fopen(cache, "r+b");
@@ -107,7 +116,7 @@ int main(void) {
   }
   float *tmp = malloc(sizeof(float) * (size_t)a.params);
   double accs[3];
-  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, accs, 3, err, sizeof err) == -1);
+  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, NULL, 0, accs, 3, err, sizeof err) == -1);
   CHECK(strstr(err, "checksum") != NULL && strstr(err, cache) != NULL);
   n_warnings = 0;
   CHECK(qkd_teacher_train(&job, &b, err, sizeof err) == 0);
@@ -115,22 +124,72 @@ int main(void) {
   qkd_teacher_result_free(&b);
   /* torn file: truncated -> rejected */
   CHECK(truncate(cache, 50) == 0);
-  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, accs, 3, err, sizeof err) == -1);
+  CHECK(qkd_cache_load(cache, qkd_cache_key(&spec, in, &job.recipe, &o, &ds), tmp, a.params, NULL, 0, accs, 3, err, sizeof err) == -1);
   CHECK(strstr(err, "length") != NULL);
   /* direct save/load round trip with a wrong key */
-  float w[4] = {1.5f, -2.0f, 3.25f, 0.0f};
+  float w[4] = {1.5f, -2.0f, 3.25f, 0.0f}, sv[3] = {0.25f, -7.0f, 1e-3f};
   double e2[2] = {0.5, 0.75};
-  float w2[4];
+  float w2[4], sv2[3];
   double e3[2];
-  CHECK(qkd_cache_save(cache, 42, w, 4, e2, 2, err, sizeof err) == 0);
-  CHECK(qkd_cache_load(cache, 42, w2, 4, e3, 2, err, sizeof err) == 0);
-  CHECK(memcmp(w, w2, sizeof w) == 0 && e3[1] == 0.75);
-  CHECK(qkd_cache_load(cache, 43, w2, 4, e3, 2, err, sizeof err) == -1 && strstr(err, "key") != NULL);
-  CHECK(qkd_cache_load(cache, 42, w2, 5, e3, 2, err, sizeof err) == -1);
+  CHECK(qkd_cache_save(cache, 42, w, 4, sv, 3, e2, 2, err, sizeof err) == 0);
+  CHECK(qkd_cache_load(cache, 42, w2, 4, sv2, 3, e3, 2, err, sizeof err) == 0);
+  CHECK(memcmp(w, w2, sizeof w) == 0 && memcmp(sv, sv2, sizeof sv) == 0 && e3[1] == 0.75);
+  CHECK(qkd_cache_load(cache, 43, w2, 4, sv2, 3, e3, 2, err, sizeof err) == -1 && strstr(err, "key") != NULL);
+  CHECK(qkd_cache_load(cache, 42, w2, 5, sv2, 3, e3, 2, err, sizeof err) == -1);
+  CHECK(qkd_cache_load(cache, 42, w2, 4, sv2, 2, e3, 2, err, sizeof err) == -1 && strstr(err, "state") != NULL);
+  /* a file of another format version (byte 4: the version) is rejected as such */
+  {
+    FILE *f = fopen(cache, "r+b");
+    fseek(f, 4, SEEK_SET);
+    fputc(QKD_CACHE_VERSION - 1, f);
+    fclose(f);
+  }
+  CHECK(qkd_cache_load(cache, 42, w2, 4, sv2, 3, e3, 2, err, sizeof err) == -1 && strstr(err, "version") != NULL);
   free(tmp);
+  /* a batchnorm net: the cache carries its running statistics, so the loaded net evaluates as
+   * the trained one did */
+  {
+    qkd_layer_spec bn[] = {LS(CONV, 4, 3, 1, 1, 0), LS(BATCHNORM, 0, 0, 1, 0, 0), LS(RELU, 0, 0, 1, 0, 0), LS(MAXPOOL, 2, 0, 1, 0, 0),
+                           LS(FLATTEN, 0, 0, 1, 0, 0), LS(DENSE, 5, 0, 1, 0, 0)};
+    qkd_net_spec bs = {"small_bn", 6, bn, 0, NULL, {0}};
+    qkd_teacher_job bj = job;
+    bj.net = &bs;
+    remove(cache);
+    qkd_teacher_result t1, t2;
+    CHECK(qkd_teacher_train(&bj, &t1, err, sizeof err) == 0 && !t1.cached);
+    long ns = qkd_nn_state_count(t1.net);
+    CHECK(ns == 8 && qkd_nn_state(t1.net)[4] != 1.0f); /* the running variance moved */
+    CHECK(qkd_teacher_train(&bj, &t2, err, sizeof err) == 0 && t2.cached);
+    CHECK(memcmp(qkd_nn_state(t1.net), qkd_nn_state(t2.net), sizeof(float) * (size_t)ns) == 0);
+    CHECK(qkd_nn_evaluate(t2.net, &ds, &ds.test, NULL) == t1.test_accuracy[2]);
+    qkd_teacher_result_free(&t1);
+    qkd_teacher_result_free(&t2);
+  }
+  /* augmentation and a cosine schedule: deterministic, and not the plain run (the synthetic
+   * classes are random pixel patterns, which shifts and flips destroy: no accuracy claim) */
+  {
+    qkd_net_spec as = spec;
+    as.fit = (qkd_fit){1, 1, QKD_SCHEDULE_COSINE};
+    qkd_teacher_job aj = job;
+    aj.net = &as;
+    aj.cache_path = NULL;
+    aj.recipe.seed = 1;
+    qkd_teacher_result t1, t2;
+    CHECK(qkd_teacher_train(&aj, &t1, err, sizeof err) == 0 && qkd_teacher_train(&aj, &t2, err, sizeof err) == 0);
+    CHECK(memcmp(qkd_nn_params(t1.net), qkd_nn_params(t2.net), sizeof(float) * (size_t)t1.params) == 0);
+    CHECK(memcmp(qkd_nn_params(t1.net), qkd_nn_params(a.net), sizeof(float) * (size_t)t1.params) != 0);
+    qkd_teacher_result_free(&t2);
+    as.fit = (qkd_fit){0, 0, QKD_SCHEDULE_COSINE}; /* the schedule alone changes the weights too */
+    CHECK(qkd_teacher_train(&aj, &t2, err, sizeof err) == 0);
+    CHECK(t2.test_accuracy[2] > 0.7);
+    CHECK(memcmp(qkd_nn_params(t2.net), qkd_nn_params(a.net), sizeof(float) * (size_t)t1.params) != 0);
+    CHECK(memcmp(qkd_nn_params(t2.net), qkd_nn_params(t1.net), sizeof(float) * (size_t)t1.params) != 0);
+    qkd_teacher_result_free(&t1);
+    qkd_teacher_result_free(&t2);
+  }
   /* an ensemble: mean(small, linear) trained jointly; both members' parameters move */
-  qkd_net_spec members[2] = {{"small", 6, small, 0, NULL}, {"lin", 2, lin, 0, NULL}};
-  qkd_net_spec ens = {"ensemble", 0, NULL, 2, members};
+  qkd_net_spec members[2] = {{"small", 6, small, 0, NULL, {0}}, {"lin", 2, lin, 0, NULL, {0}}};
+  qkd_net_spec ens = {"ensemble", 0, NULL, 2, members, {0}};
   qkd_teacher_job ej = job;
   ej.net = &ens;
   ej.cache_path = NULL;
@@ -150,7 +209,7 @@ int main(void) {
   qkd_teacher_result_free(&b);
   /* errors: a net whose output does not match the class count */
   qkd_layer_spec wrong[] = {LS(FLATTEN, 0, 0, 1, 0, 0), LS(DENSE, 7, 0, 1, 0, 0)};
-  qkd_net_spec ws = {"wrong", 2, wrong, 0, NULL};
+  qkd_net_spec ws = {"wrong", 2, wrong, 0, NULL, {0}};
   ej.net = &ws;
   CHECK(qkd_teacher_train(&ej, &b, err, sizeof err) == -1 && strstr(err, "classes") != NULL);
   qkd_teacher_result_free(&a);
