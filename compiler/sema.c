@@ -489,7 +489,7 @@ static void check_fit(sema *S, const qkd_ast *b, qkd_fit *fit) {
       static const char *const pad[] = {"pad", NULL};
       static const double nodef[] = {NAN};
       double p;
-      if (!strcmp(name, "crop") && bind_builtin(S, a, pad, nodef, &p) == 0) {
+      if (!strcmp(name, "crop") && bind_builtin(S, NULL, a, pad, nodef, &p) == 0) {
         if (fit->crop_pad) qkd_diag_error(S->D, a->span, "crop is given twice");
         else if (p != floor(p) || p < 1 || p > 1024) qkd_diag_error(S->D, a->span, "crop needs an integer pad >= 1, not %g", p);
         else fit->crop_pad = (int)p;
