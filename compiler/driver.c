@@ -57,11 +57,10 @@ const char *qkd_driver_out_dir(qkd_arena *a, const char *file) {
   return qkd_arena_printf(a, "runs/%.*s", (int)n, base);
 }
 
-static volatile int stop_requested;
-static void on_sigint(int sig) {
-  (void)sig;
-  if (stop_requested) _exit(130); /* a second Ctrl-C: stop at once */
-  stop_requested = 1;
+static volatile int stop_requested; /* the signal that asked to stop (SIGINT, SIGTERM), or 0 */
+static void on_signal(int sig) {
+  if (stop_requested) _exit(128 + stop_requested); /* a second signal: stop at once */
+  stop_requested = sig;
 }
 
 int qkd_driver_run(const qkd_model *m, qkd_run_opts *ro) {
@@ -75,9 +74,12 @@ int qkd_driver_run(const qkd_model *m, qkd_run_opts *ro) {
   }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL); /* Slurm's time limit, scancel and pre-emption */
   ro->stop = &stop_requested;
   if (!ro->log) ro->log = stderr;
-  return qkd_run_program(m, ro);
+  int rc = qkd_run_program(m, ro);
+  if (rc == 130 && stop_requested) rc = 128 + stop_requested; /* 130 after SIGINT, 143 after SIGTERM */
+  return rc;
 }

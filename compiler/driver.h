@@ -16,6 +16,8 @@ uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir);
 int qkd_driver_parse_slice(const char *v, int *k, int *n);
 /* The default run directory runs/<file stem>. */
 const char *qkd_driver_out_dir(qkd_arena *a, const char *file);
-/* Installs the Ctrl-C handler and runs the program; returns the exit code. */
+/* Installs the SIGINT and SIGTERM handlers (stop after the current batch, outputs consistent;
+ * a second signal stops at once) and runs the program; returns the exit code: 130 after SIGINT,
+ * 143 after SIGTERM. */
 int qkd_driver_run(const qkd_model *m, qkd_run_opts *ro);
 #endif

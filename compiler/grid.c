@@ -173,6 +173,13 @@ static int check_axis(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, co
       continue;
     }
     char *what = qkd_arena_printf(a, "axis field '%s'", f->name);
+    size_t pl = strlen(f->name);
+    if (pl > 11 && !strcmp(f->name + pl - 11, ".train.seed")) {
+      qkd_diag_error(d, f->name_span, "an axis cannot set a train seed: the grid's seeds: set the experiment's (and, with "
+                                      "seed_teachers: true, the teacher's)");
+      rc = -1;
+      continue;
+    }
     if (!qkd_override_target(d, prog, f->name, f->name_span, what)) {
       rc = -1;
       continue;
@@ -424,7 +431,7 @@ static int expand_grid(expander *X, const qkd_ast *G) {
     }
     own_cache(X, (qkd_m_experiment *)ce);
     cell->experiment = ce;
-    cell->key_text = qkd_grid_describe(a, ce);
+    cell->key_text = ((qkd_m_experiment *)ce)->key_text = qkd_grid_describe(a, ce);
     qkd_vec_push(a, &X->cells, cell);
   }
   if (bad) {
@@ -438,6 +445,7 @@ static int expand_grid(expander *X, const qkd_ast *G) {
 int qkd_grid_expand(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, qkd_model *m, const char *root_path) {
   expander X = {.a = a, .d = d, .prog = prog, .m = m, .root = root_path};
   int rc = 0;
+  for (int i = 0; i < m->n_experiments; i++) m->experiments[i]->key_text = qkd_grid_describe(a, m->experiments[i]);
   for (int i = 0; i < prog->decls.len; i++) {
     const qkd_ast *x = prog->decls.items[i];
     if (x->kind == QKD_AST_DECL && x->decl_kind == QKD_DECL_GRID && expand_grid(&X, x) != 0) rc = -1;

@@ -15,8 +15,8 @@
 #include "parse.h"
 #include "qkd_model.h"
 
-/* Expands every grid of `prog` (already checked as `m`) into m->grids and m->cells, and marks
- * the experiments grids start from (grid_base). Returns 0, or -1 after reporting. */
+/* Expands every grid of `prog` (already checked as `m`) into m->grids and m->cells, marks the
+ * experiments grids start from (grid_base) and gives every experiment its key_text. Returns 0, or -1 after reporting. */
 int qkd_grid_expand(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, qkd_model *m, const char *root_path);
 
 /* The canonical text of a checked experiment (data, teacher, student, loss, recipe, runs). */

@@ -105,6 +105,7 @@ typedef struct {
   qkd_control_kind control;
   int uses_teacher;             /* the loss reads teacher logits (kl, mse) */
   int grid_base;                /* named by a grid's `experiment:`: runs only as its cells */
+  const char *key_text;         /* canonical text of the checked experiment (resume keys) */
 } qkd_m_experiment;
 
 /* Grids (spec §9). A grid crosses its axes in the order written (the last varies fastest), then

@@ -32,6 +32,17 @@ typedef struct {
   void (*progress)(void *ud, const char *phase, int epoch, int epochs, long step, long steps, double loss,
                    double samples_per_s);
   void *progress_ud;
+  /* Checkpoints: when set, the run writes its whole state there (atomically) after every epoch —
+   * parameters, batchnorm statistics, optimizer moments and step counts, the global step (every
+   * random stream is keyed by seed, epoch and step, so this is their position), the curves so
+   * far and the training time — and, when a checkpoint with checkpoint_key is already there,
+   * resumes from it (saying "resuming 'NAME' KIND from epoch K" through note) and finishes
+   * bit-identical to a run that was never interrupted. A checkpoint with another key (another
+   * program, data or thread count) is ignored with a note. */
+  const char *checkpoint;
+  uint64_t checkpoint_key;
+  const char *name;                  /* for the resume message (the cell or experiment) */
+  void (*note)(void *ud, const char *text); /* called with progress_ud */
 } qkd_train_opts;
 
 typedef struct {
@@ -44,6 +55,7 @@ typedef struct {
   double samples_per_s;              /* training samples / train_seconds */
   long quantum_params, classical_params; /* a control run: 0 and all of its parameters */
   long zero_vectors;                 /* amplitude-encoded all-zero feature vectors met */
+  int checkpoint_failed;             /* a checkpoint could not be written (noted; the run went on) */
   double *circuit_params;            /* [quantum_params] final values (for the .qkw file) */
   float *classical;                  /* [classical_params] pre then head (for the .qkw file) */
 } qkd_student_result;

@@ -269,6 +269,24 @@ oom:
   return NULL;
 }
 
+/* The resume key of an experiment or cell: its checked text, its data files (base names and
+ * sizes), the version. */
+static uint64_t experiment_key(const qkd_m_experiment *e) {
+  uint64_t h = qkd_hash_str(QKD_HASH_INIT, e->key_text ? e->key_text : e->name);
+  qkd_data_opts o;
+  data_opts(e->data, &o);
+  qkd_data_file files[QKD_DATA_MAX_FILES];
+  int n = 0;
+  char err[1024];
+  if (qkd_data_identify(&o, files, &n, err, sizeof err) != 0) n = 0; /* loading will report it */
+  for (int i = 0; i < n; i++) {
+    const char *base = strrchr(files[i].path, '/');
+    h = qkd_hash_str(h, base ? base + 1 : files[i].path);
+    h = qkd_hash_bytes(h, &files[i].size, sizeof files[i].size);
+  }
+  return qkd_hash_str(h, QKD_VERSION);
+}
+
 /* ---- one experiment ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -327,7 +345,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
   if (!ks) return 2;
   x->seconds.jit = fresh ? ks->ms / 1e3 : 0;
   progress_ctx pc = {.o = o, .tty = isatty(fileno(o->log)), .what = what, .rest_s = rest_s};
-  qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc};
+  uint64_t key = qkd_hash_bytes(experiment_key(e), &o->threads, sizeof o->threads);
   static const char *const names[3] = {"baseline", "distilled", "control"};
   qkd_run_kind order[3] = {QKD_RUN_DISTILLED, QKD_RUN_BASELINE, QKD_RUN_CONTROL};
   int rc = 0;
@@ -336,8 +354,16 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     if ((kind == QKD_RUN_BASELINE && !e->baseline) || (kind == QKD_RUN_CONTROL && !e->control)) continue;
     char err[1024];
     qkd_student_result *res = &xr->res[kind];
+    char *ckpt = malloc(strlen(stem) + 32);
+    if (!ckpt) return 1;
+    sprintf(ckpt, "%s.%s.ckpt", stem, names[kind]);
+    qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc,
+                         .checkpoint = ckpt, .checkpoint_key = qkd_hash_bytes(key, &kind, sizeof kind),
+                         .name = for_cell ? what : e->name, .note = note};
     int st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, err, sizeof err);
+    free(ckpt);
     if (pc.tty) fputs("\r\033[K", o->log);
+    if (res->checkpoint_failed) r->write_failed = 1;
     if (st < 0) {
       fprintf(o->log, "%s: error: %s\n", r->m->path, err);
       return 1;
@@ -359,6 +385,17 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
   x->seconds.total = now_s() - te;
   x->completed = rc == 0;
   return rc;
+}
+
+/* Removes an experiment's checkpoints once its results are written. */
+static void drop_checkpoints(const char *stem) {
+  static const char *const names[3] = {"baseline", "distilled", "control"};
+  char *p = malloc(strlen(stem) + 32);
+  for (int k = 0; p && k < 3; k++) {
+    sprintf(p, "%s.%s.ckpt", stem, names[k]);
+    remove(p);
+  }
+  free(p);
 }
 
 static void exp_run_free(exp_run *xr) {
@@ -427,16 +464,18 @@ static int run_plain(runner *r, double t0) {
     }
     sprintf(what, "experiment '%s'", e->name);
     rc = run_experiment(r, e, 0, what, -1, stem, &xr[k]);
-    free(stem), free(what);
+    free(what);
     if (rc == 1 || rc == 2) {
       exp_run_free(&xr[k]);
+      free(stem);
       break;
     }
     ex[k] = xr[k].x;
     ex[k].seconds.total += teacher_s;
     ex[k].seconds.teacher = teacher_s;
     done = ++k;
-    write_report(r, ex, done);
+    if (write_report(r, ex, done) == 0 && rc == 0) drop_checkpoints(stem);
+    free(stem);
   }
   if (rc == 0 && done) {
     qkd_report rep = {.experiments = ex, .n_experiments = done};
@@ -452,22 +491,8 @@ static int run_plain(runner *r, double t0) {
 
 /* ---- grid cells --------------------------------------------------------------------------------- */
 
-/* The resume key of a cell: its checked text, its data files (base names and sizes), the version. */
 static void cell_key(const qkd_m_cell *c, char out[17]) {
-  uint64_t h = qkd_hash_str(QKD_HASH_INIT, c->key_text);
-  qkd_data_opts o;
-  data_opts(c->experiment->data, &o);
-  qkd_data_file files[QKD_DATA_MAX_FILES];
-  int n = 0;
-  char err[1024];
-  if (qkd_data_identify(&o, files, &n, err, sizeof err) != 0) n = 0; /* loading will report it */
-  for (int i = 0; i < n; i++) {
-    const char *base = strrchr(files[i].path, '/');
-    h = qkd_hash_str(h, base ? base + 1 : files[i].path);
-    h = qkd_hash_bytes(h, &files[i].size, sizeof files[i].size);
-  }
-  h = qkd_hash_str(h, QKD_VERSION);
-  snprintf(out, 17, "%016llx", (unsigned long long)h);
+  snprintf(out, 17, "%016llx", (unsigned long long)experiment_key(c->experiment));
 }
 
 /* DIR/cells/<name> (malloc'd), without extension. */
@@ -544,6 +569,8 @@ static int run_cells(runner *r) {
       if (!labels || !values || qkd_report_write_cell(path, &rep, &xr.x, &cell, err, sizeof err) != 0) {
         fprintf(o->log, "%s\n", labels && values ? err : "out of memory");
         r->write_failed = 1;
+      } else {
+        drop_checkpoints(stem);
       }
       free(labels);
       free(values);

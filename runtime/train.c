@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "qkd_file.h"
+#include "qkd_hash.h"
 #include "qkd_loss.h"
 #include "qkd_nn.h"
 #include "qkd_par.h"
@@ -336,6 +339,156 @@ static double evaluate(student *s, const qkd_split *sp, uint64_t shot_seed) {
   return sp->n ? (double)correct / sp->n : 0.0;
 }
 
+/* ---- checkpoints (qkd_train.h) ---------------------------------------------------------------- */
+
+typedef struct {
+  unsigned char *b;
+  size_t n, cap;
+  int oom;
+} buf;
+
+static void put(buf *w, const void *p, size_t n) {
+  if (w->oom) return;
+  if (w->n + n > w->cap) {
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap < w->n + n) cap *= 2;
+    unsigned char *nb = realloc(w->b, cap);
+    if (!nb) { w->oom = 1; return; }
+    w->b = nb, w->cap = cap;
+  }
+  memcpy(w->b + w->n, p, n);
+  w->n += n;
+}
+static void put_i64(buf *w, int64_t v) { put(w, &v, 8); }
+
+typedef struct {
+  const unsigned char *b;
+  size_t n, at;
+  int bad;
+} cur;
+
+static void get(cur *r, void *p, size_t n) {
+  if (r->bad || r->at + n > r->n) { r->bad = 1; memset(p, 0, n); return; }
+  memcpy(p, r->b + r->at, n);
+  r->at += n;
+}
+static int64_t get_i64(cur *r) { int64_t v; get(r, &v, 8); return v; }
+
+/* A net's parameters and state and its optimizer's moments; NULL nets write a count of 0. */
+static void put_net(buf *w, qkd_nn *nn, const qkd_nn_optim *o) {
+  long n = nn ? qkd_nn_param_count(nn) : 0, ns = nn ? qkd_nn_state_count(nn) : 0;
+  put_i64(w, n);
+  put_i64(w, ns);
+  if (!nn) return;
+  put(w, qkd_nn_params(nn), sizeof(float) * (size_t)n);
+  put(w, qkd_nn_state(nn), sizeof(float) * (size_t)ns);
+  put_i64(w, o->t);
+  put(w, o->m, sizeof(float) * (size_t)n);
+  put_i64(w, o->v != NULL);
+  if (o->v) put(w, o->v, sizeof(float) * (size_t)n);
+}
+
+static void get_net(cur *r, qkd_nn *nn, qkd_nn_optim *o) {
+  long n = nn ? qkd_nn_param_count(nn) : 0, ns = nn ? qkd_nn_state_count(nn) : 0;
+  if (get_i64(r) != n || get_i64(r) != ns) { r->bad = 1; return; }
+  if (!nn) return;
+  get(r, qkd_nn_params(nn), sizeof(float) * (size_t)n);
+  get(r, qkd_nn_state(nn), sizeof(float) * (size_t)ns);
+  o->t = get_i64(r);
+  get(r, o->m, sizeof(float) * (size_t)n);
+  if (get_i64(r) != (o->v != NULL)) { r->bad = 1; return; }
+  if (o->v) get(r, o->v, sizeof(float) * (size_t)n);
+}
+
+#define CKPT_MAGIC "QKDK"
+#define CKPT_VERSION 1
+
+typedef struct {
+  int epochs;               /* epochs done */
+  long step;
+  double train_time;
+} progress_state;
+
+static void ckpt_build(buf *w, const student *s, uint64_t key, const progress_state *ps, const qkd_student_result *out) {
+  put(w, CKPT_MAGIC, 4);
+  put_i64(w, CKPT_VERSION);
+  put(w, &key, 8);
+  put_i64(w, ps->epochs);
+  put_i64(w, ps->step);
+  put(w, &ps->train_time, 8);
+  put_i64(w, s->zero_vectors);
+  put_i64(w, out->validation_accuracy != NULL);
+  put(w, out->test_accuracy, sizeof(double) * (size_t)ps->epochs);
+  put(w, out->train_loss, sizeof(double) * (size_t)ps->epochs);
+  if (out->validation_accuracy) put(w, out->validation_accuracy, sizeof(double) * (size_t)ps->epochs);
+  put_net(w, s->pre, &s->pre_opt);
+  put_net(w, s->mid, &s->mid_opt);
+  put_net(w, s->head, &s->head_opt);
+  put_i64(w, s->P);
+  put(w, s->theta, sizeof(double) * (size_t)s->P);
+  put_i64(w, s->circ_opt.step);
+  put(w, s->circ_opt.m, sizeof(double) * (size_t)s->P);
+  put(w, s->circ_opt.v, sizeof(double) * (size_t)s->P);
+  uint64_t h = qkd_hash_bytes(QKD_HASH_INIT, w->b, w->n);
+  put(w, &h, 8);
+}
+
+static int emit_buf(FILE *f, const void *ctx) {
+  const buf *w = ctx;
+  return fwrite(w->b, 1, w->n, f) == w->n ? 0 : -1;
+}
+
+/* Loads a checkpoint into s and out; returns the epochs done (0: none usable, reason in why). */
+static int ckpt_load(const char *path, student *s, uint64_t key, int epochs, progress_state *ps, qkd_student_result *out,
+                     char *why, size_t whylen) {
+  size_t len;
+  char err[1200];
+  unsigned char *b = (unsigned char *)qkd_file_read(path, (size_t)1 << 34, &len, err, sizeof err);
+  if (!b) return snprintf(why, whylen, "%s", err), 0;
+  cur r = {b, len, 0, 0};
+  char magic[4];
+  uint64_t k = 0, h = 0;
+  get(&r, magic, 4);
+  int64_t version = get_i64(&r);
+  get(&r, &k, 8);
+  int ok = len >= 8 && !memcmp(magic, CKPT_MAGIC, 4) && version == CKPT_VERSION;
+  if (ok) memcpy(&h, b + len - 8, 8);
+  if (!ok || h != qkd_hash_bytes(QKD_HASH_INIT, b, len - 8)) {
+    free(b);
+    return snprintf(why, whylen, "%s: not a valid checkpoint (torn or corrupted)", path), 0;
+  }
+  if (k != key) {
+    free(b);
+    return snprintf(why, whylen, "%s: a checkpoint of another run (the program, data or thread count changed)", path), 0;
+  }
+  r.n = len - 8;
+  progress_state st;
+  st.epochs = (int)get_i64(&r);
+  st.step = (long)get_i64(&r);
+  get(&r, &st.train_time, 8);
+  long zero = (long)get_i64(&r);
+  int has_val = (int)get_i64(&r);
+  if (st.epochs < 1 || st.epochs > epochs || has_val != (out->validation_accuracy != NULL)) r.bad = 1;
+  if (!r.bad) {
+    get(&r, out->test_accuracy, sizeof(double) * (size_t)st.epochs);
+    get(&r, out->train_loss, sizeof(double) * (size_t)st.epochs);
+    if (has_val) get(&r, out->validation_accuracy, sizeof(double) * (size_t)st.epochs);
+    get_net(&r, s->pre, &s->pre_opt);
+    get_net(&r, s->mid, &s->mid_opt);
+    get_net(&r, s->head, &s->head_opt);
+    if (get_i64(&r) != s->P) r.bad = 1;
+    get(&r, s->theta, sizeof(double) * (size_t)s->P);
+    s->circ_opt.step = (long)get_i64(&r);
+    get(&r, s->circ_opt.m, sizeof(double) * (size_t)s->P);
+    get(&r, s->circ_opt.v, sizeof(double) * (size_t)s->P);
+  }
+  free(b);
+  if (r.bad || r.at != r.n) return snprintf(why, whylen, "%s: a checkpoint of another shape", path), -1;
+  s->zero_vectors = zero;
+  *ps = st;
+  return st.epochs;
+}
+
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
                       qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
                       qkd_student_result *out, char *err, size_t errlen) {
@@ -367,8 +520,32 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   uint64_t shot_seed = sub_seed(e->train.seed, SEED_SHOTS), eval_seed = sub_seed(e->train.seed, SEED_EVAL_SHOTS);
   long steps_per_epoch = (n + s.B - 1) / s.B, step = 0;
   double train_time = 0;
-  int stopped = 0;
-  for (int ep = 0; ep < epochs && !stopped; ep++) {
+  int stopped = 0, first = 0;
+  if (opts->checkpoint) { /* resume from the last finished epoch */
+    char why[1400];
+    progress_state ps;
+    int done = ckpt_load(opts->checkpoint, &s, opts->checkpoint_key, epochs, &ps, out, why, sizeof why);
+    if (done < 0) { /* a torn-in-the-middle state cannot be: start over from a fresh student */
+      student_free(&s);
+      qkd_student_result_free(out);
+      snprintf(err, errlen, "%s (remove it to start over)", why);
+      free(perm);
+      return -1;
+    }
+    if (done > 0) {
+      first = done, step = ps.step, train_time = ps.train_time;
+      out->epochs = done;
+      if (opts->note) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "resuming '%s' %s from epoch %d", opts->name ? opts->name : e->name,
+                 kind == QKD_RUN_BASELINE ? "baseline" : kind == QKD_RUN_CONTROL ? "control" : "distilled", done);
+        opts->note(opts->progress_ud, msg);
+      }
+    } else if (why[0] && access(opts->checkpoint, F_OK) == 0 && opts->note) {
+      opts->note(opts->progress_ud, why);
+    }
+  }
+  for (int ep = first; ep < epochs && !stopped; ep++) {
     double te = now_s(), loss_sum = 0;
     qkd_nn_shuffle(perm, n, (uint64_t)e->train.seed, (uint64_t)ep);
     s.count_zero = ep == 0;
@@ -410,6 +587,17 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
     out->test_accuracy[ep] = evaluate(&s, &ds->test, eval_seed);
     if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(&s, &ds->val, eval_seed + 1);
     out->epochs = ep + 1;
+    if (opts->checkpoint) {
+      buf w = {0};
+      progress_state ps = {ep + 1, step, train_time};
+      ckpt_build(&w, &s, opts->checkpoint_key, &ps, out);
+      char werr[1200];
+      if (w.oom || qkd_file_write_atomic(opts->checkpoint, emit_buf, &w, werr, sizeof werr) != 0) {
+        if (opts->note) opts->note(opts->progress_ud, w.oom ? "out of memory writing a checkpoint" : werr);
+        out->checkpoint_failed = 1;
+      }
+      free(w.b);
+    }
   }
   free(perm);
   out->train_seconds = train_time;
