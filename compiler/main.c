@@ -11,6 +11,7 @@
 #include "draw.h"
 #include "jit.h"
 #include "qkd_gridreport.h"
+#include "slurm.h"
 #include "qkd_run.h"
 #include "qsim.h"
 #include "build.h"
@@ -24,7 +25,10 @@ static void usage(FILE *out) {
         "  draw FILE [--student NAME | --cell NAME]   a text diagram of a student's circuit\n"
         "  run FILE [--out DIR] [--set P=V]… [--threads N] [--cells K/N] [--fresh]\n"
         "                                      train teachers, run every experiment and grid cell\n"
+        "  run FILE --teachers-only [--out DIR]   train and cache every teacher the program needs, then stop\n"
         "  cells FILE [--set P=V]…             the grid cells, one per line, in the order --cells slices\n"
+        "  slurm FILE --out DIR [--tasks N] [--partition P] [--time HH:MM:SS] [--cpus C] [--mem SIZE] [--submit]\n"
+        "                                      Slurm job scripts (teachers, a cells array, report) for a grid\n"
         "  report DIR… [-o OUT] [--compare F]  merge grid cells of run directories: results.json, .md, .svg\n"
         "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--grad]\n"
         "  emit-llvm FILE [--student NAME]     the LLVM IR of the specialised kernels\n"
@@ -37,7 +41,8 @@ static void usage(FILE *out) {
 
 typedef struct {
   const char *command, *file, *student, *out_dir, *cell;
-  int dump_ir, threads, grad, qubits, fresh, slice_k, slice_n;
+  int dump_ir, threads, grad, qubits, fresh, slice_k, slice_n, teachers_only, submit;
+  const char *tasks, *partition, *time_limit, *cpus, *mem; /* qkdc slurm */
   const char *circuit, *params_file, *input_file, *encode, *exe, *cpu;
   int n_sets;
   const char *sets[MAX_SETS]; /* --set PATH=VALUE, in order */
@@ -53,6 +58,13 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--student") && i + 1 < argc) o->student = argv[++i];
     else if (!strcmp(a, "--cell") && i + 1 < argc) o->cell = argv[++i];
     else if (!strcmp(a, "--fresh")) o->fresh = 1;
+    else if (!strcmp(a, "--teachers-only")) o->teachers_only = 1;
+    else if (!strcmp(a, "--submit")) o->submit = 1;
+    else if (!strcmp(a, "--tasks") && i + 1 < argc) o->tasks = argv[++i];
+    else if (!strcmp(a, "--partition") && i + 1 < argc) o->partition = argv[++i];
+    else if (!strcmp(a, "--time") && i + 1 < argc) o->time_limit = argv[++i];
+    else if (!strcmp(a, "--cpus") && i + 1 < argc) o->cpus = argv[++i];
+    else if (!strcmp(a, "--mem") && i + 1 < argc) o->mem = argv[++i];
     else if (!strcmp(a, "--cells") && i + 1 < argc) {
       if (qkd_driver_parse_slice(argv[++i], &o->slice_k, &o->slice_n) != 0) return -1;
     }
@@ -269,7 +281,7 @@ static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
   qkd_run_opts ro = {.threads = o->threads, .out_dir = o->out_dir ? o->out_dir : qkd_driver_out_dir(a, o->file),
                      .overrides = o->sets, .n_overrides = o->n_sets, .kernel_for = kernel_for,
                      .kernel_release = kernel_release, .slice_k = o->slice_k, .slice_n = o->slice_n,
-                     .fresh = o->fresh};
+                     .fresh = o->fresh, .teachers_only = o->teachers_only};
   return qkd_driver_run(m, &ro);
 }
 
@@ -348,7 +360,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 1;
   }
-  const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", "cells", NULL};
+  const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", "cells", "slurm", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], o.command)) k++;
   if (!known[k]) {
@@ -370,6 +382,11 @@ int main(int argc, char **argv) {
     rc = 1;
   } else if (!strcmp(o.command, "check")) {
     if (o.dump_ir) dump_ir(m);
+  } else if (!strcmp(o.command, "slurm")) {
+    qkd_slurm_opts so = {.file = o.file, .out_dir = o.out_dir, .tasks = o.tasks, .partition = o.partition,
+                         .time_limit = o.time_limit, .cpus = o.cpus, .mem = o.mem, .submit = o.submit,
+                         .sets = o.sets, .n_sets = o.n_sets, .qkdc = argv[0]};
+    rc = qkd_slurm_write(&arena, m, &so);
   } else if (!strcmp(o.command, "cells")) {
     for (int i = 0; i < m->n_cells; i++) printf("%s\n", m->cells[i].name);
   } else if (!strcmp(o.command, "draw")) {

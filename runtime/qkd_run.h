@@ -32,6 +32,8 @@ typedef struct {
   int slice_k, slice_n;         /* --cells K/N: only the K-th of N slices of the cells (0: all,
                                    plus the plain experiments) */
   int fresh;                    /* --fresh: run finished cells again */
+  int teachers_only;            /* --teachers-only: train (and cache) every teacher the program's
+                                   experiments and cells need, then stop */
 } qkd_run_opts;
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o);

@@ -595,8 +595,23 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
     fprintf(o->log, "%s: error: --cells slices grid cells, but the program declares no grid\n", m->path);
     return 1;
   }
-  if (o->slice_n == 0) rc = run_plain(&r, t0);
-  if (rc == 0 && m->n_cells) {
+  if (o->teachers_only) {
+    /* every teacher once: the plain experiments' (declared) and each cell's (per seed) */
+    for (int i = 0; i < m->n_teachers && rc == 0; i++)
+      if (!(m->n_cells && teacher_of_cells(m, m->teachers[i]->name))) {
+        if (!m->teachers[i]->cache)
+          fprintf(o->log, "%s: warning: teacher '%s' has no cache: field; --teachers-only trains it but keeps nothing\n",
+                  m->path, m->teachers[i]->name);
+        if (teacher_slot_of(&r, m->teachers[i], 0) < 0) rc = 1;
+      }
+    for (int i = 0; i < m->n_cells && rc == 0; i++)
+      if (m->cells[i].experiment->teacher && teacher_slot_of(&r, m->cells[i].experiment->teacher, 1) < 0) rc = 1;
+    if (rc == 0 && o->stop && *o->stop) rc = 130;
+    if (rc == 0) fprintf(o->log, "%d teacher%s ready\n", r.n_teachers, r.n_teachers == 1 ? "" : "s");
+  } else if (o->slice_n == 0) {
+    rc = run_plain(&r, t0);
+  }
+  if (rc == 0 && m->n_cells && !o->teachers_only) {
     rc = run_cells(&r);
     if (rc == 0 || rc == 130) {
       char err[1200];

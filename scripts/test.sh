@@ -11,6 +11,19 @@ if ! command -v cmake >/dev/null || ! command -v bison >/dev/null || ! [ -d /usr
   bash scripts/setup.sh
 fi
 
+# What only the tests need: a real Slurm (tests/slurm) started by the tests themselves.
+test_need=(slurmctld slurmd slurm-client munge python3)
+test_missing=()
+for p in "${test_need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || test_missing+=("$p")
+done
+if [ ${#test_missing[@]} -gt 0 ]; then
+  echo "test: installing ${test_missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${test_missing[@]}" >/dev/null
+fi
+
 echo "== release build and tests" >&2
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQKD_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
