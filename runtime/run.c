@@ -215,21 +215,90 @@ oom:
   return -1;
 }
 
+/* Teacher logits files: beside a cached teacher, its logits on one data set's training split
+ * and its accuracy on the test split, so that every later process (every grid slice) reads them
+ * instead of running the teacher over the data again. "QKDL", u32 version, u64 key (teacher and
+ * data set), i64 n, i64 C, f64 test accuracy, f32 logits[n][C], u64 FNV-1a of all before. */
+typedef struct {
+  uint64_t key;
+  long n, C;
+  double acc;
+  const float *logits;
+} logits_file;
+
+static int emit_logits(FILE *f, const void *ctx) {
+  const logits_file *l = ctx;
+  unsigned char head[40];
+  uint32_t version = 1;
+  int64_t n = l->n, C = l->C;
+  memcpy(head, "QKDL", 4);
+  memcpy(head + 4, &version, 4);
+  memcpy(head + 8, &l->key, 8);
+  memcpy(head + 16, &n, 8);
+  memcpy(head + 24, &C, 8);
+  memcpy(head + 32, &l->acc, 8);
+  uint64_t h = qkd_hash_bytes(QKD_HASH_INIT, head, sizeof head);
+  h = qkd_hash_bytes(h, l->logits, sizeof(float) * (size_t)(n * C));
+  return fwrite(head, 1, sizeof head, f) != sizeof head || fwrite(l->logits, sizeof(float), (size_t)(n * C), f) != (size_t)(n * C) ||
+         fwrite(&h, 8, 1, f) != 1;
+}
+
+/* Reads a logits file into logits [n][C] (malloc'd); 0, or -1 when absent, torn or another key. */
+static int read_logits(const char *path, uint64_t key, long n, long C, float **logits, double *acc) {
+  size_t len;
+  char err[1200];
+  unsigned char *b = (unsigned char *)qkd_file_read(path, (size_t)1 << 34, &len, err, sizeof err);
+  if (!b) return -1;
+  int64_t fn, fC;
+  uint64_t fk, h;
+  int ok = len == 40 + sizeof(float) * (size_t)(n * C) + 8 && !memcmp(b, "QKDL", 4);
+  if (ok) {
+    memcpy(&fk, b + 8, 8), memcpy(&fn, b + 16, 8), memcpy(&fC, b + 24, 8), memcpy(&h, b + len - 8, 8);
+    ok = fk == key && fn == n && fC == C && h == qkd_hash_bytes(QKD_HASH_INIT, b, len - 8);
+  }
+  if (ok && (*logits = malloc(sizeof(float) * (size_t)(n * C) + 1))) {
+    memcpy(acc, b + 32, 8);
+    memcpy(*logits, b + 40, sizeof(float) * (size_t)(n * C));
+  } else {
+    ok = 0;
+  }
+  free(b);
+  return ok ? 0 : -1;
+}
+
 /* The teacher's logits on a data set's training split (when `logits`) and its test accuracy. */
 static logits_slot *teacher_on(runner *r, int ti, int di, int logits) {
   logits_slot *s = NULL;
   for (int i = 0; i < r->n_logits && !s; i++)
     if (r->logits[i].teacher == ti && r->logits[i].data == di) s = &r->logits[i];
+  const teacher_slot *t = &r->teachers[ti];
+  const qkd_dataset *ds = &r->data[di].ds;
+  uint64_t key = qkd_hash_bytes(t->key, &r->data[di].key, 8);
+  char *path = NULL;
+  if (t->cache && (path = malloc(strlen(t->cache) + 40)))
+    sprintf(path, "%s.%016llx.logits", t->cache, (unsigned long long)r->data[di].key);
   if (!s) {
     GROW(r->logits, r->n_logits);
     s = &r->logits[r->n_logits++];
-    *s = (logits_slot){ti, di, NULL, qkd_nn_evaluate(r->teachers[ti].res.net, &r->data[di].ds, &r->data[di].ds.test, NULL)};
+    *s = (logits_slot){ti, di, NULL, NAN};
+    if (path && read_logits(path, key, ds->train.n, ds->n_classes, &s->logits, &s->test_accuracy) == 0) {
+      free(path);
+      return s;
+    }
+    s->test_accuracy = qkd_nn_evaluate(t->res.net, ds, &ds->test, NULL);
   }
-  if (logits && !s->logits &&
-      !(s->logits = qkd_teacher_logits(r->teachers[ti].res.net, &r->data[di].ds, &r->data[di].ds.train)))
-    goto oom;
+  if ((logits || path) && !s->logits) {
+    if (!(s->logits = qkd_teacher_logits(t->res.net, ds, &ds->train))) goto oom;
+    if (path) { /* for the next process; a failure only costs it the time */
+      logits_file lf = {key, ds->train.n, ds->n_classes, s->test_accuracy, s->logits};
+      char err[1200];
+      if (qkd_file_write_atomic(path, emit_logits, &lf, err, sizeof err) != 0) fprintf(r->o->log, "  note: %s\n", err);
+    }
+  }
+  free(path);
   return s;
 oom:
+  free(path);
   fprintf(r->o->log, "%s: error: out of memory for the teacher's logits\n", r->m->path);
   return NULL;
 }
