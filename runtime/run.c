@@ -135,7 +135,8 @@ typedef struct {
   int n_logits;
   kernel_slot *kernels;
   int n_kernels;
-  int write_failed;         /* an output could not be written: the run ends non-zero */
+  int write_failed;         /* outputs that could not be written: the run ends non-zero */
+  char failed[512];         /* their names, for the closing message */
 } runner;
 
 #define GROW(arr, n) do { void *p_ = realloc((arr), sizeof *(arr) * (size_t)((n) + 1)); if (!p_) goto oom; (arr) = p_; } while (0)
@@ -365,6 +366,15 @@ typedef struct {
   int teacher;                /* its teacher slot, or -1 */
 } exp_run;
 
+/* Records an output that could not be written. */
+static void missing(runner *r, const char *path) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strlen(r->failed);
+  if (r->write_failed++ < 8 && n + strlen(base) + 3 < sizeof r->failed)
+    snprintf(r->failed + n, sizeof r->failed - n, "%s%s", n ? ", " : "", base);
+}
+
 static void write_weights(runner *r, const char *stem, const char *name, const char *kind, const qkd_student_result *res) {
   char err[1200];
   size_t n = strlen(stem) + 32;
@@ -374,7 +384,7 @@ static void write_weights(runner *r, const char *stem, const char *name, const c
   if (qkd_report_write_weights(path, name, res->circuit_params, res->quantum_params, res->classical,
                                res->classical_params, err, sizeof err) != 0) {
     fprintf(r->o->log, "%s\n", err);
-    r->write_failed = 1;
+    missing(r, path);
   }
   free(path);
 }
@@ -430,9 +440,9 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
                          .checkpoint = ckpt, .checkpoint_key = qkd_hash_bytes(key, &kind, sizeof kind),
                          .name = for_cell ? what : e->name, .note = note};
     int st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, err, sizeof err);
+    if (res->checkpoint_failed) missing(r, ckpt);
     free(ckpt);
     if (pc.tty) fputs("\r\033[K", o->log);
-    if (res->checkpoint_failed) r->write_failed = 1;
     if (st < 0) {
       fprintf(o->log, "%s: error: %s\n", r->m->path, err);
       return 1;
@@ -485,7 +495,7 @@ static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex) {
   int rc = qkd_report_write(r->o->out_dir, &rep, err, sizeof err);
   if (rc != 0) {
     fprintf(r->o->log, "%s\n", err);
-    r->write_failed = 1;
+    missing(r, "results.json, curves.csv or curves.svg");
   }
   free(tr);
   return rc;
@@ -637,7 +647,7 @@ static int run_cells(runner *r) {
       qkd_report rep = {.threads = o->threads, .overrides = o->overrides, .n_overrides = o->n_overrides};
       if (!labels || !values || qkd_report_write_cell(path, &rep, &xr.x, &cell, err, sizeof err) != 0) {
         fprintf(o->log, "%s\n", labels && values ? err : "out of memory");
-        r->write_failed = 1;
+        missing(r, path);
       } else {
         drop_checkpoints(stem);
       }
@@ -692,8 +702,9 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
     }
   }
   if (rc == 0 && r.write_failed) {
-    fprintf(o->log, "%s: error: some outputs could not be written (see above); the run's results are incomplete\n",
-            o->out_dir);
+    fprintf(o->log, "%s: error: %d output%s could not be written (%s%s; see above): the run's results are incomplete; "
+                    "free space or fix permissions and run again (finished cells and epochs are kept)\n",
+            o->out_dir, r.write_failed, r.write_failed == 1 ? "" : "s", r.failed, r.write_failed > 8 ? ", …" : "");
     rc = 1;
   }
   fprintf(o->log, "total %.1f s\n", now_s() - t0);
