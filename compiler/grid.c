@@ -70,11 +70,14 @@ static void put_teacher(text *t, const qkd_m_teacher *te) {
   put_train(t, &te->train);
 }
 
-const char *qkd_grid_describe(qkd_arena *a, const qkd_m_experiment *e) {
+/* The canonical text; `baseline`: only what the ce-only baseline run depends on (no teacher,
+ * no loss, no control), so cells that differ only in those share their baseline. */
+static const char *describe(qkd_arena *a, const qkd_m_experiment *e, int baseline) {
   text t = {.a = a};
-  put(&t, "experiment %s\n", e->name);
+  put(&t, "experiment %s%s\n", e->name, baseline ? " (baseline run)" : "");
   put_data(&t, e->data);
-  if (e->teacher) put_teacher(&t, e->teacher);
+  if (baseline) put(&t, "teacher -\n");
+  else if (e->teacher) put_teacher(&t, e->teacher);
   else put(&t, "teacher none\n");
   const qkd_m_student *s = &e->student;
   const qkd_ir_circuit *c = &s->circuit;
@@ -85,10 +88,18 @@ const char *qkd_grid_describe(qkd_arena *a, const qkd_m_experiment *e) {
       (int)c->measure, c->shots, (int)c->precision, s->head_dense);
   char loss[512];
   qkd_loss_format(e->loss, loss, sizeof loss);
-  put(&t, "loss %s\ntrain ", loss);
+  put(&t, "loss %s\ntrain ", baseline ? "ce" : loss);
   put_train(&t, &e->train);
-  put(&t, "baseline=%d control=%d gradient=%d\n", e->baseline, (int)e->control, (int)e->gradient);
+  if (baseline) put(&t, "gradient=%d\n", (int)e->gradient);
+  else put(&t, "baseline=%d control=%d gradient=%d\n", e->baseline, (int)e->control, (int)e->gradient);
   return t.s;
+}
+
+const char *qkd_grid_describe(qkd_arena *a, const qkd_m_experiment *e) { return describe(a, e, 0); }
+
+static void set_keys(qkd_arena *a, qkd_m_experiment *e) {
+  e->key_text = describe(a, e, 0);
+  e->baseline_key_text = describe(a, e, 1);
 }
 
 static uint64_t teacher_hash(qkd_arena *a, const qkd_m_teacher *te) {
@@ -431,7 +442,8 @@ static int expand_grid(expander *X, const qkd_ast *G) {
     }
     own_cache(X, (qkd_m_experiment *)ce);
     cell->experiment = ce;
-    cell->key_text = ((qkd_m_experiment *)ce)->key_text = qkd_grid_describe(a, ce);
+    set_keys(a, (qkd_m_experiment *)ce);
+    cell->key_text = ce->key_text;
     qkd_vec_push(a, &X->cells, cell);
   }
   if (bad) {
@@ -445,7 +457,7 @@ static int expand_grid(expander *X, const qkd_ast *G) {
 int qkd_grid_expand(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, qkd_model *m, const char *root_path) {
   expander X = {.a = a, .d = d, .prog = prog, .m = m, .root = root_path};
   int rc = 0;
-  for (int i = 0; i < m->n_experiments; i++) m->experiments[i]->key_text = qkd_grid_describe(a, m->experiments[i]);
+  for (int i = 0; i < m->n_experiments; i++) set_keys(a, m->experiments[i]);
   for (int i = 0; i < prog->decls.len; i++) {
     const qkd_ast *x = prog->decls.items[i];
     if (x->kind == QKD_AST_DECL && x->decl_kind == QKD_DECL_GRID && expand_grid(&X, x) != 0) rc = -1;

@@ -106,6 +106,7 @@ typedef struct {
   int uses_teacher;             /* the loss reads teacher logits (kl, mse) */
   int grid_base;                /* named by a grid's `experiment:`: runs only as its cells */
   const char *key_text;         /* canonical text of the checked experiment (resume keys) */
+  const char *baseline_key_text; /* the same for its baseline run alone (no teacher, loss, control) */
 } qkd_m_experiment;
 
 /* Grids (spec §9). A grid crosses its axes in the order written (the last varies fastest), then

@@ -78,6 +78,8 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
                       qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
                       qkd_student_result *out, char *err, size_t errlen);
 void qkd_student_result_free(qkd_student_result *r);
+/* A deep copy (for runs shared between cells); 0, or -1 on out of memory (dst empty). */
+int qkd_student_result_copy(qkd_student_result *dst, const qkd_student_result *src);
 
 /* A student held outside a training loop: for gradient checks (tests) and tools. Parameters are
  * one flat vector: pre (float), then circuit (double), then head (float). */

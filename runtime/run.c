@@ -135,6 +135,8 @@ typedef struct {
   int n_logits;
   kernel_slot *kernels;
   int n_kernels;
+  struct shared_run { uint64_t key; qkd_student_result res; } *shared; /* finished baseline runs */
+  int n_shared;
   int write_failed;         /* outputs that could not be written: the run ends non-zero */
   char failed[512];         /* their names, for the closing message */
 } runner;
@@ -439,7 +441,28 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc,
                          .checkpoint = ckpt, .checkpoint_key = qkd_hash_bytes(key, &kind, sizeof kind),
                          .name = for_cell ? what : e->name, .note = note};
-    int st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, err, sizeof err);
+    /* a baseline depends on no teacher or loss: cells that differ only there share it */
+    uint64_t bkey = qkd_hash_str(qkd_hash_bytes(QKD_HASH_INIT, &o->threads, sizeof o->threads),
+                                 e->baseline_key_text ? e->baseline_key_text : "");
+    int shared = -1;
+    for (int j = 0; kind == QKD_RUN_BASELINE && e->baseline_key_text && j < r->n_shared && shared < 0; j++)
+      if (r->shared[j].key == bkey) shared = j;
+    int st;
+    if (shared >= 0) {
+      st = qkd_student_result_copy(res, &r->shared[shared].res) == 0 ? 0 : -1;
+      if (st < 0) snprintf(err, sizeof err, "out of memory");
+      else fprintf(o->log, "%s baseline: the same run as an earlier cell's (no teacher, same student, data and seed)\n", what);
+    } else {
+      st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, err, sizeof err);
+      if (st == 0 && kind == QKD_RUN_BASELINE && e->baseline_key_text) {
+        void *p = realloc(r->shared, sizeof *r->shared * (size_t)(r->n_shared + 1));
+        if (p) {
+          r->shared = p;
+          r->shared[r->n_shared].key = bkey;
+          if (qkd_student_result_copy(&r->shared[r->n_shared].res, res) == 0) r->n_shared++;
+        }
+      }
+    }
     if (res->checkpoint_failed) missing(r, ckpt);
     free(ckpt);
     if (pc.tty) fputs("\r\033[K", o->log);
@@ -710,6 +733,8 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   fprintf(o->log, "total %.1f s\n", now_s() - t0);
   for (int i = 0; i < r.n_kernels; i++)
     if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
+  for (int i = 0; i < r.n_shared; i++) qkd_student_result_free(&r.shared[i].res);
+  free(r.shared);
   for (int i = 0; i < r.n_logits; i++) free(r.logits[i].logits);
   for (int i = 0; i < r.n_teachers; i++) {
     qkd_teacher_result_free(&r.teachers[i].res);

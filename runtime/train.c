@@ -618,6 +618,27 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   return stopped ? 1 : 0;
 }
 
+int qkd_student_result_copy(qkd_student_result *dst, const qkd_student_result *src) {
+  *dst = *src;
+  int E = src->epochs > 0 ? src->epochs : 1;
+  dst->test_accuracy = malloc(sizeof(double) * (size_t)E);
+  dst->train_loss = malloc(sizeof(double) * (size_t)E);
+  dst->validation_accuracy = src->validation_accuracy ? malloc(sizeof(double) * (size_t)E) : NULL;
+  dst->circuit_params = malloc(sizeof(double) * (size_t)(src->quantum_params + 1));
+  dst->classical = malloc(sizeof(float) * (size_t)(src->classical_params + 1));
+  if (!dst->test_accuracy || !dst->train_loss || (src->validation_accuracy && !dst->validation_accuracy) ||
+      !dst->circuit_params || !dst->classical) {
+    qkd_student_result_free(dst);
+    return -1;
+  }
+  memcpy(dst->test_accuracy, src->test_accuracy, sizeof(double) * (size_t)src->epochs);
+  memcpy(dst->train_loss, src->train_loss, sizeof(double) * (size_t)src->epochs);
+  if (src->validation_accuracy) memcpy(dst->validation_accuracy, src->validation_accuracy, sizeof(double) * (size_t)src->epochs);
+  if (src->circuit_params) memcpy(dst->circuit_params, src->circuit_params, sizeof(double) * (size_t)src->quantum_params);
+  if (src->classical) memcpy(dst->classical, src->classical, sizeof(float) * (size_t)src->classical_params);
+  return 0;
+}
+
 void qkd_student_result_free(qkd_student_result *r) {
   free(r->test_accuracy);
   free(r->validation_accuracy);
