@@ -133,4 +133,14 @@ acc = lambda j: {e.get("cell", e["experiment"]): (e["distilled"]["test_accuracy"
                  for e in j["experiments"]}
 assert acc(json.load(open(w + "/exe-run/results.json"))) == acc(json.load(open(w + "/full/results.json")))
 PY
+# 9: cells that differ only in their teacher share one baseline run; it equals a recomputed one
+"$qkdc" run "$here/grid_teachers.qkd" --out "$work/tshare" --threads 2 2>"$work/tshare.log" || fail "teacher grid"
+[ "$(grep -c 'baseline: the same run as an earlier cell' "$work/tshare.log")" = 2 ] || fail "the baselines were not shared"
+"$qkdc" run "$here/grid_teachers.qkd" --out "$work/tsolo" --cells 4/4 --threads 2 2>"$work/tsolo.log" || fail "teacher grid slice"
+grep -q 'baseline: the same run' "$work/tsolo.log" && fail "a lone slice cannot share"
+cmp <(grep -o '"baseline": {[^}]*' -z "$work/tshare/cells/g/teacher=t2/seed=2.json" | tr -d '\0' | grep -v seconds) \
+    <(grep -o '"baseline": {[^}]*' -z "$work/tsolo/cells/g/teacher=t2/seed=2.json" | tr -d '\0' | grep -v seconds) \
+  || fail "a shared baseline differs from the one computed on its own"
+cmp "$work/tshare/cells/g/teacher=t2/seed=2.baseline.qkw" "$work/tsolo/cells/g/teacher=t2/seed=2.baseline.qkw" \
+  || fail "a shared baseline's weights differ from the ones computed on their own"
 echo "grid: 1 passed, 0 failed"
