@@ -24,8 +24,15 @@
 #include "qkd_kernel.h"
 #include "qkd_model.h"
 
+/* What runs of one process share: fitted PCAs (per data set and k), so a grid's baseline,
+ * distilled and control runs and its seeds fit each PCA once. Owned by the caller. */
+typedef struct qkd_train_cache qkd_train_cache;
+qkd_train_cache *qkd_train_cache_new(void);
+void qkd_train_cache_free(qkd_train_cache *c);
+
 typedef struct {
   int threads;                       /* kernel threads (batch split) */
+  qkd_train_cache *cache;            /* may be NULL; its data sets must outlive it */
   volatile int *stop;                /* set asynchronously (Ctrl-C): training stops after the
                                         current batch and returns 1 */
   /* progress: called after every batch and every epoch (may be NULL) */

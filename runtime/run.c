@@ -127,7 +127,7 @@ typedef struct {
 typedef struct {
   const qkd_model *m;
   const qkd_run_opts *o;
-  data_slot *data;
+  data_slot **data;         /* each its own allocation: pointers to a data set stay valid */
   int n_data;
   teacher_slot *teachers;
   int n_teachers;
@@ -137,6 +137,7 @@ typedef struct {
   int n_kernels;
   struct shared_run { uint64_t key; qkd_student_result res; } *shared; /* finished baseline runs */
   int n_shared;
+  qkd_train_cache *cache;   /* fitted PCAs */
   int write_failed;         /* outputs that could not be written: the run ends non-zero */
   char failed[512];         /* their names, for the closing message */
 } runner;
@@ -148,15 +149,17 @@ static int dataset_slot(runner *r, const qkd_m_dataset *d) {
   data_opts(d, &o);
   uint64_t key = data_key(&o);
   for (int i = 0; i < r->n_data; i++)
-    if (r->data[i].key == key) return i;
+    if (r->data[i]->key == key) return i;
   GROW(r->data, r->n_data);
-  data_slot *s = &r->data[r->n_data];
-  memset(s, 0, sizeof *s);
+  data_slot *s = calloc(1, sizeof *s);
+  if (!s) goto oom;
+  r->data[r->n_data] = s;
   s->key = key, s->name = d->name, s->source = d->source, s->opts = o;
   char err[1024];
   fprintf(r->o->log, "loading data set '%s' (%s)\n", d->name, d->source);
   if (qkd_data_load(&s->opts, &s->ds, err, sizeof err) != 0) {
     fprintf(r->o->log, "%s\n", err);
+    free(s);
     return -1;
   }
   qkd_dataset *ds = &s->ds;
@@ -173,10 +176,10 @@ oom:
 static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   int di = dataset_slot(r, t->data);
   if (di < 0) return -1;
-  const qkd_dataset *ds = &r->data[di].ds;
+  const qkd_dataset *ds = &r->data[di]->ds;
   qkd_recipe rc = recipe(&t->train);
   qkd_shape in = {ds->c, ds->h, ds->w, 0};
-  uint64_t key = qkd_cache_key(&t->net, in, &rc, &r->data[di].opts, ds);
+  uint64_t key = qkd_cache_key(&t->net, in, &rc, &r->data[di]->opts, ds);
   key = qkd_hash_str(key, t->name);
   key = qkd_hash_str(key, t->cache ? t->cache : "");
   for (int i = 0; i < r->n_teachers; i++)
@@ -200,7 +203,7 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
     free(dir);
   }
   progress_ctx pc = {.o = r->o, .tty = isatty(fileno(r->o->log)), .what = t->name, .rest_s = -1};
-  qkd_teacher_job job = {.name = t->name, .net = &t->net, .data = ds, .data_opts = &r->data[di].opts,
+  qkd_teacher_job job = {.name = t->name, .net = &t->net, .data = ds, .data_opts = &r->data[di]->opts,
                          .recipe = rc, .cache_path = s->cache, .threads = r->o->threads, .note = note, .note_ctx = &pc};
   char err[1024];
   fprintf(r->o->log, "teacher '%s': %ld parameters, seed %d\n", t->name, t->params, t->train.seed);
@@ -275,11 +278,11 @@ static logits_slot *teacher_on(runner *r, int ti, int di, int logits) {
   for (int i = 0; i < r->n_logits && !s; i++)
     if (r->logits[i].teacher == ti && r->logits[i].data == di) s = &r->logits[i];
   const teacher_slot *t = &r->teachers[ti];
-  const qkd_dataset *ds = &r->data[di].ds;
-  uint64_t key = qkd_hash_bytes(t->key, &r->data[di].key, 8);
+  const qkd_dataset *ds = &r->data[di]->ds;
+  uint64_t key = qkd_hash_bytes(t->key, &r->data[di]->key, 8);
   char *path = NULL;
   if (t->cache && (path = malloc(strlen(t->cache) + 40)))
-    sprintf(path, "%s.%016llx.logits", t->cache, (unsigned long long)r->data[di].key);
+    sprintf(path, "%s.%016llx.logits", t->cache, (unsigned long long)r->data[di]->key);
   if (!s) {
     GROW(r->logits, r->n_logits);
     s = &r->logits[r->n_logits++];
@@ -402,7 +405,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
   qkd_report_experiment *x = &xr->x;
   int di = dataset_slot(r, e->data);
   if (di < 0) return 1;
-  const qkd_dataset *ds = &r->data[di].ds;
+  const qkd_dataset *ds = &r->data[di]->ds;
   qkd_loss_format(e->loss, xr->loss, sizeof xr->loss);
   *x = (qkd_report_experiment){.experiment = e->name, .dataset = e->data->name, .source = e->data->source,
                                .classes = ds->n_classes, .qubits = e->student.qubits, .loss = xr->loss,
@@ -438,7 +441,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     char *ckpt = malloc(strlen(stem) + 32);
     if (!ckpt) return 1;
     sprintf(ckpt, "%s.%s.ckpt", stem, names[kind]);
-    qkd_train_opts to = {.threads = o->threads, .stop = o->stop, .progress = progress, .progress_ud = &pc,
+    qkd_train_opts to = {.threads = o->threads, .cache = r->cache, .stop = o->stop, .progress = progress, .progress_ud = &pc,
                          .checkpoint = ckpt, .checkpoint_key = qkd_hash_bytes(key, &kind, sizeof kind),
                          .name = for_cell ? what : e->name, .note = note};
     /* a baseline depends on no teacher or loss: cells that differ only there share it */
@@ -690,13 +693,13 @@ static int run_cells(runner *r) {
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   double t0 = now_s();
-  runner r = {.m = m, .o = o};
-  qkd_nn_set_threads(o->threads);
-  int rc = 0;
   if (o->slice_n > 0 && m->n_cells == 0) {
     fprintf(o->log, "%s: error: --cells slices grid cells, but the program declares no grid\n", m->path);
     return 1;
   }
+  runner r = {.m = m, .o = o, .cache = qkd_train_cache_new()};
+  qkd_nn_set_threads(o->threads);
+  int rc = 0;
   if (o->teachers_only) {
     /* every teacher once: the plain experiments' (declared) and each cell's (per seed) */
     for (int i = 0; i < m->n_teachers && rc == 0; i++)
@@ -734,13 +737,17 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   for (int i = 0; i < r.n_kernels; i++)
     if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
   for (int i = 0; i < r.n_shared; i++) qkd_student_result_free(&r.shared[i].res);
+  qkd_train_cache_free(r.cache);
   free(r.shared);
   for (int i = 0; i < r.n_logits; i++) free(r.logits[i].logits);
   for (int i = 0; i < r.n_teachers; i++) {
     qkd_teacher_result_free(&r.teachers[i].res);
     free(r.teachers[i].cache);
   }
-  for (int i = 0; i < r.n_data; i++) qkd_data_free(&r.data[i].ds);
+  for (int i = 0; i < r.n_data; i++) {
+    qkd_data_free(&r.data[i]->ds);
+    free(r.data[i]);
+  }
   free(r.data); free(r.teachers); free(r.logits); free(r.kernels);
   return rc;
 }

@@ -109,8 +109,64 @@ int qkd_train_matched_width(int F, int O, int P) {
   return R < 1 ? 1 : R > F ? F : R;
 }
 
+/* ---- fitted PCAs shared between runs (qkd_train_cache) ---- */
+
+struct qkd_train_cache {
+  struct { const qkd_dataset *ds; int n, k; qkd_nn_reduce red; } *pca;
+  int n_pca;
+};
+
+qkd_train_cache *qkd_train_cache_new(void) { return calloc(1, sizeof(qkd_train_cache)); }
+
+void qkd_train_cache_free(qkd_train_cache *c) {
+  if (!c) return;
+  for (int i = 0; i < c->n_pca; i++) qkd_nn_reduce_free(&c->pca[i].red);
+  free(c->pca);
+  free(c);
+}
+
+static int copy_floats(float **dst, const float *src, long n) {
+  if (!(*dst = malloc(sizeof(float) * (size_t)(n + 1)))) return -1;
+  memcpy(*dst, src, sizeof(float) * (size_t)n);
+  return 0;
+}
+
+/* A fitted reduction r (PCA) from the cache: 0 when found (r filled), -1 otherwise. */
+static int pca_from_cache(const qkd_train_cache *c, const qkd_dataset *ds, qkd_nn_reduce *r) {
+  for (int i = 0; c && i < c->n_pca; i++) {
+    const qkd_nn_reduce *f = &c->pca[i].red;
+    if (c->pca[i].ds != ds || c->pca[i].n != ds->train.n || c->pca[i].k != r->k) continue;
+    long D = qkd_shape_size(r->in);
+    if (copy_floats(&r->mean, f->mean, D) != 0 || copy_floats(&r->basis, f->basis, D * r->k) != 0 ||
+        !(r->eigenvalues = malloc(sizeof(double) * (size_t)r->k + 1)))
+      return -1;
+    memcpy(r->eigenvalues, f->eigenvalues, sizeof(double) * (size_t)r->k);
+    return 0;
+  }
+  return -1;
+}
+
+static void pca_to_cache(qkd_train_cache *c, const qkd_dataset *ds, const qkd_nn_reduce *r) {
+  if (!c) return;
+  void *p = realloc(c->pca, sizeof *c->pca * (size_t)(c->n_pca + 1));
+  if (!p) return;
+  c->pca = p;
+  qkd_nn_reduce *f = &c->pca[c->n_pca].red;
+  *f = *r;
+  long D = qkd_shape_size(r->in);
+  f->mean = NULL, f->basis = NULL, f->eigenvalues = NULL;
+  if (copy_floats(&f->mean, r->mean, D) != 0 || copy_floats(&f->basis, r->basis, D * r->k) != 0 ||
+      !(f->eigenvalues = malloc(sizeof(double) * (size_t)r->k + 1))) {
+    qkd_nn_reduce_free(f);
+    return;
+  }
+  memcpy(f->eigenvalues, r->eigenvalues, sizeof(double) * (size_t)r->k);
+  c->pca[c->n_pca].ds = ds, c->pca[c->n_pca].n = ds->train.n, c->pca[c->n_pca].k = r->k;
+  c->n_pca++;
+}
+
 static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k,
-                        int control, int threads, char *err, size_t errlen) {
+                        int control, int threads, qkd_train_cache *cache, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
   s->e = e, s->st = &e->student, s->ds = ds, s->k = k;
   const qkd_m_student *st = s->st;
@@ -163,7 +219,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
              : st->pre == QKD_PRE_MAXPOOL_TO ? QKD_NN_RED_MAXPOOL_TO : QKD_NN_RED_CROP;
     if (qkd_nn_reduce_init(&s->red, kind, in, st->pre_k, st->pre_h, st->pre_w, err, errlen) != 0) return -1;
     s->has_red = 1;
-    if (kind == QKD_NN_RED_PCA) {
+    if (kind == QKD_NN_RED_PCA && pca_from_cache(cache, ds, &s->red) != 0) {
       int n = ds->train.n;
       float *all = malloc(sizeof(float) * (size_t)n * s->img + 1);
       if (!all) goto oom;
@@ -171,6 +227,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
       int rc = qkd_nn_reduce_fit(&s->red, all, n, err, errlen);
       free(all);
       if (rc != 0) return -1;
+      pca_to_cache(cache, ds, &s->red);
     }
   }
   if (st->head_dense) {
@@ -497,7 +554,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   memset(out, 0, sizeof *out);
   double t0 = now_s();
   student s;
-  if (student_init(&s, e, ds, kernel, control, opts->threads, err, errlen) != 0) {
+  if (student_init(&s, e, ds, kernel, control, opts->threads, opts->cache, err, errlen) != 0) {
     student_free(&s);
     return -1;
   }
@@ -663,7 +720,7 @@ qkd_student *qkd_student_create_run(const qkd_m_experiment *e, const qkd_dataset
     return NULL;
   }
   int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
-  if (student_init(s, e, ds, kernel, control, threads, err, errlen) != 0) {
+  if (student_init(s, e, ds, kernel, control, threads, NULL, err, errlen) != 0) {
     student_free(s);
     free(s);
     return NULL;
