@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "override.h"
+#include "qkd_hash.h"
 #include "sema.h"
 
 qkd_model *qkd_driver_compile(qkd_arena *a, qkd_diag *d, const char *path, const char *stdlib_dir,
@@ -17,22 +18,19 @@ qkd_model *qkd_driver_compile(qkd_arena *a, qkd_diag *d, const char *path, const
   return qkd_sema_check(a, d, &prog, path);
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-  return h;
-}
-
 uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir) {
-  uint64_t h = 0xcbf29ce484222325ull;
+  uint64_t h = QKD_HASH_FNV_OFFSET;
   int head[7] = {ir->n_qubits, ir->n_params, ir->n_features, (int)ir->encode, (int)ir->measure, ir->shots, ir->n_gates};
-  h = fnv(h, head, sizeof head);
+  h = qkd_hash_fnv(h, head, sizeof head);
   for (int i = 0; i < ir->n_gates; i++) {
     const qkd_ir_gate *g = &ir->gates[i];
-    int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle.kind, g->angle.index};
-    double gd[2] = {g->angle.scale, g->angle.offset};
-    h = fnv(h, gi, sizeof gi);
-    h = fnv(h, gd, sizeof gd);
+    int na = qkd_gate(g->kind)->angles;
+    for (int s = 0; s < (na > 1 ? na : 1); s++) { /* slot 0 always: one-angle fingerprints as before */
+      int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle[s].kind, g->angle[s].index};
+      double gd[2] = {g->angle[s].scale, g->angle[s].offset};
+      h = qkd_hash_fnv(h, gi, sizeof gi);
+      h = qkd_hash_fnv(h, gd, sizeof gd);
+    }
   }
   return h;
 }

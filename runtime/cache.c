@@ -7,18 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
+#include "qkd_hash.h"
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= FNV_PRIME; }
-  return h;
-}
 static uint64_t h_i64(uint64_t h, int64_t v) {
   unsigned char b[8];
   for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)v >> (8 * i));
-  return fnv(h, b, 8);
+  return qkd_hash_fnv(h, b, 8);
 }
 static uint64_t h_f64(uint64_t h, double v) {
   int64_t bits;
@@ -28,7 +22,7 @@ static uint64_t h_f64(uint64_t h, double v) {
 static uint64_t h_str(uint64_t h, const char *s) {
   s = s ? s : "";
   h = h_i64(h, (int64_t)strlen(s));
-  return fnv(h, s, strlen(s));
+  return qkd_hash_fnv(h, s, strlen(s));
 }
 
 static uint64_t h_net(uint64_t h, const qkd_net_spec *n) {
@@ -49,7 +43,7 @@ static uint64_t h_net(uint64_t h, const qkd_net_spec *n) {
 
 uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *r, const qkd_data_opts *o,
                        const qkd_dataset *ds) {
-  uint64_t h = h_str(FNV_OFFSET, "qkd teacher weights");
+  uint64_t h = h_str(QKD_HASH_FNV_OFFSET, "qkd teacher weights");
   h = h_i64(h, QKD_CACHE_VERSION);
   h = h_net(h, net);
   h = h_i64(h, in.c); h = h_i64(h, in.h); h = h_i64(h, in.w); h = h_i64(h, in.flat);
@@ -112,7 +106,7 @@ int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, 
     memcpy(&bits, &params[i], 4);
     put_u32(b + off, bits);
   }
-  put_u64(b + off, fnv(FNV_OFFSET, b, off));
+  put_u64(b + off, qkd_hash_fnv(QKD_HASH_FNV_OFFSET, b, off));
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%.4000s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "wb");
@@ -146,7 +140,7 @@ int qkd_cache_load(const char *path, uint64_t key, float *params, long n, double
   else if (get_u64(b + 8) != key) fail(err, errlen, path, "cache key differs (the net, recipe, seed or data changed)%s", NULL);
   else if (get_u64(b + 16) != (uint64_t)n || get_u32(b + 24) != (uint32_t)epochs) fail(err, errlen, path, "cache holds another parameter or epoch count%s", NULL);
   else if (got != want) fail(err, errlen, path, "cache file has the wrong length (torn or padded)%s", NULL);
-  else if (get_u64(b + want - 8) != fnv(FNV_OFFSET, b, want - 8)) fail(err, errlen, path, "cache checksum failure (corrupted)%s", NULL);
+  else if (get_u64(b + want - 8) != qkd_hash_fnv(QKD_HASH_FNV_OFFSET, b, want - 8)) fail(err, errlen, path, "cache checksum failure (corrupted)%s", NULL);
   else {
     size_t off = HEADER;
     for (int e = 0; e < epochs; e++, off += 8) {
