@@ -1,7 +1,6 @@
-/* draw.c — see draw.h. */
+/* draw.c — see draw.h. Every gate's symbols come from its row of the gate table (qkd_gates.h). */
 #include "draw.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +21,7 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
   for (int i = 0; i < G; i++) {
     const qkd_ir_gate *g = &c->gates[i];
     int lo = g->q[0], hi = g->q[0];
-    if (qkd_gate_table[g->kind].qubits == 2) {
+    if (qkd_gate(g->kind)->qubits == 2) {
       lo = g->q[0] < g->q[1] ? g->q[0] : g->q[1];
       hi = g->q[0] < g->q[1] ? g->q[1] : g->q[0];
     }
@@ -40,28 +39,24 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
   int *width = calloc((size_t)(ncols ? ncols : 1), sizeof(int));
   for (int i = 0; i < G; i++) {
     const qkd_ir_gate *g = &c->gates[i];
-    const qkd_gate_info *info = &qkd_gate_table[g->kind];
+    const qkd_gate_info *info = qkd_gate(g->kind);
     int k = col[i];
-    char ang[48] = "", name[8];
-    if (info->has_angle) angle_label(&g->angle, ang, sizeof ang);
-    size_t j = 0;
-    for (; info->name[j] && j < sizeof name - 1; j++) name[j] = (char)toupper((unsigned char)info->name[j]);
-    name[j] = 0;
-    if (info->qubits == 1) {
-      if (info->has_angle) snprintf(cells[g->q[0] * ncols + k], 64, "%.8s(%.48s)", name, ang);
-      else snprintf(cells[g->q[0] * ncols + k], 64, "%s", name);
-    } else {
-      int a = g->q[0], b = g->q[1], lo = a < b ? a : b, hi = a < b ? b : a;
+    char ang[160] = "";
+    for (int a = 0; a < info->angles; a++) {
+      char one[48];
+      angle_label(&g->angle[a], one, sizeof one);
+      size_t used = strlen(ang);
+      snprintf(ang + used, sizeof ang - used, "%s%.47s", a ? "," : "", one);
+    }
+    if (info->qubits == 2) {
+      int lo = g->q[0] < g->q[1] ? g->q[0] : g->q[1], hi = g->q[0] < g->q[1] ? g->q[1] : g->q[0];
       for (int q = lo + 1; q < hi; q++) snprintf(cells[q * ncols + k], 64, "|");
-      switch (g->kind) {
-      case QKD_GATE_CNOT: snprintf(cells[a * ncols + k], 64, "*"); snprintf(cells[b * ncols + k], 64, "X"); break;
-      case QKD_GATE_CZ: snprintf(cells[a * ncols + k], 64, "*"); snprintf(cells[b * ncols + k], 64, "*"); break;
-      case QKD_GATE_SWAP: snprintf(cells[a * ncols + k], 64, "x"); snprintf(cells[b * ncols + k], 64, "x"); break;
-      default:
-        snprintf(cells[a * ncols + k], 64, "*");
-        snprintf(cells[b * ncols + k], 64, "%.8s(%.48s)", name + 1, ang);
-        break;
-      }
+    }
+    for (int w = 0; w < info->qubits; w++) {
+      const char *sym = info->draw[w];
+      size_t len = strlen(sym);
+      if (len && sym[len - 1] == '(') snprintf(cells[g->q[w] * ncols + k], 64, "%.8s%.54s)", sym, ang);
+      else snprintf(cells[g->q[w] * ncols + k], 64, "%.16s", sym);
     }
   }
   for (int k = 0; k < ncols; k++)

@@ -22,20 +22,7 @@ qkd_model *qkd_driver_compile(qkd_arena *a, qkd_diag *d, const char *path, const
   return m;
 }
 
-
-uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir) {
-  uint64_t h = QKD_HASH_INIT;
-  int head[7] = {ir->n_qubits, ir->n_params, ir->n_features, (int)ir->encode, (int)ir->measure, ir->shots, ir->n_gates};
-  h = qkd_hash_bytes(h, head, sizeof head);
-  for (int i = 0; i < ir->n_gates; i++) {
-    const qkd_ir_gate *g = &ir->gates[i];
-    int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle.kind, g->angle.index};
-    double gd[2] = {g->angle.scale, g->angle.offset};
-    h = qkd_hash_bytes(h, gi, sizeof gi);
-    h = qkd_hash_bytes(h, gd, sizeof gd);
-  }
-  return h;
-}
+uint64_t qkd_driver_ir_hash(const qkd_ir_circuit *ir) { return qkd_ir_hash(ir); }
 
 int qkd_driver_parse_slice(const char *v, int *k, int *n) {
   char *end;

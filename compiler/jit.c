@@ -260,34 +260,18 @@ static void *lazy_fn(const qkd_kernel *k, int i) {
   return f;
 }
 
-static void lazy_fwd_f64(const qkd_kernel *k, const double *params, const double *features, int batch,
-                         uint64_t seed, uint64_t first, double *outputs, void *ws) {
-  qkd_fwd_f64_fn f;
-  void *p = lazy_fn(k, 0);
-  memcpy(&f, &p, sizeof f);
-  f(k, params, features, batch, seed, first, outputs, ws);
-}
-static void lazy_bwd_f64(const qkd_kernel *k, const double *params, const double *features, int batch,
-                         const double *d_out, double *d_params, double *d_features, void *ws) {
-  qkd_bwd_f64_fn f;
-  void *p = lazy_fn(k, 1);
-  memcpy(&f, &p, sizeof f);
-  f(k, params, features, batch, d_out, d_params, d_features, ws);
-}
-static void lazy_fwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch,
-                         uint64_t seed, uint64_t first, float *outputs, void *ws) {
-  qkd_fwd_f32_fn f;
-  void *p = lazy_fn(k, 2);
-  memcpy(&f, &p, sizeof f);
-  f(k, params, features, batch, seed, first, outputs, ws);
-}
-static void lazy_bwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch,
-                         const float *d_out, float *d_params, float *d_features, void *ws) {
-  qkd_bwd_f32_fn f;
-  void *p = lazy_fn(k, 3);
-  memcpy(&f, &p, sizeof f);
-  f(k, params, features, batch, d_out, d_params, d_features, ws);
-}
+/* The trampolines: entry I of the session (compiled on first use) called with the arguments. */
+#define LAZY_CALL(FN_T, I, ...) \
+  do { FN_T f_; void *p_ = lazy_fn(k, I); memcpy(&f_, &p_, sizeof f_); f_(k, __VA_ARGS__); } while (0)
+static void lazy_fwd_f64(const qkd_kernel *k, const double *p, const double *x, int n, uint64_t seed,
+                         uint64_t first, double *out, void *ws) { LAZY_CALL(qkd_fwd_f64_fn, 0, p, x, n, seed, first, out, ws); }
+static void lazy_bwd_f64(const qkd_kernel *k, const double *p, const double *x, int n, const double *dout,
+                         double *dp, double *dx, void *ws) { LAZY_CALL(qkd_bwd_f64_fn, 1, p, x, n, dout, dp, dx, ws); }
+static void lazy_fwd_f32(const qkd_kernel *k, const float *p, const float *x, int n, uint64_t seed,
+                         uint64_t first, float *out, void *ws) { LAZY_CALL(qkd_fwd_f32_fn, 2, p, x, n, seed, first, out, ws); }
+static void lazy_bwd_f32(const qkd_kernel *k, const float *p, const float *x, int n, const float *dout,
+                         float *dp, float *dx, void *ws) { LAZY_CALL(qkd_bwd_f32_fn, 3, p, x, n, dout, dp, dx, ws); }
+#undef LAZY_CALL
 
 int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
                        char *err, size_t errlen) {

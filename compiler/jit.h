@@ -7,8 +7,9 @@
  *     never includes this header (runtime/ does not depend on compiler/ or LLVM).
  *   - ir must pass qkd_ir_validate and must outlive the kernel (the kernel keeps the pointer).
  *   - The kernels have exactly the qkd_kernel.h semantics: outputs per sample; d_params
- *     accumulated (+=), d_features overwritten (NULL allowed); shots sampled through
- *     qkd_kernel_sample_f64 keyed by (seed, first_sample + i); backward recomputes the forward.
+ *     accumulated (+=), d_features overwritten (NULL allowed); shots sampled through k->sample
+ *     (NULL: qkd_kernel_sample_f64) keyed by (seed, first_sample + i); backward recomputes the
+ *     forward.
  *     Results are deterministic: same inputs and same batch → bit-identical outputs/gradients.
  *     They agree with the interpreter (runtime/qsim.c) to rounding, not bit for bit (gates may be
  *     fused, reordered where they commute, and computed with FMA).
@@ -65,7 +66,8 @@ void qkd_jit_release(qkd_kernel *k);
 int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out);
 
 /* Writes an object file with external functions <prefix>_fwd_f64, <prefix>_bwd_f64,
- * <prefix>_fwd_f32, <prefix>_bwd_f32 (qkd_kernel.h signatures; their `k` argument is unused).
+ * <prefix>_fwd_f32, <prefix>_bwd_f32 (qkd_kernel.h signatures; of their `k` argument only the
+ * `sample` field is read, and k may be NULL: then shots go through qkd_kernel_sample_f64).
  * cpu: "native" (host CPU and features) or "generic" (baseline x86-64). Position independent;
  * needs qkd_kernel_workspace_bytes / qkd_kernel_sample_f64 (libqkdrt) and malloc/free at link. */
 int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *cpu,

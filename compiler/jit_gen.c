@@ -14,6 +14,7 @@
 #include "jit_gen.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,28 +249,46 @@ static void pos_restore(gen *g, savepos s) { LLVMPositionBuilderAtEnd(g->B, s.bb
 
 /* ---- gate matrices ------------------------------------------------------------------------ */
 
-/* m[0..3] = m00, m01, m10, m11 of gate's 2×2 target matrix, from c = cos(θ/2), s = sin(θ/2). */
-static void gate_mat(gen *g, qkd_gate_kind k, LLVMValueRef c, LLVMValueRef s, cx m[4]) {
-  const double h = 0.70710678118654752440;
-  memset(m, 0, 4 * sizeof(cx));
-  LLVMValueRef one = cT(g, 1.0);
-  switch (k) {
-  case QKD_GATE_H: m[0].re = cT(g, h); m[1].re = cT(g, h); m[2].re = cT(g, h); m[3].re = cT(g, -h); break;
-  case QKD_GATE_X: case QKD_GATE_CNOT: case QKD_GATE_SWAP: m[1].re = one; m[2].re = one; break;
-  case QKD_GATE_Y: m[1].im = cT(g, -1.0); m[2].im = one; break;
-  case QKD_GATE_Z: case QKD_GATE_CZ: m[0].re = one; m[3].re = cT(g, -1.0); break;
-  case QKD_GATE_S: m[0].re = one; m[3].im = one; break;
-  case QKD_GATE_T: m[0].re = one; m[3].re = cT(g, h); m[3].im = cT(g, h); break;
-  case QKD_GATE_SX:
-    m[0].re = cT(g, .5); m[0].im = cT(g, .5); m[1].re = cT(g, .5); m[1].im = cT(g, -.5);
-    m[2].re = cT(g, .5); m[2].im = cT(g, -.5); m[3].re = cT(g, .5); m[3].im = cT(g, .5);
-    break;
-  case QKD_GATE_RX: case QKD_GATE_CRX:
-    m[0].re = c; m[3].re = c; m[1].im = F_neg(g, s); m[2].im = F_neg(g, s); break;
-  case QKD_GATE_RY: case QKD_GATE_CRY: m[0].re = c; m[1].re = F_neg(g, s); m[2].re = s; m[3].re = c; break;
-  case QKD_GATE_RZ: case QKD_GATE_CRZ: m[0].re = c; m[0].im = F_neg(g, s); m[3].re = c; m[3].im = s; break;
-  default: break;
+/* k · x for a constant k (NULL for k = 0 or x = NULL; ±1 cost nothing). */
+static LLVMValueRef K_mul(gen *g, double k, LLVMValueRef x) {
+  if (k == 0.0 || !x) return NULL;
+  if (k == 1.0) return x;
+  if (k == -1.0) return F_neg(g, x);
+  return F_mul(g, cT(g, k), x);
+}
+
+/* The value of gate-table entry e (qkd_gates.h) for a gate of at most one angle, from
+ * c = cos(a/2), s = sin(a/2): coef · T · e^{i w a / 2}, the phase as (c + i s)^w. */
+static cx entry_val(gen *g, const qkd_gate_entry *e, LLVMValueRef c, LLVMValueRef s) {
+  cx r = {NULL, NULL};
+  if (qkd_gate_entry_zero(e)) return r;
+  if (e->w[1] || e->w[2]) { /* jit_expand leaves no gate of several angles */
+    fprintf(stderr, "qkd jit: internal error: a gate-table entry of several angles reached the emitter\n");
+    exit(2);
   }
+  if (e->trig == QKD_TRIG_ONE && e->w[0] == 0) {
+    r.re = e->re != 0.0 ? cT(g, e->re) : NULL;
+    r.im = e->im != 0.0 ? cT(g, e->im) : NULL;
+    return r;
+  }
+  cx v = {e->trig == QKD_TRIG_COS ? c : e->trig == QKD_TRIG_SIN ? s : NULL, NULL};
+  if (e->w[0]) {
+    int w = e->w[0] < 0 ? -e->w[0] : e->w[0];
+    cx u = {c, e->w[0] < 0 ? F_neg(g, s) : s}, p = u;
+    for (int k = 1; k < w; k++) p = C_mul(g, p, u);
+    v = v.re ? (cx){F_mul(g, v.re, p.re), F_mul(g, v.re, p.im)} : p;
+  }
+  r.re = F_sub(g, K_mul(g, e->re, v.re), K_mul(g, e->im, v.im));
+  r.im = F_add(g, K_mul(g, e->re, v.im), K_mul(g, e->im, v.re));
+  return r;
+}
+
+/* m[0..3] = the 2×2 block of gate kind k on its basis patterns blk (rows/columns blk[0], blk[1]). */
+static void gate_block(gen *g, qkd_gate_kind k, const int *blk, LLVMValueRef c, LLVMValueRef s, cx m[4]) {
+  const qkd_gate_info *info = qkd_gate(k);
+  int D = 1 << info->qubits;
+  for (int r = 0; r < 2; r++)
+    for (int q = 0; q < 2; q++) m[2 * r + q] = entry_val(g, &info->m[blk[r] * D + blk[q]], c, s);
 }
 
 /* Per-tile context: the tile's features, transposed: featbuf[j] = <V x T> of feature j. */
@@ -281,7 +300,7 @@ typedef struct {
  * computed in double) or <V x T> (FEATURE: per lane, needs tc). */
 static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const tilectx *tc,
                     LLVMValueRef *c, LLVMValueRef *s) {
-  const qkd_angle *a = &gt->angle;
+  const qkd_angle *a = &gt->angle[0];
   if (a->kind == QKD_ANGLE_NONE) { *c = *s = NULL; return; }
   if (a->kind == QKD_ANGLE_CONST) {
     *c = cT(g, cos(0.5 * a->offset));
@@ -314,18 +333,18 @@ static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const ti
 
 static int group_has_feature(const qkd_ir_circuit *ir, const jit_op *op) {
   for (int i = 0; i < op->n_gates; i++)
-    if (ir->gates[op->gates[i]].angle.kind == QKD_ANGLE_FEATURE) return 1;
+    if (ir->gates[op->gates[i]].angle[0].kind == QKD_ANGLE_FEATURE) return 1;
   return 0;
 }
 
-/* The product matrix of a PAIR op's gates (last gate leftmost). */
+/* The product matrix of a PAIR op's gates (last gate leftmost) on the op's pair. */
 static void group_mat(gen *g, const jit_op *op, LLVMValueRef params, const tilectx *tc, cx M[4]) {
   for (int i = 0; i < op->n_gates; i++) {
     const qkd_ir_gate *gt = &g->ir->gates[op->gates[i]];
     LLVMValueRef c, s;
     gate_cs(g, gt, params, tc, &c, &s);
     cx m[4];
-    gate_mat(g, gt->kind, c, s, m);
+    gate_block(g, gt->kind, op->blk, c, s, m);
     if (i == 0) { memcpy(M, m, sizeof m); continue; }
     cx r[4];
     r[0] = C_add(g, C_mul(g, m[0], M[0]), C_mul(g, m[1], M[2]));
@@ -345,15 +364,29 @@ static void mat_dagger(gen *g, const cx M[4], cx R[4]) {
 
 /* ---- PAIR helpers ------------------------------------------------------------------------- */
 
-enum { GEN_NONE = 0, GEN_X = 1, GEN_Y = 2, GEN_Z = 3 };
+enum { GEN_NONE = 0, GEN_X = 1, GEN_Y = 2, GEN_Z = 3, GEN_ANY = 4 };
 
-static int generator_of(qkd_gate_kind k) {
-  switch (k) {
-  case QKD_GATE_RX: case QKD_GATE_CRX: return GEN_X;
-  case QKD_GATE_RY: case QKD_GATE_CRY: return GEN_Y;
-  case QKD_GATE_RZ: case QKD_GATE_CRZ: return GEN_Z;
-  default: return GEN_NONE;
-  }
+/* A generator restricted to a PAIR op's pair: X, Y, Z (their own code, as for RX/RY/RZ and the
+ * controlled rotations) or any constant Hermitian 2×2 v (re, im of g00 g01 g10 g11). */
+typedef struct {
+  int code;
+  double v[4][2];
+} genblk;
+
+static genblk gen_block(qkd_gate_kind k, const int *blk) {
+  const qkd_gate_info *info = qkd_gate(k);
+  int D = 1 << info->qubits;
+  genblk b;
+  for (int r = 0; r < 2; r++)
+    for (int q = 0; q < 2; q++) {
+      const qkd_gate_entry *e = &info->gen[blk[r] * D + blk[q]];
+      b.v[2 * r + q][0] = e->re;
+      b.v[2 * r + q][1] = e->im;
+    }
+  static const double X[4][2] = {{0, 0}, {1, 0}, {1, 0}, {0, 0}}, Y[4][2] = {{0, 0}, {0, -1}, {0, 1}, {0, 0}},
+                      Z[4][2] = {{1, 0}, {0, 0}, {0, 0}, {-1, 0}};
+  b.code = !memcmp(b.v, X, sizeof X) ? GEN_X : !memcmp(b.v, Y, sizeof Y) ? GEN_Y : !memcmp(b.v, Z, sizeof Z) ? GEN_Z : GEN_ANY;
+  return b;
 }
 
 /* Applies matrix parts (8 values: re/im of m00 m01 m10 m11, NULL = 0) to pair (a, b). */
@@ -365,14 +398,22 @@ static void pair_apply(gen *g, LLVMValueRef *mp, cx *a, cx *b) {
   *b = nb;
 }
 
-/* Im<λ|G|φ> contribution of one pair (a: logical target 0, b: 1). */
-static LLVMValueRef overlap(gen *g, int gk, cx fa, cx fb, cx la, cx lb) {
+/* Im<λ|G|φ> contribution of one pair (a: the pair's first pattern, b: its second). */
+static LLVMValueRef overlap(gen *g, const genblk *gb, cx fa, cx fb, cx la, cx lb) {
 #define IMC(l, f) F_sub(g, F_mul(g, (l).re, (f).im), F_mul(g, (l).im, (f).re)) /* Im(conj(l) f) */
 #define REC(l, f) F_add(g, F_mul(g, (l).re, (f).re), F_mul(g, (l).im, (f).im)) /* Re(conj(l) f) */
-  switch (gk) {
+  switch (gb->code) {
   case GEN_Z: return F_sub(g, IMC(la, fa), IMC(lb, fb));
   case GEN_X: return F_add(g, IMC(la, fb), IMC(lb, fa));
-  default: return F_sub(g, REC(lb, fa), REC(la, fb)); /* Y */
+  case GEN_Y: return F_sub(g, REC(lb, fa), REC(la, fb));
+  default: { /* g00 Im(l̄a fa) + g11 Im(l̄b fb) + Im(l̄a g01 fb) + Im(l̄b conj(g01) fa) */
+    double x = gb->v[1][0], y = gb->v[1][1];
+    LLVMValueRef t = K_mul(g, gb->v[0][0], IMC(la, fa));
+    t = F_add(g, t, K_mul(g, gb->v[3][0], IMC(lb, fb)));
+    t = F_add(g, t, K_mul(g, x, F_add(g, IMC(la, fb), IMC(lb, fa))));
+    t = F_add(g, t, K_mul(g, y, F_sub(g, REC(la, fb), REC(lb, fa))));
+    return t ? t : LLVMConstNull(g->VT);
+  }
   }
 #undef IMC
 #undef REC
@@ -426,12 +467,14 @@ static LLVMValueRef begin_helper(gen *g, const char *base, LLVMTypeRef fty, save
  * walk (base, flip mask, pair count, Gray-code step table) comes as arguments, so one helper
  * serves every qubit and basis map (keeps the module, and compile time, small). Variable matrix
  * parts become <V x T> arguments, listed in args[] (count in *nargs). */
-static LLVMValueRef pair_helper(gen *g, int mode, int gk, LLVMValueRef *parts, LLVMValueRef *args,
+static LLVMValueRef pair_helper(gen *g, int mode, const genblk *gb, LLVMValueRef *parts, LLVMValueRef *args,
                                 int *nargs, LLVMTypeRef *fty_out) {
   char key[512];
   int vec = 0;
   for (int i = 0; i < 8; i++) vec |= parts[i] && !LLVMIsAConstantFP(parts[i]) && is_vec(parts[i]);
-  int kl = snprintf(key, sizeof key, "P%d|%d|%d|%d", g->f32, mode, gk, vec);
+  int kl = snprintf(key, sizeof key, "P%d|%d|%d|%d", g->f32, mode, gb ? gb->code : GEN_NONE, vec);
+  if (gb && gb->code == GEN_ANY)
+    for (int i = 0; i < 4; i++) kl += snprintf(key + kl, sizeof key - (size_t)kl, "|g%a,%a", gb->v[i][0], gb->v[i][1]);
   *nargs = 0;
   for (int i = 0; i < 8; i++) {
     LLVMValueRef v = parts[i];
@@ -476,7 +519,7 @@ static LLVMValueRef pair_helper(gen *g, int mode, int gk, LLVMValueRef *parts, L
   cx a[2], b[2];
   for (int s = 0; s < nst; s++) { a[s] = amp_load(g, st[s], p); b[s] = amp_load(g, st[s], q); }
   LLVMValueRef acc = NULL;
-  if (mode == 2) acc = F_add(g, L.phi[1], overlap(g, gk, a[0], b[0], a[1], b[1]));
+  if (mode == 2) acc = F_add(g, L.phi[1], overlap(g, gb, a[0], b[0], a[1], b[1]));
   for (int s = 0; s < nst; s++) {
     pair_apply(g, mp, &a[s], &b[s]);
     amp_store(g, st[s], p, a[s]);
@@ -495,13 +538,13 @@ static LLVMValueRef pair_helper(gen *g, int mode, int gk, LLVMValueRef *parts, L
 }
 
 /* Emits the call of a PAIR op with matrix M (fwd: U on st0; bwd: U† on φ, λ, maybe overlap). */
-static LLVMValueRef pair_call(gen *g, const jit_op *op, int mode, int gk, const cx M[4],
+static LLVMValueRef pair_call(gen *g, const jit_op *op, int mode, const genblk *gb, const cx M[4],
                               LLVMValueRef s0, LLVMValueRef s1) {
   LLVMValueRef parts[8] = {M[0].re, M[0].im, M[1].re, M[1].im, M[2].re, M[2].im, M[3].re, M[3].im};
   LLVMValueRef vargs[8];
   int nargs;
   LLVMTypeRef fty;
-  LLVMValueRef fn = pair_helper(g, mode, gk, parts, vargs, &nargs, &fty);
+  LLVMValueRef fn = pair_helper(g, mode, gb, parts, vargs, &nargs, &fty);
   LLVMValueRef a[14];
   int na = 0;
   a[na++] = s0;
@@ -549,29 +592,56 @@ static LLVMValueRef parity_rt(gen *g, LLVMValueRef p, LLVMValueRef m) {
   return LLVMBuildTrunc(g->B, call1(g, "llvm.ctpop", LLVMBuildAnd(g->B, p, m, "")), g->i1, "");
 }
 
-/* The (target, control) row masks of a run's PARAM gates, at the run's position. */
-static int diag_grad_masks(gen *g, const jit_op *op, uint32_t *m, char *ctl) {
+/* A logical mask at an op's position: the XOR of the op's physical rows of its bits. */
+static uint32_t phys_mask(gen *g, const jit_op *op, uint32_t logical) {
+  uint32_t m = 0;
+  for (int j = 0; j < g->n; j++)
+    if (logical >> j & 1) m ^= op->row[j];
+  return m;
+}
+
+/* The generator of a gate in a DIAG run, in its jit_diag_form: Im<λ|G|φ> sums, over the basis
+ * states where the control mask (if any) has parity 1, (parity of the target mask ? g1 : g0)
+ * times Im(conj λ φ). type: 'z' (no control, g0 = 1, g1 = −1: Z, Z⊗Z), 'c' (controlled, 1, −1:
+ * CRZ), 'g' / 'h' (no control / controlled, any constants). */
+typedef struct {
+  char type;
+  double g0, g1;
+} dgrad;
+
+/* The (target, control) physical masks and generators of a run's PARAM gates. */
+static int diag_grad_masks(gen *g, const jit_op *op, uint32_t *m, dgrad *dg) {
   int ng = 0, n = g->n;
   for (int i = 0; i < op->n_gates; i++) {
     const qkd_ir_gate *gt = &g->ir->gates[op->gates[i]];
-    if (gt->angle.kind != QKD_ANGLE_PARAM) continue;
-    int c = gt->kind == QKD_GATE_CRZ;
-    m[2 * ng] = op->row[n - 1 - gt->q[c ? 1 : 0]];
-    m[2 * ng + 1] = c ? op->row[n - 1 - gt->q[0]] : 0;
-    ctl[ng++] = c ? 'c' : 'z';
+    if (gt->angle[0].kind != QKD_ANGLE_PARAM) continue;
+    const qkd_gate_info *info = qkd_gate(gt->kind);
+    jit_diag_form f;
+    jit_diag_form_of(gt, n, &f); /* the planner put it in the run: it has a form */
+    int D = 1 << info->qubits;
+    double g0 = info->gen[f.p0 * D + f.p0].re, g1 = info->gen[f.p1 * D + f.p1].re;
+    m[2 * ng] = phys_mask(g, op, f.tm);
+    m[2 * ng + 1] = phys_mask(g, op, f.cm);
+    int std = g0 == 1.0 && g1 == -1.0;
+    dg[ng++] = (dgrad){f.cm ? (std ? 'c' : 'h') : (std ? 'z' : 'g'), g0, g1};
   }
-  ctl[ng] = 0;
   return ng;
 }
 
-/* Backward over a run: the overlaps Im<λ|G_j|φ> of its PARAM gates (G_j diagonal: Z_t, or
- * |1><1|_c Z_t) written to out[j] (<V x T>), then φ, λ *= conj(table). Specialised on the
- * gate count and which gates are controlled; the masks come as a table argument. */
-static LLVMValueRef diag_bwd_helper(gen *g, const char *ctl, int ng, LLVMTypeRef *fty_out) {
-  char key[64 + QKD_MAX_QUBITS * 64];
-  snprintf(key, sizeof key, "Db%d|%.*s", g->f32, (int)(sizeof key - 16), ctl);
-  fcache *e = cache_find(g, key);
-  if (e) { *fty_out = e->ty; return e->fn; }
+/* Backward over a run: the overlaps Im<λ|G_j|φ> of its PARAM gates (G_j diagonal, dgrad) written
+ * to out[j] (<V x T>), then φ, λ *= conj(table). Specialised on the gate count and the gates'
+ * dgrad; the masks come as a table argument. */
+static LLVMValueRef diag_bwd_helper(gen *g, const dgrad *dg, int ng, LLVMTypeRef *fty_out) {
+  size_t cap = 32 + (size_t)ng * 64, kl;
+  char *key = malloc(cap);
+  if (!key) { g->failed = 1; key = NULL; }
+  kl = key ? (size_t)snprintf(key, cap, "Db%d|", g->f32) : 0;
+  for (int j = 0; key && j < ng; j++) {
+    if (dg[j].type == 'z' || dg[j].type == 'c') kl += (size_t)snprintf(key + kl, cap - kl, "%c", dg[j].type);
+    else kl += (size_t)snprintf(key + kl, cap - kl, "%c(%a,%a)", dg[j].type, dg[j].g0, dg[j].g1);
+  }
+  fcache *e = key ? cache_find(g, key) : NULL;
+  if (e) { free(key); *fty_out = e->ty; return e->fn; }
   LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->ptr, g->ptr, g->ptr};
   LLVMTypeRef fty = LLVMFunctionType(g->vd, pt, 5, 0);
   savepos sp;
@@ -597,8 +667,14 @@ static LLVMValueRef diag_bwd_helper(gen *g, const char *ctl, int ng, LLVMTypeRef
   for (int j = 0; j < ng; j++) {
     LLVMValueRef acc = inreg ? L.phi[j] : load(g, g->VT, gepc(g, g->VT, out, j), (unsigned)g->VB);
     LLVMValueRef tmj = inreg ? tm[j] : load(g, g->i32, gepc(g, g->i32, masks, 2 * j), 4);
-    LLVMValueRef nv = LLVMBuildSelect(g->B, parity_rt(g, p, tmj), F_sub(g, acc, w), F_add(g, acc, w), "");
-    if (ctl[j] == 'c') {
+    LLVMValueRef nv;
+    if (dg[j].type == 'z' || dg[j].type == 'c') {
+      nv = LLVMBuildSelect(g->B, parity_rt(g, p, tmj), F_sub(g, acc, w), F_add(g, acc, w), "");
+    } else {
+      LLVMValueRef v0 = K_mul(g, dg[j].g0, w), v1 = K_mul(g, dg[j].g1, w);
+      nv = F_add(g, acc, LLVMBuildSelect(g->B, parity_rt(g, p, tmj), or_zero(g, v1, g->VT), or_zero(g, v0, g->VT), ""));
+    }
+    if (dg[j].type == 'c' || dg[j].type == 'h') {
       LLVMValueRef cmj = inreg ? cm[j] : load(g, g->i32, gepc(g, g->i32, masks, 2 * j + 1), 4);
       nv = LLVMBuildSelect(g->B, parity_rt(g, p, cmj), nv, acc, "");
     }
@@ -616,7 +692,8 @@ static LLVMValueRef diag_bwd_helper(gen *g, const char *ctl, int ng, LLVMTypeRef
     for (int j = 0; j < ng; j++) store(g, next[j], gepc(g, g->VT, out, j), (unsigned)g->VB);
   LLVMBuildRetVoid(g->B);
   pos_restore(g, sp);
-  cache_add(g, key, fn, fty);
+  if (key) cache_add(g, key, fn, fty);
+  free(key);
   *fty_out = fty;
   return fn;
 }
@@ -678,13 +755,15 @@ static void diag_table(gen *g, const jit_op *op, LLVMValueRef params, LLVMValueR
     const qkd_ir_gate *gt = &ir->gates[op->gates[i]];
     LLVMValueRef c, s;
     gate_cs(g, gt, params, NULL, &c, &s);
-    cx m[4];
-    gate_mat(g, gt->kind, c, s, m);
-    LLVMValueRef v[4] = {m[0].re, m[0].im, m[3].re, m[3].im};
+    const qkd_gate_info *info = qkd_gate(gt->kind);
+    int D = 1 << info->qubits;
+    jit_diag_form f;
+    jit_diag_form_of(gt, n, &f); /* the planner put it in the run: it has a form */
+    cx d0 = entry_val(g, &info->m[f.p0 * D + f.p0], c, s), d1 = entry_val(g, &info->m[f.p1 * D + f.p1], c, s);
+    LLVMValueRef v[4] = {d0.re, d0.im, d1.re, d1.im};
     for (int k = 0; k < 4; k++) store(g, or_zero(g, v[k], g->T), gepc(g, g->T, ph, 4 * i + k), ts);
-    int ctl = qkd_gate_table[gt->kind].qubits == 2;
-    mk[2 * i] = op->row[n - 1 - gt->q[ctl ? 1 : 0]];
-    mk[2 * i + 1] = ctl ? op->row[n - 1 - gt->q[0]] : 0;
+    mk[2 * i] = phys_mask(g, op, f.tm);
+    mk[2 * i + 1] = phys_mask(g, op, f.cm);
   }
   LLVMTypeRef fty;
   LLVMValueRef fn = diag_table_helper(g, &fty);
@@ -893,7 +972,7 @@ static LLVMValueRef fwd_ops_fn(gen *g, const jit_plan *pf, const jit_plan *pb, L
     if (op->kind == JIT_OP_PAIR) {
       cx M[4];
       group_mat(g, op, NULL, &tc, M);
-      pair_call(g, op, 0, 0, M, st, NULL);
+      pair_call(g, op, 0, NULL, M, st, NULL);
     } else if (op->kind == JIT_OP_DIAG) {
       LLVMTypeRef dty;
       LLVMValueRef df = diag_fwd_helper(g, &dty);
@@ -931,14 +1010,14 @@ static void probs_to_buf(gen *g, const jit_plan *pl, LLVMValueRef st, LLVMValueR
 static void angle_table(gen *g, LLVMValueRef params, LLVMValueRef cs) {
   const qkd_ir_circuit *ir = g->ir;
   int na = 0;
-  for (int i = 0; i < ir->n_gates; i++) na += ir->gates[i].angle.kind == QKD_ANGLE_PARAM;
+  for (int i = 0; i < ir->n_gates; i++) na += ir->gates[i].angle[0].kind == QKD_ANGLE_PARAM;
   if (na == 0) return;
   uint32_t *gp = calloc((size_t)na * 2, sizeof(uint32_t));
   LLVMValueRef *so = calloc((size_t)na * 2, sizeof(LLVMValueRef));
   if (!gp || !so) { free(gp); free(so); g->failed = 1; return; }
   int k = 0;
   for (int i = 0; i < ir->n_gates; i++) {
-    const qkd_angle *a = &ir->gates[i].angle;
+    const qkd_angle *a = &ir->gates[i].angle[0];
     if (a->kind != QKD_ANGLE_PARAM) continue;
     gp[2 * k] = (uint32_t)i;
     gp[2 * k + 1] = (uint32_t)a->index;
@@ -1019,6 +1098,32 @@ static void tile_loop_begin(gen *g, entry *E, LLVMValueRef batch, LLVMValueRef f
 
 /* ---- entry points ------------------------------------------------------------------------- */
 
+static LLVMTypeRef sample_fn_type(gen *g) {
+  LLVMTypeRef st[7] = {g->i32, g->i32, g->i32, g->ptr, g->i64, g->i64, g->ptr};
+  return LLVMFunctionType(g->vd, st, 7, 0);
+}
+
+/* The shot sampler of a call: k->sample (qkd_kernel.h), or qkd_kernel_sample_f64 when k or its
+ * sample field is NULL (object files are called with a kernel the caller builds). Branch-free:
+ * a NULL k reads a private null slot instead. */
+static LLVMValueRef sampler_of(gen *g, LLVMValueRef k) {
+  LLVMValueRef sf = LLVMGetNamedFunction(g->M, "qkd_kernel_sample_f64");
+  if (!sf) sf = LLVMAddFunction(g->M, "qkd_kernel_sample_f64", sample_fn_type(g));
+  LLVMValueRef none = LLVMGetNamedGlobal(g->M, "qkd.nosampler");
+  if (!none) {
+    none = LLVMAddGlobal(g->M, g->ptr, "qkd.nosampler");
+    LLVMSetInitializer(none, LLVMConstNull(g->ptr));
+    LLVMSetGlobalConstant(none, 1);
+    LLVMSetLinkage(none, LLVMPrivateLinkage);
+  }
+  LLVMValueRef off = ci64(g, (long long)offsetof(qkd_kernel, sample));
+  LLVMValueRef field = LLVMBuildGEP2(g->B, LLVMInt8TypeInContext(g->C), k, &off, 1, "");
+  LLVMValueRef knull = LLVMBuildICmp(g->B, LLVMIntEQ, k, LLVMConstNull(g->ptr), "");
+  LLVMValueRef fp = load(g, g->ptr, LLVMBuildSelect(g->B, knull, none, field, ""), 8);
+  LLVMValueRef fnull = LLVMBuildICmp(g->B, LLVMIntEQ, fp, LLVMConstNull(g->ptr), "");
+  return LLVMBuildSelect(g->B, fnull, sf, fp, "sampler");
+}
+
 static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char *name) {
   const qkd_ir_circuit *ir = g->ir;
   entry E;
@@ -1033,6 +1138,7 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   LLVMValueRef *tabp = calloc((size_t)pf->n_tables + 1, sizeof *tabp);
   if (!tabp) { g->failed = 1; LLVMBuildRetVoid(g->B); return; }
   prologue(g, pf, params, tabs, region(g, E.base, E.L.ph), NULL, tabp, NULL, NULL);
+  LLVMValueRef sampler = ir->shots > 0 ? sampler_of(g, LLVMGetParam(fn, 0)) : NULL;
 
   LLVMBasicBlockRef b_done;
   loop T;
@@ -1046,10 +1152,8 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   if (ir->shots > 0) {
     LLVMValueRef probs = region(g, E.base, E.L.probs), outd = region(g, E.base, E.L.outd);
     probs_to_buf(g, pf, phi, outbuf);
-    LLVMTypeRef st[7] = {g->i32, g->i32, g->i32, g->ptr, g->i64, g->i64, g->ptr};
-    LLVMTypeRef sty = LLVMFunctionType(g->vd, st, 7, 0);
-    LLVMValueRef sf = LLVMGetNamedFunction(g->M, "qkd_kernel_sample_f64");
-    if (!sf) sf = LLVMAddFunction(g->M, "qkd_kernel_sample_f64", sty);
+    LLVMTypeRef sty = sample_fn_type(g);
+    LLVMValueRef sf = sampler;
     loop Lc;
     loop_begin(g, &Lc, lanes, 0, NULL); /* lanes ≥ 1 */
     loop K;
@@ -1177,17 +1281,18 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
       if (group_has_feature(ir, op)) { group_mat(g, op, params, &tc, Mt); M = Mt; }
       mat_dagger(g, M, Md);
       if (op->grad_gate < 0) {
-        pair_call(g, op, 1, 0, Md, phi, lam);
+        pair_call(g, op, 1, NULL, Md, phi, lam);
         continue;
       }
       const qkd_ir_gate *gt = &ir->gates[op->grad_gate];
-      LLVMValueRef ov = pair_call(g, op, 2, generator_of(gt->kind), Md, phi, lam);
-      LLVMValueRef v = F_mul(g, ov, splat(g, cT(g, gt->angle.scale)));
-      LLVMValueRef ap = gepc(g, g->VT, gt->angle.kind == QKD_ANGLE_PARAM ? gacc : dfacc, gt->angle.index);
+      genblk gb = gen_block(gt->kind, op->blk);
+      LLVMValueRef ov = pair_call(g, op, 2, &gb, Md, phi, lam);
+      LLVMValueRef v = F_mul(g, ov, splat(g, cT(g, gt->angle[0].scale)));
+      LLVMValueRef ap = gepc(g, g->VT, gt->angle[0].kind == QKD_ANGLE_PARAM ? gacc : dfacc, gt->angle[0].index);
       store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
     } else if (op->kind == JIT_OP_DIAG) {
       uint32_t *mk = calloc((size_t)op->n_gates * 2 + 2, sizeof(uint32_t));
-      char *ctl = calloc((size_t)op->n_gates + 2, 1);
+      dgrad *ctl = calloc((size_t)op->n_gates + 2, sizeof(dgrad));
       if (!mk || !ctl) { free(mk); free(ctl); g->failed = 1; break; }
       int ngrad = diag_grad_masks(g, op, mk, ctl);
       LLVMTypeRef hty;
@@ -1200,9 +1305,9 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
       int j = 0;
       for (int i = 0; i < op->n_gates; i++) {
         const qkd_ir_gate *gt = &ir->gates[op->gates[i]];
-        if (gt->angle.kind != QKD_ANGLE_PARAM) continue;
-        LLVMValueRef v = F_mul(g, load(g, g->VT, gepc(g, g->VT, dout, j), vb), splat(g, cT(g, gt->angle.scale)));
-        LLVMValueRef ap = gepc(g, g->VT, gacc, gt->angle.index);
+        if (gt->angle[0].kind != QKD_ANGLE_PARAM) continue;
+        LLVMValueRef v = F_mul(g, load(g, g->VT, gepc(g, g->VT, dout, j), vb), splat(g, cT(g, gt->angle[0].scale)));
+        LLVMValueRef ap = gepc(g, g->VT, gacc, gt->angle[0].index);
         store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
         j++;
       }
@@ -1261,15 +1366,20 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   free(tpb);
 }
 
-int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,
+int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir_in,
                    const jit_gen_cfg *cfg, char *err, size_t errlen) {
+  qkd_ir_circuit xir; /* gates of several angles replaced by their steps */
+  int expanded = jit_expand(ir_in, &xir);
+  const qkd_ir_circuit *ir = &xir;
   jit_plan pf, pb;
-  if (jit_plan_build(ir, cfg->opts, 0, &pf) != 0) {
+  if (expanded < 0 || jit_plan_build(ir, cfg->opts, 0, &pf) != 0) {
+    if (expanded > 0) free(xir.gates);
     snprintf(err, errlen, "jit: out of memory planning the circuit");
     return -1;
   }
   if (jit_plan_build(ir, cfg->opts, 1, &pb) != 0) {
     jit_plan_free(&pf);
+    if (expanded > 0) free(xir.gates);
     snprintf(err, errlen, "jit: out of memory planning the circuit");
     return -1;
   }
@@ -1309,6 +1419,7 @@ int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,
   LLVMDisposeBuilder(g.B);
   jit_plan_free(&pf);
   jit_plan_free(&pb);
+  if (expanded > 0) free(xir.gates);
   if (g.failed) {
     snprintf(err, errlen, "jit: out of memory generating code");
     return -1;

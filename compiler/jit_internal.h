@@ -2,12 +2,17 @@
  * which order) and the code generator's entry point.
  *
  * Owns: jit_plan (jit_plan.c) — the circuit's gates scheduled into "ops", each one state pass:
- *   PAIR  a 2×2 (possibly fused) matrix on the amplitude pairs of one logical target qubit,
- *         restricted to a subspace (control = 1 for controlled gates; for SWAP the pair
- *         |..0_a..1_b..> ↔ |..1_a..0_b..>);
- *   DIAG  a run of diagonal gates with fixed or PARAM angles, applied as one multiply by a phase
- *         table (built once per kernel call);
- *   PERM  CNOT/SWAP folded into the amplitude addressing: no pass, the plan's basis map changes.
+ *   PAIR  a 2×2 (possibly fused) matrix on amplitude pairs (p, p ^ flip) restricted to a
+ *         subspace: one of the pairs of a gate's matrix (qkd_gate_pairs: a one-qubit gate's
+ *         (0, 1); the control = 1 block of a controlled gate; |01> ↔ |10> for SWAP; two
+ *         pairs, or one when they carry the same matrix, for RXX/RYY);
+ *   DIAG  a run of diagonal gates with fixed or PARAM angles whose phases have a jit_diag_form,
+ *         applied as one multiply by a phase table (built once per kernel call);
+ *   PERM  a gate whose matrix is a GF(2)-linear permutation (CNOT, SWAP) folded into the
+ *         amplitude addressing: no pass, the plan's basis map changes.
+ * Everything about a gate comes from the gate table (qkd_gates.h); the plan and the emitter work
+ * on gates of at most one angle: a gate of several angles is first replaced by its
+ * decomposition steps (jit_expand; equal up to a global phase, which no output sees).
  * The basis map: logical basis index k lives at physical position P(k), P linear over GF(2) (a
  * product of CNOT/SWAP maps). P's columns are col[j] = P(e_j); its inverse's rows are row[j]
  * (logical bit j of the amplitude at physical p is parity(p & row[j])). Every op carries the
@@ -40,8 +45,9 @@ typedef struct {
   /* PAIR: the op enumerates logical k with bits `fixed_mask` equal to `fixed_val` (target bit 0,
    * control bit 1, ...) and pairs k with k ^ flip. `grad_gate` (bwd plans only) is the one gate
    * of the group whose angle is PARAM/FEATURE (always the last one), or -1. */
-  int target;            /* logical target qubit (for the generator), or -1 (SWAP) */
+  int target;            /* a one-qubit gate's qubit (fusion), a controlled gate's target, else -1 */
   uint32_t fixed_mask, fixed_val, flip;
+  int blk[2];            /* the basis patterns of (p, p ^ flip) in the gates' matrices */
   int grad_gate;
   /* physical form at this op's position: pairs (p, p ^ pflip) for p = pbase ^ (Gray-code walk
    * over D[0..nfree)); D has nfree + 1 entries (the last is 0). */
@@ -62,7 +68,22 @@ typedef struct {
   int *pool;             /* gate index storage */
 } jit_plan;
 
-/* Schedules ir into ops. for_bwd: a fused group holds at most one angle gate (PARAM/FEATURE),
+/* A diagonal gate's phase on logical basis index k as a DIAG run needs it:
+ * (cm == 0 || parity(k & cm)) ? (parity(k & tm) ? D[p1] : D[p0]) : 1, D the gate's diagonal
+ * (patterns p0, p1; tm, cm logical masks). The generator's diagonal has the same form (0 where
+ * the control is 0). Returns 0, or -1 if the gate's diagonal has no such form. */
+typedef struct {
+  uint32_t tm, cm;
+  int p0, p1;
+} jit_diag_form;
+int jit_diag_form_of(const qkd_ir_gate *g, int n_qubits, jit_diag_form *f);
+
+/* *out = ir with every gate of several angles replaced by its decomposition steps (out->gates
+ * malloc'd, free with free()); returns 1 then, 0 when ir has no such gate (*out = *ir, nothing
+ * allocated), -1 if out of memory. */
+int jit_expand(const qkd_ir_circuit *ir, qkd_ir_circuit *out);
+
+/* Schedules ir (gates of at most one angle) into ops. for_bwd: a fused group holds at most one angle gate (PARAM/FEATURE),
  * last. Returns 0, or -1 on allocation failure. */
 int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_plan *plan);
 void jit_plan_free(jit_plan *plan);

@@ -1,18 +1,22 @@
 /* jit_plan.c — schedules a circuit's gates into the ops the code generator emits (see
  * jit_internal.h). Rules, in gate order:
- *   - a diagonal gate without a FEATURE angle joins the pending diagonal run D (JIT_OPT_DIAG_RUNS);
- *     D floats later past every gate on qubits disjoint from it (they commute) and is flushed as
- *     one DIAG op before the first gate that shares a qubit with it, and at the end;
- *   - CNOT/SWAP become PERM ops (JIT_OPT_PERM): the basis map absorbs them;
+ *   - a diagonal gate without a FEATURE angle and with a jit_diag_form joins the pending diagonal
+ *     run D (JIT_OPT_DIAG_RUNS); D floats later past every gate on qubits disjoint from it (they
+ *     commute) and is flushed as one DIAG op before the first gate that shares a qubit with it,
+ *     and at the end;
+ *   - GF(2)-linear permutations (CNOT, SWAP) become PERM ops (JIT_OPT_PERM): the basis map
+ *     absorbs them;
  *   - a single-qubit gate fuses into the last op touching its qubit when that op is an
  *     uncontrolled PAIR on the same qubit (JIT_OPT_FUSE); for backward plans only while the group
  *     has no angle gate yet, so the one PARAM/FEATURE gate of a group is always its last gate
  *     (its generator overlap is taken right after the group);
- *   - anything else is its own PAIR op.
+ *   - anything else is its own PAIR op, one per pair of its matrix (two pairs with the same
+ *     matrix and generator that differ in one fixed bit share one op).
  * Reordering only ever swaps commuting gates, so the plan computes the same unitary, and the
  * adjoint method is exact for any product decomposition of it. */
 #include "jit_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,17 +24,72 @@ static uint32_t lbit(int n, int q) { return (uint32_t)1 << (n - 1 - q); }
 
 static uint32_t qmask(const qkd_ir_gate *g) {
   uint32_t m = (uint32_t)1 << g->q[0];
-  if (qkd_gate_table[g->kind].qubits == 2) m |= (uint32_t)1 << g->q[1];
+  if (qkd_gate(g->kind)->qubits == 2) m |= (uint32_t)1 << g->q[1];
   return m;
 }
 
 static int is_angle_gate(const qkd_ir_gate *g) {
-  return g->angle.kind == QKD_ANGLE_PARAM || g->angle.kind == QKD_ANGLE_FEATURE;
+  return g->angle[0].kind == QKD_ANGLE_PARAM || g->angle[0].kind == QKD_ANGLE_FEATURE;
 }
 
-static int is_controlled(qkd_gate_kind k) {
-  return k == QKD_GATE_CNOT || k == QKD_GATE_CZ || k == QKD_GATE_CRX || k == QKD_GATE_CRY ||
-         k == QKD_GATE_CRZ;
+/* The logical mask of a basis pattern of gate g (pattern bit 0 = the last qubit of the gate). */
+static uint32_t pattern_mask(const qkd_ir_gate *g, int n, int pattern) {
+  int nq = qkd_gate(g->kind)->qubits;
+  uint32_t m = 0;
+  for (int i = 0; i < nq; i++)
+    if (pattern >> i & 1) m |= lbit(n, g->q[nq - 1 - i]);
+  return m;
+}
+
+int jit_diag_form_of(const qkd_ir_gate *g, int n, jit_diag_form *f) {
+  const qkd_gate_info *info = qkd_gate(g->kind);
+  if (info->structure != QKD_GS_DIAGONAL) return -1;
+  const qkd_gate_entry *m = info->m;
+  if (info->qubits == 1) {
+    *f = (jit_diag_form){lbit(n, g->q[0]), 0, 0, 1};
+  } else if (info->controlled) {
+    *f = (jit_diag_form){lbit(n, g->q[1]), lbit(n, g->q[0]), 2, 3};
+  } else if (qkd_gate_entry_same(&m[0], &m[15]) && qkd_gate_entry_same(&m[5], &m[10]) &&
+             qkd_gate_entry_same(&info->gen[0], &info->gen[15]) && qkd_gate_entry_same(&info->gen[5], &info->gen[10])) {
+    *f = (jit_diag_form){lbit(n, g->q[0]) | lbit(n, g->q[1]), 0, 0, 1}; /* a function of the parity */
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+int jit_expand(const qkd_ir_circuit *ir, qkd_ir_circuit *out) {
+  *out = *ir;
+  int ng = 0, multi = 0;
+  for (int i = 0; i < ir->n_gates; i++) {
+    const qkd_gate_info *info = qkd_gate(ir->gates[i].kind);
+    ng += info->angles > 1 ? info->n_steps : 1;
+    multi |= info->angles > 1;
+  }
+  if (!multi) return 0;
+  qkd_ir_gate *gs = calloc((size_t)ng, sizeof *gs);
+  if (!gs) return -1;
+  int k = 0, enc = 0;
+  for (int i = 0; i < ir->n_gates; i++) {
+    const qkd_ir_gate *g = &ir->gates[i];
+    const qkd_gate_info *info = qkd_gate(g->kind);
+    if (info->angles <= 1) {
+      gs[k++] = *g;
+    } else {
+      for (int s = 0; s < info->n_steps; s++) {
+        qkd_ir_gate *t = &gs[k++];
+        *t = *g;
+        t->kind = info->steps[s].kind;
+        memset(t->angle, 0, sizeof t->angle);
+        t->angle[0] = g->angle[info->steps[s].slot];
+      }
+    }
+    if (i + 1 == ir->n_encoding_gates) enc = k;
+  }
+  out->gates = gs;
+  out->n_gates = ng;
+  out->n_encoding_gates = enc;
+  return 1;
 }
 
 typedef struct {
@@ -59,35 +118,88 @@ static void add_gate(builder *b, jit_op *op, int gi) {
   (void)b;
 }
 
-static void pair_op(builder *b, const qkd_ir_circuit *ir, int gi, int for_bwd) {
+/* Two pairs of a gate's matrix that one op can walk: same flip, first patterns one bit apart
+ * (outside the flip), same matrix entries and generator entries. Returns that bit, or 0. */
+static int pairs_merge(const qkd_gate_info *info, int f1, int s1, int f2, int s2) {
+  int D = 1 << info->qubits, d = f1 ^ f2;
+  if ((f1 ^ s1) != (f2 ^ s2) || (d & (d - 1)) || (d & (f1 ^ s1))) return 0;
+  int a[4] = {f1 * D + f1, f1 * D + s1, s1 * D + f1, s1 * D + s1}, b[4] = {f2 * D + f2, f2 * D + s2, s2 * D + f2, s2 * D + s2};
+  for (int i = 0; i < 4; i++)
+    if (!qkd_gate_entry_same(&info->m[a[i]], &info->m[b[i]]) || !qkd_gate_entry_same(&info->gen[a[i]], &info->gen[b[i]]))
+      return 0;
+  return d;
+}
+
+/* The PAIR ops of gate gi: one per pair of its matrix (merged where pairs_merge allows). */
+static void pair_ops(builder *b, const qkd_ir_circuit *ir, int gi, int for_bwd) {
   const qkd_ir_gate *g = &ir->gates[gi];
-  int n = ir->n_qubits;
-  jit_op *op = new_op(b, JIT_OP_PAIR, qmask(g));
-  if (g->kind == QKD_GATE_SWAP) {
-    op->fixed_mask = lbit(n, g->q[0]) | lbit(n, g->q[1]);
-    op->fixed_val = lbit(n, g->q[1]);
-    op->flip = op->fixed_mask;
-  } else if (is_controlled(g->kind)) {
-    op->target = g->q[1];
-    op->fixed_mask = lbit(n, g->q[0]) | lbit(n, g->q[1]);
-    op->fixed_val = lbit(n, g->q[0]);
-    op->flip = lbit(n, g->q[1]);
-  } else {
-    op->target = g->q[0];
-    op->fixed_mask = op->flip = lbit(n, g->q[0]);
-    op->fixed_val = 0;
+  const qkd_gate_info *info = qkd_gate(g->kind);
+  int n = ir->n_qubits, fs[QKD_GATE_DIM], ss[QKD_GATE_DIM], np = qkd_gate_pairs(g->kind, fs, ss);
+  if (np < 0) { /* the table check rules this out */
+    fprintf(stderr, "qkd jit: internal error: gate '%s' has no pair structure\n", info->name);
+    exit(2);
   }
-  b->pool_used += JIT_MAX_FUSE;
-  add_gate(b, op, gi);
-  if (for_bwd && is_angle_gate(g)) op->grad_gate = gi;
+  int done[QKD_GATE_DIM] = {0};
+  uint32_t all = pattern_mask(g, n, (1 << info->qubits) - 1);
+  for (int p = 0; p < np; p++) {
+    if (done[p]) continue;
+    uint32_t free_bit = 0;
+    for (int p2 = p + 1; p2 < np && !free_bit; p2++) {
+      int d = done[p2] ? 0 : pairs_merge(info, fs[p], ss[p], fs[p2], ss[p2]);
+      if (d) free_bit = pattern_mask(g, n, d), done[p2] = 1;
+    }
+    jit_op *op = new_op(b, JIT_OP_PAIR, qmask(g));
+    op->target = info->qubits == 1 ? g->q[0] : info->controlled ? g->q[1] : -1;
+    op->fixed_mask = all & ~free_bit;
+    op->fixed_val = pattern_mask(g, n, fs[p]) & ~free_bit;
+    op->flip = pattern_mask(g, n, fs[p] ^ ss[p]);
+    op->blk[0] = fs[p];
+    op->blk[1] = ss[p];
+    b->pool_used += JIT_MAX_FUSE;
+    add_gate(b, op, gi);
+    if (for_bwd && is_angle_gate(g)) op->grad_gate = gi;
+  }
+}
+
+/* A PERM gate's update of the basis map: P' = P∘C, P'^-1 = C^-1∘P^-1 for the gate's linear map C
+ * on its qubits' logical bits (map[i]: image of pattern bit i). */
+static void perm_update(const qkd_ir_gate *g, int n, const int *map, uint32_t *col, uint32_t *row) {
+  int nq = qkd_gate(g->kind)->qubits, L[QKD_GATE_MAX_QUBITS], inv[QKD_GATE_MAX_QUBITS] = {0};
+  for (int i = 0; i < nq; i++) L[i] = n - 1 - g->q[nq - 1 - i]; /* logical bit of pattern bit i */
+  /* C^-1 by search over the linear maps of nq bits: images inv[i] of pattern bit i */
+  for (int cand = 0; cand < 1 << (nq * nq); cand++) {
+    int ok = 1;
+    for (int c = 0; c < 1 << nq && ok; c++) {
+      int img = 0, back = 0;
+      for (int i = 0; i < nq; i++) if (c >> i & 1) img ^= map[i];
+      for (int i = 0; i < nq; i++) if (img >> i & 1) back ^= cand >> (nq * i) & ((1 << nq) - 1);
+      ok = back == c;
+    }
+    if (ok) {
+      for (int i = 0; i < nq; i++) inv[i] = cand >> (nq * i) & ((1 << nq) - 1);
+      break;
+    }
+  }
+  uint32_t oc[QKD_GATE_MAX_QUBITS], orow[QKD_GATE_MAX_QUBITS];
+  for (int i = 0; i < nq; i++) oc[i] = col[L[i]], orow[i] = row[L[i]];
+  for (int i = 0; i < nq; i++) {
+    uint32_t c = 0, r = 0;
+    for (int j = 0; j < nq; j++) {
+      if (map[i] >> j & 1) c ^= oc[j];    /* col'[i] = P(C(e_i)) */
+      if (inv[j] >> i & 1) r ^= orow[j];  /* bit i of C^-1(k) = parity over j of k_j·inv[j]_i */
+    }
+    col[L[i]] = c;
+    row[L[i]] = r;
+  }
 }
 
 int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_plan *plan) {
   memset(plan, 0, sizeof *plan);
   int ng = ir->n_gates, n = ir->n_qubits;
-  plan->ops = calloc((size_t)ng + 1, sizeof(jit_op));
-  plan->pool = calloc((size_t)(ng + 1) * JIT_MAX_FUSE, sizeof(int));
-  builder b = {plan, calloc((size_t)ng + 1, sizeof(uint32_t)), 0};
+  size_t max_ops = (size_t)ng * (QKD_GATE_DIM / 2) + 1; /* a gate makes at most D/2 PAIR ops */
+  plan->ops = calloc(max_ops, sizeof(jit_op));
+  plan->pool = calloc(max_ops * JIT_MAX_FUSE, sizeof(int));
+  builder b = {plan, calloc(max_ops, sizeof(uint32_t)), 0};
   int *run = calloc((size_t)ng + 1, sizeof(int));
   if (!plan->ops || !plan->pool || !b.opmask || !run) {
     free(b.opmask);
@@ -112,20 +224,21 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
   for (int gi = 0; gi < ng; gi++) {
     const qkd_ir_gate *g = &ir->gates[gi];
     uint32_t m = qmask(g);
-    if ((opts & JIT_OPT_DIAG_RUNS) && qkd_gate_table[g->kind].diagonal &&
-        g->angle.kind != QKD_ANGLE_FEATURE) {
+    jit_diag_form df;
+    if ((opts & JIT_OPT_DIAG_RUNS) && g->angle[0].kind != QKD_ANGLE_FEATURE && jit_diag_form_of(g, n, &df) == 0) {
       run[nrun++] = gi;
       runmask |= m;
       continue;
     }
     if (runmask & m) FLUSH_RUN();
-    if ((opts & JIT_OPT_PERM) && (g->kind == QKD_GATE_CNOT || g->kind == QKD_GATE_SWAP)) {
+    int map[QKD_GATE_MAX_QUBITS];
+    if ((opts & JIT_OPT_PERM) && qkd_gate_linear_perm(g->kind, map) == 0) {
       jit_op *op = new_op(&b, JIT_OP_PERM, m);
       op->gates[op->n_gates++] = gi;
       b.pool_used += 1;
       continue;
     }
-    if ((opts & JIT_OPT_FUSE) && qkd_gate_table[g->kind].qubits == 1) {
+    if ((opts & JIT_OPT_FUSE) && qkd_gate(g->kind)->qubits == 1) {
       int last = -1;
       for (int o = plan->n_ops - 1; o >= 0; o--)
         if (b.opmask[o] & m) { last = o; break; }
@@ -139,7 +252,7 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
         }
       }
     }
-    pair_op(&b, ir, gi, for_bwd);
+    pair_ops(&b, ir, gi, for_bwd);
   }
   FLUSH_RUN();
 #undef FLUSH_RUN
@@ -167,14 +280,9 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
       memcpy(op->row, row, sizeof row);
     } else {
       const qkd_ir_gate *g = &ir->gates[op->gates[0]];
-      int a = n - 1 - g->q[0], t = n - 1 - g->q[1];
-      if (g->kind == QKD_GATE_CNOT) { /* P' = P∘C, P'^-1 = C∘P^-1 */
-        col[a] ^= col[t];
-        row[t] ^= row[a];
-      } else {
-        uint32_t x = col[a]; col[a] = col[t]; col[t] = x;
-        x = row[a]; row[a] = row[t]; row[t] = x;
-      }
+      int map[QKD_GATE_MAX_QUBITS];
+      qkd_gate_linear_perm(g->kind, map);
+      perm_update(g, n, map, col, row);
     }
   }
   memcpy(plan->col, col, sizeof col);
@@ -197,7 +305,7 @@ void jit_plan_dump(const qkd_ir_circuit *ir, const jit_plan *plan, FILE *out) {
     const jit_op *op = &plan->ops[o];
     fprintf(out, "; op %d %s gates", o, kn[op->kind]);
     for (int i = 0; i < op->n_gates; i++)
-      fprintf(out, " %s%d", qkd_gate_table[ir->gates[op->gates[i]].kind].name, op->gates[i]);
+      fprintf(out, " %s%d", qkd_gate(ir->gates[op->gates[i]].kind)->name, op->gates[i]);
     if (op->kind == JIT_OP_PAIR)
       fprintf(out, " base=%#x flip=%#x free=%d grad=%d", op->pbase, op->pflip, op->nfree,
               op->grad_gate);

@@ -124,8 +124,8 @@ static int gate_call(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
   int is_rot = strcmp(c->name, "rot") == 0;
   int kind = is_rot ? QKD_GATE_RZ : qkd_gate_lookup(c->name);
   if (kind < 0) return -1; /* reported once per declaration by sema */
-  const qkd_gate_info *info = &qkd_gate_table[kind];
-  int nq = info->qubits, max_args = is_rot ? 1 : nq + info->has_angle;
+  const qkd_gate_info *info = qkd_gate(kind);
+  int nq = info->qubits, na = is_rot ? 0 : info->angles, max_args = is_rot ? 1 : nq + na;
   int nargs = c->items.len;
   for (int i = 0; i < nargs; i++) {
     const qkd_ast *a = c->items.items[i];
@@ -137,9 +137,12 @@ static int gate_call(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
   if (nargs < nq || nargs > max_args) {
     if (max_args == nq)
       qkd_diag_error(L->diag, c->span, "gate '%s' takes %d argument%s, got %d", c->name, nq, nq == 1 ? "" : "s", nargs);
-    else
+    else if (na == 1)
       qkd_diag_error(L->diag, c->span, "gate '%s' takes %d or %d arguments (qubit%s, then an optional angle), got %d",
                      c->name, nq, max_args, nq == 1 ? "" : "s", nargs);
+    else
+      qkd_diag_error(L->diag, c->span, "gate '%s' takes %d to %d arguments (qubit%s, then up to %d optional angles), got %d",
+                     c->name, nq, max_args, nq == 1 ? "" : "s", na, nargs);
     return -1;
   }
   qkd_ir_gate g = {.kind = kind};
@@ -156,14 +159,13 @@ static int gate_call(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
     static const qkd_gate_kind seq[3] = {QKD_GATE_RZ, QKD_GATE_RY, QKD_GATE_RZ};
     for (int k = 0; k < 3; k++) {
       g.kind = seq[k];
-      angle_arg(L, ev, env, NULL, &g.angle);
+      angle_arg(L, ev, env, NULL, &g.angle[0]);
       if (push_gate(L, g, c->span) != 0) return -1;
     }
     return 0;
   }
-  if (info->has_angle) {
-    if (angle_arg(L, ev, env, nargs > nq ? c->items.items[nq] : NULL, &g.angle) != 0) return -1;
-  }
+  for (int k = 0; k < na; k++) /* omitted angles: trainable, numbered in slot order */
+    if (angle_arg(L, ev, env, nargs > nq + k ? c->items.items[nq + k] : NULL, &g.angle[k]) != 0) return -1;
   return push_gate(L, g, c->span);
 }
 

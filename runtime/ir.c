@@ -1,19 +1,10 @@
-/* ir.c — the gate table, validation and text dump of the flat circuit IR (qkd_ir.h). */
+/* ir.c — validation and text dump of the flat circuit IR (qkd_ir.h); gate facts come from the
+ * gate table (qkd_gates.h). */
 #include "qkd_ir.h"
 
+#include "qkd_hash.h"
+
 #include <string.h>
-
-const qkd_gate_info qkd_gate_table[QKD_GATE_COUNT] = {
-#define QKD_GATE_ROW(e, name, nq, ang, diag) {name, nq, ang, diag},
-    QKD_GATE_LIST(QKD_GATE_ROW)
-#undef QKD_GATE_ROW
-};
-
-int qkd_gate_lookup(const char *name) {
-  for (int g = 0; g < QKD_GATE_COUNT; g++)
-    if (strcmp(qkd_gate_table[g].name, name) == 0) return g;
-  return -1;
-}
 
 int qkd_ir_outputs(const qkd_ir_circuit *c) {
   return c->measure == QKD_MEASURE_Z ? c->n_qubits : 1 << c->n_qubits;
@@ -26,6 +17,11 @@ double qkd_ir_angle(const qkd_angle *a, const double *params, const double *feat
   case QKD_ANGLE_CONST: return a->offset;
   default: return 0.0;
   }
+}
+
+void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double *features, double *a) {
+  int na = qkd_gate(g->kind)->angles;
+  for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++) a[s] = s < na ? qkd_ir_angle(&g->angle[s], params, features) : 0.0;
 }
 
 int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen) {
@@ -46,15 +42,18 @@ int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen) {
     for (int k = 0; k < info->qubits; k++)
       if (g->q[k] < 0 || g->q[k] >= c->n_qubits) FAIL("gate %d (%s): qubit %d out of range", i, info->name, g->q[k]);
     if (info->qubits == 2 && g->q[0] == g->q[1]) FAIL("gate %d (%s): repeated qubit %d", i, info->name, g->q[0]);
-    if (info->has_angle != (g->angle.kind != QKD_ANGLE_NONE)) FAIL("gate %d (%s): angle mismatch", i, info->name);
-    if (g->angle.kind == QKD_ANGLE_PARAM) {
-      if (g->angle.index != next_param) FAIL("gate %d (%s): parameter %d out of order (expected %d)", i, info->name, g->angle.index, next_param);
-      next_param++;
-    }
-    if (g->angle.kind == QKD_ANGLE_FEATURE) {
-      if (g->angle.index < 0) FAIL("gate %d (%s): negative feature index", i, info->name);
-      if (g->angle.index >= c->n_features) /* also for AMPLITUDE: the row has n_features */
-        FAIL("gate %d (%s): feature %d beyond n_features %d", i, info->name, g->angle.index, c->n_features);
+    for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++) {
+      const qkd_angle *a = &g->angle[s];
+      if ((s < info->angles) != (a->kind != QKD_ANGLE_NONE)) FAIL("gate %d (%s): angle %d mismatch", i, info->name, s);
+      if (a->kind == QKD_ANGLE_PARAM) {
+        if (a->index != next_param) FAIL("gate %d (%s): parameter %d out of order (expected %d)", i, info->name, a->index, next_param);
+        next_param++;
+      }
+      if (a->kind == QKD_ANGLE_FEATURE) {
+        if (a->index < 0) FAIL("gate %d (%s): negative feature index", i, info->name);
+        if (a->index >= c->n_features) /* also for AMPLITUDE: the row has n_features */
+          FAIL("gate %d (%s): feature %d beyond n_features %d", i, info->name, a->index, c->n_features);
+      }
     }
   }
   if (next_param != c->n_params) FAIL("%d parameters used, n_params is %d", next_param, c->n_params);
@@ -81,10 +80,27 @@ void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out) {
           meas[c->measure], c->shots, c->precision == QKD_PREC_F32 ? "f32" : "f64");
   for (int i = 0; i < c->n_gates; i++) {
     const qkd_ir_gate *g = &c->gates[i];
-    const qkd_gate_info *info = &qkd_gate_table[g->kind];
-    fprintf(out, "  %3d %s%-4s q%d", i, i < c->n_encoding_gates ? "enc " : "", info->name, g->q[0]);
-    if (info->qubits == 2) fprintf(out, " q%d", g->q[1]);
-    dump_angle(&g->angle, out);
+    const qkd_gate_info *info = qkd_gate(g->kind);
+    fprintf(out, "  %3d %s%-4s", i, i < c->n_encoding_gates ? "enc " : "", info->name);
+    for (int k = 0; k < info->qubits; k++) fprintf(out, " q%d", g->q[k]);
+    for (int s = 0; s < info->angles; s++) dump_angle(&g->angle[s], out);
     fputc('\n', out);
   }
+}
+
+uint64_t qkd_ir_hash(const qkd_ir_circuit *ir) {
+  uint64_t h = QKD_HASH_INIT;
+  int head[7] = {ir->n_qubits, ir->n_params, ir->n_features, (int)ir->encode, (int)ir->measure, ir->shots, ir->n_gates};
+  h = qkd_hash_bytes(h, head, sizeof head);
+  for (int i = 0; i < ir->n_gates; i++) {
+    const qkd_ir_gate *g = &ir->gates[i];
+    int na = qkd_gate(g->kind)->angles;
+    for (int s = 0; s < (na > 1 ? na : 1); s++) { /* slot 0 always: one-angle fingerprints as before */
+      int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle[s].kind, g->angle[s].index};
+      double gd[2] = {g->angle[s].scale, g->angle[s].offset};
+      h = qkd_hash_bytes(h, gi, sizeof gi);
+      h = qkd_hash_bytes(h, gd, sizeof gd);
+    }
+  }
+  return h;
 }

@@ -6,7 +6,9 @@
  *   u_j  = qkd_rng_uniform(key, QKD_STREAM_SHOTS, j)        j = 0 .. shots-1
  *   draw = the first basis index i with cdf[i] > u_j * cdf[dim-1]  (binary search, O(log dim)),
  *          cdf the running sum of probs in index order (so rounding in probs never biases).
- * Zero-probability states are never drawn. Cost O(dim + shots·(log dim + n)). */
+ * Zero-probability states are never drawn. Cost O(dim + shots·(log dim + n)).
+ * qkd_kernel_sample_counts_f64 draws the same distribution as outcome counts (a binary split of
+ * the outcomes with binomial children, see qkd_kernel.h). */
 #include "qkd_kernel.h"
 #include "qkd_rng.h"
 
@@ -72,4 +74,99 @@ void qkd_kernel_sample_f64(int n_qubits, qkd_measure_kind measure, int shots, co
   else
     for (size_t i = 0; i < dim; i++) outputs[i] *= w;
   if (cdf != stack_cdf) free(cdf);
+}
+
+/* ---- counts sampling ---------------------------------------------------------------------- */
+
+/* log of the Stirling series tail: log(k!) − [(k + ½) log(k + 1) − (k + 1) + ½ log(2π)] */
+static double stirling_tail(double k) {
+  static const double tail[10] = {0.0810614667953272, 0.0413406959554092, 0.0276779256849983,
+                                  0.02079067210376509, 0.0166446911898211, 0.0138761288230707,
+                                  0.0118967099458917, 0.0104112652619720, 0.00925546218271273,
+                                  0.00833056343336287};
+  if (k <= 9) return tail[(int)k];
+  double kp1sq = (k + 1) * (k + 1);
+  return (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / kp1sq) / kp1sq) / (k + 1);
+}
+
+long qkd_kernel_binomial(long n, double p, uint64_t key, uint64_t base) {
+  if (n <= 0 || !(p > 0.0)) return 0;
+  if (!(p < 1.0)) return n;
+  int flip = p > 0.5;
+  double q = flip ? 1.0 - p : p, nd = (double)n;
+  uint64_t j = 0;
+  long k;
+  if (nd * q < 10.0) { /* BINV: invert the cdf from 0, pmf by its recurrence (expected n·q + 1 steps) */
+    double u = qkd_rng_uniform(key, QKD_STREAM_SHOTS, base), f = exp(nd * log1p(-q)), r = q / (1.0 - q);
+    k = 0;
+    while (u > f && k < n) {
+      u -= f;
+      f *= r * (double)(n - k) / (double)(k + 1);
+      k++;
+    }
+  } else { /* BTRS (Hörmann 1993): transformed rejection with squeeze, p ≤ ½, n·p ≥ 10 */
+    double sd = sqrt(nd * q * (1.0 - q)), b = 1.15 + 2.53 * sd, a = -0.0873 + 0.0248 * b + 0.01 * q;
+    double c = nd * q + 0.5, vr = 0.92 - 4.2 / b, r = q / (1.0 - q), alpha = (2.83 + 5.1 / b) * sd;
+    double m = floor((nd + 1) * q);
+    for (;;) {
+      double u = qkd_rng_uniform(key, QKD_STREAM_SHOTS, base + j++) - 0.5;
+      double v = qkd_rng_uniform(key, QKD_STREAM_SHOTS, base + j++);
+      double us = 0.5 - fabs(u), kd = floor((2 * a / us + b) * u + c);
+      if (us >= 0.07 && v <= vr) { k = (long)kd; break; }
+      if (kd < 0 || kd > nd) continue;
+      v = log(v * alpha / (a / (us * us) + b));
+      double ub = (m + 0.5) * log((m + 1) / (r * (nd - m + 1))) + (nd + 1) * log((nd - m + 1) / (nd - kd + 1)) +
+                  (kd + 0.5) * log(r * (nd - kd + 1) / (kd + 1)) + stirling_tail(m) + stirling_tail(nd - m) -
+                  stirling_tail(kd) - stirling_tail(nd - kd);
+      if (v <= ub) { k = (long)kd; break; }
+      if (j > 4000) { k = (long)floor(nd * q + 0.5); break; } /* ~0.3^2000: never in practice */
+    }
+  }
+  return flip ? n - k : k;
+}
+
+/* Counts of the outcomes [lo, hi) out of `n` draws into counts[], node = heap index. */
+static void split_counts(const double *cdf, size_t lo, size_t hi, long n, uint64_t key, uint64_t node,
+                         double *counts) {
+  if (n == 0) return;
+  if (hi - lo == 1) {
+    counts[lo] = (double)n;
+    return;
+  }
+  size_t mid = lo + (hi - lo) / 2;
+  double base = lo ? cdf[lo - 1] : 0.0, all = cdf[hi - 1] - base, left = cdf[mid - 1] - base;
+  double p = all > 0.0 ? left / all : 0.5;
+  long nl = qkd_kernel_binomial(n, p, key, node << 32);
+  split_counts(cdf, lo, mid, nl, key, 2 * node, counts);
+  split_counts(cdf, mid, hi, n - nl, key, 2 * node + 1, counts);
+}
+
+void qkd_kernel_sample_counts_f64(int n_qubits, qkd_measure_kind measure, int shots, const double *probs,
+                                  uint64_t seed, uint64_t sample, double *outputs) {
+  size_t dim = (size_t)1 << n_qubits;
+  double stack[2 * 1024];
+  double *cdf = dim <= 1024 ? stack : malloc(2 * dim * sizeof(double)), *counts = cdf + dim;
+  if (!cdf) abort();
+  double run = 0.0;
+  for (size_t i = 0; i < dim; i++) {
+    run += probs[i] > 0.0 ? probs[i] : 0.0;
+    cdf[i] = run;
+    counts[i] = 0.0;
+  }
+  int n_out = measure == QKD_MEASURE_Z ? n_qubits : (int)dim;
+  memset(outputs, 0, (size_t)n_out * sizeof(double));
+  if (shots > 0 && run > 0.0) {
+    split_counts(cdf, 0, dim, shots, qkd_rng_u64(seed, QKD_STREAM_SHOTS, sample), 1, counts);
+    double w = 1.0 / shots;
+    if (measure == QKD_MEASURE_Z) {
+      for (size_t i = 0; i < dim; i++)
+        if (counts[i] > 0.0)
+          for (int q = 0; q < n_qubits; q++) /* draws with qubit q = 1 */
+            outputs[q] += counts[i] * (double)((i >> (n_qubits - 1 - q)) & 1);
+      for (int q = 0; q < n_qubits; q++) outputs[q] = (shots - 2.0 * outputs[q]) * w;
+    } else {
+      for (size_t i = 0; i < dim; i++) outputs[i] = counts[i] * w;
+    }
+  }
+  if (cdf != stack) free(cdf);
 }

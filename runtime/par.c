@@ -50,35 +50,23 @@ typedef struct {
 static void run_chunk(const job *j, int c, void *ws) {
   int b0 = c * QKD_PAR_CHUNK;
   int len = j->batch - b0 < QKD_PAR_CHUNK ? j->batch - b0 : QKD_PAR_CHUNK;
-  size_t fo = (size_t)b0 * (size_t)j->nf, oo = (size_t)b0 * (size_t)j->nout;
+  int f32 = j->kind == JOB_FWD32 || j->kind == JOB_BWD32;
+  size_t es = f32 ? sizeof(float) : sizeof(double);
+  size_t fo = (size_t)b0 * (size_t)j->nf * es, oo = (size_t)b0 * (size_t)j->nout * es;
+  const void *f = j->features ? (const char *)j->features + fo : NULL;
+  void *df = j->d_features ? (char *)j->d_features + fo : NULL;
+  void *part = NULL; /* backward: this chunk's zeroed partial d_params */
+  if (j->kind == JOB_BWD64 || j->kind == JOB_BWD32) {
+    part = (char *)j->partials + (size_t)c * (size_t)j->np * es;
+    memset(part, 0, (size_t)j->np * es);
+  }
   const qkd_kernel *k = j->k;
+  uint64_t first = j->first + (uint64_t)b0;
   switch (j->kind) {
-  case JOB_FWD64: {
-    const double *f = j->features ? (const double *)j->features + fo : NULL;
-    k->fwd_f64(k, j->params, f, len, j->seed, j->first + (uint64_t)b0, (double *)j->outputs + oo, ws);
-    break;
-  }
-  case JOB_FWD32: {
-    const float *f = j->features ? (const float *)j->features + fo : NULL;
-    k->fwd_f32(k, j->params, f, len, j->seed, j->first + (uint64_t)b0, (float *)j->outputs + oo, ws);
-    break;
-  }
-  case JOB_BWD64: {
-    double *part = (double *)j->partials + (size_t)c * (size_t)j->np;
-    memset(part, 0, (size_t)j->np * sizeof(double));
-    const double *f = j->features ? (const double *)j->features + fo : NULL;
-    double *df = j->d_features ? (double *)j->d_features + fo : NULL;
-    k->bwd_f64(k, j->params, f, len, (const double *)j->d_outputs + oo, part, df, ws);
-    break;
-  }
-  case JOB_BWD32: {
-    float *part = (float *)j->partials + (size_t)c * (size_t)j->np;
-    memset(part, 0, (size_t)j->np * sizeof(float));
-    const float *f = j->features ? (const float *)j->features + fo : NULL;
-    float *df = j->d_features ? (float *)j->d_features + fo : NULL;
-    k->bwd_f32(k, j->params, f, len, (const float *)j->d_outputs + oo, part, df, ws);
-    break;
-  }
+  case JOB_FWD64: k->fwd_f64(k, j->params, f, len, j->seed, first, (double *)((char *)j->outputs + oo), ws); break;
+  case JOB_FWD32: k->fwd_f32(k, j->params, f, len, j->seed, first, (float *)((char *)j->outputs + oo), ws); break;
+  case JOB_BWD64: k->bwd_f64(k, j->params, f, len, (const double *)((const char *)j->d_outputs + oo), part, df, ws); break;
+  case JOB_BWD32: k->bwd_f32(k, j->params, f, len, (const float *)((const char *)j->d_outputs + oo), part, df, ws); break;
   }
 }
 
@@ -206,42 +194,50 @@ static job base_job(job_kind kind, const qkd_kernel *k, int batch) {
   return j;
 }
 
+static int par_fwd(qkd_par_pool *p, job_kind kind, const qkd_kernel *k, const void *params,
+                   const void *features, int batch, uint64_t seed, uint64_t first_sample, void *outputs) {
+  job j = base_job(kind, k, batch);
+  j.params = params; j.features = features; j.seed = seed; j.first = first_sample; j.outputs = outputs;
+  return run_job(p, &j, 0);
+}
+
 int qkd_par_fwd_f64(qkd_par_pool *p, const qkd_kernel *k, const double *params,
                     const double *features, int batch, uint64_t seed, uint64_t first_sample,
                     double *outputs) {
-  job j = base_job(JOB_FWD64, k, batch);
-  j.params = params; j.features = features; j.seed = seed; j.first = first_sample; j.outputs = outputs;
-  return run_job(p, &j, 0);
+  return par_fwd(p, JOB_FWD64, k, params, features, batch, seed, first_sample, outputs);
 }
 
 int qkd_par_fwd_f32(qkd_par_pool *p, const qkd_kernel *k, const float *params,
                     const float *features, int batch, uint64_t seed, uint64_t first_sample,
                     float *outputs) {
-  job j = base_job(JOB_FWD32, k, batch);
-  j.params = params; j.features = features; j.seed = seed; j.first = first_sample; j.outputs = outputs;
-  return run_job(p, &j, 0);
+  return par_fwd(p, JOB_FWD32, k, params, features, batch, seed, first_sample, outputs);
+}
+
+/* Backward of either precision: the chunks' partials, then d_params += them in chunk order. */
+static int par_bwd(qkd_par_pool *p, job_kind kind, const qkd_kernel *k, const void *params,
+                   const void *features, int batch, const void *d_outputs, void *d_params,
+                   void *d_features) {
+  size_t es = kind == JOB_BWD32 ? sizeof(float) : sizeof(double);
+  job j = base_job(kind, k, batch);
+  j.params = params; j.features = features; j.d_outputs = d_outputs; j.d_features = d_features;
+  if (run_job(p, &j, es) != 0) return -1;
+  for (int c = 0; c < p->cur.n_chunks && batch > 0; c++)
+    for (int i = 0; i < j.np; i++) {
+      size_t at = (size_t)c * (size_t)j.np + (size_t)i;
+      if (kind == JOB_BWD32) ((float *)d_params)[i] += ((const float *)p->partials)[at];
+      else ((double *)d_params)[i] += ((const double *)p->partials)[at];
+    }
+  return 0;
 }
 
 int qkd_par_bwd_f64(qkd_par_pool *p, const qkd_kernel *k, const double *params,
                     const double *features, int batch, const double *d_outputs, double *d_params,
                     double *d_features) {
-  job j = base_job(JOB_BWD64, k, batch);
-  j.params = params; j.features = features; j.d_outputs = d_outputs; j.d_features = d_features;
-  if (run_job(p, &j, sizeof(double)) != 0) return -1;
-  const double *part = p->partials;
-  for (int c = 0; c < p->cur.n_chunks && batch > 0; c++)
-    for (int i = 0; i < j.np; i++) d_params[i] += part[(size_t)c * (size_t)j.np + (size_t)i];
-  return 0;
+  return par_bwd(p, JOB_BWD64, k, params, features, batch, d_outputs, d_params, d_features);
 }
 
 int qkd_par_bwd_f32(qkd_par_pool *p, const qkd_kernel *k, const float *params,
                     const float *features, int batch, const float *d_outputs, float *d_params,
                     float *d_features) {
-  job j = base_job(JOB_BWD32, k, batch);
-  j.params = params; j.features = features; j.d_outputs = d_outputs; j.d_features = d_features;
-  if (run_job(p, &j, sizeof(float)) != 0) return -1;
-  const float *part = p->partials;
-  for (int c = 0; c < p->cur.n_chunks && batch > 0; c++)
-    for (int i = 0; i < j.np; i++) d_params[i] += part[(size_t)c * (size_t)j.np + (size_t)i];
-  return 0;
+  return par_bwd(p, JOB_BWD32, k, params, features, batch, d_outputs, d_params, d_features);
 }

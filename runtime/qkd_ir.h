@@ -1,7 +1,8 @@
 /* qkd_ir.h — the flat circuit IR: the one program that the reference interpreter (qsim.c),
  * the LLVM backend (compiler/jit*.c) and the trainer share.
  *
- * Owns: the gate table, the angle sources, the circuit struct, its validation and text dump.
+ * Owns: the angle sources, the circuit struct, its validation and text dump (the gates
+ * themselves, their matrices and every fact about them are the gate table, qkd_gates.h).
  * Promises:
  *   - A circuit is a straight list of gates (loops unrolled, constants folded by lowering).
  *   - Qubit 0 is the most significant bit of a basis-state index: |q0 q1 … q(n-1)>, so qubit q
@@ -10,9 +11,8 @@
  *     appears exactly once (parameters are never shared between gates).
  *   - An angle is `scale * source + offset`, source = params[index] (PARAM), features[index]
  *     (FEATURE) or nothing (CONST: the angle is `offset`).
- *   - Gate conventions (PennyLane/Qiskit): RX(θ)=exp(-iθX/2), RY(θ)=exp(-iθY/2),
- *     RZ(θ)=exp(-iθZ/2) = diag(e^{-iθ/2}, e^{iθ/2}); S=diag(1,i); T=diag(1,e^{iπ/4});
- *     SX=½[[1+i,1-i],[1-i,1+i]]; CNOT/CZ/CRX/CRY/CRZ take (control, target); SWAP (a, b).
+ *   - A gate acts on q[0..qubits) and reads angle[0..angles) of its row in qkd_gates.h (u3's
+ *     angles in the order θ, φ, λ); controlled gates take (control, target).
  *   - Encoding: AMPLITUDE L2-normalises features[0..n_features) and zero-pads to 2^n (an
  *     all-zero vector becomes |0…0>); NONE starts at |0…0>. Gate encodings (angle, qubit, …)
  *     are ordinary gates with FEATURE angles at the front of the list.
@@ -25,45 +25,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qkd_gates.h"
+
 #define QKD_MAX_QUBITS 20
-
-/* X(ENUM, name, qubits, has_angle, diagonal) — ORDER GATE: one row per gate of spec §3
- * (rot is sugar: lowering emits RZ, RY, RZ). */
-#define QKD_GATE_LIST(GATE_)      \
-  GATE_(H,    "h",    1, 0, 0)        \
-  GATE_(X,    "x",    1, 0, 0)        \
-  GATE_(Y,    "y",    1, 0, 0)        \
-  GATE_(Z,    "z",    1, 0, 1)        \
-  GATE_(S,    "s",    1, 0, 1)        \
-  GATE_(T,    "t",    1, 0, 1)        \
-  GATE_(SX,   "sx",   1, 0, 0)        \
-  GATE_(RX,   "rx",   1, 1, 0)        \
-  GATE_(RY,   "ry",   1, 1, 0)        \
-  GATE_(RZ,   "rz",   1, 1, 1)        \
-  GATE_(CNOT, "cnot", 2, 0, 0)        \
-  GATE_(CZ,   "cz",   2, 0, 1)        \
-  GATE_(SWAP, "swap", 2, 0, 0)        \
-  GATE_(CRX,  "crx",  2, 1, 0)        \
-  GATE_(CRY,  "cry",  2, 1, 0)        \
-  GATE_(CRZ,  "crz",  2, 1, 1)
-
-typedef enum {
-#define QKD_GATE_ENUM(e, name, nq, ang, diag) QKD_GATE_##e,
-  QKD_GATE_LIST(QKD_GATE_ENUM)
-#undef QKD_GATE_ENUM
-  QKD_GATE_COUNT
-} qkd_gate_kind;
-
-typedef struct {
-  const char *name; /* as written in .qkd */
-  int qubits;       /* 1 or 2 */
-  int has_angle;    /* takes a rotation angle */
-  int diagonal;     /* diagonal in the computational basis */
-} qkd_gate_info;
-
-extern const qkd_gate_info qkd_gate_table[QKD_GATE_COUNT];
-/* The gate called `name`, or -1. */
-int qkd_gate_lookup(const char *name);
 
 typedef enum {
   QKD_ANGLE_NONE = 0, /* the gate has no angle */
@@ -81,8 +45,8 @@ typedef struct {
 
 typedef struct {
   qkd_gate_kind kind;
-  int q[2];        /* q[0] (control for 2-qubit gates) and q[1] (target); q[1] unused for 1-qubit */
-  qkd_angle angle; /* kind NONE iff !qkd_gate_table[kind].has_angle */
+  int q[2];        /* q[0] (control for controlled gates) and q[1] (target); q[1] unused for 1-qubit */
+  qkd_angle angle[QKD_GATE_MAX_ANGLES]; /* kind NONE iff slot >= the row's angle count */
   int line;        /* source line of the gate call, for messages (0 if none) */
 } qkd_ir_gate;
 
@@ -107,10 +71,14 @@ typedef struct {
 
 /* Number of outputs per sample: n (Z) or 2^n (PROBS). */
 int qkd_ir_outputs(const qkd_ir_circuit *c);
-/* The angle of gate g for one sample. */
+/* The value of one angle for one sample (0 for NONE). */
 double qkd_ir_angle(const qkd_angle *a, const double *params, const double *features);
+/* The angles of gate g for one sample into a[QKD_GATE_MAX_ANGLES] (0 past its angle count). */
+void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double *features, double *a);
 /* Checks every invariant above; on failure writes a message and returns -1, else 0. */
 int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen);
+/* A 64-bit fingerprint of every field that shapes a circuit's kernels (precision aside). */
+uint64_t qkd_ir_hash(const qkd_ir_circuit *c);
 /* Text dump, one gate per line (qkdc check --dump-ir). */
 void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out);
 

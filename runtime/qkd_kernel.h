@@ -12,6 +12,8 @@
  *   d_features [batch][n_features]           OVERWRITTEN; may be NULL (not wanted)
  * Forward with ir->shots > 0 samples each sample's outputs from `shots` measurements, drawing
  * from qkd_rng keyed by (seed, first_sample + i): results never depend on how a batch is split.
+ * The sampler is k->sample (NULL: qkd_kernel_sample_f64, one draw per shot); the forward entry
+ * points call it once per sample with that sample's exact probabilities.
  * Backward (adjoint VJP) differentiates the exact outputs; it recomputes the forward state
  * itself, so fwd and bwd may be called independently. For AMPLITUDE encoding, d_features is the
  * gradient through the L2 normalisation (zero for an all-zero feature vector).
@@ -23,6 +25,11 @@
 #include "qkd_ir.h"
 
 typedef struct qkd_kernel qkd_kernel;
+
+/* A shot sampler: replaces one sample's outputs by those of `shots` measurements of `probs`
+ * (2^n entries, logical order), keyed by (seed, sample). */
+typedef void (*qkd_sample_fn)(int n_qubits, qkd_measure_kind measure, int shots, const double *probs,
+                              uint64_t seed, uint64_t sample, double *outputs);
 
 typedef void (*qkd_fwd_f64_fn)(const qkd_kernel *k, const double *params, const double *features,
                                int batch, uint64_t seed, uint64_t first_sample, double *outputs,
@@ -45,6 +52,8 @@ struct qkd_kernel {
   qkd_fwd_f32_fn fwd_f32;
   qkd_bwd_f32_fn bwd_f32;
   void *engine_data;        /* engine-private (the JIT's session); not touched by callers */
+  qkd_sample_fn sample;     /* shot sampler of the forward entry points; NULL: qkd_kernel_sample_f64
+                               (generated code reads it at a fixed offset; keep it last) */
 };
 
 /* Scratch bytes one thread needs for any kernel call on this circuit (any batch size). */
@@ -55,5 +64,15 @@ size_t qkd_kernel_workspace_bytes(const qkd_ir_circuit *ir);
  * outputs become the sampled <Z_q> (mean of ±1). Draws come from qkd_rng(seed, sample, ·). */
 void qkd_kernel_sample_f64(int n_qubits, qkd_measure_kind measure, int shots, const double *probs,
                            uint64_t seed, uint64_t sample, double *outputs);
+
+/* The same distribution (the outputs of `shots` independent measurements), drawn as the counts of
+ * the 2^n outcomes: a binary split of the outcomes, each node's count a binomial of its parent's
+ * (exact: BINV inversion for small means, Hörmann's BTRS rejection otherwise), from
+ * qkd_rng(key(seed, sample), QKD_STREAM_SHOTS, node·2^32 + draw). Cost O(min(shots, 2^n)·n)
+ * binomials instead of shots draws; the draws differ from qkd_kernel_sample_f64's. */
+void qkd_kernel_sample_counts_f64(int n_qubits, qkd_measure_kind measure, int shots, const double *probs,
+                                  uint64_t seed, uint64_t sample, double *outputs);
+/* One exact Binomial(n, p) draw from the uniforms qkd_rng(key, QKD_STREAM_SHOTS, base + j). */
+long qkd_kernel_binomial(long n, double p, uint64_t key, uint64_t base);
 
 #endif

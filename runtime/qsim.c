@@ -1,12 +1,14 @@
 /* qsim.c — the reference circuit interpreter (see qsim.h). One sample at a time, one gate at a
- * time, double precision throughout; every gate is a 2×2 matrix applied to amplitude pairs
- * (controlled gates: only the pairs whose control bit is 1), SWAP exchanges amplitudes.
+ * time, double precision throughout; every gate is its matrix from the gate table (qkd_gates.h):
+ * a 2×2 on amplitude pairs (controlled gates: only the pairs whose control bit is 1) or a 4×4
+ * on amplitude quadruples. Nothing here depends on which gate it is.
  *
  * Adjoint backward for one sample, outputs O_o = <ψ|M_o|ψ> with diagonal M_o, upstream d_o:
  *   f = Σ_o d_o O_o = <ψ|M|ψ>, M = Σ_o d_o M_o (diagonal, weights w_i);
- *   φ = ψ, λ = Mψ; for gates k = N..1: with U_k = exp(-iθ G/2) (G = Pauli on the target, times
- *   |1><1| on the control for controlled rotations) df/dθ_k = Im<λ|G|φ>; then φ ← U_k†φ,
- *   λ ← U_k†λ. At the end λ = V†Mψ and, for amplitude encoding ψ0 = x/|x| (real), df/dψ0 = 2 Re λ
+ *   φ = ψ, λ = Mψ; for gates k = N..1: with U_k = exp(-iθ G/2) (G the row's generator)
+ *   df/dθ_k = Im<λ|G|φ>; then φ ← U_k†φ, λ ← U_k†λ. A gate of several angles runs its
+ *   decomposition steps backwards the same way, then both states are multiplied by the conjugate
+ *   of the decomposition's global phase (so φ, λ are exactly U_k†φ, U_k†λ again). At the end λ = V†Mψ and, for amplitude encoding ψ0 = x/|x| (real), df/dψ0 = 2 Re λ
  *   and df/dx = (g − ψ0 (ψ0·g)) / |x|. */
 #include "qsim.h"
 #include "qkd_rng.h"
@@ -19,112 +21,87 @@
 
 typedef double complex cplx;
 
-#define SQRT1_2 0.70710678118654752440
-
-static int is_controlled(qkd_gate_kind k) {
-  return k == QKD_GATE_CNOT || k == QKD_GATE_CZ || k == QKD_GATE_CRX || k == QKD_GATE_CRY ||
-         k == QKD_GATE_CRZ;
-}
-
-/* The 2×2 matrix a gate applies to its target (for controlled gates: when the control is 1). */
-static void gate_matrix(qkd_gate_kind kind, double th, cplx m[2][2]) {
-  double c = cos(0.5 * th), s = sin(0.5 * th);
-  m[0][0] = 1; m[0][1] = 0; m[1][0] = 0; m[1][1] = 1;
-  switch (kind) {
-  case QKD_GATE_H: m[0][0] = SQRT1_2; m[0][1] = SQRT1_2; m[1][0] = SQRT1_2; m[1][1] = -SQRT1_2; break;
-  case QKD_GATE_X:
-  case QKD_GATE_CNOT: m[0][0] = 0; m[0][1] = 1; m[1][0] = 1; m[1][1] = 0; break;
-  case QKD_GATE_Y: m[0][0] = 0; m[0][1] = -I; m[1][0] = I; m[1][1] = 0; break;
-  case QKD_GATE_Z:
-  case QKD_GATE_CZ: m[1][1] = -1; break;
-  case QKD_GATE_S: m[1][1] = I; break;
-  case QKD_GATE_T: m[1][1] = SQRT1_2 + SQRT1_2 * I; break;
-  case QKD_GATE_SX:
-    m[0][0] = 0.5 + 0.5 * I; m[0][1] = 0.5 - 0.5 * I;
-    m[1][0] = 0.5 - 0.5 * I; m[1][1] = 0.5 + 0.5 * I;
-    break;
-  case QKD_GATE_RX:
-  case QKD_GATE_CRX: m[0][0] = c; m[0][1] = -I * s; m[1][0] = -I * s; m[1][1] = c; break;
-  case QKD_GATE_RY:
-  case QKD_GATE_CRY: m[0][0] = c; m[0][1] = -s; m[1][0] = s; m[1][1] = c; break;
-  case QKD_GATE_RZ:
-  case QKD_GATE_CRZ: m[0][0] = c - I * s; m[1][1] = c + I * s; break;
-  default: break; /* SWAP is handled by apply_gate */
-  }
-}
-
-/* The Pauli generator G of a rotation gate: U(θ) = exp(-iθG/2) on the target. */
-static void gate_generator(qkd_gate_kind kind, cplx m[2][2]) {
-  switch (kind) {
-  case QKD_GATE_RX: case QKD_GATE_CRX: gate_matrix(QKD_GATE_X, 0, m); break;
-  case QKD_GATE_RY: case QKD_GATE_CRY: gate_matrix(QKD_GATE_Y, 0, m); break;
-  default: gate_matrix(QKD_GATE_Z, 0, m); break;
-  }
-}
-
 static size_t bit_of(int n, int q) { return (size_t)1 << (n - 1 - q); }
 
-/* psi ← m psi on `target`, only where `control` (if ≥ 0) is 1. */
-static void apply_1q(cplx *psi, int n, int target, int control, cplx m[2][2]) {
-  size_t dim = (size_t)1 << n, tb = bit_of(n, target), cb = control >= 0 ? bit_of(n, control) : 0;
-  for (size_t i = 0; i < dim; i++) {
-    if ((i & tb) || (cb && !(i & cb))) continue;
-    size_t j = i | tb;
-    cplx a = psi[i], b = psi[j];
-    psi[i] = m[0][0] * a + m[0][1] * b;
-    psi[j] = m[1][0] * a + m[1][1] * b;
-  }
+/* The D×D matrix of gate g (its row in the gate table) at angles a, or with d >= 0 its
+ * derivative with respect to a[d]. */
+static void gate_matrix(const qkd_ir_gate *g, const double *a, int d, cplx m[QKD_GATE_DIM * QKD_GATE_DIM]) {
+  double mm[QKD_GATE_DIM * QKD_GATE_DIM][2];
+  qkd_gate_matrix(g->kind, a, d, mm);
+  int D = 1 << qkd_gate(g->kind)->qubits;
+  for (int i = 0; i < D * D; i++) m[i] = mm[i][0] + I * mm[i][1];
 }
 
-static void apply_gate(cplx *psi, int n, const qkd_ir_gate *g, double th, int inverse) {
-  if (g->kind == QKD_GATE_SWAP) {
-    size_t dim = (size_t)1 << n, ab = bit_of(n, g->q[0]), bb = bit_of(n, g->q[1]);
-    for (size_t i = 0; i < dim; i++)
-      if ((i & ab) && !(i & bb)) {
-        size_t j = (i & ~ab) | bb;
-        cplx t = psi[i]; psi[i] = psi[j]; psi[j] = t;
-      }
+static void dagger(int D, cplx *m) {
+  for (int r = 0; r < D; r++)
+    for (int c = r; c < D; c++) {
+      cplx t = m[r * D + c];
+      m[r * D + c] = conj(m[c * D + r]);
+      m[c * D + r] = conj(t);
+    }
+}
+
+/* psi ← m psi on the gate's qubits. `structured`: m has the gate's own structure (a unitary of
+ * the gate), so a controlled gate only touches the amplitudes whose control is 1; otherwise (a
+ * derivative) every amplitude of the gate's qubits is transformed. */
+static void apply_matrix(cplx *psi, int n, const qkd_ir_gate *g, const cplx *m, int structured) {
+  const qkd_gate_info *info = qkd_gate(g->kind);
+  size_t dim = (size_t)1 << n;
+  if (info->qubits == 1 || (structured && info->controlled)) { /* 2×2 on (i, i|tb) */
+    int one = info->qubits == 1;
+    size_t tb = bit_of(n, g->q[one ? 0 : 1]), cb = one ? 0 : bit_of(n, g->q[0]);
+    const cplx *u = one ? m : m + 10; /* the controlled block: rows/columns 2, 3 of 4 */
+    int st = one ? 2 : 4;
+    for (size_t i = 0; i < dim; i++) {
+      if ((i & tb) || (cb && !(i & cb))) continue;
+      size_t j = i | tb;
+      cplx x = psi[i], y = psi[j];
+      psi[i] = u[0] * x + u[1] * y;
+      psi[j] = u[st] * x + u[st + 1] * y;
+    }
     return;
   }
-  cplx m[2][2];
-  gate_matrix(g->kind, th, m);
-  if (inverse) {
-    cplx t = m[0][1];
-    m[0][0] = conj(m[0][0]); m[1][1] = conj(m[1][1]);
-    m[0][1] = conj(m[1][0]); m[1][0] = conj(t);
+  size_t b0 = bit_of(n, g->q[0]), b1 = bit_of(n, g->q[1]);
+  for (size_t i = 0; i < dim; i++) {
+    if (i & (b0 | b1)) continue;
+    size_t idx[4] = {i, i | b1, i | b0, i | b0 | b1}; /* pattern 2·bit(q0) + bit(q1) */
+    cplx v[4], w[4];
+    for (int p = 0; p < 4; p++) v[p] = psi[idx[p]];
+    for (int r = 0; r < 4; r++) {
+      w[r] = 0;
+      for (int c = 0; c < 4; c++)
+        if (m[r * 4 + c] != 0) w[r] += m[r * 4 + c] * v[c];
+    }
+    for (int p = 0; p < 4; p++) psi[idx[p]] = w[p];
   }
-  if (is_controlled(g->kind)) apply_1q(psi, n, g->q[1], g->q[0], m);
-  else apply_1q(psi, n, g->q[0], -1, m);
 }
 
-/* <a| G |b> for the generator of rotation gate g (with the control projector). */
-static cplx generator_overlap(const cplx *a, const cplx *b, int n, const qkd_ir_gate *g) {
-  cplx m[2][2];
-  gate_generator(g->kind, m);
-  int ctl = is_controlled(g->kind);
-  int target = ctl ? g->q[1] : g->q[0];
-  size_t dim = (size_t)1 << n, tb = bit_of(n, target), cb = ctl ? bit_of(n, g->q[0]) : 0;
+static void apply_gate(cplx *psi, int n, const qkd_ir_gate *g, const double *a, int inverse) {
+  cplx m[QKD_GATE_DIM * QKD_GATE_DIM];
+  gate_matrix(g, a, -1, m);
+  if (inverse) dagger(1 << qkd_gate(g->kind)->qubits, m);
+  apply_matrix(psi, n, g, m, 1);
+}
+
+/* <a| G |b> for a constant D×D matrix G (table entries) on the gate's qubits. */
+static cplx overlap(const cplx *a, const cplx *b, int n, const qkd_ir_gate *g, const qkd_gate_entry *G) {
+  const qkd_gate_info *info = qkd_gate(g->kind);
+  int D = 1 << info->qubits;
+  cplx gm[QKD_GATE_DIM * QKD_GATE_DIM];
+  for (int i = 0; i < D * D; i++) gm[i] = G[i].re + I * G[i].im;
+  size_t dim = (size_t)1 << n, b0 = bit_of(n, g->q[0]), b1 = D == 4 ? bit_of(n, g->q[1]) : 0;
   cplx sum = 0;
   for (size_t i = 0; i < dim; i++) {
-    if ((i & tb) || (cb && !(i & cb))) continue;
-    size_t j = i | tb;
-    sum += conj(a[i]) * (m[0][0] * b[i] + m[0][1] * b[j]) + conj(a[j]) * (m[1][0] * b[i] + m[1][1] * b[j]);
+    if (i & (b0 | b1)) continue;
+    size_t idx[4] = {i, D == 4 ? i | b1 : i | b0, i | b0, i | b0 | b1};
+    for (int r = 0; r < D; r++) {
+      cplx row = 0;
+      for (int c = 0; c < D; c++)
+        if (gm[r * D + c] != 0) row += gm[r * D + c] * b[idx[c]];
+      sum += conj(a[idx[r]]) * row;
+    }
   }
   return sum;
-}
-
-/* psi ← G psi (generator with control projector: amplitudes with control 0 become 0). */
-static void apply_generator(cplx *psi, int n, const qkd_ir_gate *g) {
-  cplx m[2][2];
-  gate_generator(g->kind, m);
-  if (is_controlled(g->kind)) {
-    size_t dim = (size_t)1 << n, cb = bit_of(n, g->q[0]);
-    for (size_t i = 0; i < dim; i++)
-      if (!(i & cb)) psi[i] = 0;
-    apply_1q(psi, n, g->q[1], g->q[0], m);
-  } else {
-    apply_1q(psi, n, g->q[0], -1, m);
-  }
 }
 
 /* The initial state; returns |x| for amplitude encoding (0 for a zero vector), else 1. */
@@ -146,17 +123,15 @@ static double init_state(const qkd_ir_circuit *ir, const double *features, cplx 
   return 1.0;
 }
 
-static double gate_angle(const qkd_ir_gate *g, const double *params, const double *features) {
-  return g->angle.kind == QKD_ANGLE_NONE ? 0.0 : qkd_ir_angle(&g->angle, params, features);
-}
-
-/* Runs gates [from, to) on psi; gate `over` (if ≥ 0) uses angle `over_th` instead. */
+/* Runs gates [from, to) on psi; angle `over_slot` of gate `over` (if ≥ 0) is `over_th` instead. */
 static void run_gates(const qkd_ir_circuit *ir, const double *params, const double *features,
-                      cplx *psi, int from, int to, int over, double over_th) {
+                      cplx *psi, int from, int to, int over, int over_slot, double over_th) {
   for (int k = from; k < to; k++) {
     const qkd_ir_gate *g = &ir->gates[k];
-    double th = k == over ? over_th : gate_angle(g, params, features);
-    apply_gate(psi, ir->n_qubits, g, th, 0);
+    double a[QKD_GATE_MAX_ANGLES];
+    qkd_ir_gate_angles(g, params, features, a);
+    if (k == over) a[over_slot] = over_th;
+    apply_gate(psi, ir->n_qubits, g, a, 0);
   }
 }
 
@@ -180,13 +155,13 @@ static void state_outputs(const qkd_ir_circuit *ir, const cplx *psi, double *pro
 
 /* One sample's outputs, exact or (ir->shots > 0) sampled with (seed, sample). */
 static void sample_outputs(const qkd_ir_circuit *ir, const double *params, const double *features,
-                           int over, double over_th, uint64_t seed, uint64_t sample, cplx *psi,
-                           double *probs, double *out) {
+                           int over, int over_slot, double over_th, qkd_sample_fn sampler, uint64_t seed,
+                           uint64_t sample, cplx *psi, double *probs, double *out) {
   init_state(ir, features, psi);
-  run_gates(ir, params, features, psi, 0, ir->n_gates, over, over_th);
+  run_gates(ir, params, features, psi, 0, ir->n_gates, over, over_slot, over_th);
   if (ir->shots > 0) {
     state_outputs(ir, psi, probs, NULL);
-    qkd_kernel_sample_f64(ir->n_qubits, ir->measure, ir->shots, probs, seed, sample, out);
+    sampler(ir->n_qubits, ir->measure, ir->shots, probs, seed, sample, out);
   } else {
     state_outputs(ir, psi, probs, out);
   }
@@ -200,7 +175,7 @@ static void adjoint_sample(const qkd_ir_circuit *ir, const double *params, const
   size_t dim = (size_t)1 << n;
   if (d_feat) memset(d_feat, 0, (size_t)ir->n_features * sizeof(double));
   double r = init_state(ir, features, phi);
-  run_gates(ir, params, features, phi, 0, ir->n_gates, -1, 0.0);
+  run_gates(ir, params, features, phi, 0, ir->n_gates, -1, 0, 0.0);
   for (size_t i = 0; i < dim; i++) {
     double w;
     if (ir->measure == QKD_MEASURE_PROBS) {
@@ -213,14 +188,34 @@ static void adjoint_sample(const qkd_ir_circuit *ir, const double *params, const
   }
   for (int k = ir->n_gates - 1; k >= 0; k--) {
     const qkd_ir_gate *g = &ir->gates[k];
-    double th = gate_angle(g, params, features);
-    if (g->angle.kind == QKD_ANGLE_PARAM || g->angle.kind == QKD_ANGLE_FEATURE) {
-      double dth = cimag(generator_overlap(lam, phi, n, g));
-      if (g->angle.kind == QKD_ANGLE_PARAM) d_params[g->angle.index] += g->angle.scale * dth;
-      else if (d_feat) d_feat[g->angle.index] += g->angle.scale * dth;
+    const qkd_gate_info *info = qkd_gate(g->kind);
+    double a[QKD_GATE_MAX_ANGLES];
+    qkd_ir_gate_angles(g, params, features, a);
+    int nsteps = info->angles > 1 ? info->n_steps : 1;
+    for (int st = nsteps - 1; st >= 0; st--) {
+      /* step st: the gate itself (one angle or none) or one gate of its decomposition */
+      qkd_ir_gate sg = *g;
+      double sa[QKD_GATE_MAX_ANGLES] = {a[0], 0, 0};
+      if (info->angles > 1) {
+        sg.kind = info->steps[st].kind;
+        sg.angle[0] = g->angle[info->steps[st].slot];
+        sa[0] = a[info->steps[st].slot];
+      }
+      const qkd_angle *an = &sg.angle[0];
+      if (qkd_gate(sg.kind)->angles == 1 && (an->kind == QKD_ANGLE_PARAM || an->kind == QKD_ANGLE_FEATURE)) {
+        double dth = cimag(overlap(lam, phi, n, &sg, qkd_gate(sg.kind)->gen));
+        if (an->kind == QKD_ANGLE_PARAM) d_params[an->index] += an->scale * dth;
+        else if (d_feat) d_feat[an->index] += an->scale * dth;
+      }
+      apply_gate(phi, n, &sg, sa, 1);
+      apply_gate(lam, n, &sg, sa, 1);
     }
-    apply_gate(phi, n, g, th, 1);
-    apply_gate(lam, n, g, th, 1);
+    if (info->angles > 1) { /* undo the decomposition's global phase */
+      double ph = 0.0;
+      for (int s = 0; s < info->angles; s++) ph += 0.5 * info->phase[s] * a[s];
+      cplx u = cos(ph) - I * sin(ph);
+      for (size_t i = 0; i < dim; i++) phi[i] *= u, lam[i] *= u;
+    }
   }
   if (d_feat && ir->encode == QKD_ENCODE_AMPLITUDE && r > 0.0) {
     /* ψ0_i = x_i / r; g_i = 2 Re λ_i; df/dx = (g − ψ0 (ψ0·g)) / r */
@@ -275,13 +270,15 @@ static const double *row(const double *base, int i, int width) {
 
 /* ---- kernel entry points ------------------------------------------------------------------ */
 
+static qkd_sample_fn sampler_of(const qkd_kernel *k) { return k->sample ? k->sample : qkd_kernel_sample_f64; }
+
 static void fwd_f64(const qkd_kernel *k, const double *params, const double *features, int batch,
                     uint64_t seed, uint64_t first_sample, double *outputs, void *workspace) {
   const qkd_ir_circuit *ir = k->ir;
   qsim_ws w = carve(ir, workspace);
   int no = qkd_ir_outputs(ir);
   for (int b = 0; b < batch; b++)
-    sample_outputs(ir, params, row(features, b, ir->n_features), -1, 0.0, seed,
+    sample_outputs(ir, params, row(features, b, ir->n_features), -1, 0, 0.0, sampler_of(k), seed,
                    first_sample + (uint64_t)b, w.phi, w.probs, outputs + (size_t)b * no);
 }
 
@@ -304,7 +301,7 @@ static void fwd_f32(const qkd_kernel *k, const float *params, const float *featu
   for (int p = 0; p < ir->n_params; p++) w.pd[p] = params[p];
   for (int b = 0; b < batch; b++) {
     for (int f = 0; f < nf; f++) w.fd[f] = features[(size_t)b * nf + f];
-    sample_outputs(ir, w.pd, w.fd, -1, 0.0, seed, first_sample + (uint64_t)b, w.phi, w.probs, w.od);
+    sample_outputs(ir, w.pd, w.fd, -1, 0, 0.0, sampler_of(k), seed, first_sample + (uint64_t)b, w.phi, w.probs, w.od);
     for (int o = 0; o < no; o++) outputs[(size_t)b * no + o] = (float)w.od[o];
   }
 }
@@ -334,6 +331,7 @@ qkd_kernel qkd_qsim_kernel(const qkd_ir_circuit *ir) {
   k.fwd_f32 = fwd_f32;
   k.bwd_f32 = bwd_f32;
   k.engine_data = NULL;
+  k.sample = NULL;
   return k;
 }
 
@@ -344,7 +342,7 @@ void qkd_qsim_state(const qkd_ir_circuit *ir, const double *params, const double
   cplx *psi = malloc(((size_t)1 << ir->n_qubits) * sizeof(cplx));
   if (!psi) abort();
   init_state(ir, features, psi);
-  run_gates(ir, params, features, psi, 0, ir->n_gates, -1, 0.0);
+  run_gates(ir, params, features, psi, 0, ir->n_gates, -1, 0, 0.0);
   size_t dim = (size_t)1 << ir->n_qubits;
   for (size_t i = 0; i < dim; i++) { state[2 * i] = creal(psi[i]); state[2 * i + 1] = cimag(psi[i]); }
   free(psi);
@@ -361,19 +359,22 @@ void qkd_qsim_jacobian(const qkd_ir_circuit *ir, const double *params, const dou
   if (jac_z) memset(jac_z, 0, (size_t)n * np * sizeof(double));
   if (jac_probs) memset(jac_probs, 0, dim * np * sizeof(double));
   init_state(ir, features, psi);
-  run_gates(ir, params, features, psi, 0, ir->n_gates, -1, 0.0);
+  run_gates(ir, params, features, psi, 0, ir->n_gates, -1, 0, 0.0);
   init_state(ir, features, pre); /* pre = state before gate k */
   for (int k = 0; k < ir->n_gates; k++) {
     const qkd_ir_gate *g = &ir->gates[k];
-    double th = gate_angle(g, params, features);
-    if (g->angle.kind == QKD_ANGLE_PARAM) {
-      /* d|ψ>/dp = scale · U_N…U_{k+1} (−i/2) G U_k |pre> */
+    double a[QKD_GATE_MAX_ANGLES];
+    qkd_ir_gate_angles(g, params, features, a);
+    for (int s = 0; s < qkd_gate(g->kind)->angles; s++) {
+      if (g->angle[s].kind != QKD_ANGLE_PARAM) continue;
+      /* d|ψ>/dp = scale · U_N…U_{k+1} (∂U_k/∂a_s) |pre>, ∂U_k/∂a_s from the table's matrix */
+      cplx dm[QKD_GATE_DIM * QKD_GATE_DIM];
+      gate_matrix(g, a, s, dm);
       memcpy(tan, pre, dim * sizeof(cplx));
-      apply_gate(tan, n, g, th, 0);
-      apply_generator(tan, n, g);
-      for (size_t i = 0; i < dim; i++) tan[i] *= -0.5 * I * g->angle.scale;
-      run_gates(ir, params, features, tan, k + 1, ir->n_gates, -1, 0.0);
-      int p = g->angle.index;
+      apply_matrix(tan, n, g, dm, 0);
+      for (size_t i = 0; i < dim; i++) tan[i] *= g->angle[s].scale;
+      run_gates(ir, params, features, tan, k + 1, ir->n_gates, -1, 0, 0.0);
+      int p = g->angle[s].index;
       for (size_t i = 0; i < dim; i++) dp[i] = 2.0 * creal(conj(psi[i]) * tan[i]);
       if (jac_probs)
         for (size_t i = 0; i < dim; i++) jac_probs[i * np + p] = dp[i];
@@ -384,7 +385,7 @@ void qkd_qsim_jacobian(const qkd_ir_circuit *ir, const double *params, const dou
           jac_z[(size_t)q * np + p] = z;
         }
     }
-    apply_gate(pre, n, g, th, 0);
+    apply_gate(pre, n, g, a, 0);
   }
   free(pre); free(tan); free(psi); free(dp);
 }
@@ -392,6 +393,13 @@ void qkd_qsim_jacobian(const qkd_ir_circuit *ir, const double *params, const dou
 void qkd_qsim_grad_pshift(const qkd_ir_circuit *ir, const double *params, const double *features,
                           int batch, const double *d_outputs, uint64_t seed, uint64_t first_sample,
                           double *d_params, double *d_features) {
+  qkd_qsim_grad_pshift_select(ir, params, features, batch, d_outputs, seed, first_sample, d_params,
+                              d_features, NULL);
+}
+
+void qkd_qsim_grad_pshift_select(const qkd_ir_circuit *ir, const double *params, const double *features,
+                                 int batch, const double *d_outputs, uint64_t seed, uint64_t first_sample,
+                                 double *d_params, double *d_features, const unsigned char *want) {
   static const double pi = 3.14159265358979323846;
   const double c1 = (sqrt(2.0) + 1.0) / (4.0 * sqrt(2.0)), c2 = (sqrt(2.0) - 1.0) / (4.0 * sqrt(2.0));
   const double shift2[2] = {pi / 2, -pi / 2}, coef2[2] = {0.5, -0.5};
@@ -402,26 +410,36 @@ void qkd_qsim_grad_pshift(const qkd_ir_circuit *ir, const double *params, const 
   for (int b = 0; b < batch; b++) {
     const double *x = row(features, b, nf), *dout = d_outputs + (size_t)b * no;
     double *dfeat = d_features ? d_features + (size_t)b * nf : NULL;
-    if (dfeat) memset(dfeat, 0, (size_t)nf * sizeof(double));
+    for (int f = 0; dfeat && f < nf; f++)
+      if (!want || want[f]) dfeat[f] = 0.0;
     uint64_t sample = first_sample + (uint64_t)b;
     for (int k = 0; k < ir->n_gates; k++) {
       const qkd_ir_gate *g = &ir->gates[k];
-      if (g->angle.kind != QKD_ANGLE_PARAM && g->angle.kind != QKD_ANGLE_FEATURE) continue;
-      if (g->angle.kind == QKD_ANGLE_FEATURE && !dfeat) continue;
-      int four = is_controlled(g->kind);
-      int nt = four ? 4 : 2;
-      const double *sh = four ? shift4 : shift2, *co = four ? coef4 : coef2;
-      double th = gate_angle(g, params, x), dth = 0.0;
-      for (int t = 0; t < nt; t++) {
-        /* shifted evaluation number e = 4k + t: its own seed, so its draws are distinct */
-        uint64_t eseed = qkd_rng_u64(seed, QKD_STREAM_SHOTS | ((uint64_t)1 << 32), 4 * (uint64_t)k + t);
-        sample_outputs(ir, params, x, k, th + sh[t], eseed, sample, w.phi, w.probs, w.od);
-        double v = 0.0;
-        for (int o = 0; o < no; o++) v += dout[o] * w.od[o];
-        dth += co[t] * v;
+      const qkd_gate_info *info = qkd_gate(g->kind);
+      double a[QKD_GATE_MAX_ANGLES];
+      qkd_ir_gate_angles(g, params, x, a);
+      for (int s = 0; s < info->angles; s++) {
+        const qkd_angle *an = &g->angle[s];
+        if (an->kind != QKD_ANGLE_PARAM && an->kind != QKD_ANGLE_FEATURE) continue;
+        if (an->kind == QKD_ANGLE_FEATURE && (!dfeat || (want && !want[an->index]))) continue;
+        if (an->kind == QKD_ANGLE_PARAM && !d_params) continue;
+        int four = info->shift == QKD_SHIFT_FOUR;
+        int nt = four ? 4 : 2;
+        const double *sh = four ? shift4 : shift2, *co = four ? coef4 : coef2;
+        double dth = 0.0;
+        for (int t = 0; t < nt; t++) {
+          /* shifted evaluation number e = 4(k + n_gates·s) + t: its own seed, so its draws are
+           * distinct */
+          uint64_t e = 4 * ((uint64_t)k + (uint64_t)ir->n_gates * (uint64_t)s) + (uint64_t)t;
+          uint64_t eseed = qkd_rng_u64(seed, QKD_STREAM_SHOTS | ((uint64_t)1 << 32), e);
+          sample_outputs(ir, params, x, k, s, a[s] + sh[t], qkd_kernel_sample_f64, eseed, sample, w.phi, w.probs, w.od);
+          double v = 0.0;
+          for (int o = 0; o < no; o++) v += dout[o] * w.od[o];
+          dth += co[t] * v;
+        }
+        if (an->kind == QKD_ANGLE_PARAM) d_params[an->index] += an->scale * dth;
+        else dfeat[an->index] += an->scale * dth;
       }
-      if (g->angle.kind == QKD_ANGLE_PARAM) d_params[g->angle.index] += g->angle.scale * dth;
-      else dfeat[g->angle.index] += g->angle.scale * dth;
     }
   }
   free(wsmem);

@@ -42,12 +42,14 @@ void qkd_qsim_jacobian(const qkd_ir_circuit *ir, const double *params, const dou
 
 /* Parameter-shift gradient in VJP form over a batch (same layouts as the kernel ABI):
  * d_params += sum_b sum_o d_outputs[b][o] dO_o/dp, d_features (may be NULL) overwritten.
- *   - RX/RY/RZ angles (PARAM and FEATURE): two-term rule, shifts ±π/2 of the angle, factor
- *     ½·scale; CRX/CRY/CRZ: four-term rule, shifts ±π/2 and ±3π/2 with coefficients
- *     (√2+1)/(4√2) and (√2−1)/(4√2), times scale. A FEATURE index feeding several gates gets the
- *     sum of their terms.
+ *   - Every angle (PARAM and FEATURE, every slot of a gate of several angles) takes its row's
+ *     shift rule (qkd_gates.h): two-term, shifts ±π/2 of the angle, factor ½·scale; four-term
+ *     (the controlled rotations), shifts ±π/2 and ±3π/2 with coefficients (√2+1)/(4√2) and
+ *     (√2−1)/(4√2), times scale. A FEATURE index feeding several gates gets the sum of their
+ *     terms.
  *   - With ir->shots > 0 every shifted circuit is sampled with ir->shots measurements through
- *     qkd_kernel_sample_f64, with a seed derived from (seed, shifted-evaluation number) and the
+ *     qkd_kernel_sample_f64, with a seed derived from (seed, shifted-evaluation number
+ *     4(gate + n_gates·slot) + term) and the
  *     sample number first_sample + b: deterministic in (seed, sample), distinct RNG counters for
  *     every shifted evaluation and distinct from the forward pass's draws.
  *   - AMPLITUDE encoding has no shift rule: its contribution to d_features is 0 (only FEATURE
@@ -55,5 +57,10 @@ void qkd_qsim_jacobian(const qkd_ir_circuit *ir, const double *params, const dou
 void qkd_qsim_grad_pshift(const qkd_ir_circuit *ir, const double *params, const double *features,
                           int batch, const double *d_outputs, uint64_t seed, uint64_t first_sample,
                           double *d_params, double *d_features);
+/* The same restricted: PARAM angles only when d_params is not NULL, FEATURE angles only of the
+ * features f with want[f] (want NULL: all); only those columns of d_features are overwritten. */
+void qkd_qsim_grad_pshift_select(const qkd_ir_circuit *ir, const double *params, const double *features,
+                                 int batch, const double *d_outputs, uint64_t seed, uint64_t first_sample,
+                                 double *d_params, double *d_features, const unsigned char *want);
 
 #endif

@@ -310,16 +310,8 @@ oom:
 }
 
 static uint64_t kernel_key(const qkd_ir_circuit *c) {
-  uint64_t h = qkd_hash_bytes(QKD_HASH_INIT, c, offsetof(qkd_ir_circuit, gates));
-  h = qkd_hash_str(h, c->name ? c->name : "");
-  for (int i = 0; i < c->n_gates; i++) {
-    const qkd_ir_gate *g = &c->gates[i];
-    int gi[5] = {(int)g->kind, g->q[0], g->q[1], (int)g->angle.kind, g->angle.index};
-    double gd[2] = {g->angle.scale, g->angle.offset};
-    h = qkd_hash_bytes(h, gi, sizeof gi);
-    h = qkd_hash_bytes(h, gd, sizeof gd);
-  }
-  return h;
+  int prec = (int)c->precision;
+  return qkd_hash_bytes(qkd_ir_hash(c), &prec, sizeof prec);
 }
 
 /* The compiled kernel of a circuit, shared by every run with the same circuit and precision. */

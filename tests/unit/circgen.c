@@ -89,7 +89,7 @@ qkd_ir_circuit *circgen_random(uint64_t seed, const circgen_opts *opts) {
       g->kind = enc_rot[cg_int(&r, 0, 2)];
       g->q[0] = q;
       g->q[1] = 0;
-      g->angle = cg_angle(&r, QKD_ANGLE_FEATURE, cg_int(&r, 0, pool - 1));
+      g->angle[0] = cg_angle(&r, QKD_ANGLE_FEATURE, cg_int(&r, 0, pool - 1));
     }
     c->n_encoding_gates = ng;
   } else {
@@ -100,21 +100,21 @@ qkd_ir_circuit *circgen_random(uint64_t seed, const circgen_opts *opts) {
   for (int i = 0; i < n_ansatz; i++) {
     qkd_gate_kind kind;
     do kind = (qkd_gate_kind)cg_int(&r, 0, QKD_GATE_COUNT - 1);
-    while (n == 1 && qkd_gate_table[kind].qubits == 2);
+    while (n == 1 && qkd_gate(kind)->qubits == 2);
     qkd_ir_gate *g = &c->gates[ng++];
     g->kind = kind;
     g->q[0] = cg_int(&r, 0, n - 1);
     g->q[1] = 0;
-    if (qkd_gate_table[kind].qubits == 2) {
+    if (qkd_gate(kind)->qubits == 2) {
       g->q[1] = cg_int(&r, 0, n - 2);
       if (g->q[1] >= g->q[0]) g->q[1]++;
     }
-    if (qkd_gate_table[kind].has_angle) {
+    for (int s = 0; s < qkd_gate(kind)->angles; s++) { /* each angle its own kind */
       double u = cg_unif(&r);
-      if (u < o.p_param) g->angle = cg_angle(&r, QKD_ANGLE_PARAM, next_param++);
+      if (u < o.p_param) g->angle[s] = cg_angle(&r, QKD_ANGLE_PARAM, next_param++);
       else if (u < o.p_param + o.p_feature && pool > 0)
-        g->angle = cg_angle(&r, QKD_ANGLE_FEATURE, cg_int(&r, 0, pool - 1));
-      else g->angle = cg_angle(&r, QKD_ANGLE_CONST, 0);
+        g->angle[s] = cg_angle(&r, QKD_ANGLE_FEATURE, cg_int(&r, 0, pool - 1));
+      else g->angle[s] = cg_angle(&r, QKD_ANGLE_CONST, 0);
     }
   }
   c->n_gates = ng;
@@ -122,8 +122,9 @@ qkd_ir_circuit *circgen_random(uint64_t seed, const circgen_opts *opts) {
   if (c->encode != QKD_ENCODE_AMPLITUDE) {
     int top = -1;
     for (int i = 0; i < ng; i++)
-      if (c->gates[i].angle.kind == QKD_ANGLE_FEATURE && c->gates[i].angle.index > top)
-        top = c->gates[i].angle.index;
+      for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++)
+        if (c->gates[i].angle[s].kind == QKD_ANGLE_FEATURE && c->gates[i].angle[s].index > top)
+          top = c->gates[i].angle[s].index;
     c->n_features = top + 1;
   }
   char err[256];
@@ -160,7 +161,7 @@ qkd_ir_circuit *circgen_hea(int n, int L, qkd_measure_kind measure, qkd_precisio
         qkd_ir_gate *g = &c->gates[k++];
         g->kind = r ? QKD_GATE_RZ : QKD_GATE_RY;
         g->q[0] = q;
-        g->angle = (qkd_angle){QKD_ANGLE_PARAM, p++, 1.0, 0.0};
+        g->angle[0] = (qkd_angle){QKD_ANGLE_PARAM, p++, 1.0, 0.0};
       }
     for (int q = 0; q < n && n > 1; q++) {
       qkd_ir_gate *g = &c->gates[k++];
@@ -186,6 +187,7 @@ void circgen_inputs(const qkd_ir_circuit *c, uint64_t seed, int batch, double *p
 
 int circgen_has_feature_angles(const qkd_ir_circuit *c) {
   for (int i = 0; i < c->n_gates; i++)
-    if (c->gates[i].angle.kind == QKD_ANGLE_FEATURE) return 1;
+    for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++)
+      if (c->gates[i].angle[s].kind == QKD_ANGLE_FEATURE) return 1;
   return 0;
 }

@@ -3,11 +3,12 @@
  * Owns: building random, VALID (qkd_ir_validate passes) flat circuits and random inputs for them.
  * Promises:
  *   - circgen_random(seed, opts) is a pure function of (seed, *opts): same arguments, same circuit.
- *   - Circuits use every gate kind of qkd_ir.h (two-qubit gates only when n ≥ 2), PARAM angles
+ *   - Circuits use every gate kind of the gate table (two-qubit gates only when n ≥ 2), PARAM angles
  *     (numbered in order of appearance, each used once), FEATURE angles (a feature may feed
  *     several gates), CONST angles, with random scale (|scale| in [0.25, 2], either sign) and
- *     offset in [-π, π]; encodings: none, gate encoding (n_encoding_gates leading gates with
- *     FEATURE angles, data re-uploading possible later) or AMPLITUDE (n_features in 1..2^n);
+ *     offset in [-π, π] (each angle of a gate of several angles drawn on its own); encodings:
+ *     none, gate encoding (n_encoding_gates leading gates with FEATURE angles, data
+ *     re-uploading possible later) or AMPLITUDE (n_features in 1..2^n);
  *     measurements Z or PROBS; optionally shots > 0.
  *   - n_features follows the qkd_ir.h contract: AMPLITUDE → the amplitude count; otherwise
  *     1 + the largest FEATURE index (0 if none).

@@ -1,8 +1,10 @@
 /* dense_ref.c — full-matrix reference simulator (see dense_ref.h). Complex numbers are stored as
- * interleaved (re, im) doubles; no code is shared with runtime/qsim.c. */
+ * interleaved (re, im) doubles; no code is shared with runtime/qsim.c, and no gate fact is read
+ * from the runtime's gate table (qkd_gates.h): only its enum names the gates. */
 #include "dense_ref.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,28 +45,6 @@ static void rotation(char p, double theta, cx m[4]) {
     m[k] = cx_add(cx_scale(id[k], c), cx_mul(cx_make(0, -s), pm[k]));
 }
 
-/* The one-qubit matrix of a one-qubit gate, or the target matrix of a controlled gate. */
-static void one_qubit(qkd_gate_kind kind, double theta, cx m[4]) {
-  const double r = 1.0 / sqrt(2.0);
-  switch (kind) {
-  case QKD_GATE_H:
-    m[0] = cx_make(r, 0); m[1] = cx_make(r, 0); m[2] = cx_make(r, 0); m[3] = cx_make(-r, 0);
-    break;
-  case QKD_GATE_X: case QKD_GATE_CNOT: pauli('X', m); break;
-  case QKD_GATE_Y: pauli('Y', m); break;
-  case QKD_GATE_Z: case QKD_GATE_CZ: pauli('Z', m); break;
-  case QKD_GATE_S: pauli('I', m); m[3] = cx_make(cos(M_PI / 2), sin(M_PI / 2)); break;
-  case QKD_GATE_T: pauli('I', m); m[3] = cx_make(cos(M_PI / 4), sin(M_PI / 4)); break;
-  case QKD_GATE_SX:
-    m[0] = cx_make(0.5, 0.5); m[1] = cx_make(0.5, -0.5); m[2] = cx_make(0.5, -0.5); m[3] = cx_make(0.5, 0.5);
-    break;
-  case QKD_GATE_RX: case QKD_GATE_CRX: rotation('X', theta, m); break;
-  case QKD_GATE_RY: case QKD_GATE_CRY: rotation('Y', theta, m); break;
-  case QKD_GATE_RZ: case QKD_GATE_CRZ: rotation('Z', theta, m); break;
-  default: pauli('I', m); break;
-  }
-}
-
 /* Kronecker product: out (ra*rb × ca*cb) = a (ra×ca) ⊗ b (rb×cb). */
 static void kron(const cx *a, int ra, int ca, const cx *b, int rb, int cb, cx *out) {
   int cols = ca * cb;
@@ -75,12 +55,90 @@ static void kron(const cx *a, int ra, int ca, const cx *b, int rb, int cb, cx *o
           out[(size_t)(i * rb + k) * cols + (j * cb + l)] = cx_mul(a[i * ca + j], b[k * cb + l]);
 }
 
+/* The gates as this file defines them, from the PennyLane/Qiskit definitions (never from the
+ * runtime's gate table): qubit count, angle count, and for one-qubit gates / controlled gates
+ * the (target) 2×2 matrix, for the others an explicit 4×4. */
+typedef enum { R_ONE, R_CONTROLLED, R_FOUR } ref_shape;
+
+static ref_shape shape_of(qkd_gate_kind kind, int *qubits, int *angles) {
+  *angles = 0;
+  switch (kind) {
+  case QKD_GATE_H: case QKD_GATE_X: case QKD_GATE_Y: case QKD_GATE_Z: case QKD_GATE_S: case QKD_GATE_T:
+  case QKD_GATE_SX: *qubits = 1; return R_ONE;
+  case QKD_GATE_RX: case QKD_GATE_RY: case QKD_GATE_RZ: *qubits = 1; *angles = 1; return R_ONE;
+  case QKD_GATE_U3: *qubits = 1; *angles = 3; return R_ONE;
+  case QKD_GATE_CNOT: case QKD_GATE_CZ: case QKD_GATE_CY: case QKD_GATE_CH: *qubits = 2; return R_CONTROLLED;
+  case QKD_GATE_CRX: case QKD_GATE_CRY: case QKD_GATE_CRZ: case QKD_GATE_CPHASE:
+    *qubits = 2; *angles = 1; return R_CONTROLLED;
+  case QKD_GATE_SWAP: *qubits = 2; return R_FOUR;
+  case QKD_GATE_RXX: case QKD_GATE_RYY: case QKD_GATE_RZZ: *qubits = 2; *angles = 1; return R_FOUR;
+  default: break;
+  }
+  fprintf(stderr, "dense_ref: gate kind %d unknown to the reference\n", (int)kind);
+  abort();
+}
+
+int dense_ref_gate_qubits(qkd_gate_kind kind) {
+  int q, a;
+  shape_of(kind, &q, &a);
+  return q;
+}
+
+int dense_ref_gate_angles(qkd_gate_kind kind) {
+  int q, a;
+  shape_of(kind, &q, &a);
+  return a;
+}
+
+/* The one-qubit matrix of a one-qubit gate, or the target matrix of a controlled gate. */
+static void one_qubit(qkd_gate_kind kind, const double *th, cx m[4]) {
+  const double r = 1.0 / sqrt(2.0);
+  switch (kind) {
+  case QKD_GATE_H: case QKD_GATE_CH:
+    m[0] = cx_make(r, 0); m[1] = cx_make(r, 0); m[2] = cx_make(r, 0); m[3] = cx_make(-r, 0);
+    break;
+  case QKD_GATE_X: case QKD_GATE_CNOT: pauli('X', m); break;
+  case QKD_GATE_Y: case QKD_GATE_CY: pauli('Y', m); break;
+  case QKD_GATE_Z: case QKD_GATE_CZ: pauli('Z', m); break;
+  case QKD_GATE_S: pauli('I', m); m[3] = cx_make(cos(M_PI / 2), sin(M_PI / 2)); break;
+  case QKD_GATE_T: pauli('I', m); m[3] = cx_make(cos(M_PI / 4), sin(M_PI / 4)); break;
+  case QKD_GATE_SX:
+    m[0] = cx_make(0.5, 0.5); m[1] = cx_make(0.5, -0.5); m[2] = cx_make(0.5, -0.5); m[3] = cx_make(0.5, 0.5);
+    break;
+  case QKD_GATE_RX: case QKD_GATE_CRX: rotation('X', th[0], m); break;
+  case QKD_GATE_RY: case QKD_GATE_CRY: rotation('Y', th[0], m); break;
+  case QKD_GATE_RZ: case QKD_GATE_CRZ: rotation('Z', th[0], m); break;
+  case QKD_GATE_CPHASE: pauli('I', m); m[3] = cx_make(cos(th[0]), sin(th[0])); break; /* diag(1, e^{iθ}) */
+  case QKD_GATE_U3: { /* [[cos θ/2, −e^{iλ} sin θ/2], [e^{iφ} sin θ/2, e^{i(φ+λ)} cos θ/2]] */
+    double c = cos(th[0] / 2), s = sin(th[0] / 2), ph = th[1], la = th[2];
+    m[0] = cx_make(c, 0);
+    m[1] = cx_make(-cos(la) * s, -sin(la) * s);
+    m[2] = cx_make(cos(ph) * s, sin(ph) * s);
+    m[3] = cx_make(cos(ph + la) * c, sin(ph + la) * c);
+    break;
+  }
+  default: pauli('I', m); break;
+  }
+}
+
+/* exp(−iθ P⊗P/2) = cos(θ/2) I − i sin(θ/2) P⊗P, index 2·bit_a + bit_b */
+static void ising(char p, double th, cx u4[16]) {
+  cx pm[4], pp[16];
+  pauli(p, pm);
+  kron(pm, 2, 2, pm, 2, 2, pp);
+  double c = cos(th / 2), s = sin(th / 2);
+  for (int k = 0; k < 16; k++) u4[k] = cx_mul(cx_make(0, -s), pp[k]);
+  for (int k = 0; k < 4; k++) u4[5 * k] = cx_add(u4[5 * k], cx_make(c, 0));
+}
+
 static int bit(size_t idx, int n, int q) { return (int)((idx >> (n - 1 - q)) & 1); }
 
 /* The full matrix of gate g into out[dim*dim]; tmp is scratch of the same size. */
-static void gate_full(int n, const qkd_ir_gate *g, double theta, cx *out, cx *tmp) {
+static void gate_full(int n, const qkd_ir_gate *g, const double *theta, cx *out, cx *tmp) {
   size_t dim = (size_t)1 << n;
-  if (qkd_gate_table[g->kind].qubits == 1) {
+  int qubits, angles;
+  ref_shape shape = shape_of(g->kind, &qubits, &angles);
+  if (qubits == 1) {
     /* I ⊗ … ⊗ U (at position q, qubit 0 leftmost) ⊗ … ⊗ I, ping-ponging between out and tmp so
      * that the last product lands in out */
     cx u[4], id[4];
@@ -104,6 +162,8 @@ static void gate_full(int n, const qkd_ir_gate *g, double theta, cx *out, cx *tm
     u4[1 * 4 + 2] = cx_make(1, 0);
     u4[2 * 4 + 1] = cx_make(1, 0);
     u4[3 * 4 + 3] = cx_make(1, 0);
+  } else if (shape == R_FOUR) {
+    ising(g->kind == QKD_GATE_RXX ? 'X' : g->kind == QKD_GATE_RYY ? 'Y' : 'Z', theta[0], u4);
   } else { /* controlled: [[I, 0], [0, U]] with a = control */
     cx u[4];
     one_qubit(g->kind, theta, u);
@@ -124,7 +184,7 @@ static void gate_full(int n, const qkd_ir_gate *g, double theta, cx *out, cx *tm
     }
 }
 
-void dense_ref_gate_matrix(int n, const qkd_ir_gate *g, double theta, double *mat) {
+void dense_ref_gate_matrix(int n, const qkd_ir_gate *g, const double *theta, double *mat) {
   size_t dim = (size_t)1 << n;
   cx *full = (cx *)xmalloc(dim * dim * sizeof(cx)), *tmp = (cx *)xmalloc(dim * dim * sizeof(cx));
   gate_full(n, g, theta, full, tmp);
@@ -160,7 +220,9 @@ void dense_ref_state(const qkd_ir_circuit *c, const double *params, const double
   }
   for (int k = 0; k < c->n_gates; k++) {
     const qkd_ir_gate *g = &c->gates[k];
-    gate_full(n, g, angle_of(&g->angle, params, features), mat, tmp);
+    double th[3] = {0, 0, 0};
+    for (int a = 0; a < dense_ref_gate_angles(g->kind); a++) th[a] = angle_of(&g->angle[a], params, features);
+    gate_full(n, g, th, mat, tmp);
     for (size_t r = 0; r < dim; r++) { /* nxt = mat · psi, every entry of mat */
       cx acc = cx_make(0, 0);
       for (size_t col = 0; col < dim; col++) acc = cx_add(acc, cx_mul(mat[r * dim + col], psi[col]));

@@ -59,10 +59,11 @@ static void sc_gate(small_circ *s, qkd_gate_kind k, int q0, int q1, qkd_angle_ki
   g->kind = k;
   g->q[0] = q0;
   g->q[1] = q1;
-  g->angle.kind = ak;
-  g->angle.index = idx;
-  g->angle.scale = scale;
-  g->angle.offset = offset;
+  memset(g->angle, 0, sizeof g->angle);
+  g->angle[0].kind = ak;
+  g->angle[0].index = idx;
+  g->angle[0].scale = scale;
+  g->angle[0].offset = offset;
   if (ak == QKD_ANGLE_PARAM) s->c.n_params++;
   if (ak == QKD_ANGLE_FEATURE && s->c.encode != QKD_ENCODE_AMPLITUDE && idx + 1 > s->c.n_features)
     s->c.n_features = idx + 1;
@@ -537,10 +538,19 @@ static void shots_one(int ci, int *differs) {
     for (int h = 0; h < 2; h++)
       k.fwd_f32(&k, pf, xf + (size_t)h * 4 * nf, 4, s, first + 4 * h, f2 + (size_t)h * 4 * no, ws);
     CHECK(memcmp(f1, f2, (size_t)B * no * sizeof(float)) == 0);
-    /* the draws are the f64 ones: frequencies agree to float rounding */
-    double e = 0;
-    for (int i = 0; i < B * no; i++) e = fmax(e, fabs(f1[i] - full[i]));
-    CHECK(e <= 1e-6);
+    /* the draws are the f64 ones: frequencies agree to float rounding, except that a draw
+     * within rounding of a cdf boundary may land in the neighbouring outcome: at most one
+     * sample of the batch may have one or two draws moved */
+    int moved = 0;
+    for (int b = 0; b < B; b++) {
+      double e = 0;
+      for (int o = 0; o < no; o++) e = fmax(e, fabs(f1[(size_t)b * no + o] - full[(size_t)b * no + o]));
+      if (e > 1e-6) {
+        moved++;
+        CHECK(e <= 4.0 / c->shots + 1e-6);
+      }
+    }
+    CHECK(moved <= 1);
     free(pf); free(xf); free(f1); free(f2);
   }
   k.fwd_f64(&k, params, feats, B, s + 1, first, other, ws);
@@ -588,20 +598,22 @@ static void shots_one(int ci, int *differs) {
         d = c->measure == QKD_MEASURE_Z ? d + fabs(dout[(size_t)b * no + o]) : fmax(d, fabs(dout[(size_t)b * no + o]));
       D = fmax(D, d);
     }
-    for (int g = 0; g < c->n_gates; g++) {
-      const qkd_angle *a = &c->gates[g].angle;
-      if (a->kind != QKD_ANGLE_PARAM) continue;
-      double tol = 6 * D * sqrt(0.5 * a->scale * a->scale * B / S);
-      CHECK_NEAR(dpa[a->index], dpe[a->index], tol + 1e-12);
-    }
+    for (int g = 0; g < c->n_gates; g++)
+      for (int sl = 0; sl < QKD_GATE_MAX_ANGLES; sl++) {
+        const qkd_angle *a = &c->gates[g].angle[sl];
+        if (a->kind != QKD_ANGLE_PARAM) continue;
+        double tol = 6 * D * sqrt(0.5 * a->scale * a->scale * B / S); /* Σ coef² ≤ ½ for both rules */
+        CHECK_NEAR(dpa[a->index], dpe[a->index], tol + 1e-12);
+      }
     if (c->encode != QKD_ENCODE_AMPLITUDE)
       for (int f = 0; f < nf; f++) {
         double s2 = 0;
         for (int g = 0; g < c->n_gates; g++)
-          if (c->gates[g].angle.kind == QKD_ANGLE_FEATURE && c->gates[g].angle.index == f)
-            s2 += c->gates[g].angle.scale * c->gates[g].angle.scale;
+          for (int sl = 0; sl < QKD_GATE_MAX_ANGLES; sl++)
+            if (c->gates[g].angle[sl].kind == QKD_ANGLE_FEATURE && c->gates[g].angle[sl].index == f)
+              s2 += 0.5 * c->gates[g].angle[sl].scale * c->gates[g].angle[sl].scale;
         for (int b = 0; b < B; b++)
-          CHECK_NEAR(dxa[(size_t)b * nf + f], dxe[(size_t)b * nf + f], 6 * D * sqrt(0.5 * s2 / S) + 1e-12);
+          CHECK_NEAR(dxa[(size_t)b * nf + f], dxe[(size_t)b * nf + f], 6 * D * sqrt(s2 / S) + 1e-12);
       }
     free(dpe); free(dxe);
   }
