@@ -308,16 +308,6 @@ static int emit_md(FILE *f, const void *ctx) {
 
 /* ---- the chart -------------------------------------------------------------------------------- */
 
-static const char *xml_esc(uint32_t cp, char buf[16]) {
-  (void)buf;
-  switch (cp) {
-  case '&': return "&amp;";
-  case '<': return "&lt;";
-  case '>': return "&gt;";
-  case '"': return "&quot;";
-  default: return cp < 0x20 || cp == 0x7F ? " " : NULL;
-  }
-}
 
 /* The reference value (an accuracy) that `compare` gives for row r of grid G, and its label. */
 static double compare_value(const qkd_json *cmp, const grid_view *G, int r, const char **label) {
@@ -388,11 +378,11 @@ static int emit_svg(FILE *f, const void *ctx) {
 #define YPOS(e) (y1 - ((e) < 0 ? 0 : (e) > ymax ? ymax : (e)) / ymax * (y1 - y0))
   fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
              "font-family=\"sans-serif\">\n<title>", W, H, W, H);
-  qkd_text_escape(f, qkd_json_s(qkd_json_get(G->g, "name")), xml_esc);
+  qkd_xml_escape(f, qkd_json_s(qkd_json_get(G->g, "name")));
   fputs(": test error per combination</title>\n", f);
   fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W, H);
   fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\" font-weight=\"bold\">", CH_LEFT);
-  qkd_text_escape(f, qkd_json_s(qkd_json_get(G->g, "name")), xml_esc);
+  qkd_xml_escape(f, qkd_json_s(qkd_json_get(G->g, "name")));
   fputs(": test error (1 − accuracy after the last epoch), mean ± std over seeds</text>\n", f);
   for (int k = 0; k <= 5; k++) {
     double e = ymax * k / 5, y = YPOS(e);
@@ -411,9 +401,9 @@ static int emit_svg(FILE *f, const void *ctx) {
     fputs("<g class=\"group\" data-combination=\"", f);
     for (int a = 0; a < G->n_axes; a++) {
       if (a) fputc('/', f);
-      qkd_text_escape(f, axis_label(G, a), xml_esc);
+      qkd_xml_escape(f, axis_label(G, a));
       fputc('=', f);
-      qkd_text_escape(f, row_value(G, r, a), xml_esc);
+      qkd_xml_escape(f, row_value(G, r, a));
     }
     fputs("\">\n", f);
     const stat *s[3] = {&R->distilled, &R->baseline, &R->control};
@@ -445,7 +435,7 @@ static int emit_svg(FILE *f, const void *ctx) {
             y1 + 12, lx, y1 + 12);
     for (int a = 0; a < G->n_axes; a++) {
       if (a) fputs(" · ", f);
-      qkd_text_escape(f, row_value(G, r, a), xml_esc);
+      qkd_xml_escape(f, row_value(G, r, a));
     }
     fputs("</text>\n</g>\n", f);
   }
@@ -465,11 +455,17 @@ static int emit_svg(FILE *f, const void *ctx) {
     }
     fprintf(f, "<path d=\"M%.0f %.0fH%.0f\" stroke=\"#000\" stroke-width=\"2.5\" stroke-dasharray=\"4 2\"/><text x=\"%.0f\" y=\"%.0f\" font-size=\"12\">",
             lx, ly - 4, lx + 12, lx + 18, ly);
-    qkd_text_escape(f, lab, xml_esc);
+    qkd_xml_escape(f, lab);
     fputs("</text>\n", f);
     ly += 20;
   }
   fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" fill=\"#555\">whiskers: ± 1 std</text>\n", lx, ly);
+  fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" fill=\"#555\">groups: ", lx, ly + 18);
+  for (int a = 0; a < G->n_axes; a++) {
+    if (a) fputs(" · ", f);
+    qkd_xml_escape(f, axis_label(G, a));
+  }
+  fputs("</text>\n", f);
   fputs("</svg>\n", f);
 #undef YPOS
   return 0;

@@ -51,6 +51,20 @@ int qkd_fmt_num(char *buf, size_t n, double v) {
   return 1;
 }
 
+static const char *xml_esc(uint32_t cp, char buf[16]) {
+  (void)buf;
+  switch (cp) {
+  case '&': return "&amp;";
+  case '<': return "&lt;";
+  case '>': return "&gt;";
+  case '"': return "&quot;";
+  case '\'': return "&apos;";
+  default: return cp < 0x20 || cp == 0x7F ? " " : NULL; /* in a <text>, a line break would vanish */
+  }
+}
+
+void qkd_xml_escape(FILE *f, const char *s) { qkd_text_escape(f, s, xml_esc); }
+
 /* ---- writer ---- */
 
 static const char *json_esc(uint32_t cp, char buf[16]) {

@@ -24,6 +24,8 @@ int qkd_utf8_next(const unsigned char *s, uint32_t *cp);
 /* Writes s with each code point passed through `esc` (a replacement, or NULL to copy it; an
  * invalid byte is written as U+FFFD). */
 void qkd_text_escape(FILE *f, const char *s, const char *(*esc)(uint32_t cp, char buf[16]));
+/* Text for XML/SVG (&<>"' as entities, control characters as spaces). */
+void qkd_xml_escape(FILE *f, const char *s);
 /* The shortest of %.15g..%.17g that reads back as v, in buf; 0 when v is not finite. */
 int qkd_fmt_num(char *buf, size_t n, double v);
 

@@ -230,18 +230,7 @@ static int emit_csv(FILE *f, const void *ctx) {
 
 /* ---- curves.svg ---- */
 
-static const char *xml_esc(uint32_t cp, char buf[16]) {
-  (void)buf;
-  switch (cp) {
-  case '&': return "&amp;";
-  case '<': return "&lt;";
-  case '>': return "&gt;";
-  case '"': return "&quot;";
-  case '\'': return "&apos;";
-  default: return cp < 0x20 || cp == 0x7F ? " " : NULL; /* in a <text>, a line break would vanish */
-  }
-}
-static void xml_str(FILE *f, const char *s) { qkd_text_escape(f, s, xml_esc); }
+static void xml_str(FILE *f, const char *s) { qkd_xml_escape(f, s); }
 
 enum { SVG_W = 720, SVG_PANEL_H = 320, SVG_LEFT = 70, SVG_RIGHT = 190, SVG_TOP = 46, SVG_BOTTOM = 56 };
 
