@@ -345,7 +345,7 @@ static double compare_value(const qkd_json *cmp, const grid_view *G, int r, cons
   return NAN;
 }
 
-enum { CH_LEFT = 70, CH_RIGHT = 150, CH_TOP = 50, CH_PLOT = 300, CH_LABELS = 150, CH_BAR = 14, CH_GAP = 16 };
+enum { CH_LEFT = 70, CH_RIGHT = 250, CH_TOP = 50, CH_PLOT = 300, CH_LABELS = 150, CH_BAR = 14, CH_GAP = 16 };
 
 static int emit_svg(FILE *f, const void *ctx) {
   const merged *M = ctx;
