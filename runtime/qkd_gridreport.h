@@ -17,7 +17,8 @@
  *    order the axes are written, with the axis labels as keys and n (seeds present),
  *    distilled_mean/std, baseline_mean/std, control_mean/std, kd_gain_mean/std (the paired
  *    distilled − baseline difference over seeds), teacher_mean/std (the teachers' own test
- *    accuracy), teachers (distinct teachers), quantum_params, classical_params, control_params,
+ *    accuracy), distilled_best_* and baseline_best_* (the best epoch on the test set: the v1
+ *    notebooks' selection, for comparison only), teachers (distinct teachers), quantum_params, classical_params, control_params,
  *    seconds (mean per cell). Means and sample standard deviations (n − 1); a std of fewer than
  *    two values, or a mean of none, is null. Accuracies are last-epoch test accuracies.
  *  - OUT/results.md: a table per grid (percent, mean ± std), then the missing cells.
