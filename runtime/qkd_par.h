@@ -45,4 +45,26 @@ int qkd_par_bwd_f32(qkd_par_pool *pool, const qkd_kernel *k, const float *params
                     const float *features, int batch, const float *d_outputs, float *d_params,
                     float *d_features);
 
+/* Parameter-shift gradient in VJP form (`gradient: parameter_shift`) through k's FORWARD entry
+ * points on this pool (JIT kernels, every thread; f32 entry points when k->ir->precision is
+ * f32, inputs given in double): d_params += Σ_b Σ_o d_outputs[b][o] dO_o/dp, d_features (may
+ * be NULL) overwritten — the same quantity and shift rules as qkd_qsim_grad_pshift (qsim.h).
+ *   - A PARAM angle is shifted through params[index] ± shift/scale: one forward over the batch
+ *     per (parameter, term).
+ *   - A feature read by exactly one angle is shifted through its own column: every (feature,
+ *     term) of a sample is one row of a single stacked forward. A feature read by several angles
+ *     (or any feature of an AMPLITUDE circuit, being an amplitude too) cannot be shifted per
+ *     angle through the kernel: those take the interpreter's per-angle shift
+ *     (qkd_qsim_grad_pshift_select). The amplitudes themselves get 0, as there.
+ *   - Shots: every shifted circuit is sampled with ir->shots measurements drawn as outcome counts
+ *     (qkd_kernel_sample_counts_f64, k->sample of a private copy of k); parameter (slot, term)
+ *     e uses seed' = rng(seed, e) and sample first_sample + b, the stacked row of (sample b,
+ *     evaluation e) uses sample (first_sample + b)·E + e: the draws depend on (seed, sample), never
+ *     on the thread count or on how the batch is split. Sums run in a fixed order, so the
+ *     results are bit-identical for every thread count.
+ * Returns 0, or -1 if memory ran out. */
+int qkd_par_pshift(qkd_par_pool *pool, const qkd_kernel *k, const double *params,
+                   const double *features, int batch, const double *d_outputs, uint64_t seed,
+                   uint64_t first_sample, double *d_params, double *d_features);
+
 #endif

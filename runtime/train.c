@@ -337,7 +337,6 @@ static void forward(student *s, int n, int training, uint64_t step, uint64_t sho
 
 /* Backward from s->dlogits; accumulates every gradient. */
 static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sample) {
-  const qkd_m_student *st = s->st;
   if (s->head) {
     for (long i = 0; i < (long)n * s->C; i++) s->dlogits_f[i] = (float)s->dlogits[i];
     qkd_nn_backward(s->head, s->dlogits_f, s->dout_f);
@@ -361,7 +360,7 @@ static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sampl
   }
   double *dfeat = s->pre ? s->dfeat : NULL;
   if (s->e->gradient == QKD_GRAD_PARAMETER_SHIFT)
-    qkd_qsim_grad_pshift(&st->circuit, s->theta, s->feat, n, s->dout, shot_seed, first_sample, s->dtheta, dfeat);
+    qkd_par_pshift(s->pool, s->k, s->theta, s->feat, n, s->dout, shot_seed, first_sample, s->dtheta, dfeat);
   else if (s->f32) {
     for (long i = 0; i < (long)n * s->O; i++) s->dout32[i] = (float)s->dout[i];
     memset(s->dtheta32, 0, sizeof(float) * (size_t)s->P);

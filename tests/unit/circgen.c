@@ -3,6 +3,7 @@
 
 #include "qkd_rng.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,4 +191,24 @@ int circgen_has_feature_angles(const qkd_ir_circuit *c) {
     for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++)
       if (c->gates[i].angle[s].kind == QKD_ANGLE_FEATURE) return 1;
   return 0;
+}
+
+void circgen_pshift_tolerances(const qkd_ir_circuit *c, const double *dout, int batch, double *tol_params,
+                               double *tol_features) {
+  int no = qkd_ir_outputs(c);
+  double D = 0, S = c->shots > 0 ? c->shots : 1;
+  for (int b = 0; b < batch; b++) {
+    double d = 0;
+    for (int o = 0; o < no; o++)
+      d = c->measure == QKD_MEASURE_Z ? d + fabs(dout[(size_t)b * no + o]) : fmax(d, fabs(dout[(size_t)b * no + o]));
+    D = fmax(D, d);
+  }
+  for (int j = 0; tol_features && j < c->n_features; j++) tol_features[j] = 0;
+  for (int i = 0; i < c->n_gates; i++)
+    for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++) {
+      const qkd_angle *a = &c->gates[i].angle[s];
+      if (a->kind == QKD_ANGLE_PARAM) tol_params[a->index] = 6 * D * sqrt(0.5 * a->scale * a->scale * batch / S);
+      if (a->kind == QKD_ANGLE_FEATURE && tol_features) tol_features[a->index] += 0.5 * a->scale * a->scale;
+    }
+  for (int j = 0; tol_features && j < c->n_features; j++) tol_features[j] = 6 * D * sqrt(tol_features[j] / S);
 }

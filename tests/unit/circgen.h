@@ -56,6 +56,15 @@ qkd_ir_circuit *circgen_hea(int n, int L, qkd_measure_kind measure, qkd_precisio
 void circgen_inputs(const qkd_ir_circuit *c, uint64_t seed, int batch, double *params,
                     double *features);
 
+/* Six-sigma bounds of a sampled parameter-shift gradient (c->shots > 0) around the exact one,
+ * for upstream gradients dout[batch][outputs]: each shifted evaluation Σ_o d_o out_o has std
+ * ≤ D/√shots (D: Σ|d_o| for Z, max|d_o| for probabilities, the largest over the batch) and a
+ * gradient entry sums Σ coef² ≤ ½ of them per angle times scale², over the batch for a
+ * parameter (tol_params[n_params]) and per sample for a feature (tol_features[n_features]; may
+ * be NULL). */
+void circgen_pshift_tolerances(const qkd_ir_circuit *c, const double *dout, int batch, double *tol_params,
+                               double *tol_features);
+
 /* 1 if some gate has a FEATURE angle. */
 int circgen_has_feature_angles(const qkd_ir_circuit *c);
 

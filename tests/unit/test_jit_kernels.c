@@ -3,8 +3,8 @@
  * plus finite differences for the gradients, on random circuits from circgen.h (every gate, all
  * angle kinds, all encodings and measurements, shots, batches with partial vector tiles).
  * Also: every specialisation switched off one at a time and every vector width (same numbers),
- * bit-identical reruns, the qkd_par driver at 1/2/3 threads (bit-identical), emit-llvm and
- * object emission. Without QKD_FULL_SWEEP (the sanitizer build) the sweep is smaller. */
+ * bit-identical reruns, the qkd_par driver at 1/2/3 threads (bit-identical), parameter shift
+ * through the kernels (qkd_par_pshift), emit-llvm and object emission. Without QKD_FULL_SWEEP (the sanitizer build) the sweep is smaller. */
 #include "circgen.h"
 #include "dense_ref.h"
 #include "jit.h"
@@ -53,7 +53,7 @@ static void rand_dout(uint64_t seed, double *d, size_t n) {
 }
 
 typedef struct {
-  int checks_fwd, checks_bwd, fd, f32, variants, par;
+  int checks_fwd, checks_bwd, fd, f32, variants, par, pshift, pshift_shots;
 } counts;
 static counts cnt;
 
@@ -295,6 +295,118 @@ static void check_par(uint64_t seed, const qkd_ir_circuit *c, qkd_par_pool **poo
   qkd_jit_release(&kj);
 }
 
+/* Parameter shift through the kernels (qkd_par_pshift on the JIT kernel) against the
+ * interpreter's exact shift, the adjoint and finite differences of the dense reference (exact
+ * circuits), in f64 and f32; bit-identical at 1/2/3 threads; with shots, statistically at the
+ * exact gradient, deterministic and independent of how the batch is split. */
+static void check_pshift(uint64_t seed, const qkd_ir_circuit *c0, qkd_par_pool **pools, int batch) {
+  char err[512];
+  for (int prec = 0; prec < 2; prec++) {
+    qkd_ir_circuit *c = circgen_copy(c0);
+    c->precision = prec ? QKD_PREC_F32 : QKD_PREC_F64;
+    qkd_kernel kj;
+    if (qkd_jit_compile(c, &kj, err, sizeof err) != 0) { CHECK(0); circgen_free(c); return; }
+    qkd_kernel ki = qkd_qsim_kernel(c);
+    int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
+    size_t nout = (size_t)batch * no, nfe = (size_t)batch * nf;
+    double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((nfe + 1) * 8), *dout = xmalloc(nout * 8);
+    circgen_inputs(c, seed, batch, params, feat);
+    if (prec) { /* f32 kernels see float-rounded inputs: give the references the same */
+      for (int i = 0; i < np; i++) params[i] = (float)params[i];
+      for (size_t i = 0; i < nfe; i++) feat[i] = (float)feat[i];
+    }
+    rand_dout(seed + 3, dout, nout);
+    double *g[3], *f[3];
+    for (int t = 0; t < 3; t++) {
+      g[t] = xmalloc((size_t)(np + 1) * 8);
+      f[t] = xmalloc((nfe + 1) * 8);
+      for (int i = 0; i < np; i++) g[t][i] = 0.25; /* accumulates */
+      memset(f[t], 0x7f, nfe * 8);                /* overwritten */
+      CHECK(qkd_par_pshift(pools[t], &kj, params, feat, batch, dout, seed, 40, g[t], f[t]) == 0);
+      for (int i = 0; i < np; i++) g[t][i] -= 0.25;
+    }
+    for (int t = 1; t < 3; t++) {
+      CHECK(memcmp(g[0], g[t], (size_t)np * 8) == 0);
+      CHECK(memcmp(f[0], f[t], nfe * 8) == 0);
+    }
+    double *gs = xmalloc((size_t)(np + 1) * 8), *fs = xmalloc((nfe + 1) * 8);
+    double *ga = xmalloc((size_t)(np + 1) * 8), *fa = xmalloc((nfe + 1) * 8);
+    void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
+    qkd_qsim_grad_pshift(c, params, feat, batch, dout, seed, 40, gs, fs);
+    ki.bwd_f64(&ki, params, feat, batch, dout, ga, fa, ws);
+    double tol = prec ? 1e-4 : 1e-9;
+    if (c->shots == 0) {
+      double sg = 1 + maxabs(gs, (size_t)np), sf = 1 + maxabs(fs, nfe);
+      double dg = maxabs_diff(g[0], gs, (size_t)np), df = maxabs_diff(f[0], fs, nfe);
+      if (!(dg <= tol * sg && df <= tol * sf))
+        fprintf(stderr, "seed %llu %s: pshift kernel vs interp: params %g features %g\n", (unsigned long long)seed,
+                prec ? "f32" : "f64", dg, df);
+      CHECK(dg <= tol * sg);
+      CHECK(df <= tol * sf);
+      CHECK(maxabs_diff(g[0], ga, (size_t)np) <= tol * (1 + maxabs(ga, (size_t)np))); /* = adjoint */
+      if (c->encode != QKD_ENCODE_AMPLITUDE) CHECK(maxabs_diff(f[0], fa, nfe) <= tol * (1 + maxabs(fa, nfe)));
+      /* finite differences of the dense reference: sample 0 alone */
+      double *g1 = xmalloc((size_t)(np + 1) * 8), *f1 = xmalloc((size_t)(nf + 1) * 8), *fdv = xmalloc((size_t)no * 8);
+      CHECK(qkd_par_pshift(pools[1], &kj, params, feat, 1, dout, seed, 40, g1, f1) == 0);
+      for (int t = 0; t < 3 && t < np; t++) {
+        int idx = (int)((seed + (uint64_t)t * 5) % (uint64_t)np);
+        dense_ref_fd(c, params, nf ? feat : NULL, DENSE_WRT_PARAM, idx, 1e-5, fdv);
+        double v = 0;
+        for (int o = 0; o < no; o++) v += dout[o] * fdv[o];
+        CHECK_NEAR(g1[idx], v, (prec ? 1e-3 : 1e-6) * (1 + fabs(v)));
+        cnt.fd++;
+      }
+      for (int t = 0; t < 2 && t < nf && c->encode != QKD_ENCODE_AMPLITUDE; t++) {
+        int idx = (int)((seed * 3 + (uint64_t)t) % (uint64_t)nf);
+        dense_ref_fd(c, params, feat, DENSE_WRT_FEATURE, idx, 1e-5, fdv);
+        double v = 0;
+        for (int o = 0; o < no; o++) v += dout[o] * fdv[o];
+        CHECK_NEAR(f1[idx], v, (prec ? 1e-3 : 1e-6) * (1 + fabs(v)));
+        cnt.fd++;
+      }
+      free(g1); free(f1); free(fdv);
+      cnt.pshift++;
+    } else {
+      /* each shifted evaluation Σ_o d_o out_o has std ≤ D/√shots; a gradient entry sums
+       * Σ coef² ≤ ½ of them (per sample for features, over the batch for parameters) */
+      double *tp = xmalloc((size_t)(np + 1) * 8), *tf = xmalloc((size_t)(nf + 1) * 8);
+      circgen_pshift_tolerances(c, dout, batch, tp, tf);
+      for (int i = 0; i < np; i++) CHECK_NEAR(g[0][i], ga[i], tp[i] + 1e-9);
+      if (c->encode != QKD_ENCODE_AMPLITUDE)
+        for (int b = 0; b < batch; b++)
+          for (int j = 0; j < nf; j++) CHECK_NEAR(f[0][(size_t)b * nf + j], fa[(size_t)b * nf + j], tf[j] + 1e-9);
+      free(tp); free(tf);
+      /* deterministic, and the same draws when the batch is split (features bit for bit) */
+      double *g2 = xmalloc((size_t)(np + 1) * 8), *f2 = xmalloc((nfe + 1) * 8);
+      for (int i = 0; i < np; i++) g2[i] = 0.25; /* as g[0] was made */
+      CHECK(qkd_par_pshift(pools[2], &kj, params, feat, batch, dout, seed, 40, g2, f2) == 0);
+      for (int i = 0; i < np; i++) g2[i] -= 0.25;
+      CHECK(memcmp(g2, g[0], (size_t)np * 8) == 0 && memcmp(f2, f[0], nfe * 8) == 0);
+      int h = batch / 2;
+      memset(g2, 0, (size_t)(np + 1) * 8);
+      CHECK(qkd_par_pshift(pools[1], &kj, params, feat, h, dout, seed, 40, g2, f2) == 0);
+      CHECK(qkd_par_pshift(pools[1], &kj, params, feat + (size_t)h * nf, batch - h, dout + (size_t)h * no, seed,
+                           40 + (uint64_t)h, g2, f2 + (size_t)h * nf) == 0);
+      CHECK(memcmp(f2, f[0], nfe * 8) == 0);
+      CHECK(maxabs_diff(g2, g[0], (size_t)np) <= 1e-9 * (1 + maxabs(g[0], (size_t)np)));
+      /* another seed, other draws */
+      memset(g2, 0, (size_t)(np + 1) * 8);
+      CHECK(qkd_par_pshift(pools[0], &kj, params, feat, batch, dout, seed + 1, 40, g2, f2) == 0);
+      int shifted = 0; /* any angle that is shifted at all */
+      for (int i = 0; i < c->n_gates; i++)
+        for (int sl = 0; sl < QKD_GATE_MAX_ANGLES; sl++)
+          shifted |= (c->gates[i].angle[sl].kind == QKD_ANGLE_PARAM || c->gates[i].angle[sl].kind == QKD_ANGLE_FEATURE) &&
+                     c->gates[i].angle[sl].scale != 0.0;
+      if (shifted) CHECK(memcmp(f2, f[0], nfe * 8) != 0 || memcmp(g2, g[0], (size_t)np * 8) != 0);
+      free(g2); free(f2);
+      cnt.pshift_shots++;
+    }
+    for (int t = 0; t < 3; t++) { free(g[t]); free(f[t]); }
+    free(params); free(feat); free(dout); free(gs); free(fs); free(ga); free(fa); free(ws);
+    qkd_jit_release(&kj);
+    circgen_free(c);
+  }
+}
 
 static void check_emit(const qkd_ir_circuit *c) {
   FILE *f = tmpfile();
@@ -372,12 +484,24 @@ int main(void) {
     check_par(8000 + (uint64_t)i, c, pools);
     circgen_free(c);
   }
+  circgen_opts so = o;
+  so.max_qubits = 6;
+  so.max_gates = 16;
+  so.p_feature = 0.35;
+  for (int i = 0; i < N_CIRCUITS / 4 && pools[2]; i++) {
+    so.p_shots = i % 3 == 0 ? 1.0 : 0.0;
+    qkd_ir_circuit *c = circgen_random(11000 + (uint64_t)i, &so);
+    check_pshift(11000 + (uint64_t)i, c, pools, 1 + i % 7);
+    circgen_free(c);
+  }
   qkd_ir_circuit *h = circgen_hea(8, 10, QKD_MEASURE_PROBS, QKD_PREC_F64);
   if (pools[2]) check_par(8999, h, pools);
   check_emit(h);
   circgen_free(h);
   for (int t = 0; t < 3; t++) qkd_par_destroy(pools[t]);
-  printf("circuits: %d fwd, %d bwd, %d finite-difference, %d f32, %d variants, %d par\n",
-         cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par);
+  printf("circuits: %d fwd, %d bwd, %d finite-difference, %d f32, %d variants, %d par, %d pshift exact, "
+         "%d pshift shots\n", cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par, cnt.pshift,
+         cnt.pshift_shots);
+  CHECK(cnt.pshift > 0 && cnt.pshift_shots > 0);
   return test_done("test_jit_kernels");
 }

@@ -1,9 +1,12 @@
 /* test_rt_qsim.c — the reference interpreter (runtime/qsim.c) against the independent dense
  * reference (dense_ref.c): forward (f64 and f32 entry points), states, adjoint gradients vs
  * central finite differences, adjoint vs parameter shift, Jacobians, shot statistics and
- * batch-split determinism; plus hand-checked known values. Links only qkdrt + qkdtestsupport. */
+ * batch-split determinism; parameter shift through the kernel interface (qkd_par_pshift) vs the
+ * interpreter's; the counts sampler and its binomials against exact statistics; plus
+ * hand-checked known values. Links only qkdrt + qkdtestsupport. */
 #include "circgen.h"
 #include "dense_ref.h"
+#include "qkd_par.h"
 #include "qkd_rng.h"
 #include "qsim.h"
 #include "testutil.h"
@@ -25,6 +28,8 @@
 #define PI 3.14159265358979323846
 #define TOL_F64 1e-10
 #define TOL_F32 1e-4
+
+static qkd_par_pool *pool2; /* two threads, for qkd_par_pshift through the interpreter kernel */
 
 static void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size ? size : 1);
@@ -490,6 +495,14 @@ static void sweep_one(int ci, coverage *cov) {
     } else if (!fangles) {
       for (int i = 0; i < B * nf; i++) CHECK(dxs[i] == 0.0); /* documented: no amplitude shift rule */
     }
+    /* the same through the kernel interface (qkd_par_pshift on this interpreter kernel) */
+    double *dpk = xcalloc((size_t)np + 1, sizeof(double)), *dxk = xcalloc((size_t)B * nf + 1, sizeof(double));
+    for (int p = 0; p < np; p++) dpk[p] = 0.25;
+    for (int i = 0; i < B * nf; i++) dxk[i] = -7;
+    CHECK(qkd_par_pshift(pool2, &k, params, feats, B, dout, 3, 0, dpk, dxk) == 0);
+    for (int p = 0; p < np; p++) CHECK_NEAR(dpk[p], dps[p], 1e-12 * (1 + fabs(dps[p])));
+    for (int i = 0; i < B * nf; i++) CHECK_NEAR(dxk[i], dxs[i], 1e-12 * (1 + fabs(dxs[i])));
+    free(dpk); free(dxk);
     free(dps); free(dxs);
   }
 
@@ -591,30 +604,13 @@ static void shots_one(int ci, int *differs) {
   {
     double *dpe = xcalloc((size_t)np + 1, sizeof(double)), *dxe = xcalloc((size_t)B * nf + 1, sizeof(double));
     k.bwd_f64(&k, params, feats, B, dout, dpe, dxe, ws);
-    double D = 0;
-    for (int b = 0; b < B; b++) {
-      double d = 0;
-      for (int o = 0; o < no; o++)
-        d = c->measure == QKD_MEASURE_Z ? d + fabs(dout[(size_t)b * no + o]) : fmax(d, fabs(dout[(size_t)b * no + o]));
-      D = fmax(D, d);
-    }
-    for (int g = 0; g < c->n_gates; g++)
-      for (int sl = 0; sl < QKD_GATE_MAX_ANGLES; sl++) {
-        const qkd_angle *a = &c->gates[g].angle[sl];
-        if (a->kind != QKD_ANGLE_PARAM) continue;
-        double tol = 6 * D * sqrt(0.5 * a->scale * a->scale * B / S); /* Σ coef² ≤ ½ for both rules */
-        CHECK_NEAR(dpa[a->index], dpe[a->index], tol + 1e-12);
-      }
+    double *tp = xcalloc((size_t)np + 1, sizeof(double)), *tf = xcalloc((size_t)nf + 1, sizeof(double));
+    circgen_pshift_tolerances(c, dout, B, tp, tf);
+    for (int p = 0; p < np; p++) CHECK_NEAR(dpa[p], dpe[p], tp[p] + 1e-12);
     if (c->encode != QKD_ENCODE_AMPLITUDE)
-      for (int f = 0; f < nf; f++) {
-        double s2 = 0;
-        for (int g = 0; g < c->n_gates; g++)
-          for (int sl = 0; sl < QKD_GATE_MAX_ANGLES; sl++)
-            if (c->gates[g].angle[sl].kind == QKD_ANGLE_FEATURE && c->gates[g].angle[sl].index == f)
-              s2 += 0.5 * c->gates[g].angle[sl].scale * c->gates[g].angle[sl].scale;
-        for (int b = 0; b < B; b++)
-          CHECK_NEAR(dxa[(size_t)b * nf + f], dxe[(size_t)b * nf + f], 6 * D * sqrt(s2 / S) + 1e-12);
-      }
+      for (int b = 0; b < B; b++)
+        for (int f = 0; f < nf; f++) CHECK_NEAR(dxa[(size_t)b * nf + f], dxe[(size_t)b * nf + f], tf[f] + 1e-12);
+    free(tp); free(tf);
     free(dpe); free(dxe);
   }
   free(params); free(feats); free(full); free(part); free(other); free(ref); free(dout);
@@ -622,7 +618,120 @@ static void shots_one(int ci, int *differs) {
   circgen_free(c);
 }
 
+/* ---- counts sampling ------------------------------------------------------------------------ */
+
+/* log P(Binomial(n, p) = k) */
+static double binom_logpmf(long n, double p, long k) {
+  return lgamma((double)n + 1) - lgamma((double)k + 1) - lgamma((double)(n - k) + 1) + k * log(p) +
+         (n - k) * log1p(-p);
+}
+
+static void test_binomial(void) {
+  static const struct { long n; double p; } cases[] = {{0, 0.3}, {5, 0.0}, {5, 1.0}, {1, 0.5}, {20, 0.1},
+    {2000, 0.003}, {2000, 0.5}, {2000, 0.93}, {37, 0.6}, {100000, 0.27}, {12, 0.97}, {64, 0.16}};
+  const int M = 20000;
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    long n = cases[c].n;
+    double p = cases[c].p, sum = 0, sum2 = 0;
+    int in_range = 1;
+    for (int i = 0; i < M; i++) {
+      long k = qkd_kernel_binomial(n, p, qkd_rng_u64(17, 5, (uint64_t)(c * M + (size_t)i)), 0);
+      in_range &= k >= 0 && k <= n;
+      sum += (double)k;
+      sum2 += (double)k * (double)k;
+    }
+    CHECK(in_range);
+    double mean = sum / M, var = sum2 / M - mean * mean, ev = n * p * (1 - p);
+    CHECK_NEAR(mean, n * p, 5 * sqrt(ev / M) + 1e-12);
+    CHECK_NEAR(var, ev, 0.08 * ev + 1e-9);
+  }
+  /* goodness of fit against the exact pmf: BINV (n·p < 10) and BTRS (n·p ≥ 10) regimes */
+  static const struct { long n; double p; } fit[] = {{30, 0.2}, {50, 0.3}, {400, 0.45}, {1000, 0.985}};
+  const int F = 60000;
+  for (size_t c = 0; c < sizeof fit / sizeof *fit; c++) {
+    long n = fit[c].n;
+    double p = fit[c].p;
+    double *hist = xcalloc((size_t)n + 1, sizeof(double));
+    for (int i = 0; i < F; i++) hist[qkd_kernel_binomial(n, p, qkd_rng_u64(23, 6, (uint64_t)(c * F + (size_t)i)), 0)]++;
+    /* bins with expectation ≥ 5; the rest pooled into one */
+    double chi2 = 0, rest_o = 0, rest_e = 0;
+    int dof = -1;
+    for (long k = 0; k <= n; k++) {
+      double e = F * exp(binom_logpmf(n, p, k));
+      if (e >= 5) { chi2 += (hist[k] - e) * (hist[k] - e) / e; dof++; }
+      else { rest_o += hist[k]; rest_e += e; }
+    }
+    if (rest_e >= 5) { chi2 += (rest_o - rest_e) * (rest_o - rest_e) / rest_e; dof++; }
+    CHECK(dof > 3);
+    if (!(chi2 <= dof + 6 * sqrt(2.0 * dof))) fprintf(stderr, "  binomial(%ld, %g): chi2 %.1f, %d dof\n", n, p, chi2, dof);
+    CHECK(chi2 <= dof + 6 * sqrt(2.0 * dof));
+    free(hist);
+  }
+}
+
+/* qkd_kernel_sample_counts_f64: the distribution of `shots` measurements */
+static void test_counts(void) {
+  double o[64], z[6];
+  double onehot[8] = {0, 0, 0, 0, 0, 1, 0, 0};
+  qkd_kernel_sample_counts_f64(3, QKD_MEASURE_PROBS, 100, onehot, 1, 2, o);
+  CHECK(o[5] == 1.0 && o[0] == 0.0 && o[7] == 0.0);
+  qkd_kernel_sample_counts_f64(3, QKD_MEASURE_Z, 100, onehot, 1, 2, o);
+  CHECK(o[0] == -1.0 && o[1] == 1.0 && o[2] == -1.0);
+  int differs = 0, tests = 0;
+  for (int t = 0; t < 120; t++) {
+    int n = 1 + t % 6, dim = 1 << n, S = t % 5 == 0 ? 1 + t : 200 + 37 * t;
+    double pr[64], tot = 0;
+    for (int i = 0; i < dim; i++) { /* some exact zeros, skewed weights */
+      double u = qkd_rng_uniform(31, 7, (uint64_t)(64 * t + i));
+      pr[i] = u < 0.2 ? 0.0 : u * u * u;
+      tot += pr[i];
+    }
+    if (tot == 0) { pr[0] = 1; tot = 1; }
+    for (int i = 0; i < dim; i++) pr[i] /= tot;
+    qkd_kernel_sample_counts_f64(n, QKD_MEASURE_PROBS, S, pr, 99, (uint64_t)t, o);
+    double sum = 0, zz[6] = {0};
+    for (int i = 0; i < dim; i++) {
+      CHECK_NEAR(o[i], pr[i], 5 * sqrt(pr[i] * (1 - pr[i]) / S) + 3.0 / S);
+      CHECK(pr[i] > 0 || o[i] == 0.0);                  /* impossible outcomes never drawn */
+      CHECK_NEAR(o[i] * S, nearbyint(o[i] * S), 1e-6); /* counts */
+      sum += o[i];
+      for (int q = 0; q < n; q++) zz[q] += ((i >> (n - 1 - q)) & 1 ? -1 : 1) * o[i];
+      tests++;
+    }
+    CHECK_NEAR(sum, 1.0, 1e-9);
+    /* Z outputs come from the same counts (same seed and sample) */
+    qkd_kernel_sample_counts_f64(n, QKD_MEASURE_Z, S, pr, 99, (uint64_t)t, z);
+    for (int q = 0; q < n; q++) CHECK_NEAR(z[q], zz[q], 1e-9);
+    double again[64];
+    qkd_kernel_sample_counts_f64(n, QKD_MEASURE_PROBS, S, pr, 99, (uint64_t)t, again);
+    CHECK(memcmp(again, o, sizeof(double) * (size_t)dim) == 0);
+    qkd_kernel_sample_counts_f64(n, QKD_MEASURE_PROBS, S, pr, 100, (uint64_t)t, again);
+    differs += memcmp(again, o, sizeof(double) * (size_t)dim) != 0;
+  }
+  CHECK(differs > 60);
+  /* joint law: Cov(c_i, c_j) = −S p_i p_j and Var(c_i) = S p_i (1 − p_i) over repetitions */
+  {
+    double pr[4] = {0.1, 0.2, 0.3, 0.4}, m[4] = {0}, c01 = 0, v2 = 0;
+    const int R = 40000, S = 25;
+    for (int r = 0; r < R; r++) {
+      qkd_kernel_sample_counts_f64(2, QKD_MEASURE_PROBS, S, pr, 5, (uint64_t)r, o);
+      for (int i = 0; i < 4; i++) m[i] += o[i] * S;
+      c01 += o[0] * S * o[1] * S;
+      v2 += o[2] * S * o[2] * S;
+    }
+    for (int i = 0; i < 4; i++) m[i] /= R;
+    for (int i = 0; i < 4; i++) CHECK_NEAR(m[i], S * pr[i], 5 * sqrt(S * pr[i] * (1 - pr[i]) / R));
+    CHECK_NEAR(c01 / R - m[0] * m[1], -S * pr[0] * pr[1], 0.1 * S * pr[0] * pr[1]);
+    CHECK_NEAR(v2 / R - m[2] * m[2], S * pr[2] * (1 - pr[2]), 0.05 * S * pr[2] * (1 - pr[2]));
+  }
+  printf("counts sampling: %d outcome checks\n", tests);
+}
+
 int main(void) {
+  pool2 = qkd_par_create(2);
+  CHECK(pool2 != NULL);
+  test_binomial();
+  test_counts();
   test_spot();
   int after_spot = test_checks;
 
@@ -645,5 +754,6 @@ int main(void) {
   CHECK(differs > N_SHOT_CIRCUITS / 2); /* another seed gives other draws */
   printf("checks: %d spot, %d sweep, %d shots\n", after_spot, after_sweep - after_spot,
          test_checks - after_sweep);
+  qkd_par_destroy(pool2);
   return test_done("test_rt_qsim");
 }
