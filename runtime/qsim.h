@@ -7,8 +7,9 @@
  * Promises:
  *   - qkd_qsim_kernel: a qkd_kernel (qkd_kernel.h ABI, engine "interp") whose fwd/bwd entry
  *     points run k->ir. The f32 entry points convert to double, compute in double and round the
- *     results to float. Forward with ir->shots > 0 samples through qkd_kernel_sample_f64, keyed
- *     by (seed, first_sample + i), so results never depend on batch splitting.
+ *     results to float. Forward with ir->shots > 0 samples through k->sample (NULL:
+ *     qkd_kernel_sample_f64), keyed by (seed, first_sample + i), so results never depend on batch
+ *     splitting.
  *   - Backward is adjoint differentiation (Jones & Gacon): a vector–Jacobian product of the EXACT
  *     outputs (shots are ignored), recomputing the forward state itself. d_params += over the
  *     batch; d_features (if not NULL) is overwritten: the chain rule through `scale` for every
