@@ -121,10 +121,10 @@ void qkd_nn_optim_free(qkd_nn_optim *o) {
   o->m = o->v = NULL;
 }
 
-void qkd_nn_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch) {
+void qkd_nn_shuffle(int *perm, int n, uint64_t seed, int stream, uint64_t epoch) {
   for (int i = 0; i < n; i++) perm[i] = i;
   for (int i = n - 1; i > 0; i--) {
-    int j = (int)(qkd_rng_u64(seed, QKD_STREAM_SHUFFLE, (epoch << 32) + (uint64_t)i) % (uint64_t)(i + 1));
+    int j = (int)(qkd_rng_u64(seed, (uint64_t)stream, (epoch << 32) + (uint64_t)i) % (uint64_t)(i + 1));
     int t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;

@@ -112,9 +112,10 @@ void qkd_nn_optim_step(qkd_nn_optim *o, float *params, const float *grads);
 void qkd_nn_optim_free(qkd_nn_optim *o);
 
 /* ------------------------------------------------------------------------------- utilities */
-/* perm[0..n) = a permutation of 0..n-1, a function of (seed, epoch) only (Fisher–Yates on
- * qkd_rng stream QKD_STREAM_SHUFFLE). */
-void qkd_nn_shuffle(int *perm, int n, uint64_t seed, uint64_t epoch);
+/* perm[0..n) = a permutation of 0..n-1, a function of (seed, stream, epoch) only (Fisher–Yates
+ * on qkd_rng stream `stream`: QKD_STREAM_SHUFFLE for teachers, QKD_STREAM_SHUFFLE_STUDENT for
+ * students, so a student and a teacher with the same seed see different batch orders). */
+void qkd_nn_shuffle(int *perm, int n, uint64_t seed, int stream, uint64_t epoch);
 
 /* argmax per row of logits [n][classes] into pred[n]; returns the number equal to labels
  * (labels may be NULL: returns 0). confusion (may be NULL) [classes][classes] += counts,

@@ -12,12 +12,13 @@
 /* Streams: distinct uses of one seed. */
 enum {
   QKD_STREAM_INIT = 1,     /* parameter initialisation */
-  QKD_STREAM_SHUFFLE = 2,  /* epoch shuffles */
+  QKD_STREAM_SHUFFLE = 2,  /* epoch shuffles of a classical net's training (teachers) */
   QKD_STREAM_DROPOUT = 3,  /* dropout masks */
   QKD_STREAM_SHOTS = 4,    /* shot sampling */
   QKD_STREAM_DATA = 5,     /* synthetic data sets */
   QKD_STREAM_SPLIT = 6,    /* validation hold-out */
-  QKD_STREAM_AUGMENT = 7   /* training-image augmentation (crop offsets, flips) */
+  QKD_STREAM_AUGMENT = 7,  /* training-image augmentation (crop offsets, flips) */
+  QKD_STREAM_SHUFFLE_STUDENT = 8 /* epoch shuffles of a student's training: never a teacher's with the same seed */
 };
 
 static inline uint64_t qkd_rng_mix(uint64_t z) {

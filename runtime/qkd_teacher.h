@@ -6,7 +6,7 @@
  *
  * Promises:
  *  - training is a function of (spec, data, recipe): init from recipe.seed, epoch e shuffled by
- *    qkd_nn_shuffle(seed, e), dropout step = the global batch number; the last partial batch is
+ *    qkd_nn_shuffle(seed, QKD_STREAM_SHUFFLE, e), dropout step = the global batch number; the last partial batch is
  *    kept (PyTorch's drop_last = False); loss = mean softmax CE (for a `mean` net, CE of the
  *    averaged logits: the members are trained jointly with one optimizer, paper §4.3). The
  *    spec's fit (qkd_net.h) adds augmentation of every training batch (qkd_data_augment with

@@ -1,5 +1,6 @@
 /* teacher.c — the training loop, evaluation and teacher logits of qkd_teacher.h. */
 #include "qkd_teacher.h"
+#include "qkd_rng.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,7 +139,7 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   for (int e = 0; e < E; e++) {
     double te = now(), loss = 0;
     int nb = 0;
-    qkd_nn_shuffle(perm, ds->train.n, rc->seed, (uint64_t)e);
+    qkd_nn_shuffle(perm, ds->train.n, rc->seed, QKD_STREAM_SHUFFLE, (uint64_t)e);
     for (int i = 0; i < ds->train.n; i += B, nb++) {
       int n = ds->train.n - i < B ? ds->train.n - i : B;
       qkd_data_batch(ds, &ds->train, perm + i, n, x, y);

@@ -603,7 +603,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   }
   for (int ep = first; ep < epochs && !stopped; ep++) {
     double te = now_s(), loss_sum = 0;
-    qkd_nn_shuffle(perm, n, (uint64_t)e->train.seed, (uint64_t)ep);
+    qkd_nn_shuffle(perm, n, (uint64_t)e->train.seed, QKD_STREAM_SHUFFLE_STUDENT, (uint64_t)ep);
     s.count_zero = ep == 0;
     for (int i = 0; i < n; i += s.B, step++) {
       int b = n - i < s.B ? n - i : s.B;

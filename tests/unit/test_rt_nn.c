@@ -622,15 +622,18 @@ static void test_optim(void) {
   CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 25, 100), (1 + sqrt(0.5)) / 2, 1e-15);
   CHECK_NEAR(qkd_nn_schedule(QKD_SCHEDULE_COSINE, 99, 100), (1 + cos(M_PI * 0.99)) / 2, 1e-15);
   /* shuffle: a permutation, deterministic, epoch-dependent */
-  int a[100], b[100], c[100], seen[100] = {0};
-  qkd_nn_shuffle(a, 100, 1, 0);
-  qkd_nn_shuffle(b, 100, 1, 0);
-  qkd_nn_shuffle(c, 100, 1, 1);
-  int same = 1, diff = 0;
-  for (int i = 0; i < 100; i++) { seen[a[i]]++; same &= a[i] == b[i]; diff += a[i] != c[i]; }
+  /* shuffle: a permutation, deterministic, epoch- and stream-dependent (teacher and student
+   * with one seed get different orders) */
+  int a[100], b[100], c[100], d[100], seen[100] = {0};
+  qkd_nn_shuffle(a, 100, 1, QKD_STREAM_SHUFFLE, 0);
+  qkd_nn_shuffle(b, 100, 1, QKD_STREAM_SHUFFLE, 0);
+  qkd_nn_shuffle(c, 100, 1, QKD_STREAM_SHUFFLE, 1);
+  qkd_nn_shuffle(d, 100, 1, QKD_STREAM_SHUFFLE_STUDENT, 0);
+  int same = 1, diff = 0, sdiff = 0;
+  for (int i = 0; i < 100; i++) { seen[a[i]]++; same &= a[i] == b[i]; diff += a[i] != c[i]; sdiff += a[i] != d[i]; }
   int perm = 1;
   for (int i = 0; i < 100; i++) perm &= seen[i] == 1;
-  CHECK(perm && same && diff > 50);
+  CHECK(perm && same && diff > 50 && sdiff > 50);
 }
 
 /* a block big enough for the vector loop and the thread split: the float formula element-wise */
@@ -872,7 +875,7 @@ static void test_learns(void) {
   int y[200], *perm = malloc(sizeof(int) * (size_t)ds.train.n);
   double first = 0, last = 0;
   for (int ep = 0; ep < 3; ep++) {
-    qkd_nn_shuffle(perm, ds.train.n, 1, (uint64_t)ep);
+    qkd_nn_shuffle(perm, ds.train.n, 1, QKD_STREAM_SHUFFLE, (uint64_t)ep);
     double tot = 0;
     int nb = 0;
     for (int i = 0; i + B <= ds.train.n; i += B, nb++) {
