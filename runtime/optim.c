@@ -43,6 +43,32 @@ int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double
   return 0;
 }
 
+int qkd_nn_optim_init_f64(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n) {
+  memset(o, 0, sizeof *o);
+  *o = (qkd_nn_optim){.kind = kind, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = 1e-8, .momentum = momentum, .n = n};
+  o->dm = calloc((size_t)n + 1, sizeof(double));
+  o->dv = calloc((size_t)n + 1, sizeof(double));
+  if (!o->dm || !o->dv) { qkd_nn_optim_free(o); return -1; }
+  return 0;
+}
+
+void qkd_nn_optim_step_f64(qkd_nn_optim *o, double *p, const double *g) {
+  o->t++;
+  if (o->kind == QKD_NN_SGD) {
+    for (long i = 0; i < o->n; i++) {
+      o->dm[i] = o->t == 1 ? g[i] : o->momentum * o->dm[i] + g[i];
+      p[i] -= o->lr * o->dm[i];
+    }
+    return;
+  }
+  double bc1 = 1 - pow(o->beta1, (double)o->t), sb2 = sqrt(1 - pow(o->beta2, (double)o->t));
+  for (long i = 0; i < o->n; i++) {
+    o->dm[i] = o->beta1 * o->dm[i] + (1 - o->beta1) * g[i];
+    o->dv[i] = o->beta2 * o->dv[i] + (1 - o->beta2) * g[i] * g[i];
+    p[i] -= o->lr / bc1 * o->dm[i] / (sqrt(o->dv[i]) / sb2 + o->eps);
+  }
+}
+
 double qkd_nn_schedule(int kind, long t, long T) {
   if (kind == QKD_SCHEDULE_COSINE && T > 0) return 0.5 * (1.0 + cos(3.14159265358979323846 * (double)t / (double)T));
   return 1.0;
@@ -118,7 +144,10 @@ void qkd_nn_optim_step(qkd_nn_optim *o, float *p, const float *g) {
 void qkd_nn_optim_free(qkd_nn_optim *o) {
   free(o->m);
   free(o->v);
+  free(o->dm);
+  free(o->dv);
   o->m = o->v = NULL;
+  o->dm = o->dv = NULL;
 }
 
 void qkd_nn_shuffle(int *perm, int n, uint64_t seed, int stream, uint64_t epoch) {

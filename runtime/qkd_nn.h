@@ -96,6 +96,7 @@ typedef struct {
   long n;              /* parameters */
   long t;              /* steps taken */
   float *m, *v;        /* [n] Adam moments / SGD momentum buffer (m) */
+  double *dm, *dv;     /* the same, for an optimizer over double parameters (qkd_nn_optim_init_f64) */
 } qkd_nn_optim;
 
 /* Adam: PyTorch defaults eps = 1e-8, no weight decay; m and v start at 0 and
@@ -104,6 +105,11 @@ typedef struct {
  * threads (the result does not depend on the split).
  * SGD: buf = momentum * buf + g (buf = g on the first step), p -= lr * buf. Returns -1 on OOM. */
 int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n);
+/* The same optimizer over double parameters (a circuit's angles): moments dm, dv in double (both
+ * allocated for either kind, so a checkpoint has one shape) and the formulas above evaluated in
+ * double, element by element. One qkd_nn_optim is either float (step) or double (step_f64). */
+int qkd_nn_optim_init_f64(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n);
+void qkd_nn_optim_step_f64(qkd_nn_optim *o, double *p, const double *g);
 /* The factor on the base learning rate for step t (0-based) of a run of T steps:
  * QKD_SCHEDULE_CONSTANT 1; QKD_SCHEDULE_COSINE (1 + cos(pi t / T)) / 2, from 1 at the first step
  * toward 0 (PyTorch's CosineAnnealingLR with T_max = T and eta_min = 0, stepped every batch). */

@@ -26,29 +26,10 @@ enum { SEED_PRE = 1, SEED_HEAD = 2, SEED_CIRCUIT = 3, SEED_SHOTS = 4, SEED_EVAL_
        SEED_PROJECTION = 7 };
 static uint64_t sub_seed(int seed, int part) { return qkd_rng_u64((uint64_t)seed, QKD_STREAM_INIT, 0x100 + part); }
 
-/* Adam / SGD on double parameters (the circuit), same semantics as qkd_nn_optim. */
-typedef struct {
-  const qkd_m_train *t;
-  long step;
-  double *m, *v;
-} dopt;
-
-static void dopt_step(dopt *o, double *p, const double *g, int n) {
-  const qkd_m_train *t = o->t;
-  o->step++;
-  if (t->optimizer == QKD_OPT_SGD) {
-    for (int i = 0; i < n; i++) {
-      o->m[i] = o->step == 1 ? g[i] : t->momentum * o->m[i] + g[i];
-      p[i] -= t->lr * o->m[i];
-    }
-    return;
-  }
-  double b1 = 1 - pow(t->beta1, (double)o->step), b2 = 1 - pow(t->beta2, (double)o->step);
-  for (int i = 0; i < n; i++) {
-    o->m[i] = t->beta1 * o->m[i] + (1 - t->beta1) * g[i];
-    o->v[i] = t->beta2 * o->v[i] + (1 - t->beta2) * g[i] * g[i];
-    p[i] -= t->lr / b1 * o->m[i] / (sqrt(o->v[i]) / sqrt(b2) + 1e-8);
-  }
+/* The recipe's optimizer over n parameters, float (nets) or double (the circuit). */
+static int recipe_optim(qkd_nn_optim *o, const qkd_m_train *t, long n, int f64) {
+  int kind = t->optimizer == QKD_OPT_SGD ? QKD_NN_SGD : QKD_NN_ADAM;
+  return (f64 ? qkd_nn_optim_init_f64 : qkd_nn_optim_init)(o, kind, t->lr, t->beta1, t->beta2, t->momentum, n);
 }
 
 struct student {
@@ -66,7 +47,7 @@ struct student {
   qkd_nn_reduce red;         /* fixed pre */
   int has_red;
   qkd_nn_optim pre_opt, head_opt;
-  dopt circ_opt;
+  qkd_nn_optim circ_opt;
   double *theta, *dtheta;    /* [P] */
   /* batch buffers */
   float *x, *feat_f, *out_f, *dout_f, *dfeat_f, *dlogits_f;
@@ -89,7 +70,7 @@ static void student_free(student *s) {
   if (s->has_red) qkd_nn_reduce_free(&s->red);
   qkd_nn_optim_free(&s->pre_opt);
   qkd_nn_optim_free(&s->head_opt);
-  free(s->circ_opt.m); free(s->circ_opt.v);
+  qkd_nn_optim_free(&s->circ_opt);
   free(s->theta); free(s->dtheta);
   free(s->x); free(s->feat_f); free(s->out_f); free(s->dout_f); free(s->dfeat_f); free(s->dlogits_f);
   free(s->feat); free(s->out); free(s->dout); free(s->dfeat); free(s->logits); free(s->dlogits); free(s->tlogits);
@@ -195,8 +176,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
     qkd_net_spec spec = {.name = "control", .n_layers = 2, .layers = ml};
     if (!(s->mid = qkd_nn_create(&spec, (qkd_shape){s->R, 1, 1, 1}, 1, s->B, err, errlen))) return -1;
     qkd_nn_init(s->mid, sub_seed(seed, SEED_CONTROL));
-    if (qkd_nn_optim_init(&s->mid_opt, e->train.optimizer == QKD_OPT_SGD ? QKD_NN_SGD : QKD_NN_ADAM, e->train.lr,
-                          e->train.beta1, e->train.beta2, e->train.momentum, qkd_nn_param_count(s->mid)) != 0)
+    if (recipe_optim(&s->mid_opt, &e->train, qkd_nn_param_count(s->mid), 0) != 0)
       goto oom;
   }
   static const qkd_layer_spec dense_tmpl = {.kind = QKD_LAYER_DENSE, .stride = 1};
@@ -211,8 +191,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
     }
     if (!(s->pre = qkd_nn_create(&spec, in, 1, s->B, err, errlen))) return -1;
     qkd_nn_init(s->pre, sub_seed(seed, SEED_PRE));
-    if (qkd_nn_optim_init(&s->pre_opt, e->train.optimizer == QKD_OPT_SGD ? QKD_NN_SGD : QKD_NN_ADAM, e->train.lr,
-                          e->train.beta1, e->train.beta2, e->train.momentum, qkd_nn_param_count(s->pre)) != 0)
+    if (recipe_optim(&s->pre_opt, &e->train, qkd_nn_param_count(s->pre), 0) != 0)
       goto oom;
   } else if (st->pre != QKD_PRE_NONE) {
     int kind = st->pre == QKD_PRE_PCA ? QKD_NN_RED_PCA : st->pre == QKD_PRE_AVGPOOL_TO ? QKD_NN_RED_AVGPOOL_TO
@@ -236,15 +215,12 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
     qkd_net_spec spec = {.name = "head", .n_layers = 1, .layers = &hl};
     if (!(s->head = qkd_nn_create(&spec, (qkd_shape){s->O, 1, 1, 1}, 1, s->B, err, errlen))) return -1;
     qkd_nn_init(s->head, sub_seed(seed, SEED_HEAD));
-    if (qkd_nn_optim_init(&s->head_opt, e->train.optimizer == QKD_OPT_SGD ? QKD_NN_SGD : QKD_NN_ADAM, e->train.lr,
-                          e->train.beta1, e->train.beta2, e->train.momentum, qkd_nn_param_count(s->head)) != 0)
+    if (recipe_optim(&s->head_opt, &e->train, qkd_nn_param_count(s->head), 0) != 0)
       goto oom;
   }
   ALLOC(s->theta, s->P);
   ALLOC(s->dtheta, s->P);
-  ALLOC(s->circ_opt.m, s->P);
-  ALLOC(s->circ_opt.v, s->P);
-  s->circ_opt.t = &e->train;
+  if (recipe_optim(&s->circ_opt, &e->train, s->P, 1) != 0) goto oom;
   uint64_t cs = sub_seed(seed, SEED_CIRCUIT);
   for (int i = 0; i < s->P; i++) s->theta[i] = 2 * M_PI * qkd_rng_uniform(cs, QKD_STREAM_INIT, (uint64_t)i);
   int B = s->B, W = s->img > s->F ? s->img : s->F;
@@ -482,9 +458,9 @@ static void ckpt_build(buf *w, const student *s, uint64_t key, const progress_st
   put_net(w, s->head, &s->head_opt);
   put_i64(w, s->P);
   put(w, s->theta, sizeof(double) * (size_t)s->P);
-  put_i64(w, s->circ_opt.step);
-  put(w, s->circ_opt.m, sizeof(double) * (size_t)s->P);
-  put(w, s->circ_opt.v, sizeof(double) * (size_t)s->P);
+  put_i64(w, s->circ_opt.t);
+  put(w, s->circ_opt.dm, sizeof(double) * (size_t)s->P);
+  put(w, s->circ_opt.dv, sizeof(double) * (size_t)s->P);
   uint64_t h = qkd_hash_bytes(QKD_HASH_INIT, w->b, w->n);
   put(w, &h, 8);
 }
@@ -534,9 +510,9 @@ static int ckpt_load(const char *path, student *s, uint64_t key, int epochs, pro
     get_net(&r, s->head, &s->head_opt);
     if (get_i64(&r) != s->P) r.bad = 1;
     get(&r, s->theta, sizeof(double) * (size_t)s->P);
-    s->circ_opt.step = (long)get_i64(&r);
-    get(&r, s->circ_opt.m, sizeof(double) * (size_t)s->P);
-    get(&r, s->circ_opt.v, sizeof(double) * (size_t)s->P);
+    s->circ_opt.t = (long)get_i64(&r);
+    get(&r, s->circ_opt.dm, sizeof(double) * (size_t)s->P);
+    get(&r, s->circ_opt.dv, sizeof(double) * (size_t)s->P);
   }
   free(b);
   if (r.bad || r.at != r.n) return snprintf(why, whylen, "%s: a checkpoint of another shape", path), -1;
@@ -621,7 +597,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
       if (s.mid) qkd_nn_zero_grad(s.mid);
       memset(s.dtheta, 0, sizeof(double) * (size_t)s.P);
       backward(&s, b, shot_seed + 1, first);
-      dopt_step(&s.circ_opt, s.theta, s.dtheta, s.P);
+      qkd_nn_optim_step_f64(&s.circ_opt, s.theta, s.dtheta);
       if (s.pre) qkd_nn_optim_step(&s.pre_opt, qkd_nn_params(s.pre), qkd_nn_grads(s.pre));
       if (s.head) qkd_nn_optim_step(&s.head_opt, qkd_nn_params(s.head), qkd_nn_grads(s.head));
       if (s.mid) qkd_nn_optim_step(&s.mid_opt, qkd_nn_params(s.mid), qkd_nn_grads(s.mid));
