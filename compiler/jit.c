@@ -2,6 +2,7 @@
  * sessions, LLVM IR text and object files. Code generation itself is jit_gen.c.
  * Every ownership transfer to LLVM is commented; every LLVMErrorRef is consumed (jit_error). */
 #include "jit.h"
+#include "qkd_time.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,11 +23,6 @@
 #include <time.h>
 
 /* QKD_JIT_TIMING=1: phase times on stderr (measurements only). */
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
 static int timing_on(void) {
   const char *s = getenv("QKD_JIT_TIMING");
   return s && *s && strcmp(s, "0") != 0;
@@ -103,9 +99,9 @@ static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef 
   LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(M, td); /* copies the layout */
   LLVMDisposeTargetData(td);
-  double t0 = now_ms();
+  double t0 = 1e3 * qkd_now_s();
   if (jit_gen_module(C, M, ir, cfg, err, errlen) != 0) return -1;
-  double t1 = now_ms();
+  double t1 = 1e3 * qkd_now_s();
   for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f))
     if (!LLVMIsDeclaration(f) && LLVMVerifyFunction(f, LLVMReturnStatusAction)) {
       set_err(err, errlen, "generated function fails verification", LLVMGetValueName(f));
@@ -126,7 +122,7 @@ static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef 
   LLVMErrorRef e = LLVMRunPasses(M, "default<O2>", tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (e) return jit_error(e, "optimisation failed", err, errlen);
-  if (timing_on()) fprintf(stderr, "jit: generate %.1f ms, verify+O2 %.1f ms\n", t1 - t0, now_ms() - t1);
+  if (timing_on()) fprintf(stderr, "jit: generate %.1f ms, verify+O2 %.1f ms\n", t1 - t0, 1e3 * qkd_now_s() - t1);
   return 0;
 }
 
@@ -227,7 +223,7 @@ static int add_precision(jit_session *s, int prec, char *err, size_t errlen) {
     LLVMOrcDisposeThreadSafeModule(tsm); /* on failure it is still ours */
     return jit_error(e, "cannot add the module", err, errlen);
   }
-  double tc0 = now_ms();
+  double tc0 = 1e3 * qkd_now_s();
   static const char *names[4] = {"qkd_k_fwd_f64", "qkd_k_bwd_f64", "qkd_k_fwd_f32", "qkd_k_bwd_f32"};
   for (int i = 0; i < 4; i++) {
     if (!(prec & (i < 2 ? JIT_PREC_F64 : JIT_PREC_F32))) continue;
@@ -236,7 +232,7 @@ static int add_precision(jit_session *s, int prec, char *err, size_t errlen) {
     if (e) return jit_error(e, "symbol lookup failed", err, errlen);
     atomic_store_explicit(&s->fns[i], (void *)(uintptr_t)addr, memory_order_release);
   }
-  if (timing_on()) fprintf(stderr, "jit: codegen+link %.1f ms\n", now_ms() - tc0);
+  if (timing_on()) fprintf(stderr, "jit: codegen+link %.1f ms\n", 1e3 * qkd_now_s() - tc0);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "draw.h"
+#include "qkd_time.h"
 #include "jit.h"
 #include "qkd_gridreport.h"
 #include "slurm.h"
@@ -122,22 +123,16 @@ static int parse_args(int argc, char **argv, options *o) {
   return 0;
 }
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
-}
-
 /* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. */
 static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen) {
   (void)ud;
-  double t0 = now_ms();
+  double t0 = 1e3 * qkd_now_s();
   if (!qkd_jit_enabled()) {
     *k = qkd_qsim_kernel(ir);
   } else if (qkd_jit_compile(ir, k, err, errlen) != 0) {
     return -1;
   }
-  *ms = now_ms() - t0;
+  *ms = 1e3 * qkd_now_s() - t0;
   return 0;
 }
 

@@ -2,6 +2,7 @@
  * experiments, then grid cells; data sets, teachers, teacher logits and kernels are shared
  * through registries keyed by content, so a grid loads, trains and compiles each once. */
 #include "qkd_run.h"
+#include "qkd_time.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,12 +26,6 @@
 #define QKD_VERSION "unknown"
 #endif
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ---- progress ---------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -51,7 +46,7 @@ static void note(void *ud, const char *text) {
 static void progress(void *ud, const char *phase, int epoch, int epochs, long step, long steps, double loss,
                      double samples_per_s) {
   progress_ctx *p = ud;
-  double t = now_s();
+  double t = qkd_now_s();
   if (p->phase != phase) p->phase = phase, p->start = t, p->last_print = t;
   if (step != steps && t - p->last_print < (p->tty ? 0.2 : 5.0)) return;
   p->last_print = t;
@@ -391,7 +386,7 @@ static void write_weights(runner *r, const char *stem, const char *name, const c
 static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, const char *what, double rest_s,
                           const char *stem, exp_run *xr) {
   const qkd_run_opts *o = r->o;
-  double te = now_s();
+  double te = qkd_now_s();
   memset(xr, 0, sizeof *xr);
   xr->teacher = -1;
   qkd_report_experiment *x = &xr->x;
@@ -404,7 +399,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
                                .seed = e->train.seed, .data_files = ds->files, .n_data_files = ds->n_files};
   const float *tl = NULL;
   if (e->teacher) {
-    double t0 = now_s();
+    double t0 = qkd_now_s();
     int ti = teacher_slot_of(r, e->teacher, for_cell);
     if (ti < 0) return 1;
     xr->teacher = ti;
@@ -412,7 +407,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     if (!ls) return 1;
     tl = ls->logits;
     x->teacher = (qkd_report_exp_teacher){e->teacher->name, r->teachers[ti].res.params, ls->test_accuracy};
-    x->seconds.teacher = now_s() - t0;
+    x->seconds.teacher = qkd_now_s() - t0;
     fprintf(o->log, "%s: teacher '%s' test accuracy %.4f on '%s'\n", what, e->teacher->name, ls->test_accuracy,
             e->data->name);
   }
@@ -479,7 +474,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
   if (xr->res[QKD_RUN_DISTILLED].zero_vectors)
     fprintf(o->log, "%s: %ld all-zero feature vectors were encoded as |0...0>\n", what,
             xr->res[QKD_RUN_DISTILLED].zero_vectors);
-  x->seconds.total = now_s() - te;
+  x->seconds.total = qkd_now_s() - te;
   x->completed = rc == 0;
   return rc;
 }
@@ -537,7 +532,7 @@ static int run_plain(runner *r, double t0) {
     if (teacher_slot_of(r, m->teachers[i], 0) < 0) rc = 1;
     if (o->stop && *o->stop) rc = 130;
   }
-  double teacher_s = now_s() - t0;
+  double teacher_s = qkd_now_s() - t0;
   int ne = 0;
   for (int i = 0; i < m->n_experiments; i++) ne += !m->experiments[i]->grid_base;
   if (rc != 0 || (ne == 0 && m->n_cells)) return rc;
@@ -651,7 +646,7 @@ static int run_cells(runner *r) {
     double rest = ran ? spent / ran * todo : -1;
     char what[1400];
     snprintf(what, sizeof what, "[%d/%d] %s", i - lo + 1, hi - lo, c->name);
-    double t0 = now_s();
+    double t0 = qkd_now_s();
     exp_run xr;
     rc = run_experiment(r, c->experiment, 1, what, rest, stem, &xr);
     if (rc == 0) {
@@ -672,7 +667,7 @@ static int run_cells(runner *r) {
       free(labels);
       free(values);
       ran++;
-      spent += now_s() - t0;
+      spent += qkd_now_s() - t0;
     }
     exp_run_free(&xr);
     free(stem), free(path);
@@ -684,7 +679,7 @@ static int run_cells(runner *r) {
 }
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
-  double t0 = now_s();
+  double t0 = qkd_now_s();
   if (o->slice_n > 0 && m->n_cells == 0) {
     fprintf(o->log, "%s: error: --cells slices grid cells, but the program declares no grid\n", m->path);
     return 1;
@@ -725,7 +720,7 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
             o->out_dir, r.write_failed, r.write_failed == 1 ? "" : "s", r.failed, r.write_failed > 8 ? ", …" : "");
     rc = 1;
   }
-  fprintf(o->log, "total %.1f s\n", now_s() - t0);
+  fprintf(o->log, "total %.1f s\n", qkd_now_s() - t0);
   for (int i = 0; i < r.n_kernels; i++)
     if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
   for (int i = 0; i < r.n_shared; i++) qkd_student_result_free(&r.shared[i].res);

@@ -1,5 +1,7 @@
 /* teacher.c — the training loop, evaluation and teacher logits of qkd_teacher.h. */
 #include "qkd_teacher.h"
+#include "qkd_time.h"
+#include "qkd_loop.h"
 #include "qkd_rng.h"
 
 #include <stdarg.h>
@@ -7,12 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void note(const qkd_teacher_job *job, const char *fmt, ...) {
   if (!job->note) return;
@@ -67,9 +63,54 @@ void qkd_teacher_result_free(qkd_teacher_result *r) {
   memset(r, 0, sizeof *r);
 }
 
+/* One training's state for the loop's callbacks (qkd_loop.h). */
+typedef struct {
+  const qkd_teacher_job *job;
+  const char *name;
+  qkd_nn *net;
+  const qkd_dataset *ds;
+  qkd_teacher_result *res;
+  qkd_nn_optim *opt;
+  float *x, *dz;
+  int *y;
+  long steps;      /* of the whole run, for the schedule */
+  double t_epoch;  /* when the current epoch began */
+} fit_ctx;
+
+static double fit_step(void *ud, int epoch, const int *idx, int b, long step, uint64_t first) {
+  (void)first;
+  fit_ctx *f = ud;
+  const qkd_fit *fit = &f->job->net->fit;
+  const qkd_recipe *rc = &f->job->recipe;
+  qkd_data_batch(f->ds, &f->ds->train, idx, b, f->x, f->y);
+  if (fit->crop_pad || fit->flip)
+    qkd_data_augment(f->x, b, f->ds->c, f->ds->h, f->ds->w, idx, fit->crop_pad, fit->flip, rc->seed, (uint64_t)epoch);
+  f->opt->lr = rc->lr * qkd_nn_schedule(fit->schedule, step, f->steps);
+  const float *z = qkd_nn_forward(f->net, f->x, b, 1, (uint64_t)step);
+  double loss = qkd_nn_softmax_ce(z, f->y, b, f->ds->n_classes, f->dz);
+  qkd_nn_zero_grad(f->net);
+  qkd_nn_backward(f->net, f->dz, NULL);
+  qkd_nn_optim_step(f->opt, qkd_nn_params(f->net), qkd_nn_grads(f->net));
+  return loss;
+}
+
+static int fit_epoch_done(void *ud, int e, double loss, const qkd_loop *L) {
+  fit_ctx *f = ud;
+  qkd_teacher_result *res = f->res;
+  res->train_images += f->ds->train.n;
+  res->train_loss[e] = loss;
+  res->test_accuracy[e] = qkd_nn_evaluate(f->net, f->ds, &f->ds->test, NULL);
+  if (res->val_accuracy) res->val_accuracy[e] = qkd_nn_evaluate(f->net, f->ds, &f->ds->val, NULL);
+  double t = qkd_now_s();
+  note(f->job, "%s: epoch %d/%d loss %.4f test accuracy %.4f (%.0f images/s)", f->name, e + 1, L->epochs,
+       res->train_loss[e], res->test_accuracy[e], f->ds->train.n / (t - f->t_epoch));
+  f->t_epoch = t;
+  return 0;
+}
+
 int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
-  double t0 = now();
+  double t0 = qkd_now_s();
   const qkd_dataset *ds = job->data;
   const qkd_recipe *rc = &job->recipe;
   const char *name = job->name ? job->name : "teacher";
@@ -100,7 +141,7 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
                        res->test_accuracy, E, why, sizeof why) == 0) {
       res->cached = 1;
       if (res->val_accuracy) res->val_accuracy[E - 1] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
-      res->seconds = now() - t0;
+      res->seconds = qkd_now_s() - t0;
       note(job, "%s: loaded from %s", name, job->cache_path);
       return 0;
     }
@@ -122,50 +163,36 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   res->train_loss = calloc((size_t)E, sizeof(double));
   long npix = (long)ds->c * ds->h * ds->w;
   float *x = malloc(sizeof(float) * (size_t)(B * npix)), *dz = malloc(sizeof(float) * (size_t)(B * C));
-  int *y = malloc(sizeof(int) * (size_t)B), *perm = malloc(sizeof(int) * (size_t)ds->train.n + 1);
+  int *y = malloc(sizeof(int) * (size_t)B);
   qkd_nn_optim opt;
-  int ok = res->train_loss && x && dz && y && perm &&
+  int ok = res->train_loss && x && dz && y &&
            qkd_nn_optim_init(&opt, rc->optimizer, rc->lr, rc->beta1, rc->beta2, rc->momentum, res->params) == 0;
   if (!ok) {
-    free(x); free(dz); free(y); free(perm);
+    free(x); free(dz); free(y);
     snprintf(err, errlen, "%s: error: out of memory for training (%ld parameters)", name, res->params);
     qkd_teacher_result_free(res);
     return -1;
   }
   qkd_nn_init(net, rc->seed);
-  const qkd_fit *fit = &job->net->fit;
-  long steps = (long)E * ((ds->train.n + B - 1) / B);
-  uint64_t step = 0;
-  for (int e = 0; e < E; e++) {
-    double te = now(), loss = 0;
-    int nb = 0;
-    qkd_nn_shuffle(perm, ds->train.n, rc->seed, QKD_STREAM_SHUFFLE, (uint64_t)e);
-    for (int i = 0; i < ds->train.n; i += B, nb++) {
-      int n = ds->train.n - i < B ? ds->train.n - i : B;
-      qkd_data_batch(ds, &ds->train, perm + i, n, x, y);
-      if (fit->crop_pad || fit->flip)
-        qkd_data_augment(x, n, ds->c, ds->h, ds->w, perm + i, fit->crop_pad, fit->flip, rc->seed, (uint64_t)e);
-      opt.lr = rc->lr * qkd_nn_schedule(fit->schedule, (long)step, steps);
-      const float *z = qkd_nn_forward(net, x, n, 1, step++);
-      loss += qkd_nn_softmax_ce(z, y, n, C, dz);
-      qkd_nn_zero_grad(net);
-      qkd_nn_backward(net, dz, NULL);
-      qkd_nn_optim_step(&opt, qkd_nn_params(net), qkd_nn_grads(net));
-    }
-    res->train_seconds += now() - te;
-    res->train_images += ds->train.n;
-    res->train_loss[e] = loss / nb;
-    res->test_accuracy[e] = qkd_nn_evaluate(net, ds, &ds->test, NULL);
-    if (res->val_accuracy) res->val_accuracy[e] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
-    note(job, "%s: epoch %d/%d loss %.4f test accuracy %.4f (%.0f images/s)", name, e + 1, E, res->train_loss[e],
-         res->test_accuracy[e], ds->train.n / (now() - te));
+  fit_ctx fc = {job, name, net, ds, res, &opt, x, dz, y, (long)E * ((ds->train.n + B - 1) / B), 0};
+  qkd_loop L = {.n = ds->train.n, .batch = B, .epochs = E, .seed = rc->seed, .stream = QKD_STREAM_SHUFFLE};
+  qkd_loop_model model = {&fc, fit_step, NULL, fit_epoch_done};
+  int stopped;
+  fc.t_epoch = qkd_now_s();
+  if (qkd_loop_run(&L, &model, &stopped) < 0) {
+    free(x); free(dz); free(y);
+    qkd_nn_optim_free(&opt);
+    snprintf(err, errlen, "%s: error: out of memory for training", name);
+    qkd_teacher_result_free(res);
+    return -1;
   }
-  free(x); free(dz); free(y); free(perm);
+  res->train_seconds = L.train_time;
+  free(x); free(dz); free(y);
   qkd_nn_optim_free(&opt);
   if (job->cache_path &&
       qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
                      res->test_accuracy, E, why, sizeof why) != 0)
     note(job, "%s (continuing without the cache)", why);
-  res->seconds = now() - t0;
+  res->seconds = qkd_now_s() - t0;
   return 0;
 }

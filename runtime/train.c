@@ -12,14 +12,10 @@
 #include "qkd_loss.h"
 #include "qkd_nn.h"
 #include "qkd_par.h"
+#include "qkd_loop.h"
 #include "qkd_rng.h"
+#include "qkd_time.h"
 #include "qsim.h"
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Seeds of the independent parts of one run, all from the recipe's seed. */
 enum { SEED_PRE = 1, SEED_HEAD = 2, SEED_CIRCUIT = 3, SEED_SHOTS = 4, SEED_EVAL_SHOTS = 5, SEED_CONTROL = 6,
@@ -521,13 +517,80 @@ static int ckpt_load(const char *path, student *s, uint64_t key, int epochs, pro
   return st.epochs;
 }
 
+/* One run's state for the loop's callbacks (qkd_loop.h). */
+typedef struct {
+  student *s;
+  const qkd_m_experiment *e;
+  const qkd_dataset *ds;
+  const qkd_train_opts *opts;
+  qkd_student_result *out;
+  const qkd_loss *loss;
+  const float *teacher_train;  /* [train rows][C] when the loss uses the teacher, else NULL */
+  qkd_run_kind kind;
+  uint64_t shot_seed, eval_seed;
+  long total_steps;
+} run_ctx;
+
+static double run_step(void *ud, int epoch, const int *idx, int b, long step, uint64_t first) {
+  run_ctx *r = ud;
+  student *s = r->s;
+  int C = s->C;
+  s->count_zero = epoch == 0; /* all-zero amplitude inputs are counted over the first epoch */
+  memcpy(s->idx, idx, sizeof(int) * (size_t)b);
+  qkd_data_batch(r->ds, &r->ds->train, s->idx, b, s->x, s->y);
+  forward(s, b, 1, (uint64_t)step, r->shot_seed, first);
+  if (r->teacher_train)
+    for (int i = 0; i < b; i++)
+      for (int c = 0; c < C; c++) s->tlogits[(long)i * C + c] = r->teacher_train[(long)s->idx[i] * C + c];
+  double l = qkd_loss_eval(r->loss, s->logits, r->teacher_train ? s->tlogits : NULL, s->y, b, C, s->dlogits);
+  if (s->pre) qkd_nn_zero_grad(s->pre);
+  if (s->head) qkd_nn_zero_grad(s->head);
+  if (s->mid) qkd_nn_zero_grad(s->mid);
+  memset(s->dtheta, 0, sizeof(double) * (size_t)s->P);
+  backward(s, b, r->shot_seed + 1, first);
+  qkd_nn_optim_step_f64(&s->circ_opt, s->theta, s->dtheta);
+  if (s->pre) qkd_nn_optim_step(&s->pre_opt, qkd_nn_params(s->pre), qkd_nn_grads(s->pre));
+  if (s->head) qkd_nn_optim_step(&s->head_opt, qkd_nn_params(s->head), qkd_nn_grads(s->head));
+  if (s->mid) qkd_nn_optim_step(&s->mid_opt, qkd_nn_params(s->mid), qkd_nn_grads(s->mid));
+  s->count_zero = 0;
+  return l;
+}
+
+static void run_batch_done(void *ud, int epoch, long step, double loss, long samples, double elapsed) {
+  run_ctx *r = ud;
+  static const char *const phase[3] = {"baseline", "distilled", "control"};
+  r->opts->progress(r->opts->progress_ud, phase[r->kind], epoch + 1, r->e->train.epochs, step + 1, r->total_steps, loss,
+                    elapsed > 0 ? (double)samples / elapsed : 0);
+}
+
+static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
+  run_ctx *r = ud;
+  qkd_student_result *out = r->out;
+  out->train_loss[ep] = loss;
+  out->test_accuracy[ep] = evaluate(r->s, &r->ds->test, r->eval_seed);
+  if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(r->s, &r->ds->val, r->eval_seed + 1);
+  out->epochs = ep + 1;
+  if (r->opts->checkpoint) {
+    buf w = {0};
+    progress_state ps = {ep + 1, L->step, L->train_time};
+    ckpt_build(&w, r->s, r->opts->checkpoint_key, &ps, out);
+    char werr[1200];
+    if (w.oom || qkd_file_write_atomic(r->opts->checkpoint, emit_buf, &w, werr, sizeof werr) != 0) {
+      if (r->opts->note) r->opts->note(r->opts->progress_ud, w.oom ? "out of memory writing a checkpoint" : werr);
+      out->checkpoint_failed = 1;
+    }
+    free(w.b);
+  }
+  return 0;
+}
+
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
                       qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
                       qkd_student_result *out, char *err, size_t errlen) {
   int use_program_loss = kind != QKD_RUN_BASELINE;
   int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
   memset(out, 0, sizeof *out);
-  double t0 = now_s();
+  double t0 = qkd_now_s();
   student s;
   if (student_init(&s, e, ds, kernel, control, opts->threads, opts->cache, err, errlen) != 0) {
     student_free(&s);
@@ -541,14 +604,13 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
     student_free(&s);
     return -1;
   }
-  int epochs = e->train.epochs, n = ds->train.n, C = s.C;
+  int epochs = e->train.epochs, n = ds->train.n;
   out->test_accuracy = calloc((size_t)epochs, sizeof(double));
   out->train_loss = calloc((size_t)epochs, sizeof(double));
   if (ds->val.n) out->validation_accuracy = calloc((size_t)epochs, sizeof(double));
   out->quantum_params = s.P;
   out->classical_params = (s.pre ? qkd_nn_param_count(s.pre) : 0) + (s.mid ? qkd_nn_param_count(s.mid) : 0) +
                           (s.head ? qkd_nn_param_count(s.head) : 0);
-  int *perm = malloc(sizeof(int) * (size_t)(n ? n : 1));
   uint64_t shot_seed = sub_seed(e->train.seed, SEED_SHOTS), eval_seed = sub_seed(e->train.seed, SEED_EVAL_SHOTS);
   long steps_per_epoch = (n + s.B - 1) / s.B, step = 0;
   double train_time = 0;
@@ -561,7 +623,6 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
       student_free(&s);
       qkd_student_result_free(out);
       snprintf(err, errlen, "%s (remove it to start over)", why);
-      free(perm);
       return -1;
     }
     if (done > 0) {
@@ -577,61 +638,19 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
       opts->note(opts->progress_ud, why);
     }
   }
-  for (int ep = first; ep < epochs && !stopped; ep++) {
-    double te = now_s(), loss_sum = 0;
-    qkd_nn_shuffle(perm, n, (uint64_t)e->train.seed, QKD_STREAM_SHUFFLE_STUDENT, (uint64_t)ep);
-    s.count_zero = ep == 0;
-    for (int i = 0; i < n; i += s.B, step++) {
-      int b = n - i < s.B ? n - i : s.B;
-      memcpy(s.idx, perm + i, sizeof(int) * (size_t)b);
-      qkd_data_batch(ds, &ds->train, s.idx, b, s.x, s.y);
-      uint64_t first = (uint64_t)ep * (uint64_t)n + (uint64_t)i;
-      forward(&s, b, 1, (uint64_t)step, shot_seed, first);
-      if (needs_teacher)
-        for (int r = 0; r < b; r++)
-          for (int c = 0; c < C; c++) s.tlogits[(long)r * C + c] = teacher_train[(long)s.idx[r] * C + c];
-      double l = qkd_loss_eval(loss, s.logits, needs_teacher ? s.tlogits : NULL, s.y, b, C, s.dlogits);
-      loss_sum += l * b;
-      if (s.pre) qkd_nn_zero_grad(s.pre);
-      if (s.head) qkd_nn_zero_grad(s.head);
-      if (s.mid) qkd_nn_zero_grad(s.mid);
-      memset(s.dtheta, 0, sizeof(double) * (size_t)s.P);
-      backward(&s, b, shot_seed + 1, first);
-      qkd_nn_optim_step_f64(&s.circ_opt, s.theta, s.dtheta);
-      if (s.pre) qkd_nn_optim_step(&s.pre_opt, qkd_nn_params(s.pre), qkd_nn_grads(s.pre));
-      if (s.head) qkd_nn_optim_step(&s.head_opt, qkd_nn_params(s.head), qkd_nn_grads(s.head));
-      if (s.mid) qkd_nn_optim_step(&s.mid_opt, qkd_nn_params(s.mid), qkd_nn_grads(s.mid));
-      if (opts->progress) {
-        double el = train_time + now_s() - te;
-        static const char *const phase[3] = {"baseline", "distilled", "control"};
-        opts->progress(opts->progress_ud, phase[kind], ep + 1, epochs, step + 1,
-                       steps_per_epoch * epochs, l, el > 0 ? (double)(ep * (long)n + i + b) / el : 0);
-      }
-      if (opts->stop && *opts->stop) {
-        stopped = 1;
-        break;
-      }
-    }
-    train_time += now_s() - te;
-    s.count_zero = 0;
-    if (stopped) break;
-    out->train_loss[ep] = n ? loss_sum / n : 0;
-    out->test_accuracy[ep] = evaluate(&s, &ds->test, eval_seed);
-    if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(&s, &ds->val, eval_seed + 1);
-    out->epochs = ep + 1;
-    if (opts->checkpoint) {
-      buf w = {0};
-      progress_state ps = {ep + 1, step, train_time};
-      ckpt_build(&w, &s, opts->checkpoint_key, &ps, out);
-      char werr[1200];
-      if (w.oom || qkd_file_write_atomic(opts->checkpoint, emit_buf, &w, werr, sizeof werr) != 0) {
-        if (opts->note) opts->note(opts->progress_ud, w.oom ? "out of memory writing a checkpoint" : werr);
-        out->checkpoint_failed = 1;
-      }
-      free(w.b);
-    }
+  run_ctx rc = {&s, e, ds, opts, out, loss, needs_teacher ? teacher_train : NULL, kind, shot_seed, eval_seed,
+                steps_per_epoch * epochs};
+  qkd_loop L = {.n = n, .batch = s.B, .epochs = epochs, .seed = (uint64_t)e->train.seed,
+                .stream = QKD_STREAM_SHUFFLE_STUDENT, .first_epoch = first, .step = step, .train_time = train_time,
+                .stop = opts->stop};
+  qkd_loop_model model = {&rc, run_step, opts->progress ? run_batch_done : NULL, run_epoch_done};
+  if (qkd_loop_run(&L, &model, &stopped) < 0) {
+    student_free(&s);
+    qkd_student_result_free(out);
+    snprintf(err, errlen, "experiment '%s': out of memory for training", e->name);
+    return -1;
   }
-  free(perm);
+  train_time = L.train_time;
   out->train_seconds = train_time;
   out->samples_per_s = train_time > 0 ? (double)out->epochs * n / train_time : 0;
   out->zero_vectors = s.zero_vectors;
@@ -646,7 +665,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
       at += qkd_nn_param_count(parts[i]);
     }
   student_free(&s);
-  out->seconds = now_s() - t0;
+  out->seconds = qkd_now_s() - t0;
   return stopped ? 1 : 0;
 }
 
