@@ -5,8 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "qkd_err.h"
+#include "qkd_file.h"
 #include "qkd_hash.h"
 
 static uint64_t h_i64(uint64_t h, int64_t v) {
@@ -72,13 +73,6 @@ uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *
   return h;
 }
 
-static int fail(char *err, size_t errlen, const char *path, const char *fmt, const char *detail) {
-  char msg[512];
-  snprintf(msg, sizeof msg, fmt, detail ? detail : "");
-  snprintf(err, errlen, "%s: error: %s", path, msg);
-  return -1;
-}
-
 static void put_u32(unsigned char *b, uint32_t v) { for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i)); }
 static void put_u64(unsigned char *b, uint64_t v) { for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i)); }
 static uint32_t get_u32(const unsigned char *b) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | b[i]; return v; }
@@ -101,11 +95,21 @@ static void get_floats(const unsigned char *b, float *v, long n) {
   }
 }
 
+typedef struct {
+  const unsigned char *b;
+  size_t len;
+} blob;
+
+static int emit_blob(FILE *f, const void *ctx) {
+  const blob *bl = ctx;
+  return fwrite(bl->b, 1, bl->len, f) == bl->len ? 0 : -1;
+}
+
 int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, const float *state, long n_state,
                    const double *acc, int epochs, char *err, size_t errlen) {
   size_t len = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
   unsigned char *b = malloc(len);
-  if (!b) return fail(err, errlen, path, "out of memory writing the cache%s", NULL);
+  if (!b) return qkd_fail(err, errlen, path, "out of memory writing the cache");
   memcpy(b, "QKDW", 4);
   put_u32(b + 4, QKD_CACHE_VERSION);
   put_u64(b + 8, key);
@@ -123,41 +127,29 @@ int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, 
   put_floats(b + off, state, n_state);
   off += 4 * (size_t)n_state;
   put_u64(b + off, qkd_hash_bytes(QKD_HASH_INIT, b, off));
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%.4000s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) { free(b); return fail(err, errlen, path, "cannot write the cache: %s", strerror(errno)); }
-  size_t w = fwrite(b, 1, len, f);
+  blob bl = {b, len};
+  int rc = qkd_file_write_atomic(path, emit_blob, &bl, err, errlen);
   free(b);
-  int bad = w != len;
-  bad |= fflush(f) != 0;
-  bad |= fsync(fileno(f)) != 0;
-  bad |= fclose(f) != 0;
-  if (bad || rename(tmp, path) != 0) {
-    int e = errno;
-    remove(tmp);
-    return fail(err, errlen, path, "cannot write the cache: %s", strerror(e));
-  }
-  return 0;
+  return rc;
 }
 
 int qkd_cache_load(const char *path, uint64_t key, float *params, long n, float *state, long n_state, double *acc,
                    int epochs, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
-  if (!f) return fail(err, errlen, path, "cannot read the cache: %s", strerror(errno));
+  if (!f) return qkd_fail(err, errlen, path, "cannot read the cache: %s", strerror(errno));
   size_t want = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
   unsigned char *b = malloc(want + 1);
-  if (!b) { fclose(f); return fail(err, errlen, path, "out of memory reading the cache%s", NULL); }
+  if (!b) { fclose(f); return qkd_fail(err, errlen, path, "out of memory reading the cache"); }
   size_t got = fread(b, 1, want + 1, f);
   fclose(f);
   int rc = -1;
-  if (got < HEADER || memcmp(b, "QKDW", 4) != 0) fail(err, errlen, path, "not a qkd weights cache%s", NULL);
-  else if (get_u32(b + 4) != QKD_CACHE_VERSION) fail(err, errlen, path, "cache format version differs%s", NULL);
-  else if (get_u64(b + 8) != key) fail(err, errlen, path, "cache key differs (the net, recipe, seed or data changed)%s", NULL);
+  if (got < HEADER || memcmp(b, "QKDW", 4) != 0) qkd_fail(err, errlen, path, "not a qkd weights cache");
+  else if (get_u32(b + 4) != QKD_CACHE_VERSION) qkd_fail(err, errlen, path, "cache format version differs");
+  else if (get_u64(b + 8) != key) qkd_fail(err, errlen, path, "cache key differs (the net, recipe, seed or data changed)");
   else if (get_u64(b + 16) != (uint64_t)n || get_u64(b + 24) != (uint64_t)n_state || get_u32(b + 32) != (uint32_t)epochs)
-    fail(err, errlen, path, "cache holds another parameter, state or epoch count%s", NULL);
-  else if (got != want) fail(err, errlen, path, "cache file has the wrong length (torn or padded)%s", NULL);
-  else if (get_u64(b + want - 8) != qkd_hash_bytes(QKD_HASH_INIT, b, want - 8)) fail(err, errlen, path, "cache checksum failure (corrupted)%s", NULL);
+    qkd_fail(err, errlen, path, "cache holds another parameter, state or epoch count");
+  else if (got != want) qkd_fail(err, errlen, path, "cache file has the wrong length (torn or padded)");
+  else if (get_u64(b + want - 8) != qkd_hash_bytes(QKD_HASH_INIT, b, want - 8)) qkd_fail(err, errlen, path, "cache checksum failure (corrupted)");
   else {
     size_t off = HEADER;
     for (int e = 0; e < epochs; e++, off += 8) {

@@ -17,7 +17,7 @@
  *    of this job — architecture, input shape, the whole recipe and seed (with the spec's fit), the data-set options
  *    and the data files' identity (base names and sizes) — and its checksum verifies; otherwise
  *    the net is retrained with a warning through `note` and the cache rewritten. Files are
- *    written to PATH.tmp.<pid> and renamed over PATH, so a reader never sees a torn file.
+ *    written with qkd_file_write_atomic (qkd_file.h), so a reader never sees a torn file.
  *    Format (little-endian): "QKDW" u32 version, u64 key, u64 n_params, u64 n_state, u32 n_epochs,
  *    f64 test_accuracy[n_epochs], f32 params[n_params], f32 state[n_state] (batchnorm's running
  *    statistics, qkd_nn_state), u64 FNV-1a checksum of all before it.
