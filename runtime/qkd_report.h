@@ -7,10 +7,10 @@
  *
  * Promises:
  *  - qkd_report_write creates DIR with mkdir -p semantics and writes curves.csv, curves.svg, then
- *    results.json. Every file is written to "FILE.tmp.<pid>" in DIR, flushed, fsync'd and renamed
+ *    results.json. Every file is written with qkd_file_write_atomic (qkd_file.h) and renamed
  *    over FILE: a reader never sees a torn file, a previous valid file stays until its
  *    replacement is complete, and no temporary file is left behind when a write fails (a process
- *    killed mid-write may leave a stale FILE.tmp.<pid>, never a torn FILE).
+ *    killed mid-write may leave a stale FILE.tmp.*, never a torn FILE).
  *  - results.json follows spec §8: {"qkdc", "teachers", "experiments"}. Every accuracy is the
  *    LAST epoch's value (null when no epoch finished), next to the per-epoch list it came from.
  *    Experiments carry "control" like "baseline" and "student.control_params" (null without a
