@@ -4,7 +4,14 @@
 # Adam 0.005, batch 64, 5 epochs, all of MNIST) through `qkdc run` (cold: no teacher cache) and
 # through the PyTorch peer ref_kd_torch.py with the same recipe, in the same run; plus the
 # trainer's samples/s on bench/w8.qkd (W(8,10,1000) as a program).
-# Stdout: one JSON line. Exit 0 whatever the figures. Uses $QKD_BUILD if set, else builds build/.
+# Then (unless QKD_E2E_KD=0) the original-method cells of the v2 grid with the reference's recipe
+# (bench/e2e_kd.qkd: MNIST and Fashion-MNIST x 4 and 8 qubits, LeNet-5 teacher 3 epochs), through
+# `qkdc run` and through ref_kd_torch.py, QKD_E2E_SEEDS seeds each (default 5; seed S re-seeds
+# teacher and student on both sides: --seed S --teacher-seed S): one more JSON line per cell with
+# both sides' means and sample stds over the seeds and the time ratio (the reference's seconds
+# over qkd's, teachers included on both sides). The reference takes about 20 minutes per
+# 8-qubit seed here: the whole bench runs for hours; run it on a quiet machine.
+# Stdout: JSON lines. Exit 0 whatever the figures. Uses $QKD_BUILD if set, else builds build/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${QKD_BUILD:-build}
@@ -51,4 +58,45 @@ fi
 printf '{"experiment": "mnist_8q", "qubits": 8, "epochs": 5, "threads": %s, "qkd_seconds": %.1f, "qkd_distilled": %s, "qkd_baseline": %s, "peer": "torch", "peer_seconds": %s, "peer_distilled": %s, "peer_baseline": %s, "ratio": %s, "qkd_w8_samples_per_s": %s}\n' \
   "$threads" "$qkd_seconds" "${qkd_distilled:-null}" "${qkd_baseline:-null}" "$peer_seconds" "${peer_distilled:-null}" \
   "${peer_baseline:-null}" "$ratio" "$w8"
+
+[ "${QKD_E2E_KD:-1}" = 0 ] && exit 0
+seeds=${QKD_E2E_SEEDS:-5}
+seed_list=$(seq -s, 1 "$seeds")
+"$build/qkdc" run bench/e2e_kd.qkd --out "$work/kd" --threads "$threads" --set "e2e.seeds=[$seed_list]" 2>"$work/kd.log" ||
+  { echo '{"experiment": "e2e_kd", "error": "qkdc run failed"}'; tail -5 "$work/kd.log" >&2; exit 0; }
+have_peer=0
+[ -x /usr/bin/python3 ] && [ -f "$peer_dir/ref_kd_torch.py" ] && have_peer=1
+for ds in mnist fashion-mnist; do
+  for q in 4 8; do
+    for s in $(seq 1 "$seeds"); do
+      [ $have_peer = 1 ] || continue
+      pstart=$(date +%s.%N)
+      /usr/bin/python3 "$peer_dir/ref_kd_torch.py" --data data --dataset "$ds" --qubits "$q" --layers 4 --teacher-epochs 3 \
+        --epochs 5 --batch 64 --lr 0.005 --T 4 --alpha 0.7 --threads "$threads" --seed "$s" --teacher-seed "$s" \
+        >"$work/peer-$ds-$q-$s.json" 2>>"$work/peer.log" || rm -f "$work/peer-$ds-$q-$s.json"
+      pend=$(date +%s.%N)
+      [ -f "$work/peer-$ds-$q-$s.json" ] && echo "$pend $pstart" | awk '{ print $1 - $2 }' >"$work/peer-$ds-$q-$s.s"
+    done
+    /usr/bin/python3 - "$work" "$ds" "$q" "$seeds" "$threads" <<'PY'
+import json, pathlib, statistics as st, sys
+w, ds, q, n, threads = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def agg(xs):
+    return (round(st.mean(xs), 4), round(st.stdev(xs), 4) if len(xs) > 1 else None) if xs else (None, None)
+cells = [json.loads(p.read_text()) for p in (w / "kd/cells/e2e").glob(f"dataset={ds}/qubits={q}/seed=*.json")]
+qd, qb = [c["distilled"]["test_accuracy"] for c in cells], [c["baseline"]["test_accuracy"] for c in cells]
+qt, qs = [c["teacher"]["test_accuracy"] for c in cells], sum(c["seconds"]["total"] for c in cells)
+peers = [json.loads(p.read_text()) for p in sorted(w.glob(f"peer-{ds}-{q}-*.json"))]
+ps = sum(float(p.read_text()) for p in w.glob(f"peer-{ds}-{q}-*.s"))
+pd, pb, pt = [p["distilled_acc"] for p in peers], [p["baseline_acc"] for p in peers], [p["teacher_acc"] for p in peers]
+out = {"experiment": "e2e_kd", "dataset": ds, "qubits": q, "seeds": n, "threads": threads, "qkd_seeds_done": len(cells),
+       "peer_seeds_done": len(peers)}
+for name, xs in (("qkd_distilled", qd), ("qkd_baseline", qb), ("qkd_teacher", qt),
+                 ("peer_distilled", pd), ("peer_baseline", pb), ("peer_teacher", pt)):
+    out[name + "_mean"], out[name + "_std"] = agg(xs)
+out["qkd_seconds"], out["peer_seconds"] = round(qs, 1), round(ps, 1) if peers else None
+out["ratio"] = round(ps / qs, 2) if peers and qs > 0 else None
+print(json.dumps(out))
+PY
+  done
+done
 exit 0

@@ -208,6 +208,42 @@ static void jw_stat(qkd_jw *w, const char *name, const stat *s) {
   qkd_jw_num(w, k, stat_std(s));
 }
 
+/* The reference value (an accuracy) that `compare` gives for row r of grid G, and its label. */
+static double compare_value(const qkd_json *cmp, const grid_view *G, int r, const char **label) {
+  for (int i = 0; cmp && cmp->kind == QKD_JSON_ARR && i < cmp->n; i++) {
+    const qkd_json *e = cmp->items[i];
+    if (e->kind != QKD_JSON_OBJ) continue;
+    const char *grid = qkd_json_s(qkd_json_get(e, "grid"));
+    if (grid && strcmp(grid, qkd_json_s(qkd_json_get(G->g, "name")))) continue;
+    int match = 1, keyed = 0;
+    for (int k = 0; k < e->n && match; k++) {
+      const char *key = e->keys[k];
+      if (!strcmp(key, "grid") || !strcmp(key, "accuracy") || !strcmp(key, "error") || !strcmp(key, "label")) continue;
+      int found = 0;
+      for (int a = 0; a < G->n_axes && !found; a++)
+        if (!strcmp(axis_label(G, a), key)) {
+          found = 1;
+          char num[32];
+          const char *want = qkd_json_s(e->items[k]);
+          if (!want && e->items[k]->kind == QKD_JSON_NUM) {
+            snprintf(num, sizeof num, "%g", e->items[k]->num);
+            want = num;
+          }
+          match = want && !strcmp(want, row_value(G, r, a));
+        }
+      if (!found) match = 0;
+      keyed++;
+    }
+    if (!match || !keyed) continue;
+    double acc = qkd_json_num(qkd_json_get(e, "accuracy"), NAN);
+    if (!isfinite(acc)) acc = 1 - qkd_json_num(qkd_json_get(e, "error"), NAN);
+    if (!isfinite(acc)) continue;
+    *label = qkd_json_s(qkd_json_get(e, "label"));
+    return acc;
+  }
+  return NAN;
+}
+
 static int emit_results(FILE *f, const void *ctx) {
   const merged *M = ctx;
   qkd_jw w = {.f = f};
@@ -256,6 +292,10 @@ static int emit_results(FILE *f, const void *ctx) {
       qkd_jw_num(&w, "classical_params", R->present ? R->classical : NAN);
       qkd_jw_num(&w, "control_params", R->present ? R->control_params : NAN);
       qkd_jw_num(&w, "seconds", stat_mean(&R->seconds));
+      const char *lab = NULL;
+      double paper = compare_value(M->compare, G, r, &lab); /* NaN (null) when --compare has none */
+      qkd_jw_num(&w, "paper", paper);
+      if (isfinite(paper) && lab) qkd_jw_str(&w, "paper_label", lab);
       qkd_jw_close(&w, '}');
     }
     qkd_jw_close(&w, ']');
@@ -281,13 +321,18 @@ static void md_count(FILE *f, double v) {
   else fputs(" – |", f);
 }
 
-static void md_grid(FILE *f, const grid_view *G) {
+static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare) {
+  int has_paper = 0;
+  const char *lab = NULL;
+  for (int r = 0; r < G->n_rows; r++) has_paper |= isfinite(compare_value(compare, G, r, &lab));
   fprintf(f, "## %s\n\nexperiment `%s`; test accuracy after the last epoch, %% (mean ± sample std over seeds); "
              "KD gain = distilled − baseline, paired by seed, in points.\n\n|",
           qkd_json_s(qkd_json_get(G->g, "name")), qkd_json_s(qkd_json_get(G->g, "experiment")));
   for (int a = 0; a < G->n_axes; a++) fprintf(f, " %s |", axis_label(G, a));
-  fputs(" n | distilled | baseline | control | KD gain | teacher | quantum params | classical params | control params | s / cell |\n|", f);
-  for (int a = 0; a < G->n_axes + 10; a++) fputs(a < G->n_axes ? "---|" : "--:|", f);
+  fputs(" n | distilled | baseline | control | KD gain | teacher |", f);
+  if (has_paper) fputs(" paper |", f);
+  fputs(" quantum params | classical params | control params | s / cell |\n|", f);
+  for (int a = 0; a < G->n_axes + 10 + has_paper; a++) fputs(a < G->n_axes ? "---|" : "--:|", f);
   fputc('\n', f);
   for (int r = 0; r < G->n_rows; r++) {
     const row *R = &G->rows[r];
@@ -299,6 +344,11 @@ static void md_grid(FILE *f, const grid_view *G) {
     md_pm(f, &R->control, 0);
     md_pm(f, &R->gain, 1);
     md_pm(f, &R->teacher, 0);
+    if (has_paper) {
+      double p = compare_value(compare, G, r, &lab);
+      if (isfinite(p)) fprintf(f, " %.2f |", 100 * p);
+      else fputs(" – |", f);
+    }
     md_count(f, R->present ? R->quantum : NAN);
     md_count(f, R->present ? R->classical : NAN);
     md_count(f, R->present ? R->control_params : NAN);
@@ -319,48 +369,12 @@ static void md_grid(FILE *f, const grid_view *G) {
 static int emit_md(FILE *f, const void *ctx) {
   const merged *M = ctx;
   fputs("# qkd grid report\n\n", f);
-  for (int g = 0; g < M->n_grids; g++) md_grid(f, &M->grids[g]);
+  for (int g = 0; g < M->n_grids; g++) md_grid(f, &M->grids[g], M->compare);
   return 0;
 }
 
 /* ---- the chart -------------------------------------------------------------------------------- */
 
-
-/* The reference value (an accuracy) that `compare` gives for row r of grid G, and its label. */
-static double compare_value(const qkd_json *cmp, const grid_view *G, int r, const char **label) {
-  for (int i = 0; cmp && cmp->kind == QKD_JSON_ARR && i < cmp->n; i++) {
-    const qkd_json *e = cmp->items[i];
-    if (e->kind != QKD_JSON_OBJ) continue;
-    const char *grid = qkd_json_s(qkd_json_get(e, "grid"));
-    if (grid && strcmp(grid, qkd_json_s(qkd_json_get(G->g, "name")))) continue;
-    int match = 1, keyed = 0;
-    for (int k = 0; k < e->n && match; k++) {
-      const char *key = e->keys[k];
-      if (!strcmp(key, "grid") || !strcmp(key, "accuracy") || !strcmp(key, "error") || !strcmp(key, "label")) continue;
-      int found = 0;
-      for (int a = 0; a < G->n_axes && !found; a++)
-        if (!strcmp(axis_label(G, a), key)) {
-          found = 1;
-          char num[32];
-          const char *want = qkd_json_s(e->items[k]);
-          if (!want && e->items[k]->kind == QKD_JSON_NUM) {
-            snprintf(num, sizeof num, "%g", e->items[k]->num);
-            want = num;
-          }
-          match = want && !strcmp(want, row_value(G, r, a));
-        }
-      if (!found) match = 0;
-      keyed++;
-    }
-    if (!match || !keyed) continue;
-    double acc = qkd_json_num(qkd_json_get(e, "accuracy"), NAN);
-    if (!isfinite(acc)) acc = 1 - qkd_json_num(qkd_json_get(e, "error"), NAN);
-    if (!isfinite(acc)) continue;
-    *label = qkd_json_s(qkd_json_get(e, "label"));
-    return acc;
-  }
-  return NAN;
-}
 
 enum { CH_LEFT = 70, CH_RIGHT = 250, CH_TOP = 50, CH_PLOT = 300, CH_LABELS = 150, CH_BAR = 14, CH_GAP = 16 };
 

@@ -123,6 +123,15 @@ refs = root.findall(".//s:path[@class='reference']", ns)
 assert sorted(float(r.get("data-error")) for r in refs) == [0.4, 0.5], [r.get("data-error") for r in refs]
 assert groups[0].get("data-combination") == "qubits=2/method=amp"
 PY
+$py - "$work/full" <<'PY' || fail "the rows' paper values"
+import json, sys
+rows = {(r["qubits"], r["method"]): r for r in json.load(open(sys.argv[1] + "/results.json"))["grids"][0]["rows"]}
+assert rows[("2", "amp")]["paper"] == 0.5 and rows[("2", "amp")]["paper_label"] == "paper", rows[("2", "amp")]
+assert abs(rows[("3", "angle")]["paper"] - 0.6) < 1e-12 and "paper_label" not in rows[("3", "angle")]
+assert all(r["paper"] is None for k, r in rows.items() if k not in {("2", "amp"), ("3", "angle")})
+md = open(sys.argv[1] + "/results.md").read()
+assert "| paper |" in md and "| 50.00 |" in md and "| 60.00 |" in md
+PY
 # 8: a built executable runs the grid (kernels for every distinct cell circuit) with the same results
 "$qkdc" build "$prog" -o "$work/exe" 2>"$work/build.log" || { cat "$work/build.log"; fail "qkdc build of a grid"; }
 "$work/exe" --out "$work/exe-run" --threads 2 2>"$work/exe.log" || { cat "$work/exe.log"; fail "built grid executable"; }
