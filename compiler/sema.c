@@ -49,15 +49,6 @@ const char *sema_join(sema *S, const char *const *list) {
   return s;
 }
 
-/* An identifier value among `choices`; returns its index or -1 after reporting. */
-int sema_choice(sema *S, const qkd_ast *v, const char *const *choices, const char *what) {
-  if (v->kind == QKD_AST_IDENT || (v->kind == QKD_AST_CALL && v->items.len == 0))
-    for (int i = 0; choices[i]; i++)
-      if (strcmp(v->name, choices[i]) == 0) return i;
-  qkd_diag_error(S->D, v->span, "%s must be one of: %s", what, sema_join(S, choices));
-  return -1;
-}
-
 /* Binds a built-in call `name(p0, p1: d1, …)`: params[i] with defaults (NAN = required). */
 int sema_bind_builtin(sema *S, const qkd_env *env, const qkd_ast *call, const char *const *params, const double *defaults,
                       double *out) {
@@ -193,7 +184,7 @@ qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog
         qkd_vec_push(a, &teachers, t);
       }
     } else if (x->decl_kind == QKD_DECL_STUDENT) {
-      sema_check_student_fields(&S, x);
+      sema_check_fields(&S, &x->items, SEMA_IN_STUDENT);
     }
   }
   for (int i = 0; i < prog->decls.len; i++) {

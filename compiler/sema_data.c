@@ -25,40 +25,32 @@ static int probe_dir(sema *S, const qkd_ast *at, const char *dir, qkd_m_dataset 
 }
 
 qkd_m_dataset *sema_check_dataset(sema *S, const qkd_ast *d) {
-  static const char *const allowed[] = {"source", "classes", "per_class", "train_limit", "test_limit",
-                                        "validation", "scale", "shape", "seed", NULL};
-  static const char *const none[] = {NULL};
-  sema_check_fields(S, &d->items, "dataset", allowed, none);
+  sema_check_fields(S, &d->items, SEMA_IN_DATASET);
   qkd_m_dataset *ds = qkd_arena_alloc(S->A, sizeof *ds);
   ds->name = d->name;
   ds->seed = 1;
-  const qkd_ast *f = sema_require(S, d, &d->items, "source", "dataset");
-  int ok = f != NULL;
-  if (f) {
-    qkd_value v = qkd_eval_expr(&S->ev, NULL, f->a);
-    if (v.kind != QKD_V_STR) {
-      if (v.kind != QKD_V_ERR) qkd_diag_error(S->D, f->a->span, "source must be a string: \"mnist\", \"fashion-mnist\", \"cifar10\", \"synthetic\" or a directory");
-      ok = 0;
+  const qkd_ast *f = sema_get(S, d, SEMA_IN_DATASET, "source");
+  const char *src = f ? sema_string(S, SEMA_IN_DATASET, f) : NULL;
+  int ok = src != NULL;
+  if (src) {
+    ds->source = src;
+    if (!strcmp(src, "mnist") || !strcmp(src, "fashion-mnist")) {
+      ds->source_kind = QKD_SRC_NAMED, ds->c = 1, ds->h = ds->w = 28, ds->source_classes = 10;
+    } else if (!strcmp(src, "cifar10")) {
+      ds->source_kind = QKD_SRC_NAMED, ds->c = 3, ds->h = ds->w = 32, ds->source_classes = 10;
+    } else if (!strcmp(src, "synthetic")) {
+      ds->source_kind = QKD_SRC_SYNTHETIC, ds->c = 1, ds->h = ds->w = 28, ds->source_classes = 10;
+    } else if (strchr(src, '/') || src[0] == '.') {
+      ds->source_kind = QKD_SRC_DIR;
+      ds->dir = sema_resolve_path(S, f, src);
+      if (probe_dir(S, f->a, ds->dir, ds) != 0) ok = 0;
     } else {
-      ds->source = v.str;
-      if (!strcmp(v.str, "mnist") || !strcmp(v.str, "fashion-mnist")) {
-        ds->source_kind = QKD_SRC_NAMED, ds->c = 1, ds->h = ds->w = 28, ds->source_classes = 10;
-      } else if (!strcmp(v.str, "cifar10")) {
-        ds->source_kind = QKD_SRC_NAMED, ds->c = 3, ds->h = ds->w = 32, ds->source_classes = 10;
-      } else if (!strcmp(v.str, "synthetic")) {
-        ds->source_kind = QKD_SRC_SYNTHETIC, ds->c = 1, ds->h = ds->w = 28, ds->source_classes = 10;
-      } else if (strchr(v.str, '/') || v.str[0] == '.') {
-        ds->source_kind = QKD_SRC_DIR;
-        ds->dir = sema_resolve_path(S, f, v.str);
-        if (probe_dir(S, f->a, ds->dir, ds) != 0) ok = 0;
-      } else {
-        qkd_diag_error(S->D, f->a->span, "unknown data source \"%s\" (known: \"mnist\", \"fashion-mnist\", \"cifar10\", \"synthetic\"; a directory path contains '/')", v.str);
-        ok = 0;
-      }
+      qkd_diag_error(S->D, f->a->span, "unknown data source \"%s\" (known: \"mnist\", \"fashion-mnist\", \"cifar10\", \"synthetic\"; a directory path contains '/')", src);
+      ok = 0;
     }
   }
   long x;
-  if ((f = sema_field(&d->items, "shape"))) {
+  if ((f = sema_get(S, d, SEMA_IN_DATASET, "shape"))) {
     if (ok && ds->source_kind != QKD_SRC_SYNTHETIC) qkd_diag_error(S->D, f->name_span, "'shape' is only for synthetic sources");
     qkd_value v = qkd_eval_expr(&S->ev, NULL, f->a);
     if (v.kind == QKD_V_LIST && v.n == 3) {
@@ -76,13 +68,13 @@ qkd_m_dataset *sema_check_dataset(sema *S, const qkd_ast *d) {
       qkd_diag_error(S->D, f->a->span, "shape must be a list [channels, height, width]");
     }
   }
-  if ((f = sema_field(&d->items, "seed"))) {
+  if ((f = sema_get(S, d, SEMA_IN_DATASET, "seed"))) {
     if (ok && ds->source_kind != QKD_SRC_SYNTHETIC) qkd_diag_error(S->D, f->name_span, "'seed' is only for synthetic sources");
-    if (sema_int_in(S, f, 0, 2147483647, ">= 0", &x) == 0) ds->seed = (int)x;
+    if (sema_int(S, SEMA_IN_DATASET, f, &x) == 0) ds->seed = (int)x;
   }
   if (!ok) return NULL;
   int C = ds->source_classes;
-  if ((f = sema_field(&d->items, "classes"))) {
+  if ((f = sema_get(S, d, SEMA_IN_DATASET, "classes"))) {
     qkd_value v = qkd_eval_expr(&S->ev, NULL, f->a);
     if (v.kind == QKD_V_RANGE) {
       if (v.lo > v.hi) {
@@ -125,24 +117,19 @@ qkd_m_dataset *sema_check_dataset(sema *S, const qkd_ast *d) {
     ds->classes = qkd_arena_alloc(S->A, sizeof(int) * (size_t)C);
     for (int i = 0; i < C; i++) ds->classes[i] = i;
   }
-  struct { const char *name; int *dst; long lo; const char *rule; } ints[] = {
-      {"per_class", &ds->per_class, 1, ">= 1"}, {"train_limit", &ds->train_limit, 1, ">= 1"},
-      {"test_limit", &ds->test_limit, 1, ">= 1"}, {"validation", &ds->validation, 0, ">= 0"}};
+  struct { const char *name; int *dst; } ints[] = {{"per_class", &ds->per_class}, {"train_limit", &ds->train_limit},
+                                                   {"test_limit", &ds->test_limit}, {"validation", &ds->validation}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-    if ((f = sema_field(&d->items, ints[i].name)) && sema_int_in(S, f, ints[i].lo, 100000000, ints[i].rule, &x) == 0)
-      *ints[i].dst = (int)x;
-  if ((f = sema_field(&d->items, "scale"))) {
-    static const char *const scales[] = {"unit", "standard", NULL};
-    int k = sema_choice(S, f->a, scales, "scale");
-    if (k >= 0) ds->scale = (qkd_scale_kind)k;
-  }
+    if (sema_int_field(S, d, SEMA_IN_DATASET, ints[i].name, &x) == 0) *ints[i].dst = (int)x;
+  int k = sema_choice_field(S, d, SEMA_IN_DATASET, "scale");
+  if (k >= 0) ds->scale = (qkd_scale_kind)k;
   if (ds->train_limit && ds->validation >= ds->train_limit && (f = sema_field(&d->items, "validation")))
     qkd_diag_error(S->D, f->a->span, "validation (%d) must be smaller than train_limit (%d)", ds->validation, ds->train_limit);
   return ds;
 }
 
-qkd_m_dataset *sema_dataset_ref(sema *S, const qkd_ast *ref) {
-  qkd_ast *d = sema_resolve(S, ref, QKD_DECL_DATASET);
+qkd_m_dataset *sema_dataset_ref(sema *S, sema_scope scope, const qkd_ast *f) {
+  qkd_ast *d = sema_ref(S, scope, f);
   if (!d) return NULL;
   for (int i = 0; i < S->ds_ast.len; i++)
     if (S->ds_ast.items[i] == d) return S->ds_model.items[i];

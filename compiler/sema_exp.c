@@ -115,16 +115,14 @@ static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int h
 /* ---- experiments -------------------------------------------------------------------------------- */
 
 qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
-  static const char *const allowed[] = {"data", "teacher", "student", "loss", "baseline", "gradient", "control", NULL};
-  static const char *const blocks[] = {"train", NULL};
-  sema_check_fields(S, &d->items, "experiment", allowed, blocks);
+  sema_check_fields(S, &d->items, SEMA_IN_EXPERIMENT);
   int errs = S->D->errors;
   qkd_m_experiment *e = qkd_arena_alloc(S->A, sizeof *e);
   e->name = d->name;
   const qkd_ast *f;
-  if ((f = sema_require(S, d, &d->items, "data", "experiment"))) e->data = sema_dataset_ref(S, f->a);
-  if ((f = sema_field(&d->items, "teacher"))) {
-    qkd_ast *td = sema_resolve(S, f->a, QKD_DECL_TEACHER);
+  if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "data"))) e->data = sema_dataset_ref(S, SEMA_IN_EXPERIMENT, f);
+  if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "teacher"))) {
+    qkd_ast *td = sema_ref(S, SEMA_IN_EXPERIMENT, f);
     for (int i = 0; td && i < S->te_ast.len; i++)
       if (S->te_ast.items[i] == td) e->teacher = S->te_model.items[i];
     if (td && !e->teacher) errs = -1; /* the teacher itself had errors */
@@ -138,28 +136,17 @@ qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
                        e->teacher->name, td_data->c, td_data->h, td_data->w, e->data->name, e->data->c, e->data->h, e->data->w);
     }
   }
-  if ((f = sema_require(S, d, &d->items, "student", "experiment"))) {
-    qkd_ast *sd = sema_resolve(S, f->a, QKD_DECL_STUDENT);
+  if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "student"))) {
+    qkd_ast *sd = sema_ref(S, SEMA_IN_EXPERIMENT, f);
     if (sd && e->data) sema_build_student(S, sd, e->data, e->data->n_classes, &e->student, f->a->span);
   }
-  if ((f = sema_require(S, d, &d->items, "loss", "experiment")))
+  if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "loss")))
     e->loss = build_loss(S, NULL, f->a, e->teacher != NULL || sema_field(&d->items, "teacher") != NULL, &e->uses_teacher);
-  sema_check_train(S, d, &e->train, NULL);
-  if ((f = sema_field(&d->items, "baseline"))) {
-    static const char *const tf[] = {"false", "true", NULL};
-    int k = sema_choice(S, f->a, tf, "baseline");
-    e->baseline = k == 1;
-  }
-  if ((f = sema_field(&d->items, "gradient"))) {
-    static const char *const gs[] = {"adjoint", "parameter_shift", NULL};
-    int k = sema_choice(S, f->a, gs, "gradient");
-    if (k >= 0) e->gradient = (qkd_grad_kind)k;
-  }
-  if ((f = sema_field(&d->items, "control"))) {
-    static const char *const cs[] = {"none", "classical", "matched", NULL};
-    int k = sema_choice(S, f->a, cs, "control");
-    if (k >= 0) e->control = (qkd_control_kind)k;
-  }
+  sema_check_train(S, d, SEMA_IN_EXPERIMENT, &e->train, NULL);
+  e->baseline = sema_choice_field(S, d, SEMA_IN_EXPERIMENT, "baseline") == 1;
+  int k = sema_choice_field(S, d, SEMA_IN_EXPERIMENT, "gradient");
+  if (k >= 0) e->gradient = (qkd_grad_kind)k;
+  if ((k = sema_choice_field(S, d, SEMA_IN_EXPERIMENT, "control")) >= 0) e->control = (qkd_control_kind)k;
   /* a data set or teacher that failed its own checks leaves parts unset without a new error */
   return S->D->errors == errs && e->data && e->student.name && e->loss ? e : NULL;
 }

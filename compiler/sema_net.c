@@ -80,7 +80,7 @@ int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_lay
 
 /* Checks shapes through layers; reports at the failing layer. */
 int sema_check_shapes(sema *S, const qkd_layer_spec *L, const qkd_span *sp, int n, qkd_shape in, int implicit,
-                        qkd_shape *result, qkd_span site) {
+                      qkd_shape *result, qkd_span site) {
   char err[256];
   int bad = qkd_net_shapes(L, n, in, implicit, NULL, result, err, sizeof err);
   if (bad < 0) return 0;
@@ -156,7 +156,7 @@ static int build_net(sema *S, const qkd_ast *ref, qkd_shape in, int classes, qkd
  * fit; a train block without a fit (an experiment's) takes neither. */
 static void check_fit(sema *S, const qkd_ast *b, qkd_fit *fit) {
   const qkd_ast *f;
-  if ((f = sema_field(&b->items, "augment"))) {
+  if ((f = sema_get(S, b, SEMA_IN_TRAIN, "augment"))) {
     const qkd_ast *v = f->a;
     int n = v->kind == QKD_AST_LIST ? v->items.len : 1;
     for (int i = 0; fit && i < n; i++) {
@@ -179,7 +179,7 @@ static void check_fit(sema *S, const qkd_ast *b, qkd_fit *fit) {
     }
     if (!fit) qkd_diag_error(S->D, f->name_span, "augment applies to a teacher's training only");
   }
-  if ((f = sema_field(&b->items, "schedule"))) {
+  if ((f = sema_get(S, b, SEMA_IN_TRAIN, "schedule"))) {
     const qkd_ast *v = f->a;
     int bare = v->kind == QKD_AST_IDENT || (v->kind == QKD_AST_CALL && v->items.len == 0);
     if (!fit) qkd_diag_error(S->D, f->name_span, "schedule applies to a teacher's training only");
@@ -188,20 +188,15 @@ static void check_fit(sema *S, const qkd_ast *b, qkd_fit *fit) {
   }
 }
 
-int sema_check_train(sema *S, const qkd_ast *owner, qkd_m_train *t, qkd_fit *fit) {
-  const qkd_ast *b = sema_item(&owner->items, "train", QKD_AST_BLOCK);
-  if (!b) {
-    qkd_diag_error(S->D, owner->name_span, "%s '%s' needs a train { … } block", qkd_decl_kind_names[owner->decl_kind], owner->name);
-    return -1;
-  }
-  static const char *const allowed[] = {"optimizer", "epochs", "batch", "seed", "augment", "schedule", NULL};
-  static const char *const none[] = {NULL};
+int sema_check_train(sema *S, const qkd_ast *owner, sema_scope scope, qkd_m_train *t, qkd_fit *fit) {
+  const qkd_ast *b = sema_get(S, owner, scope, "train");
+  if (!b) return -1;
   int errs = S->D->errors;
-  sema_check_fields(S, &b->items, "train", allowed, none);
+  sema_check_fields(S, &b->items, SEMA_IN_TRAIN);
   *t = (qkd_m_train){.optimizer = QKD_OPT_ADAM, .lr = 0.001, .beta1 = 0.9, .beta2 = 0.999, .seed = 1};
   const qkd_ast *f;
   long x;
-  if ((f = sema_require(S, b, &b->items, "optimizer", "train block"))) {
+  if ((f = sema_get(S, b, SEMA_IN_TRAIN, "optimizer"))) {
     const qkd_ast *v = f->a;
     if ((v->kind == QKD_AST_CALL || v->kind == QKD_AST_IDENT) && !strcmp(v->name, "adam")) {
       static const char *const p[] = {"lr", "beta1", "beta2", NULL};
@@ -225,9 +220,9 @@ int sema_check_train(sema *S, const qkd_ast *owner, qkd_m_train *t, qkd_fit *fit
     }
     if (!(t->lr > 0)) qkd_diag_error(S->D, v->span, "the learning rate must be > 0, not %g", t->lr);
   }
-  if ((f = sema_require(S, b, &b->items, "epochs", "train block")) && sema_int_in(S, f, 1, 100000, ">= 1", &x) == 0) t->epochs = (int)x;
-  if ((f = sema_require(S, b, &b->items, "batch", "train block")) && sema_int_in(S, f, 1, 1000000, ">= 1", &x) == 0) t->batch = (int)x;
-  if ((f = sema_field(&b->items, "seed")) && sema_int_in(S, f, 0, 2147483647, ">= 0", &x) == 0) t->seed = (int)x;
+  if (sema_int_field(S, b, SEMA_IN_TRAIN, "epochs", &x) == 0) t->epochs = (int)x;
+  if (sema_int_field(S, b, SEMA_IN_TRAIN, "batch", &x) == 0) t->batch = (int)x;
+  if (sema_int_field(S, b, SEMA_IN_TRAIN, "seed", &x) == 0) t->seed = (int)x;
   check_fit(S, b, fit);
   return S->D->errors == errs ? 0 : -1;
 }
@@ -235,30 +230,27 @@ int sema_check_train(sema *S, const qkd_ast *owner, qkd_m_train *t, qkd_fit *fit
 /* ---- teachers --------------------------------------------------------------------------------- */
 
 qkd_m_teacher *sema_check_teacher(sema *S, const qkd_ast *d) {
-  static const char *const allowed[] = {"net", "data", "cache", NULL};
-  static const char *const blocks[] = {"train", NULL};
-  sema_check_fields(S, &d->items, "teacher", allowed, blocks);
+  sema_check_fields(S, &d->items, SEMA_IN_TEACHER);
   qkd_m_teacher *t = qkd_arena_alloc(S->A, sizeof *t);
   t->name = d->name;
   int ok = 1;
-  const qkd_ast *f = sema_require(S, d, &d->items, "data", "teacher");
-  if (f && !(t->data = sema_dataset_ref(S, f->a))) ok = 0;
-  if (!f) ok = 0;
-  f = sema_require(S, d, &d->items, "net", "teacher");
+  const qkd_ast *f = sema_get(S, d, SEMA_IN_TEACHER, "data");
+  if (!f || !(t->data = sema_dataset_ref(S, SEMA_IN_TEACHER, f))) ok = 0;
+  f = sema_get(S, d, SEMA_IN_TEACHER, "net");
   if (f && t->data) {
     qkd_shape in = {t->data->c, t->data->h, t->data->w, 0};
     if (build_net(S, f->a, in, t->data->n_classes, &t->net, &t->params, 0) != 0) ok = 0;
   }
   if (!f) ok = 0;
-  if (sema_check_train(S, d, &t->train, &t->net.fit) != 0) ok = 0;
+  if (sema_check_train(S, d, SEMA_IN_TEACHER, &t->train, &t->net.fit) != 0) ok = 0;
   else if (t->data && (t->net.fit.crop_pad >= t->data->h || t->net.fit.crop_pad >= t->data->w))
     qkd_diag_error(S->D, sema_field(&sema_item(&d->items, "train", QKD_AST_BLOCK)->items, "augment")->a->span,
                    "crop pad %d is not smaller than the %dx%d images",
                    t->net.fit.crop_pad, t->data->h, t->data->w), ok = 0;
-  if ((f = sema_field(&d->items, "cache"))) {
-    qkd_value v = qkd_eval_expr(&S->ev, NULL, f->a);
-    if (v.kind == QKD_V_STR && v.str[0]) t->cache = sema_resolve_path(S, f, v.str);
-    else if (v.kind != QKD_V_ERR) qkd_diag_error(S->D, f->a->span, "cache must be a file name (a string)"), ok = 0;
+  if ((f = sema_get(S, d, SEMA_IN_TEACHER, "cache"))) {
+    const char *cache = sema_string(S, SEMA_IN_TEACHER, f);
+    if (cache) t->cache = sema_resolve_path(S, f, cache);
+    else ok = 0;
   }
   return ok ? t : NULL;
 }

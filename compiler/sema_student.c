@@ -7,21 +7,20 @@
 #include "sema_int.h"
 
 int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int classes, qkd_m_student *st,
-                         qkd_span site) {
+                       qkd_span site) {
   memset(st, 0, sizeof *st);
   st->name = d->name;
   st->n_classes = classes;
   int errs = S->D->errors;
   const qkd_ast *f;
   long x;
-  if ((f = sema_require(S, d, &d->items, "qubits", "student")) && sema_int_in(S, f, 1, QKD_MAX_QUBITS, "between 1 and 20", &x) == 0)
-    st->qubits = (int)x;
+  if (sema_int_field(S, d, SEMA_IN_STUDENT, "qubits", &x) == 0) st->qubits = (int)x;
   if (!st->qubits) return -1;
   int n = st->qubits;
   const qkd_env qubits_env = {"qubits", {.kind = QKD_V_NUM, .num = n}, NULL}; /* `pre: dense(2^qubits)` (spec §9) */
   qkd_shape img = {data->c, data->h, data->w, 0};
   long F = qkd_shape_size(img);
-  const qkd_ast *pre = sema_field(&d->items, "pre");
+  const qkd_ast *pre = sema_get(S, d, SEMA_IN_STUDENT, "pre");
   if (pre) {
     const qkd_ast *v = pre->a;
     static const char *const reds[] = {"dense", "pca", "avgpool_to", "maxpool_to", "crop", NULL};
@@ -82,7 +81,7 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
   qkd_ir_circuit *c = &st->circuit;
   c->name = d->name;
   c->n_qubits = n;
-  const qkd_ast *enc = sema_field(&d->items, "encode");
+  const qkd_ast *enc = sema_get(S, d, SEMA_IN_STUDENT, "encode");
   qkd_span enc_site = enc ? enc->a->span : d->name_span;
   int lower_ok = 1;
   if (enc && !((enc->a->kind == QKD_AST_IDENT || enc->a->kind == QKD_AST_CALL) && !strcmp(enc->a->name, "none"))) {
@@ -103,8 +102,8 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
     }
   }
   int enc_max = L.max_feature;
-  if ((f = sema_require(S, d, &d->items, "circuit", "student"))) {
-    qkd_ast *cd = sema_resolve(S, f->a, QKD_DECL_CIRCUIT);
+  if ((f = sema_get(S, d, SEMA_IN_STUDENT, "circuit"))) {
+    qkd_ast *cd = sema_ref(S, SEMA_IN_STUDENT, f);
     if (!cd || qkd_lower_call(&L, cd, f->a->kind == QKD_AST_CALL ? f->a : NULL, f->a->span) != 0) lower_ok = 0;
   }
   if (lower_ok && L.max_feature >= F) {
@@ -119,19 +118,12 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
   c->n_gates = L.n_gates;
   c->n_params = L.n_params;
   c->n_features = c->encode == QKD_ENCODE_AMPLITUDE ? (int)(F < (1L << n) ? F : (1L << n)) : (int)F;
-  if ((f = sema_require(S, d, &d->items, "measure", "student"))) {
-    static const char *const ms[] = {"z", "probs", NULL};
-    int k = sema_choice(S, f->a, ms, "measure");
-    if (k >= 0) c->measure = (qkd_measure_kind)k;
-  }
-  if ((f = sema_field(&d->items, "shots")) && sema_int_in(S, f, 1, 100000000, ">= 1", &x) == 0) c->shots = (int)x;
-  if ((f = sema_field(&d->items, "precision"))) {
-    static const char *const ps[] = {"f64", "f32", NULL};
-    int k = sema_choice(S, f->a, ps, "precision");
-    if (k >= 0) c->precision = (qkd_precision)k;
-  }
+  int k = sema_choice_field(S, d, SEMA_IN_STUDENT, "measure");
+  if (k >= 0) c->measure = (qkd_measure_kind)k;
+  if (sema_int_field(S, d, SEMA_IN_STUDENT, "shots", &x) == 0) c->shots = (int)x;
+  if ((k = sema_choice_field(S, d, SEMA_IN_STUDENT, "precision")) >= 0) c->precision = (qkd_precision)k;
   int outputs = qkd_ir_outputs(c);
-  if ((f = sema_require(S, d, &d->items, "head", "student"))) {
+  if ((f = sema_get(S, d, SEMA_IN_STUDENT, "head"))) {
     const qkd_ast *v = f->a;
     if ((v->kind == QKD_AST_IDENT || v->kind == QKD_AST_CALL) && !strcmp(v->name, "none")) {
       if (classes > 0 && outputs < classes)
@@ -140,12 +132,12 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
     } else if ((v->kind == QKD_AST_IDENT || v->kind == QKD_AST_CALL) && !strcmp(v->name, "dense")) {
       static const char *const p[] = {"k", NULL};
       const double def[] = {NAN};
-      double k;
-      if (sema_bind_builtin(S, &qubits_env, v, p, def, &k) == 0) {
-        if (k != floor(k) || k < 1) qkd_diag_error(S->D, v->span, "dense needs a positive integer size");
-        else if (classes > 0 && (int)k != classes)
-          qkd_diag_error(S->D, v->span, "head dense(%g) must give one logit per class: the data set has %d classes", k, classes);
-        st->head_dense = (int)k;
+      double size;
+      if (sema_bind_builtin(S, &qubits_env, v, p, def, &size) == 0) {
+        if (size != floor(size) || size < 1) qkd_diag_error(S->D, v->span, "dense needs a positive integer size");
+        else if (classes > 0 && (int)size != classes)
+          qkd_diag_error(S->D, v->span, "head dense(%g) must give one logit per class: the data set has %d classes", size, classes);
+        st->head_dense = (int)size;
       }
     } else {
       qkd_diag_error(S->D, v->span, "head must be dense(k) or none");
@@ -158,11 +150,5 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
     return -1;
   }
   return 0;
-}
-
-void sema_check_student_fields(sema *S, const qkd_ast *d) {
-  static const char *const allowed[] = {"qubits", "pre", "encode", "circuit", "measure", "shots", "head", "precision", NULL};
-  static const char *const none[] = {NULL};
-  sema_check_fields(S, &d->items, "student", allowed, none);
 }
 
