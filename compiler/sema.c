@@ -107,28 +107,30 @@ const char *sema_resolve_path(sema *S, const qkd_ast *at, const char *path) {
 
 /* ---- the program ------------------------------------------------------------------------------ */
 
-/* Gate names in circuit/encoding bodies are checked once per declaration, instantiated or not. */
-static void check_gate_names(sema *S, const qkd_vec *stmts) {
-  for (int i = 0; i < stmts->len; i++) {
-    const qkd_ast *s = stmts->items[i];
-    if (s->kind == QKD_AST_FOR) check_gate_names(S, &s->items);
-    else if (strcmp(s->name, "rot") != 0 && qkd_gate_lookup(s->name) < 0)
-      qkd_diag_error(S->D, s->name_span, "unknown gate '%s'", s->name);
-  }
+int sema_failed(const sema *S, const qkd_ast *d) {
+  for (int i = 0; i < S->failed.len; i++)
+    if (S->failed.items[i] == d) return 1;
+  return 0;
 }
 
-static void check_params(sema *S, const qkd_ast *d) {
-  if ((d->decl_kind == QKD_DECL_CIRCUIT || d->decl_kind == QKD_DECL_ENCODING) && d->depth <= QKD_AST_MAX_DEPTH)
-    check_gate_names(S, &d->items);
+/* A definition (circuit, encoding, net, loss), used or not, where it is written: its parameters,
+ * then its body with them symbolic. One with errors goes to S->failed and is never instantiated
+ * at a use, so each of its errors is reported once, here. */
+static void check_definition(sema *S, const qkd_ast *d) {
+  int errs = S->D->errors, gates = d->decl_kind == QKD_DECL_CIRCUIT || d->decl_kind == QKD_DECL_ENCODING;
   static const char *const reserved[] = {"n", "qubits", "x", "pi", NULL};
   for (int i = 0; i < d->params.len; i++) {
     const qkd_ast *p = d->params.items[i];
-    if ((d->decl_kind == QKD_DECL_CIRCUIT || d->decl_kind == QKD_DECL_ENCODING) && sema_name_in(p->name, reserved))
+    if (gates && sema_name_in(p->name, reserved))
       qkd_diag_error(S->D, p->span, "parameter '%s' would hide the built-in name '%s'", p->name, p->name);
     for (int j = 0; j < i; j++)
       if (!strcmp(((qkd_ast *)d->params.items[j])->name, p->name))
         qkd_diag_error(S->D, p->span, "parameter '%s' is declared twice", p->name);
   }
+  if (gates) qkd_lower_check(S->A, S->D, d);
+  else if (d->decl_kind == QKD_DECL_NET) sema_check_net_definition(S, d);
+  else if (d->decl_kind == QKD_DECL_LOSS) sema_check_loss_definition(S, d);
+  if (S->D->errors != errs) qkd_vec_push(S->A, &S->failed, (void *)d);
 }
 
 /* Whether some experiment names this student (checked there, errors included). */
@@ -160,7 +162,7 @@ qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog
         break;
       }
     }
-    check_params(&S, x);
+    check_definition(&S, x);
   }
   qkd_vec exps = {0}, students = {0}, teachers = {0}, datasets = {0};
   for (int i = 0; i < prog->decls.len; i++) {
@@ -237,7 +239,7 @@ int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog,
                          const char *encode, int n, int amp_features, qkd_ir_circuit *out) {
   sema S = {.A = a, .D = d, .prog = prog};
   S.ev = (qkd_eval){.arena = a, .diag = d, .max_feature = -1};
-  for (int i = 0; i < prog->decls.len; i++) check_params(&S, prog->decls.items[i]);
+  for (int i = 0; i < prog->decls.len; i++) check_definition(&S, prog->decls.items[i]);
   if (d->errors) return -1;
   memset(out, 0, sizeof *out);
   out->n_qubits = n;

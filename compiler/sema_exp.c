@@ -11,6 +11,9 @@ static qkd_loss *loss_node(sema *S, qkd_loss_kind k, double v, qkd_loss *a, qkd_
   return l;
 }
 
+/* The loss `e` in env. Checking a definition (S->definition), its parameters are symbolic
+ * (numbers of unknown value, NAN here) and the named losses it calls are bound, not entered:
+ * each is checked at its own definition. */
 static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int has_teacher, int *uses_teacher) {
   if (e->depth > QKD_AST_MAX_DEPTH) {
     qkd_diag_error(S->D, e->span, "loss expression nested too deeply");
@@ -48,6 +51,7 @@ static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int h
   case QKD_AST_CALL: {
     const qkd_value *v = e->kind == QKD_AST_IDENT ? qkd_env_lookup(env, e->name) : NULL;
     if (v) {
+      if (v->kind == QKD_V_ANY || (v->kind == QKD_V_NUM && v->unknown)) return loss_node(S, QKD_LOSS_NUM, NAN, NULL, NULL);
       if (v->kind != QKD_V_NUM) {
         qkd_diag_error(S->D, e->span, "'%s' is not a number", e->name);
         return NULL;
@@ -73,8 +77,9 @@ static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int h
           qkd_diag_error(S->D, a->name_span, "kl has no parameter '%s' (parameters: %s)", a->name, sema_join(S, p));
           return NULL;
         }
-        if (qkd_eval_num(&S->ev, env, a->a, &T) != 0) return NULL;
-        if (!(T > 0)) {
+        int known = qkd_eval_num(&S->ev, env, a->a, &T);
+        if (known < 0) return NULL;
+        if (known == 0 && !(T > 0)) {
           qkd_diag_error(S->D, a->span, "the temperature T must be > 0, not %g", T);
           return NULL;
         }
@@ -100,16 +105,27 @@ static qkd_loss *build_loss(sema *S, const qkd_env *env, const qkd_ast *e, int h
     }
     qkd_env *lenv;
     if (qkd_bind_args(&S->ev, d, e->kind == QKD_AST_CALL ? e : NULL, e->span, env, &lenv) != 0) return NULL;
+    if (S->definition) return loss_node(S, QKD_LOSS_NUM, NAN, NULL, NULL);
+    if (sema_failed(S, d)) return NULL; /* reported at the definition; the call's own errors above */
+    int errs = S->D->errors;
     S->loss_depth++;
     qkd_loss *l = build_loss(S, lenv, d->a, has_teacher, uses_teacher);
     S->loss_depth--;
-    if (!l && S->D->errors) qkd_diag_note(S->D, e->span, "in loss '%s' used here", d->name);
+    if (!l && S->D->errors != errs) qkd_diag_note(S->D, e->span, "in loss '%s' used here", d->name);
     return l;
   }
   default:
     qkd_diag_error(S->D, e->span, "a loss is an expression of ce, kl(T: …), mse, numbers and named losses");
     return NULL;
   }
+}
+
+int sema_check_loss_definition(sema *S, const qkd_ast *d) {
+  int uses_teacher = 0;
+  S->definition = 1;
+  qkd_loss *l = build_loss(S, qkd_env_symbolic(S->A, &d->params, NULL), d->a, 1, &uses_teacher);
+  S->definition = 0;
+  return l ? 0 : -1;
 }
 
 /* ---- experiments -------------------------------------------------------------------------------- */
@@ -138,7 +154,8 @@ qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
   }
   if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "student"))) {
     qkd_ast *sd = sema_ref(S, SEMA_IN_EXPERIMENT, f);
-    if (sd && e->data) sema_build_student(S, sd, e->data, e->data->n_classes, &e->student, f->a->span);
+    if (sd && e->data && sema_build_student(S, sd, e->data, e->data->n_classes, &e->student, f->a->span) != 0)
+      errs = -1; /* also when the student's circuit failed its own checks */
   }
   if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "loss")))
     e->loss = build_loss(S, NULL, f->a, e->teacher != NULL || sema_field(&d->items, "teacher") != NULL, &e->uses_teacher);

@@ -26,7 +26,9 @@ typedef struct {
   qkd_model *model;
   qkd_vec ds_ast, ds_model; /* parallel: dataset DECL → qkd_m_dataset */
   qkd_vec te_ast, te_model; /* teacher DECL → qkd_m_teacher */
+  qkd_vec failed;           /* definitions whose own check failed: never instantiated */
   int loss_depth;
+  int definition;           /* checking a loss definition (named losses are not entered) */
 } sema;
 
 /* ---- sema.c: names, references, built-in calls -------------------------------------------- */
@@ -39,6 +41,9 @@ const char *sema_join(sema *S, const char *const *list);
 /* Binds a built-in call `name(p0, p1: d1, …)`: params[i] with defaults (NAN = required). */
 int sema_bind_builtin(sema *S, const qkd_env *env, const qkd_ast *call, const char *const *params, const double *defaults,
                       double *out);
+/* Whether definition `d` failed its own check (reported where it is written): a use of it fails
+ * without a new message. */
+int sema_failed(const sema *S, const qkd_ast *d);
 /* `path` relative to the directory of the file `at` is in (absolute paths unchanged). */
 const char *sema_resolve_path(sema *S, const qkd_ast *at, const char *path);
 
@@ -105,6 +110,10 @@ int sema_check_shapes(sema *S, const qkd_layer_spec *L, const qkd_span *sp, int 
  * and schedule into fit (NULL: an experiment's, which takes neither). 0, or -1 after reporting. */
 int sema_check_train(sema *S, const qkd_ast *owner, sema_scope scope, qkd_m_train *t, qkd_fit *fit);
 qkd_m_teacher *sema_check_teacher(sema *S, const qkd_ast *d);
+/* A net's definition where it is written, its parameters symbolic: layers, their arguments and
+ * constant sizes, or the members of `= mean(…)` (each bound, not entered). 0, or -1 after
+ * reporting. */
+int sema_check_net_definition(sema *S, const qkd_ast *d);
 
 /* ---- sema_student.c --------------------------------------------------------------------------- */
 /* Builds student `d` against `data` (classes > 0: the class count heads must match); `site` is
@@ -113,5 +122,8 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
                        qkd_span site);
 
 /* ---- sema_exp.c ------------------------------------------------------------------------------- */
+/* A loss's definition where it is written, its parameters symbolic (kl and mse allowed: the
+ * teacher is checked at each use). 0, or -1 after reporting. */
+int sema_check_loss_definition(sema *S, const qkd_ast *d);
 qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d);
 #endif

@@ -6,7 +6,6 @@
 #include "lower.h"
 #include "sema_int.h"
 
-/* Layers from CALL nodes, args evaluated in env. Spans of each layer go to spans[]. */
 int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_layer_spec **out, qkd_span **spans) {
   int n = items->len, rc = 0;
   qkd_layer_spec *L = qkd_arena_alloc(S->A, sizeof *L * (size_t)(n ? n : 1));
@@ -25,16 +24,19 @@ int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_lay
     int line, col;
     qkd_diag_linecol(S->D, c->span.file, c->span.start, &line, &col);
     L[i].line = line, L[i].col = col;
-    int pos = 0;
+    int pos = 0, broken = 0;
     double vals[2] = {0, 0};
     for (int j = 0; j < c->items.len; j++) {
       const qkd_ast *a = c->items.items[j];
       double v;
-      if (qkd_eval_num(&S->ev, env, a->a, &v) != 0) { rc = -1; continue; }
+      int known = qkd_eval_num(&S->ev, env, a->a, &v); /* 1: a parameter in a definition */
+      if (known < 0) { rc = -1, broken = 1; continue; }
       if (a->name) {
         int is_int = v == floor(v);
         if (k == QKD_LAYER_CONV && (!strcmp(a->name, "stride") || !strcmp(a->name, "padding"))) {
-          if (!is_int || v < (a->name[0] == 's' ? 1 : 0) || v > 1024) {
+          if (known > 0) {
+            /* symbolic: checked at each use */
+          } else if (!is_int || v < (a->name[0] == 's' ? 1 : 0) || v > 1024) {
             qkd_diag_error(S->D, a->span, "conv %s must be an integer %s", a->name, a->name[0] == 's' ? ">= 1" : ">= 0");
             rc = -1;
           } else if (a->name[0] == 's') {
@@ -55,6 +57,7 @@ int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_lay
       }
       vals[pos++] = v;
     }
+    if (broken) continue; /* an argument's error is the layer's only one */
     if (pos < info->min_args) {
       qkd_diag_error(S->D, c->span, "layer '%s' needs %d argument%s", c->name, info->min_args, info->min_args == 1 ? "" : "s");
       rc = -1;
@@ -64,7 +67,9 @@ int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_lay
       L[i].value = vals[0];
     } else {
       for (int j = 0; j < pos; j++)
-        if (vals[j] != floor(vals[j]) || vals[j] < 1 || vals[j] > 1e8) {
+        if (isnan(vals[j])) {
+          vals[j] = 1; /* symbolic: checked at each use */
+        } else if (vals[j] != floor(vals[j]) || vals[j] < 1 || vals[j] > 1e8) {
           qkd_diag_error(S->D, c->span, "layer '%s' needs positive integer sizes", c->name);
           rc = -1;
           break;
@@ -78,7 +83,6 @@ int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_lay
   return rc;
 }
 
-/* Checks shapes through layers; reports at the failing layer. */
 int sema_check_shapes(sema *S, const qkd_layer_spec *L, const qkd_span *sp, int n, qkd_shape in, int implicit,
                       qkd_shape *result, qkd_span site) {
   char err[256];
@@ -100,6 +104,7 @@ static int build_net(sema *S, const qkd_ast *ref, qkd_shape in, int classes, qkd
   }
   qkd_env *env;
   if (qkd_bind_args(&S->ev, d, ref->kind == QKD_AST_CALL ? ref : NULL, ref->span, NULL, &env) != 0) return -1;
+  if (sema_failed(S, d)) return -1; /* reported at the definition; the call's own errors above */
   memset(out, 0, sizeof *out);
   out->name = d->name;
   if (d->a) { /* = mean(net, net, …) */
@@ -148,6 +153,34 @@ static int build_net(sema *S, const qkd_ast *ref, qkd_shape in, int classes, qkd
   }
   *params = qkd_net_param_count(out->layers, out->n_layers, in, 0);
   return 0;
+}
+
+int sema_check_net_definition(sema *S, const qkd_ast *d) {
+  const qkd_env *env = qkd_env_symbolic(S->A, &d->params, NULL);
+  if (!d->a) {
+    qkd_layer_spec *layers;
+    qkd_span *spans;
+    return sema_build_layers(S, env, &d->items, &layers, &spans);
+  }
+  const qkd_ast *m = d->a;
+  if (m->kind != QKD_AST_CALL || strcmp(m->name, "mean") != 0 || m->items.len < 1) {
+    qkd_diag_error(S->D, m->span, "a net defined with '=' must be mean(net, net, …)");
+    return -1;
+  }
+  int rc = 0;
+  for (int i = 0; i < m->items.len; i++) {
+    const qkd_ast *member = ((const qkd_ast *)m->items.items[i])->a;
+    int ok = 1;
+    for (int j = 0; member->kind == QKD_AST_CALL && j < member->items.len; j++) {
+      double v;
+      if (qkd_eval_num(&S->ev, env, ((const qkd_ast *)member->items.items[j])->a, &v) < 0) ok = 0;
+    }
+    const qkd_ast *md = sema_resolve(S, member, QKD_DECL_NET);
+    qkd_env *bound;
+    if (!ok || !md || qkd_bind_args(&S->ev, md, member->kind == QKD_AST_CALL ? member : NULL, member->span, env, &bound) != 0)
+      rc = -1;
+  }
+  return rc;
 }
 
 /* ---- training recipes ------------------------------------------------------------------------ */

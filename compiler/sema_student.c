@@ -6,6 +6,18 @@
 #include "lower.h"
 #include "sema_int.h"
 
+/* Appends the gates of definition `decl` called as `ref`; one that failed its own check only has
+ * the call's arguments checked. 0, or -1 (after reporting, or for such a definition). */
+static int lower_use(sema *S, qkd_lower *L, const qkd_ast *decl, const qkd_ast *ref) {
+  if (!decl) return -1;
+  const qkd_ast *args = ref->kind == QKD_AST_CALL ? ref : NULL;
+  if (sema_failed(S, decl)) {
+    qkd_lower_bind(L, decl, args, ref->span);
+    return -1;
+  }
+  return qkd_lower_call(L, decl, args, ref->span);
+}
+
 int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int classes, qkd_m_student *st,
                        qkd_span site) {
   memset(st, 0, sizeof *st);
@@ -97,14 +109,14 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
       }
     } else {
       qkd_ast *ed = sema_resolve(S, v, QKD_DECL_ENCODING);
-      if (!ed || qkd_lower_call(&L, ed, v->kind == QKD_AST_CALL ? v : NULL, v->span) != 0) lower_ok = 0;
+      if (lower_use(S, &L, ed, v) != 0) lower_ok = 0;
       c->n_encoding_gates = L.n_gates;
     }
   }
   int enc_max = L.max_feature;
   if ((f = sema_get(S, d, SEMA_IN_STUDENT, "circuit"))) {
     qkd_ast *cd = sema_ref(S, SEMA_IN_STUDENT, f);
-    if (!cd || qkd_lower_call(&L, cd, f->a->kind == QKD_AST_CALL ? f->a : NULL, f->a->span) != 0) lower_ok = 0;
+    if (lower_use(S, &L, cd, f->a) != 0) lower_ok = 0;
   }
   if (lower_ok && L.max_feature >= F) {
     qkd_diag_error(S->D, L.max_feature_span, "x[%d] reads past the %ld feature%s that %s gives", L.max_feature, F,
@@ -143,7 +155,7 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
       qkd_diag_error(S->D, v->span, "head must be dense(k) or none");
     }
   }
-  if (S->D->errors != errs) return -1;
+  if (S->D->errors != errs || !lower_ok) return -1;
   char msg[256];
   if (qkd_ir_validate(c, msg, sizeof msg) != 0) {
     qkd_diag_error(S->D, d->name_span, "internal error: lowered circuit is invalid: %s", msg);
