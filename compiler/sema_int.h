@@ -1,15 +1,19 @@
 /* sema_int.h — private to compiler/sema*.c: the checker's state and what its files share.
  *
  * Owns: the `sema` state of one check (the compile's arena and diagnostics, the program, the
- * declarations already checked); the shared helpers (sema.c: declarations by name, references
- * of a given kind, built-in calls, choices, paths; sema_fields.c: the fields of the block
- * declarations); one entry point per declaration kind, in the file of that kind:
+ * declarations already checked, the definitions that failed their own check); the shared
+ * helpers (sema.c: declarations by name, references of a given kind, built-in calls, paths);
+ * the field schema (sema_fields.c: one table of every field of the block declarations, and the
+ * only code that reads it); one entry point per declaration kind, in the file of that kind:
+ *   sema.c         the driver: names, duplicates, definitions checked where they are written
  *   sema_data.c    datasets
- *   sema_net.c     nets, training recipes, teachers
+ *   sema_net.c     nets (definitions and uses), training recipes, teachers
  *   sema_student.c students (their circuits and encodings lowered by lower.c)
- *   sema_exp.c     losses, experiments
+ *   sema_exp.c     losses (definitions and uses), experiments
  * Promises: every check reports located errors through the compile's qkd_diag and returns a
- * failure (NULL or -1) after reporting; nothing here prints otherwise or keeps global state. */
+ * failure (NULL or -1) only once an error has been reported — by itself, or where a definition
+ * it uses is written (that definition is then not checked again at the use); nothing here
+ * prints otherwise or keeps global state. */
 #ifndef QKD_SEMA_INT_H
 #define QKD_SEMA_INT_H
 #include "eval.h"
@@ -117,7 +121,8 @@ int sema_check_net_definition(sema *S, const qkd_ast *d);
 
 /* ---- sema_student.c --------------------------------------------------------------------------- */
 /* Builds student `d` against `data` (classes > 0: the class count heads must match); `site` is
- * the use, for notes. Returns 0, or -1 after reporting. */
+ * the use, for notes. Returns 0, or -1 after reporting (or when its circuit or encoding failed
+ * its own check). */
 int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int classes, qkd_m_student *st,
                        qkd_span site);
 
