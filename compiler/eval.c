@@ -8,8 +8,20 @@ static qkd_value err_value(void) { return (qkd_value){.kind = QKD_V_ERR}; }
 static qkd_value num_value(double x) { return (qkd_value){.kind = QKD_V_NUM, .num = x}; }
 
 const char *qkd_value_kind_name(qkd_vkind k) {
-  static const char *names[] = {"error", "number", "string", "range", "list", "feature expression"};
+  static const char *names[] = {"error", "number", "string", "range", "list", "feature expression", "value"};
   return names[k];
+}
+
+qkd_value qkd_value_unknown(qkd_vkind kind) { return (qkd_value){.kind = kind, .unknown = kind != QKD_V_ANY}; }
+
+qkd_env *qkd_env_symbolic(qkd_arena *a, const qkd_vec *params, const qkd_env *outer) {
+  const qkd_env *env = outer;
+  for (int i = 0; i < params->len; i++) {
+    qkd_env *b = qkd_arena_alloc(a, sizeof *b);
+    *b = (qkd_env){((const qkd_ast *)params->items[i])->name, qkd_value_unknown(QKD_V_ANY), env};
+    env = b;
+  }
+  return (qkd_env *)env;
 }
 
 const qkd_value *qkd_env_lookup(const qkd_env *env, const char *name) {
@@ -22,43 +34,55 @@ static qkd_value affine(int feat, double scale, double offset) {
   return (qkd_value){.kind = QKD_V_FEAT, .feat = feat, .scale = scale, .offset = offset};
 }
 
+/* Whether b is a known 0 that a / b or a % b divides by (reported). */
+static int by_zero(qkd_eval *ev, const qkd_ast *e, int op, qkd_value b) {
+  if ((op != '/' && op != '%') || b.unknown || b.num != 0) return 0;
+  qkd_diag_error(ev->diag, e->span, "%s by zero", op == '/' ? "division" : "modulo");
+  return 1;
+}
+
+/* Affine feature arithmetic (scale * x[i] + offset with a number); 0 when op is not affine. */
+static int affine_op(int op, qkd_value f, qkd_value c, int feat_left, qkd_value *out) {
+  switch (op) {
+  case '+': *out = affine(f.feat, f.scale, f.offset + c.num); break;
+  case '-': *out = feat_left ? affine(f.feat, f.scale, f.offset - c.num) : affine(f.feat, -f.scale, c.num - f.offset); break;
+  case '*': *out = affine(f.feat, f.scale * c.num, f.offset * c.num); break;
+  case '/':
+    if (!feat_left) return 0;
+    *out = affine(f.feat, f.scale / c.num, f.offset / c.num);
+    break;
+  default: return 0;
+  }
+  out->unknown = f.unknown || c.unknown;
+  return 1;
+}
+
 static qkd_value binary(qkd_eval *ev, const qkd_ast *e, int op, qkd_value a, qkd_value b) {
   if (a.kind == QKD_V_ERR || b.kind == QKD_V_ERR) return err_value();
+  /* an operand of unknown kind is a number here: any other kind fails at the use */
+  if (a.kind == QKD_V_ANY) a = qkd_value_unknown(QKD_V_NUM);
+  if (b.kind == QKD_V_ANY) b = qkd_value_unknown(QKD_V_NUM);
   if (a.kind == QKD_V_NUM && b.kind == QKD_V_NUM) {
+    if (by_zero(ev, e, op, b)) return err_value();
+    if (a.unknown || b.unknown) return qkd_value_unknown(QKD_V_NUM);
     double x = a.num, y = b.num, r;
     switch (op) {
     case '+': r = x + y; break;
     case '-': r = x - y; break;
     case '*': r = x * y; break;
-    case '/':
-      if (y == 0) { qkd_diag_error(ev->diag, e->span, "division by zero"); return err_value(); }
-      r = x / y; break;
-    case '%':
-      if (y == 0) { qkd_diag_error(ev->diag, e->span, "modulo by zero"); return err_value(); }
-      r = x - y * floor(x / y); /* floor modulo: never negative for y > 0 */
-      break;
+    case '/': r = x / y; break;
+    case '%': r = x - y * floor(x / y); break; /* floor modulo: never negative for y > 0 */
     default: r = pow(x, y); break;
     }
     if (!isfinite(r)) { qkd_diag_error(ev->diag, e->span, "the value of this expression is not a finite number"); return err_value(); }
     return num_value(r);
   }
+  qkd_value r;
   if (a.kind == QKD_V_FEAT && b.kind == QKD_V_NUM) {
-    switch (op) {
-    case '+': return affine(a.feat, a.scale, a.offset + b.num);
-    case '-': return affine(a.feat, a.scale, a.offset - b.num);
-    case '*': return affine(a.feat, a.scale * b.num, a.offset * b.num);
-    case '/':
-      if (b.num == 0) { qkd_diag_error(ev->diag, e->span, "division by zero"); return err_value(); }
-      return affine(a.feat, a.scale / b.num, a.offset / b.num);
-    default: break;
-    }
+    if (op == '/' && by_zero(ev, e, op, b)) return err_value();
+    if (affine_op(op, a, b, 1, &r)) return r;
   } else if (a.kind == QKD_V_NUM && b.kind == QKD_V_FEAT) {
-    switch (op) {
-    case '+': return affine(b.feat, b.scale, b.offset + a.num);
-    case '-': return affine(b.feat, -b.scale, a.num - b.offset);
-    case '*': return affine(b.feat, b.scale * a.num, b.offset * a.num);
-    default: break;
-    }
+    if (affine_op(op, b, a, 0, &r)) return r;
   }
   if (a.kind == QKD_V_FEAT || b.kind == QKD_V_FEAT) {
     qkd_diag_error(ev->diag, e->span, "an angle must be affine in one feature (a * x[i] + b)");
@@ -90,8 +114,11 @@ qkd_value qkd_eval_expr(qkd_eval *ev, const qkd_env *env, const qkd_ast *e) {
   }
   case QKD_AST_NEG: {
     qkd_value v = qkd_eval_expr(ev, env, e->a);
-    if (v.kind == QKD_V_NUM) return num_value(-v.num);
-    if (v.kind == QKD_V_FEAT) return affine(v.feat, -v.scale, -v.offset);
+    if (v.kind == QKD_V_ANY) return qkd_value_unknown(QKD_V_NUM);
+    if (v.kind == QKD_V_NUM || v.kind == QKD_V_FEAT) {
+      v.num = -v.num, v.scale = -v.scale, v.offset = -v.offset;
+      return v;
+    }
     if (v.kind != QKD_V_ERR) qkd_diag_error(ev->diag, e->span, "unary '-' needs a number, not a %s", qkd_value_kind_name(v.kind));
     return err_value();
   }
@@ -103,11 +130,14 @@ qkd_value qkd_eval_expr(qkd_eval *ev, const qkd_env *env, const qkd_ast *e) {
   case QKD_AST_RANGE: {
     qkd_value a = qkd_eval_expr(ev, env, e->a), b = qkd_eval_expr(ev, env, e->b);
     if (a.kind == QKD_V_ERR || b.kind == QKD_V_ERR) return err_value();
-    if (a.kind != QKD_V_NUM || b.kind != QKD_V_NUM || a.num != floor(a.num) || b.num != floor(b.num)) {
+    if (a.kind == QKD_V_ANY) a = qkd_value_unknown(QKD_V_NUM);
+    if (b.kind == QKD_V_ANY) b = qkd_value_unknown(QKD_V_NUM);
+    if (a.kind != QKD_V_NUM || b.kind != QKD_V_NUM || (!a.unknown && a.num != floor(a.num)) ||
+        (!b.unknown && b.num != floor(b.num))) {
       qkd_diag_error(ev->diag, e->span, "a range needs integer bounds");
       return err_value();
     }
-    return (qkd_value){.kind = QKD_V_RANGE, .lo = a.num, .hi = b.num};
+    return (qkd_value){.kind = QKD_V_RANGE, .lo = a.num, .hi = b.num, .unknown = a.unknown || b.unknown};
   }
   case QKD_AST_LIST: {
     qkd_value v = {.kind = QKD_V_LIST, .n = e->items.len};
@@ -128,7 +158,13 @@ qkd_value qkd_eval_expr(qkd_eval *ev, const qkd_env *env, const qkd_ast *e) {
       return err_value();
     }
     long i;
-    if (qkd_eval_int(ev, env, e->a, &i) != 0) return err_value();
+    int known = qkd_eval_int(ev, env, e->a, &i);
+    if (known < 0) return err_value();
+    if (known > 0) { /* x[q] in a definition: the feature is read at each use */
+      qkd_value v = affine(0, 1.0, 0.0);
+      v.unknown = 1;
+      return v;
+    }
     if (i < 0 || i > (1 << 24)) {
       qkd_diag_error(ev->diag, e->span, "feature index %ld is out of range", i);
       return err_value();
@@ -151,6 +187,10 @@ qkd_value qkd_eval_expr(qkd_eval *ev, const qkd_env *env, const qkd_ast *e) {
 int qkd_eval_num(qkd_eval *ev, const qkd_env *env, const qkd_ast *e, double *out) {
   qkd_value v = qkd_eval_expr(ev, env, e);
   if (v.kind == QKD_V_ERR) return -1;
+  if (v.kind == QKD_V_ANY || (v.kind == QKD_V_NUM && v.unknown)) {
+    *out = NAN;
+    return 1;
+  }
   if (v.kind != QKD_V_NUM) {
     qkd_diag_error(ev->diag, e->span, "expected a number, found a %s", qkd_value_kind_name(v.kind));
     return -1;
@@ -161,7 +201,11 @@ int qkd_eval_num(qkd_eval *ev, const qkd_env *env, const qkd_ast *e, double *out
 
 int qkd_eval_int(qkd_eval *ev, const qkd_env *env, const qkd_ast *e, long *out) {
   double x;
-  if (qkd_eval_num(ev, env, e, &x) != 0) return -1;
+  int rc = qkd_eval_num(ev, env, e, &x);
+  if (rc != 0) {
+    *out = 0;
+    return rc;
+  }
   if (x != floor(x) || fabs(x) > 1e15) {
     qkd_diag_error(ev->diag, e->span, "expected an integer, found %g", x);
     return -1;

@@ -79,6 +79,7 @@ static const char *loop_note(qkd_lower *L, const loopvar *lv) {
 }
 
 static int push_gate(qkd_lower *L, qkd_ir_gate g, qkd_span sp) {
+  if (L->symbolic) return 0;
   if (L->n_gates >= QKD_LOWER_MAX_GATES) {
     qkd_diag_error(L->diag, sp, "the circuit has more than %d gates after unrolling", QKD_LOWER_MAX_GATES);
     return -1;
@@ -94,10 +95,17 @@ static int push_gate(qkd_lower *L, qkd_ir_gate g, qkd_span sp) {
   return 0;
 }
 
+/* *q = the qubit, or -1 when it is symbolic (checked at each use). */
 static int qubit_arg(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_ast *arg, const loopvar *lv, int *q) {
   long v;
-  if (qkd_eval_int(ev, env, arg->a, &v) != 0) return -1;
-  if (v < 0 || v >= L->n_qubits) {
+  int known = qkd_eval_int(ev, env, arg->a, &v);
+  *q = -1;
+  if (known != 0) return known < 0 ? -1 : 0;
+  if (L->symbolic && v < 0) {
+    qkd_diag_error(L->diag, arg->span, "qubit index %ld is negative", v);
+    return -1;
+  }
+  if (!L->symbolic && (v < 0 || v >= L->n_qubits)) {
     qkd_diag_error(L->diag, arg->span, "qubit index %ld is out of range for %d qubit%s%s", v, L->n_qubits,
                    L->n_qubits == 1 ? "" : "s", loop_note(L, lv));
     return -1;
@@ -113,7 +121,7 @@ static int angle_arg(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
   }
   qkd_value v = qkd_eval_expr(ev, env, arg->a);
   if (v.kind == QKD_V_ERR) return -1;
-  if (v.kind == QKD_V_NUM) { *out = (qkd_angle){QKD_ANGLE_CONST, 0, 0.0, v.num}; return 0; }
+  if (v.kind == QKD_V_NUM || v.kind == QKD_V_ANY) { *out = (qkd_angle){QKD_ANGLE_CONST, 0, 0.0, v.num}; return 0; }
   if (v.kind == QKD_V_FEAT) { *out = (qkd_angle){QKD_ANGLE_FEATURE, v.feat, v.scale, v.offset}; return 0; }
   qkd_diag_error(L->diag, arg->span, "an angle must be a number or an affine feature expression, not a %s",
                  qkd_value_kind_name(v.kind));
@@ -123,7 +131,10 @@ static int angle_arg(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
 static int gate_call(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_ast *c, const loopvar *lv) {
   int is_rot = strcmp(c->name, "rot") == 0;
   int kind = is_rot ? QKD_GATE_RZ : qkd_gate_lookup(c->name);
-  if (kind < 0) return -1; /* reported once per declaration by sema */
+  if (kind < 0) { /* a definition with errors is never lowered for a student */
+    if (L->symbolic) qkd_diag_error(L->diag, c->name_span, "unknown gate '%s'", c->name);
+    return -1;
+  }
   const qkd_gate_info *info = qkd_gate(kind);
   int nq = info->qubits, na = is_rot ? 0 : info->angles, max_args = is_rot ? 1 : nq + na;
   int nargs = c->items.len;
@@ -148,7 +159,7 @@ static int gate_call(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_a
   qkd_ir_gate g = {.kind = kind};
   for (int i = 0; i < nq; i++)
     if (qubit_arg(L, ev, env, c->items.items[i], lv, &g.q[i]) != 0) return -1;
-  if (nq == 2 && g.q[0] == g.q[1]) {
+  if (nq == 2 && g.q[0] >= 0 && g.q[0] == g.q[1]) {
     qkd_diag_error(L->diag, c->span, "gate '%s' uses qubit %d twice%s", c->name, g.q[0], loop_note(L, lv));
     return -1;
   }
@@ -194,16 +205,67 @@ static int exec_stmts(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_
   return 0;
 }
 
-int qkd_lower_call(qkd_lower *L, const qkd_ast *decl, const qkd_ast *args, qkd_span site) {
-  qkd_eval ev = {.arena = L->arena, .diag = L->diag, .features_allowed = 1, .max_feature = L->max_feature,
-                 .max_feature_span = L->max_feature_span};
-  /* the body sees n and qubits = 0..n; the call's arguments see qubits = n (spec §9) */
+/* The loop variable of `for NAME in it` in a definition: a symbolic number, or of unknown kind. */
+static qkd_value loop_value(qkd_value it) {
+  int numbers = it.kind == QKD_V_RANGE || it.kind == QKD_V_LIST;
+  for (int i = 0; it.kind == QKD_V_LIST && i < it.n; i++) numbers &= it.items[i].kind == QKD_V_NUM;
+  return qkd_value_unknown(numbers ? QKD_V_NUM : QKD_V_ANY);
+}
+
+/* Every statement once, reporting each error; a loop's body once with its variable symbolic. */
+static int check_stmts(qkd_lower *L, qkd_eval *ev, const qkd_env *env, const qkd_vec *stmts) {
+  int rc = 0;
+  for (int i = 0; i < stmts->len; i++) {
+    const qkd_ast *s = stmts->items[i];
+    if (s->kind == QKD_AST_CALL) {
+      if (gate_call(L, ev, env, s, NULL) != 0) rc = -1;
+      continue;
+    }
+    qkd_value it = qkd_eval_expr(ev, env, s->a);
+    if (it.kind == QKD_V_ERR) {
+      rc = -1;
+    } else if (it.kind != QKD_V_RANGE && it.kind != QKD_V_LIST && it.kind != QKD_V_ANY) {
+      qkd_diag_error(L->diag, s->a->span, "'for' needs a range or a list, not a %s", qkd_value_kind_name(it.kind));
+      rc = -1;
+    }
+    qkd_env b = {.name = s->name, .value = loop_value(it), .next = env};
+    if (check_stmts(L, ev, &b, &s->items) != 0) rc = -1;
+  }
+  return rc;
+}
+
+int qkd_lower_check(qkd_arena *arena, qkd_diag *diag, const qkd_ast *decl) {
+  if (decl->depth > QKD_AST_MAX_DEPTH) {
+    qkd_diag_error(diag, decl->name_span, "'%s' is nested too deeply", decl->name);
+    return -1;
+  }
+  qkd_lower L = {.arena = arena, .diag = diag, .symbolic = 1, .max_feature = -1};
+  qkd_eval ev = {.arena = arena, .diag = diag, .features_allowed = 1, .max_feature = -1};
+  qkd_env nb[2] = {{"n", qkd_value_unknown(QKD_V_NUM), NULL}, {"qubits", qkd_value_unknown(QKD_V_RANGE), &nb[0]}};
+  return check_stmts(&L, &ev, qkd_env_symbolic(arena, &decl->params, &nb[1]), &decl->items);
+}
+
+/* The environment of a call: the body sees n and qubits = 0..n; the call's arguments see
+ * qubits = n (spec §9). */
+static int bind_call(qkd_lower *L, qkd_eval *ev, const qkd_ast *decl, const qkd_ast *args, qkd_span site, qkd_env **env) {
   qkd_env *nb = qkd_arena_alloc(L->arena, sizeof *nb * 3);
   nb[0] = (qkd_env){"n", {.kind = QKD_V_NUM, .num = L->n_qubits}, NULL};
   nb[1] = (qkd_env){"qubits", {.kind = QKD_V_RANGE, .lo = 0, .hi = L->n_qubits}, &nb[0]};
   nb[2] = (qkd_env){"qubits", {.kind = QKD_V_NUM, .num = L->n_qubits}, &nb[0]};
+  return qkd_bind_args_in(ev, decl, args, site, &nb[2], &nb[1], env);
+}
+
+int qkd_lower_bind(qkd_lower *L, const qkd_ast *decl, const qkd_ast *args, qkd_span site) {
+  qkd_eval ev = {.arena = L->arena, .diag = L->diag, .max_feature = -1};
   qkd_env *env;
-  if (qkd_bind_args_in(&ev, decl, args, site, &nb[2], &nb[1], &env) != 0) return -1;
+  return bind_call(L, &ev, decl, args, site, &env);
+}
+
+int qkd_lower_call(qkd_lower *L, const qkd_ast *decl, const qkd_ast *args, qkd_span site) {
+  qkd_eval ev = {.arena = L->arena, .diag = L->diag, .features_allowed = 1, .max_feature = L->max_feature,
+                 .max_feature_span = L->max_feature_span};
+  qkd_env *env;
+  if (bind_call(L, &ev, decl, args, site, &env) != 0) return -1;
   if (decl->depth > QKD_AST_MAX_DEPTH) {
     qkd_diag_error(L->diag, decl->name_span, "'%s' is nested too deeply", decl->name);
     return -1;

@@ -1,8 +1,10 @@
 /* sema.h — semantic checks and the program model.
- * qkd_sema_check walks every declaration of a parsed program: names and duplicates, fields and
- * their values, net shapes from the data set's image shape, feature counts between `pre`, the
- * encoding and x[i], measurement and head sizes against the class count, losses (kl/mse need a
- * teacher), training recipes, and lowers every student's circuit to the flat IR (lower.h).
+ * qkd_sema_check walks every declaration of a parsed program: names and duplicates; every
+ * circuit, encoding, net and loss where it is written, used or not, with its parameters
+ * symbolic (each error of a definition is reported once, there); fields and their values, net
+ * shapes from the data set's image shape, feature counts between `pre`, the encoding and x[i],
+ * measurement and head sizes against the class count, losses (kl/mse need a teacher), training
+ * recipes, and lowers every student's circuit to the flat IR (lower.h).
  * Reports every error it finds (located, file:line:col); returns the model only when there
  * were none — nothing downstream ever sees an unchecked program. */
 #ifndef QKD_SEMA_H
