@@ -10,7 +10,9 @@
 # teacher and student on both sides: --seed S --teacher-seed S): one more JSON line per cell with
 # both sides' means and sample stds over the seeds and the time ratio (the reference's seconds
 # over qkd's, teachers included on both sides). The reference takes about 20 minutes per
-# 8-qubit seed here: the whole bench runs for hours; run it on a quiet machine.
+# 8-qubit seed here: the whole bench runs for hours; run it on a quiet machine. QKD_E2E_QUBITS
+# (default "4 8") and QKD_E2E_DATASETS (default "mnist fashion-mnist") narrow it;
+# QKD_E2E_MAIN=0 skips the first line (mnist_8q and w8), QKD_E2E_KD=0 the cells.
 # Stdout: JSON lines. Exit 0 whatever the figures. Uses $QKD_BUILD if set, else builds build/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ trap 'rm -rf "$work"' EXIT
 
 json() { sed -n "s/.*\"$2\": *\([^,}]*\).*/\1/p" "$1" | head -n "${3:-1}" | tail -n 1; }
 
+if [ "${QKD_E2E_MAIN:-1}" != 0 ]; then
 start=$(date +%s.%N)
 "$build/qkdc" run examples/mnist_8q.qkd --out "$work/run" --threads "$threads" 2>"$work/run.log"
 qkd_rc=$?
@@ -58,16 +61,28 @@ fi
 printf '{"experiment": "mnist_8q", "qubits": 8, "epochs": 5, "threads": %s, "qkd_seconds": %.1f, "qkd_distilled": %s, "qkd_baseline": %s, "peer": "torch", "peer_seconds": %s, "peer_distilled": %s, "peer_baseline": %s, "ratio": %s, "qkd_w8_samples_per_s": %s}\n' \
   "$threads" "$qkd_seconds" "${qkd_distilled:-null}" "${qkd_baseline:-null}" "$peer_seconds" "${peer_distilled:-null}" \
   "${peer_baseline:-null}" "$ratio" "$w8"
+fi
 
 [ "${QKD_E2E_KD:-1}" = 0 ] && exit 0
 seeds=${QKD_E2E_SEEDS:-5}
 seed_list=$(seq -s, 1 "$seeds")
-"$build/qkdc" run bench/e2e_kd.qkd --out "$work/kd" --threads "$threads" --set "e2e.seeds=[$seed_list]" 2>"$work/kd.log" ||
-  { echo '{"experiment": "e2e_kd", "error": "qkdc run failed"}'; tail -5 "$work/kd.log" >&2; exit 0; }
+qubit_list=${QKD_E2E_QUBITS:-4 8}
+dataset_list=${QKD_E2E_DATASETS:-mnist fashion-mnist}
+# the program with its axes narrowed to the lists asked for
+data_vals=""; teacher_vals=""; name_vals=""
+for d in $dataset_list; do
+  case $d in mnist) v=mnist; t=lenet_m ;; fashion-mnist) v=fmnist; t=lenet_f ;; *) echo "e2e: unknown data set $d" >&2; exit 0 ;; esac
+  data_vals+="${data_vals:+, }$v"; teacher_vals+="${teacher_vals:+, }$t"; name_vals+="${name_vals:+, }$d"
+done
+sed -e "s/ref.data: \[mnist, fmnist\]  ref.teacher: \[lenet_m, lenet_f\]  names: \[mnist, fashion-mnist\]/ref.data: [$data_vals]  ref.teacher: [$teacher_vals]  names: [$name_vals]/" \
+    -e "s/qnn.qubits: \[4, 8\]/qnn.qubits: [$(echo $qubit_list | sed 's/ /, /g')]/" bench/e2e_kd.qkd >bench/.e2e_kd.$$.qkd
+"$build/qkdc" run bench/.e2e_kd.$$.qkd --out "$work/kd" --threads "$threads" --set "e2e.seeds=[$seed_list]" 2>"$work/kd.log" ||
+  { echo '{"experiment": "e2e_kd", "error": "qkdc run failed"}'; tail -5 "$work/kd.log" >&2; rm -f bench/.e2e_kd.$$.qkd; exit 0; }
 have_peer=0
 [ -x /usr/bin/python3 ] && [ -f "$peer_dir/ref_kd_torch.py" ] && have_peer=1
-for ds in mnist fashion-mnist; do
-  for q in 4 8; do
+rm -f bench/.e2e_kd.$$.qkd
+for ds in $dataset_list; do
+  for q in $qubit_list; do
     for s in $(seq 1 "$seeds"); do
       [ $have_peer = 1 ] || continue
       pstart=$(date +%s.%N)
