@@ -130,6 +130,19 @@ int sema_check_loss_definition(sema *S, const qkd_ast *d) {
 
 /* ---- experiments -------------------------------------------------------------------------------- */
 
+/* Whether two data sets draw their images and labels from the same source and classes (a
+ * teacher trained on the full set and a student on a subset of it, or a differently sized
+ * one, is fine: that is the small-data setting). */
+static int same_images(const qkd_m_dataset *a, const qkd_m_dataset *b) {
+  if (a->source_kind != b->source_kind || a->n_classes != b->n_classes) return 0;
+  const char *sa = a->dir ? a->dir : a->source, *sb = b->dir ? b->dir : b->source;
+  if (!sa || !sb || strcmp(sa, sb) != 0) return 0;
+  if (a->source_kind == QKD_SRC_SYNTHETIC && a->seed != b->seed) return 0;
+  for (int i = 0; i < a->n_classes; i++)
+    if (a->classes && b->classes && a->classes[i] != b->classes[i]) return 0;
+  return 1;
+}
+
 qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
   sema_check_fields(S, &d->items, SEMA_IN_EXPERIMENT);
   int errs = S->D->errors;
@@ -150,6 +163,10 @@ qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
       else if (td_data->c != e->data->c || td_data->h != e->data->h || td_data->w != e->data->w)
         qkd_diag_error(S->D, f->a->span, "teacher '%s' was trained on %dx%dx%d images, but data set '%s' has %dx%dx%d",
                        e->teacher->name, td_data->c, td_data->h, td_data->w, e->data->name, e->data->c, e->data->h, e->data->w);
+      else if (!same_images(td_data, e->data))
+        qkd_diag_warning(S->D, f->a->span, "teacher '%s' was trained on data set '%s' (%s), but experiment '%s' trains on '%s' "
+                         "(%s): its soft targets describe other images or classes", e->teacher->name, td_data->name,
+                         td_data->source, e->name, e->data->name, e->data->source);
     }
   }
   if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "student"))) {
