@@ -86,7 +86,8 @@ for ds in $dataset_list; do
     for s in $(seq 1 "$seeds"); do
       [ $have_peer = 1 ] || continue
       pstart=$(date +%s.%N)
-      /usr/bin/python3 "$peer_dir/ref_kd_torch.py" --data data --dataset "$ds" --qubits "$q" --layers 4 --teacher-epochs 3 \
+      root=data; [ -d "data/$ds" ] || root=/usr/share/datasets # Debian's dataset-fashion-mnist
+      /usr/bin/python3 "$peer_dir/ref_kd_torch.py" --data "$root" --dataset "$ds" --qubits "$q" --layers 4 --teacher-epochs 3 \
         --epochs 5 --batch 64 --lr 0.005 --T 4 --alpha 0.7 --threads "$threads" --seed "$s" --teacher-seed "$s" \
         >"$work/peer-$ds-$q-$s.json" 2>>"$work/peer.log" || rm -f "$work/peer-$ds-$q-$s.json"
       pend=$(date +%s.%N)
