@@ -95,16 +95,6 @@ static void get_floats(const unsigned char *b, float *v, long n) {
   }
 }
 
-typedef struct {
-  const unsigned char *b;
-  size_t len;
-} blob;
-
-static int emit_blob(FILE *f, const void *ctx) {
-  const blob *bl = ctx;
-  return fwrite(bl->b, 1, bl->len, f) == bl->len ? 0 : -1;
-}
-
 int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, const float *state, long n_state,
                    const double *acc, int epochs, char *err, size_t errlen) {
   size_t len = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
@@ -127,8 +117,7 @@ int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, 
   put_floats(b + off, state, n_state);
   off += 4 * (size_t)n_state;
   put_u64(b + off, qkd_hash_bytes(QKD_HASH_INIT, b, off));
-  blob bl = {b, len};
-  int rc = qkd_file_write_atomic(path, emit_blob, &bl, err, errlen);
+  int rc = qkd_file_write_bytes(path, b, len, err, errlen);
   free(b);
   return rc;
 }

@@ -79,6 +79,21 @@ int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, c
   return bad ? qkd_fail(err, errlen, path, "cannot write: %s", strerror(e ? e : EIO)) : 0;
 }
 
+typedef struct {
+  const void *b;
+  size_t len;
+} bytes;
+
+static int emit_bytes(FILE *f, const void *ctx) {
+  const bytes *x = ctx;
+  return fwrite(x->b, 1, x->len, f) == x->len ? 0 : -1;
+}
+
+int qkd_file_write_bytes(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
+  bytes x = {buf, len};
+  return qkd_file_write_atomic(path, emit_bytes, &x, err, errlen);
+}
+
 char *qkd_file_read(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   if (!f) {

@@ -21,6 +21,8 @@ typedef int (*qkd_emit_fn)(FILE *f, const void *ctx);
 int qkd_file_mkdir_p(const char *dir, char *err, size_t errlen);
 /* Creates PATH's parent directories, then writes PATH atomically. */
 int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, char *err, size_t errlen);
+/* The same for a buffer of len bytes. */
+int qkd_file_write_bytes(const char *path, const void *buf, size_t len, char *err, size_t errlen);
 /* "dir/name" (malloc'd; NULL on out of memory). */
 char *qkd_file_join(const char *dir, const char *name);
 /* The whole file, malloc'd and NUL-terminated, its length in *len (may be NULL). */

@@ -456,16 +456,6 @@ static uint64_t le_get(const unsigned char *b, int bytes) {
   return v;
 }
 
-typedef struct {
-  const unsigned char *b;
-  size_t n;
-} bytes;
-
-static int emit_bytes(FILE *f, const void *ctx) {
-  const bytes *b = ctx;
-  return fwrite(b->b, 1, b->n, f) == b->n ? 0 : -1;
-}
-
 int qkd_report_write_weights(const char *path, const char *name, const double *circuit_params, long P,
                              const float *classical, long n, char *err, size_t errlen) {
   size_t nl = name ? strlen(name) : 0;
@@ -496,8 +486,7 @@ int qkd_report_write_weights(const char *path, const char *name, const double *c
     le_put(b + off, bits, 4);
   }
   le_put(b + off, fnv(b, off), 8);
-  bytes ctx = {b, len};
-  int rc = qkd_file_write_atomic(path, emit_bytes, &ctx, err, errlen);
+  int rc = qkd_file_write_bytes(path, b, len, err, errlen);
   free(b);
   return rc;
 }

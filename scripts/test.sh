@@ -11,8 +11,9 @@ if ! command -v cmake >/dev/null || ! command -v bison >/dev/null || ! [ -d /usr
   bash scripts/setup.sh
 fi
 
-# What only the tests need: a real Slurm (tests/slurm) started by the tests themselves.
-test_need=(slurmctld slurmd slurm-client munge python3)
+# What only the tests need: a real Slurm (tests/slurm) started by the tests themselves, and NumPy
+# (tests/interop: the independent side of the .npy/.npz tests).
+test_need=(slurmctld slurmd slurm-client munge python3 python3-numpy)
 test_missing=()
 for p in "${test_need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || test_missing+=("$p")
