@@ -3,9 +3,10 @@
  * errors or exits itself.
  *
  * Promises:
- *  - every runtime function that can fail takes a `qkd_error *err` (may be NULL: the caller does
- *    not want the reason) and, on failure, fills all of it through qkd_fail: kind, path, msg.
- *    On success err is left as it was.
+ *  - every runtime function that says why it failed takes a `qkd_error *err` (may be NULL: the
+ *    caller does not want the reason) and, on failure, fills all of it through qkd_fail: kind,
+ *    path, msg. On success err is left as it was. (Functions whose only failure is memory
+ *    return NULL or -1 without one.)
  *  - path is what the error is about: a file or directory path, or a declaration's name (a
  *    teacher's, "synthetic", "qkdc"); empty when the message needs no subject (a net's layer,
  *    a circuit's gate), and then the caller that prints it supplies one (the program's path) with
