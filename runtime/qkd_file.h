@@ -9,8 +9,8 @@
  *    (a full disk is "No space left on device"). A process killed mid-write may leave a stale
  *    PATH.tmp.* file, never a torn PATH.
  *  - qkd_file_read reads a whole file (NUL-terminated, at most `max` bytes).
- *  - errors fill err (qkd_err.h: path = the file or directory, kind IO, or MEMORY), -1 (or NULL)
- *    returned; nothing prints. */
+ *  - errors fill err (qkd_err.h: path = the file or directory; kind IO, MEMORY, or FORMAT for a
+ *    file larger than qkd_file_read's max), -1 (or NULL) returned; nothing prints. */
 #ifndef QKD_FILE_H
 #define QKD_FILE_H
 
