@@ -120,11 +120,11 @@ static int row(int n, int L, int B, int f64, int threads) {
   for (int i = 0; i < np; i++) thf[i] = (float)th[i];
 
   qkd_kernel k;
-  char err[512];
+  qkd_error err;
   qkd_jit_options o = {f64 ? 1 : 2, -1, 0};
   double t0 = now_s();
-  if (qkd_jit_compile_ex(c, &o, &k, err, sizeof err) != 0) {
-    fprintf(stderr, "qsim_bench: %s\n", err);
+  if (qkd_jit_compile_ex(c, &o, &k, &err) != 0) {
+    fprintf(stderr, "qsim_bench: %s\n", err.msg);
     return -1;
   }
   double jit_ms = (now_s() - t0) * 1e3;

@@ -50,15 +50,15 @@ int main(int argc, char **argv) {
   if (!strcmp(model, "lenet5")) spec = (qkd_net_spec){"lenet5", 12, lenet, 0, NULL, {0}};
   else if (!strcmp(model, "alexnet_small")) spec = (qkd_net_spec){"alexnet_small", 16, alex, 0, NULL, {0}};
   else { fprintf(stderr, "teacher_bench: error: unknown model %s\n", model); return 1; }
-  char err[2048];
+  qkd_error err;
   qkd_data_opts o = {.source = dataset, .train_limit = train_limit, .test_limit = test_limit, .scale = QKD_DATA_SCALE_UNIT};
   qkd_dataset ds;
-  if (qkd_data_load(&o, &ds, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 1; }
+  if (qkd_data_load(&o, &ds, &err) != 0) { qkd_error_print(&err, stderr); return 1; }
   qkd_teacher_job job = {.name = model, .net = &spec, .data = &ds, .data_opts = &o, .threads = threads,
                          .recipe = {QKD_NN_ADAM, lr, 0.9, 0.999, 0.0, epochs, batch, (uint64_t)seed},
                          .note = progress};
   qkd_teacher_result r;
-  if (qkd_teacher_train(&job, &r, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); qkd_data_free(&ds); return 1; }
+  if (qkd_teacher_train(&job, &r, &err) != 0) { qkd_error_print(&err, stderr); qkd_data_free(&ds); return 1; }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("{\"model\": \"%s\", \"dataset\": \"%s\", \"threads\": %d, \"epochs\": %d, \"params\": %ld, "

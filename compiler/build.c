@@ -54,7 +54,7 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
     return 1;
   }
   int rc = 1;
-  char err[1024];
+  qkd_error err;
   char *objs = "";
   /* every distinct circuit of the experiments and the grid cells, once */
   int nk = 0;
@@ -71,8 +71,9 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
   }
   for (int i = 0; i < nk; i++) {
     char *obj = qkd_arena_printf(a, "%s/k%d.o", tmpl, i), *prefix = qkd_arena_printf(a, "qkd_k%d", i);
-    if (qkd_jit_emit_object(circ[i], obj, cpu, prefix, err, sizeof err) != 0) {
-      fprintf(stderr, "%s: error: kernels of '%s': %s\n", m->path, owner[i], err);
+    if (qkd_jit_emit_object(circ[i], obj, cpu, prefix, &err) != 0) {
+      qkd_fail(&err, err.kind, m->path, "kernels of '%s': %s", owner[i], err.msg);
+      qkd_error_print(&err, stderr);
       goto done;
     }
     objs = qkd_arena_printf(a, "%s '%s'", objs, obj);

@@ -11,7 +11,7 @@ typedef struct {
   const qkd_exe_program *p;
 } exe_ctx;
 
-static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen) {
+static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, qkd_error *err) {
   const exe_ctx *x = ud;
   uint64_t h = qkd_driver_ir_hash(ir);
   for (int i = 0; i < x->p->n_kernels; i++) {
@@ -22,9 +22,9 @@ static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double 
     *ms = 0;
     return 0;
   }
-  snprintf(err, errlen, "the circuit of student '%s' is not the one this executable was built with; rebuild it with qkdc build",
-           ir->name ? ir->name : "?");
-  return -1;
+  return qkd_fail(err, QKD_ERR_INPUT, NULL,
+                  "the circuit of student '%s' is not the one this executable was built with; rebuild it with qkdc build",
+                  ir->name ? ir->name : "?");
 }
 
 static void usage(const char *argv0, FILE *out) {

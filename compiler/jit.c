@@ -28,14 +28,15 @@ static int timing_on(void) {
   return s && *s && strcmp(s, "0") != 0;
 }
 
-static void set_err(char *err, size_t errlen, const char *what, const char *msg) {
-  if (err && errlen) snprintf(err, errlen, "jit: %s%s%s", what, msg ? ": " : "", msg ? msg : "");
+/* "jit: WHAT: MSG" into err (an internal error: the backend failed); returns -1. */
+static int set_err(qkd_error *err, const char *what, const char *msg) {
+  return qkd_fail(err, QKD_ERR_INTERNAL, NULL, "jit: %s%s%s", what, msg ? ": " : "", msg ? msg : "");
 }
 
 /* Consumes e (an LLVMErrorRef) into err; returns -1. */
-static int jit_error(LLVMErrorRef e, const char *what, char *err, size_t errlen) {
+static int jit_error(LLVMErrorRef e, const char *what, qkd_error *err) {
   char *m = LLVMGetErrorMessage(e); /* consumes e */
-  set_err(err, errlen, what, m);
+  set_err(err, what, m);
   LLVMDisposeErrorMessage(m);
   return -1;
 }
@@ -67,9 +68,9 @@ static int vbytes_for(const char *features) {
 
 /* A target machine for cpu/features (NULL = host). Returns NULL with err set on failure. */
 static LLVMTargetMachineRef make_tm(const char *cpu, const char *features, LLVMRelocMode reloc,
-                                    LLVMCodeModel cm, int *vbytes, char *err, size_t errlen) {
+                                    LLVMCodeModel cm, int *vbytes, qkd_error *err) {
   pthread_once(&init_once, init_llvm);
-  if (init_failed) { set_err(err, errlen, "cannot initialise the native target", NULL); return NULL; }
+  if (init_failed) { set_err(err, "cannot initialise the native target", NULL); return NULL; }
   char *triple = LLVMGetDefaultTargetTriple(); /* ours: disposed below */
   char *hcpu = NULL, *hfeat = NULL;
   if (!cpu) { cpu = hcpu = LLVMGetHostCPUName(); features = hfeat = LLVMGetHostCPUFeatures(); }
@@ -77,10 +78,10 @@ static LLVMTargetMachineRef make_tm(const char *cpu, const char *features, LLVMR
   char *msg = NULL;
   LLVMTargetMachineRef tm = NULL;
   if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
-    set_err(err, errlen, "no target for the host triple", msg);
+    set_err(err, "no target for the host triple", msg);
   } else {
     tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelDefault, reloc, cm);
-    if (!tm) set_err(err, errlen, "cannot create a target machine", NULL);
+    if (!tm) set_err(err, "cannot create a target machine", NULL);
     if (vbytes) *vbytes = vbytes_for(features);
   }
   if (msg) LLVMDisposeMessage(msg);
@@ -92,7 +93,7 @@ static LLVMTargetMachineRef make_tm(const char *cpu, const char *features, LLVMR
 
 /* Generates, verifies and optimises the module for ir into M (triple/layout from tm). */
 static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef tm,
-                        const qkd_ir_circuit *ir, const jit_gen_cfg *cfg, char *err, size_t errlen) {
+                        const qkd_ir_circuit *ir, const jit_gen_cfg *cfg, qkd_error *err) {
   char *triple = LLVMGetTargetMachineTriple(tm);
   LLVMSetTarget(M, triple);
   LLVMDisposeMessage(triple);
@@ -100,16 +101,16 @@ static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef 
   LLVMSetModuleDataLayout(M, td); /* copies the layout */
   LLVMDisposeTargetData(td);
   double t0 = 1e3 * qkd_now_s();
-  if (jit_gen_module(C, M, ir, cfg, err, errlen) != 0) return -1;
+  if (jit_gen_module(C, M, ir, cfg, err) != 0) return -1;
   double t1 = 1e3 * qkd_now_s();
   for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f))
     if (!LLVMIsDeclaration(f) && LLVMVerifyFunction(f, LLVMReturnStatusAction)) {
-      set_err(err, errlen, "generated function fails verification", LLVMGetValueName(f));
+      set_err(err, "generated function fails verification", LLVMGetValueName(f));
       return -1;
     }
   char *msg = NULL;
   int bad = LLVMVerifyModule(M, LLVMReturnStatusAction, &msg);
-  if (bad) set_err(err, errlen, "generated module fails verification", msg);
+  if (bad) set_err(err, "generated module fails verification", msg);
   if (msg) LLVMDisposeMessage(msg); /* allocated even when there is no error */
   if (bad) return -1;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
@@ -121,7 +122,7 @@ static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef 
   LLVMPassBuilderOptionsSetSLPVectorization(po, 0);
   LLVMErrorRef e = LLVMRunPasses(M, "default<O2>", tm, po);
   LLVMDisposePassBuilderOptions(po);
-  if (e) return jit_error(e, "optimisation failed", err, errlen);
+  if (e) return jit_error(e, "optimisation failed", err);
   if (timing_on()) fprintf(stderr, "jit: generate %.1f ms, verify+O2 %.1f ms\n", t1 - t0, 1e3 * qkd_now_s() - t1);
   return 0;
 }
@@ -153,7 +154,7 @@ typedef struct {
 
 /* Defines name → addr as an absolute symbol in jd. */
 static int define_abs(LLVMOrcLLJITRef J, LLVMOrcJITDylibRef jd, const char *name, void *addr,
-                      char *err, size_t errlen) {
+                      qkd_error *err) {
   LLVMOrcCSymbolMapPair pair;
   pair.Name = LLVMOrcLLJITMangleAndIntern(J, name); /* retained once: owned by the MU below */
   pair.Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)addr;
@@ -163,32 +164,32 @@ static int define_abs(LLVMOrcLLJITRef J, LLVMOrcJITDylibRef jd, const char *name
   LLVMErrorRef e = LLVMOrcJITDylibDefine(jd, mu); /* on success jd owns mu */
   if (e) {
     LLVMOrcDisposeMaterializationUnit(mu); /* on failure it is still ours */
-    return jit_error(e, "cannot define a runtime symbol", err, errlen);
+    return jit_error(e, "cannot define a runtime symbol", err);
   }
   return 0;
 }
 
 /* A new LLJIT for the host with the process's symbols and the runtime helpers. */
-static LLVMOrcLLJITRef make_lljit(char *err, size_t errlen) {
-  LLVMTargetMachineRef tm_jit = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, NULL, err, errlen);
+static LLVMOrcLLJITRef make_lljit(qkd_error *err) {
+  LLVMTargetMachineRef tm_jit = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, NULL, err);
   if (!tm_jit) return NULL;
   LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
   /* tm_jit → jtmb → jb → LLJIT: each call takes ownership of its argument */
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm_jit));
   LLVMOrcLLJITRef J = NULL;
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&J, jb); /* consumes jb, even on failure */
-  if (e) { jit_error(e, "cannot create the LLJIT", err, errlen); return NULL; }
+  if (e) { jit_error(e, "cannot create the LLJIT", err); return NULL; }
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(J);
   LLVMOrcDefinitionGeneratorRef pg = NULL;
   int rc;
   e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&pg, LLVMOrcLLJITGetGlobalPrefix(J), NULL, NULL);
   if (e) {
-    rc = jit_error(e, "cannot search the process's symbols", err, errlen);
+    rc = jit_error(e, "cannot search the process's symbols", err);
   } else {
     LLVMOrcJITDylibAddGenerator(jd, pg); /* jd owns pg */
     /* the runtime helpers generated code calls (not necessarily exported by the executable) */
-    rc = define_abs(J, jd, "qkd_kernel_sample_f64", (void *)qkd_kernel_sample_f64, err, errlen);
-    if (rc == 0) rc = define_abs(J, jd, "qkd_jit_scratch", (void *)qkd_jit_scratch, err, errlen);
+    rc = define_abs(J, jd, "qkd_kernel_sample_f64", (void *)qkd_kernel_sample_f64, err);
+    if (rc == 0) rc = define_abs(J, jd, "qkd_jit_scratch", (void *)qkd_jit_scratch, err);
   }
   if (rc != 0) {
     LLVMErrorRef d = LLVMOrcDisposeLLJIT(J);
@@ -200,16 +201,16 @@ static LLVMOrcLLJITRef make_lljit(char *err, size_t errlen) {
 
 /* Generates, optimises, adds and looks up the kernels of precision mask `prec` (JIT_PREC_*)
  * in s's LLJIT; stores their addresses in s->fns. Caller holds s->mu (or owns s alone). */
-static int add_precision(jit_session *s, int prec, char *err, size_t errlen) {
+static int add_precision(jit_session *s, int prec, qkd_error *err) {
   int host_vb = 16;
-  LLVMTargetMachineRef tm_opt = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err, errlen);
+  LLVMTargetMachineRef tm_opt = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err);
   if (!tm_opt) return -1;
   jit_gen_cfg cfg = s->cfg;
   cfg.precisions = prec;
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext(); /* ours until the TSM */
   LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(s->ir->name ? s->ir->name : "qkd", C); /* ours */
-  int rc = build_module(M, C, tm_opt, s->ir, &cfg, err, errlen);
+  int rc = build_module(M, C, tm_opt, s->ir, &cfg, err);
   LLVMDisposeTargetMachine(tm_opt);
   if (rc != 0) {
     LLVMDisposeModule(M);
@@ -221,7 +222,7 @@ static int add_precision(jit_session *s, int prec, char *err, size_t errlen) {
   LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(s->jit, LLVMOrcLLJITGetMainJITDylib(s->jit), tsm); /* J owns tsm */
   if (e) {
     LLVMOrcDisposeThreadSafeModule(tsm); /* on failure it is still ours */
-    return jit_error(e, "cannot add the module", err, errlen);
+    return jit_error(e, "cannot add the module", err);
   }
   double tc0 = 1e3 * qkd_now_s();
   static const char *names[4] = {"qkd_k_fwd_f64", "qkd_k_bwd_f64", "qkd_k_fwd_f32", "qkd_k_bwd_f32"};
@@ -229,7 +230,7 @@ static int add_precision(jit_session *s, int prec, char *err, size_t errlen) {
     if (!(prec & (i < 2 ? JIT_PREC_F64 : JIT_PREC_F32))) continue;
     LLVMOrcExecutorAddress addr = 0;
     e = LLVMOrcLLJITLookup(s->jit, &addr, names[i]); /* materialises (codegen) on first lookup */
-    if (e) return jit_error(e, "symbol lookup failed", err, errlen);
+    if (e) return jit_error(e, "symbol lookup failed", err);
     atomic_store_explicit(&s->fns[i], (void *)(uintptr_t)addr, memory_order_release);
   }
   if (timing_on()) fprintf(stderr, "jit: codegen+link %.1f ms\n", 1e3 * qkd_now_s() - tc0);
@@ -245,9 +246,9 @@ static void *lazy_fn(const qkd_kernel *k, int i) {
   pthread_mutex_lock(&s->mu);
   f = atomic_load_explicit(&s->fns[i], memory_order_acquire);
   if (!f) {
-    char err[512];
-    if (add_precision(s, i < 2 ? JIT_PREC_F64 : JIT_PREC_F32, err, sizeof err) != 0) {
-      fprintf(stderr, "qkd jit: lazy compile failed: %s\n", err);
+    qkd_error err;
+    if (add_precision(s, i < 2 ? JIT_PREC_F64 : JIT_PREC_F32, &err) != 0) {
+      fprintf(stderr, "qkd jit: lazy compile failed: %s\n", err.msg);
       abort();
     }
     f = atomic_load_explicit(&s->fns[i], memory_order_acquire);
@@ -270,24 +271,24 @@ static void lazy_bwd_f32(const qkd_kernel *k, const float *p, const float *x, in
 #undef LAZY_CALL
 
 int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
-                       char *err, size_t errlen) {
+                       qkd_error *err) {
   memset(out, 0, sizeof *out);
-  if (qkd_ir_validate(ir, err, errlen) != 0) return -1;
+  if (qkd_ir_validate(ir, err) != 0) return -1;
   int host_vb = 16;
-  LLVMTargetMachineRef probe = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err, errlen);
+  LLVMTargetMachineRef probe = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err);
   if (!probe) return -1;
   LLVMDisposeTargetMachine(probe);
   jit_session *s = calloc(1, sizeof *s);
-  if (!s) { set_err(err, errlen, "out of memory", NULL); return -1; }
+  if (!s) return qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory");
   s->ir = ir;
   cfg_defaults(&s->cfg, opt, host_vb);
   pthread_mutex_init(&s->mu, NULL);
   for (int i = 0; i < 4; i++) atomic_init(&s->fns[i], NULL);
-  s->jit = make_lljit(err, errlen);
+  s->jit = make_lljit(err);
   /* both precisions wanted: the circuit's own now, the other on its first call */
   int all = s->cfg.precisions == (JIT_PREC_F64 | JIT_PREC_F32);
   int eager = all ? (ir->precision == QKD_PREC_F32 ? JIT_PREC_F32 : JIT_PREC_F64) : s->cfg.precisions;
-  if (!s->jit || add_precision(s, eager, err, errlen) != 0) {
+  if (!s->jit || add_precision(s, eager, err) != 0) {
     if (s->jit) {
       LLVMErrorRef d = LLVMOrcDisposeLLJIT(s->jit);
       if (d) LLVMConsumeError(d);
@@ -309,8 +310,8 @@ int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd
   return 0;
 }
 
-int qkd_jit_compile(const qkd_ir_circuit *ir, qkd_kernel *out, char *err, size_t errlen) {
-  return qkd_jit_compile_ex(ir, NULL, out, err, errlen);
+int qkd_jit_compile(const qkd_ir_circuit *ir, qkd_kernel *out, qkd_error *err) {
+  return qkd_jit_compile_ex(ir, NULL, out, err);
 }
 
 void qkd_jit_release(qkd_kernel *k) {
@@ -328,22 +329,22 @@ void qkd_jit_release(qkd_kernel *k) {
 /* ---- text IR and objects ------------------------------------------------------------------ */
 
 int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out) {
-  char err[512];
-  if (qkd_ir_validate(ir, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return -1; }
+  qkd_error err; /* printed as the message alone, as emit-llvm always has */
+  if (qkd_ir_validate(ir, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
   int host_vb = 16;
-  LLVMTargetMachineRef tm = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err, sizeof err);
-  if (!tm) { fprintf(stderr, "%s\n", err); return -1; }
+  LLVMTargetMachineRef tm = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, &err);
+  if (!tm) { fprintf(stderr, "%s\n", err.msg); return -1; }
   jit_gen_cfg cfg;
   cfg_defaults(&cfg, NULL, host_vb);
   LLVMContextRef C = LLVMContextCreate(); /* ours */
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(ir->name ? ir->name : "qkd", C);
-  int rc = build_module(M, C, tm, ir, &cfg, err, sizeof err);
+  int rc = build_module(M, C, tm, ir, &cfg, &err);
   if (rc == 0) {
     char *s = LLVMPrintModuleToString(M);
     fputs(s, out);
     LLVMDisposeMessage(s);
   } else {
-    fprintf(stderr, "%s\n", err);
+    fprintf(stderr, "%s\n", err.msg);
   }
   LLVMDisposeModule(M);
   LLVMContextDispose(C);
@@ -352,16 +353,15 @@ int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out) {
 }
 
 int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *cpu,
-                        const char *symbol_prefix, char *err, size_t errlen) {
-  if (qkd_ir_validate(ir, err, errlen) != 0) return -1;
+                        const char *symbol_prefix, qkd_error *err) {
+  if (qkd_ir_validate(ir, err) != 0) return -1;
   int native = !cpu || strcmp(cpu, "native") == 0;
   if (!native && strcmp(cpu, "generic") != 0) {
-    set_err(err, errlen, "cpu must be \"native\" or \"generic\"", cpu);
-    return -1;
+    return qkd_fail(err, QKD_ERR_INPUT, NULL, "jit: cpu must be \"native\" or \"generic\": %s", cpu);
   }
   int vb = 16;
-  LLVMTargetMachineRef tm = native ? make_tm(NULL, NULL, LLVMRelocPIC, LLVMCodeModelDefault, &vb, err, errlen)
-                                   : make_tm("x86-64", "", LLVMRelocPIC, LLVMCodeModelDefault, &vb, err, errlen);
+  LLVMTargetMachineRef tm = native ? make_tm(NULL, NULL, LLVMRelocPIC, LLVMCodeModelDefault, &vb, err)
+                                   : make_tm("x86-64", "", LLVMRelocPIC, LLVMCodeModelDefault, &vb, err);
   if (!tm) return -1;
   jit_gen_cfg cfg;
   cfg_defaults(&cfg, NULL, vb);
@@ -369,11 +369,11 @@ int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *
   cfg.prefix = symbol_prefix && *symbol_prefix ? symbol_prefix : "qkd_k";
   LLVMContextRef C = LLVMContextCreate(); /* ours */
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(ir->name ? ir->name : "qkd", C);
-  int rc = build_module(M, C, tm, ir, &cfg, err, errlen);
+  int rc = build_module(M, C, tm, ir, &cfg, err);
   if (rc == 0) {
     char *msg = NULL;
     if (LLVMTargetMachineEmitToFile(tm, M, path, LLVMObjectFile, &msg)) {
-      set_err(err, errlen, "cannot write the object file", msg);
+      set_err(err, "cannot write the object file", msg);
       rc = -1;
     }
     if (msg) LLVMDisposeMessage(msg);

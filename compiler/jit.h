@@ -25,8 +25,10 @@
  *     LLVM context and LLJIT); compiled kernels are re-entrant (per-call scratch is per thread).
  *   - Target: the host CPU (LLVMGetHostCPUName + LLVMGetHostCPUFeatures), passes
  *     "default<O2>" (new pass manager), functions and module verified before codegen.
- *   - Errors: functions returning int give 0 on success, -1 on failure with a message in err
- *     (when err is not NULL). LLVM errors are consumed here and never escape.
+ *   - Errors: functions returning int give 0 on success, -1 on failure with err filled (when
+ *     not NULL; runtime/qkd_err.h): no path, msg "jit: what[: LLVM's message]" (kind INTERNAL,
+ *     MEMORY, or INPUT for a bad cpu), or qkd_ir_validate's. LLVM errors are consumed here and
+ *     never escape.
  *   - Environment: QKD_JIT=0 means "use the interpreter"; the CALLER checks qkd_jit_enabled().
  *     QKD_JIT_OPTS (bit mask: 1 diagonal runs, 2 CNOT/SWAP permutations, 4 fusion; default 7) and
  *     QKD_JIT_VBYTES (16/32/64) override the defaults, for measurements only; QKD_JIT_TIMING=1
@@ -39,6 +41,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "qkd_err.h"
 #include "qkd_kernel.h"
 
 /* 0 if the environment says QKD_JIT=0, else 1. */
@@ -48,7 +51,7 @@ int qkd_jit_enabled(void);
  * ir->precision are compiled now; the other precision's entry points compile on their first call
  * (thread-safe; aborts with a message if that compile fails, which would be a backend bug). On
  * failure *out is zeroed. The caller releases a successful kernel with qkd_jit_release. */
-int qkd_jit_compile(const qkd_ir_circuit *ir, qkd_kernel *out, char *err, size_t errlen);
+int qkd_jit_compile(const qkd_ir_circuit *ir, qkd_kernel *out, qkd_error *err);
 
 /* Tuning knobs for measurements (qkd_jit_compile uses all defaults). */
 typedef struct {
@@ -57,7 +60,7 @@ typedef struct {
   int vector_bytes;    /* 0 = default (QKD_JIT_VBYTES or host); else 16, 32 or 64 */
 } qkd_jit_options;
 int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
-                       char *err, size_t errlen);
+                       qkd_error *err);
 
 /* Frees the JIT session of a kernel from qkd_jit_compile and zeroes *k (NULL/zeroed is fine). */
 void qkd_jit_release(qkd_kernel *k);
@@ -71,6 +74,6 @@ int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out);
  * cpu: "native" (host CPU and features) or "generic" (baseline x86-64). Position independent;
  * needs qkd_kernel_workspace_bytes / qkd_kernel_sample_f64 (libqkdrt) and malloc/free at link. */
 int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *cpu,
-                        const char *symbol_prefix, char *err, size_t errlen);
+                        const char *symbol_prefix, qkd_error *err);
 
 #endif

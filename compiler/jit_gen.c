@@ -43,8 +43,6 @@ typedef struct {
   fcache *cache;
   int ncache, capcache;
   int counter;
-  char *err;
-  size_t errlen;
   int failed;
 } gen;
 
@@ -1367,20 +1365,20 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
 }
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir_in,
-                   const jit_gen_cfg *cfg, char *err, size_t errlen) {
+                   const jit_gen_cfg *cfg, qkd_error *err) {
   qkd_ir_circuit xir; /* gates of several angles replaced by their steps */
   int expanded = jit_expand(ir_in, &xir);
   const qkd_ir_circuit *ir = &xir;
   jit_plan pf, pb;
   if (expanded < 0 || jit_plan_build(ir, cfg->opts, 0, &pf) != 0) {
     if (expanded > 0) free(xir.gates);
-    snprintf(err, errlen, "jit: out of memory planning the circuit");
+    qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory planning the circuit");
     return -1;
   }
   if (jit_plan_build(ir, cfg->opts, 1, &pb) != 0) {
     jit_plan_free(&pf);
     if (expanded > 0) free(xir.gates);
-    snprintf(err, errlen, "jit: out of memory planning the circuit");
+    qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory planning the circuit");
     return -1;
   }
   gen g;
@@ -1392,8 +1390,6 @@ int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir_i
   g.cfg = cfg;
   g.n = ir->n_qubits;
   g.N = (uint32_t)1 << ir->n_qubits;
-  g.err = err;
-  g.errlen = errlen;
   g.i1 = LLVMInt1TypeInContext(C);
   g.i32 = LLVMInt32TypeInContext(C);
   g.i64 = LLVMInt64TypeInContext(C);
@@ -1421,7 +1417,7 @@ int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir_i
   jit_plan_free(&pb);
   if (expanded > 0) free(xir.gates);
   if (g.failed) {
-    snprintf(err, errlen, "jit: out of memory generating code");
+    qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory generating code");
     return -1;
   }
   return 0;

@@ -28,7 +28,7 @@ typedef struct {
 } jit_gen_cfg;
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,
-                   const jit_gen_cfg *cfg, char *err, size_t errlen);
+                   const jit_gen_cfg *cfg, qkd_error *err);
 
 /* Per-thread scratch for generated code (JIT only): a buffer of at least `bytes`, 64-aligned,
  * owned by the calling thread and freed at thread exit. Aborts on allocation failure. */

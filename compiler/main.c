@@ -124,12 +124,12 @@ static int parse_args(int argc, char **argv, options *o) {
 }
 
 /* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. */
-static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen) {
+static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, qkd_error *err) {
   (void)ud;
   double t0 = 1e3 * qkd_now_s();
   if (!qkd_jit_enabled()) {
     *k = qkd_qsim_kernel(ir);
-  } else if (qkd_jit_compile(ir, k, err, errlen) != 0) {
+  } else if (qkd_jit_compile(ir, k, err) != 0) {
     return -1;
   }
   *ms = 1e3 * qkd_now_s() - t0;
@@ -237,9 +237,9 @@ static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
   /* outputs through the kernels the trainer uses (the JIT unless QKD_JIT=0) */
   qkd_kernel kz, kp;
   double ms;
-  char err[512];
-  if (kernel_for(NULL, &cz, &kz, &ms, err, sizeof err) != 0 || kernel_for(NULL, &cp, &kp, &ms, err, sizeof err) != 0) {
-    fprintf(stderr, "qkdc: error: %s\n", err);
+  qkd_error err;
+  if (kernel_for(NULL, &cz, &kz, &ms, &err) != 0 || kernel_for(NULL, &cp, &kp, &ms, &err) != 0) {
+    qkd_error_print(qkd_error_about(&err, "qkdc"), stderr);
     exit(2);
   }
   void *ws = malloc(qkd_kernel_workspace_bytes(&c));
@@ -333,9 +333,9 @@ static int qkd_report_command(int argc, char **argv) {
     free(dirs);
     return 1;
   }
-  char err[2048];
-  int rc = qkd_gridreport(dirs, n, out ? out : dirs[0], compare, stderr, err, sizeof err);
-  if (rc != 0) fprintf(stderr, "%s\n", err);
+  qkd_error err;
+  int rc = qkd_gridreport(dirs, n, out ? out : dirs[0], compare, stderr, &err);
+  if (rc != 0) qkd_error_print(&err, stderr);
   free(dirs);
   return rc ? 1 : 0;
 }

@@ -262,9 +262,9 @@ int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog,
   out->n_params = L.n_params;
   int reads = L.max_feature + 1;
   out->n_features = out->encode == QKD_ENCODE_AMPLITUDE ? (amp_features > reads ? amp_features : reads) : reads;
-  char msg[256];
-  if (qkd_ir_validate(out, msg, sizeof msg) != 0) {
-    qkd_diag_error(d, (qkd_span){-1, 0, 0}, "internal error: lowered circuit is invalid: %s", msg);
+  qkd_error err;
+  if (qkd_ir_validate(out, &err) != 0) {
+    qkd_diag_error(d, (qkd_span){-1, 0, 0}, "internal error: lowered circuit is invalid: %s", err.msg);
     return -1;
   }
   return 0;

@@ -13,12 +13,12 @@ static int probe_dir(sema *S, const qkd_ast *at, const char *dir, qkd_m_dataset 
     qkd_diag_error(S->D, at->span, "data directory '%s' does not exist", dir);
     return -1;
   }
-  char err[1024];
+  qkd_error err;
   int n_train, n_test;
-  if (qkd_data_probe(dir, &ds->c, &ds->h, &ds->w, &ds->source_classes, &n_train, &n_test, err, sizeof err) != 0) {
-    const char *msg = strstr(err, ": error: "); /* "PATH: error: what" → "PATH: what" */
-    if (msg) qkd_diag_error(S->D, at->span, "%.*s: %s", (int)(msg - err), err, msg + 9);
-    else qkd_diag_error(S->D, at->span, "%s", err);
+  if (qkd_data_probe(dir, &ds->c, &ds->h, &ds->w, &ds->source_classes, &n_train, &n_test, &err) != 0) {
+    /* at the source's span: "PATH: what" */
+    if (err.path[0]) qkd_diag_error(S->D, at->span, "%s: %s", err.path, err.msg);
+    else qkd_diag_error(S->D, at->span, "%s", err.msg);
     return -1;
   }
   return 0;

@@ -85,10 +85,10 @@ int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_lay
 
 int sema_check_shapes(sema *S, const qkd_layer_spec *L, const qkd_span *sp, int n, qkd_shape in, int implicit,
                       qkd_shape *result, qkd_span site) {
-  char err[256];
-  int bad = qkd_net_shapes(L, n, in, implicit, NULL, result, err, sizeof err);
+  qkd_error err;
+  int bad = qkd_net_shapes(L, n, in, implicit, NULL, result, &err);
   if (bad < 0) return 0;
-  qkd_diag_error(S->D, sp[bad], "%s", err);
+  qkd_diag_error(S->D, sp[bad], "%s", err.msg);
   if (site.file >= 0 && site.file != sp[bad].file) qkd_diag_note(S->D, site, "for the input shape %dx%dx%d used here", in.c, in.h, in.w);
   return -1;
 }

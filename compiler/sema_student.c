@@ -156,9 +156,9 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
     }
   }
   if (S->D->errors != errs || !lower_ok) return -1;
-  char msg[256];
-  if (qkd_ir_validate(c, msg, sizeof msg) != 0) {
-    qkd_diag_error(S->D, d->name_span, "internal error: lowered circuit is invalid: %s", msg);
+  qkd_error err;
+  if (qkd_ir_validate(c, &err) != 0) {
+    qkd_diag_error(S->D, d->name_span, "internal error: lowered circuit is invalid: %s", err.msg);
     return -1;
   }
   return 0;

@@ -40,10 +40,11 @@ typedef struct {
 static int emit_text(FILE *f, const void *ctx) { return fputs(((const script *)ctx)->text, f) < 0 ? -1 : 0; }
 
 static int write_script(qkd_arena *a, const char *dir, const char *name, const char *text) {
-  char *path = qkd_arena_printf(a, "%s/%s", dir, name), err[1200];
+  char *path = qkd_arena_printf(a, "%s/%s", dir, name);
+  qkd_error err;
   script s = {text};
-  if (qkd_file_write_atomic(path, emit_text, &s, err, sizeof err) != 0) {
-    fprintf(stderr, "%s\n", err);
+  if (qkd_file_write_atomic(path, emit_text, &s, &err) != 0) {
+    qkd_error_print(&err, stderr);
     return -1;
   }
   if (chmod(path, 0755) != 0) { /* scripts are also run by hand */ }
@@ -91,10 +92,11 @@ int qkd_slurm_write(qkd_arena *a, const qkd_model *m, const qkd_slurm_opts *o) {
     fprintf(stderr, "qkdc: error: --cpus takes a positive number, not '%s'\n", o->cpus);
     return 1;
   }
-  char err[1200], abs_file[PATH_MAX], abs_dir[PATH_MAX], exe[PATH_MAX];
+  char abs_file[PATH_MAX], abs_dir[PATH_MAX], exe[PATH_MAX];
+  qkd_error err;
   char *sdir_rel = qkd_arena_printf(a, "%s/slurm", o->out_dir);
-  if (qkd_file_mkdir_p(sdir_rel, err, sizeof err) != 0) {
-    fprintf(stderr, "%s\n", err);
+  if (qkd_file_mkdir_p(sdir_rel, &err) != 0) {
+    qkd_error_print(&err, stderr);
     return 1;
   }
   if (!realpath(o->file, abs_file) || !realpath(o->out_dir, abs_dir)) {

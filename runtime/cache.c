@@ -96,10 +96,10 @@ static void get_floats(const unsigned char *b, float *v, long n) {
 }
 
 int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, const float *state, long n_state,
-                   const double *acc, int epochs, char *err, size_t errlen) {
+                   const double *acc, int epochs, qkd_error *err) {
   size_t len = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
   unsigned char *b = malloc(len);
-  if (!b) return qkd_fail(err, errlen, path, "out of memory writing the cache");
+  if (!b) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory writing the cache");
   memcpy(b, "QKDW", 4);
   put_u32(b + 4, QKD_CACHE_VERSION);
   put_u64(b + 8, key);
@@ -117,28 +117,28 @@ int qkd_cache_save(const char *path, uint64_t key, const float *params, long n, 
   put_floats(b + off, state, n_state);
   off += 4 * (size_t)n_state;
   put_u64(b + off, qkd_hash_bytes(QKD_HASH_INIT, b, off));
-  int rc = qkd_file_write_bytes(path, b, len, err, errlen);
+  int rc = qkd_file_write_bytes(path, b, len, err);
   free(b);
   return rc;
 }
 
 int qkd_cache_load(const char *path, uint64_t key, float *params, long n, float *state, long n_state, double *acc,
-                   int epochs, char *err, size_t errlen) {
+                   int epochs, qkd_error *err) {
   FILE *f = fopen(path, "rb");
-  if (!f) return qkd_fail(err, errlen, path, "cannot read the cache: %s", strerror(errno));
+  if (!f) return qkd_fail(err, QKD_ERR_IO, path, "cannot read the cache: %s", strerror(errno));
   size_t want = HEADER + 8 * (size_t)epochs + 4 * (size_t)(n + n_state) + 8;
   unsigned char *b = malloc(want + 1);
-  if (!b) { fclose(f); return qkd_fail(err, errlen, path, "out of memory reading the cache"); }
+  if (!b) { fclose(f); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory reading the cache"); }
   size_t got = fread(b, 1, want + 1, f);
   fclose(f);
   int rc = -1;
-  if (got < HEADER || memcmp(b, "QKDW", 4) != 0) qkd_fail(err, errlen, path, "not a qkd weights cache");
-  else if (get_u32(b + 4) != QKD_CACHE_VERSION) qkd_fail(err, errlen, path, "cache format version differs");
-  else if (get_u64(b + 8) != key) qkd_fail(err, errlen, path, "cache key differs (the net, recipe, seed or data changed)");
+  if (got < HEADER || memcmp(b, "QKDW", 4) != 0) qkd_fail(err, QKD_ERR_FORMAT, path, "not a qkd weights cache");
+  else if (get_u32(b + 4) != QKD_CACHE_VERSION) qkd_fail(err, QKD_ERR_FORMAT, path, "cache format version differs");
+  else if (get_u64(b + 8) != key) qkd_fail(err, QKD_ERR_FORMAT, path, "cache key differs (the net, recipe, seed or data changed)");
   else if (get_u64(b + 16) != (uint64_t)n || get_u64(b + 24) != (uint64_t)n_state || get_u32(b + 32) != (uint32_t)epochs)
-    qkd_fail(err, errlen, path, "cache holds another parameter, state or epoch count");
-  else if (got != want) qkd_fail(err, errlen, path, "cache file has the wrong length (torn or padded)");
-  else if (get_u64(b + want - 8) != qkd_hash_bytes(QKD_HASH_INIT, b, want - 8)) qkd_fail(err, errlen, path, "cache checksum failure (corrupted)");
+    qkd_fail(err, QKD_ERR_FORMAT, path, "cache holds another parameter, state or epoch count");
+  else if (got != want) qkd_fail(err, QKD_ERR_FORMAT, path, "cache file has the wrong length (torn or padded)");
+  else if (get_u64(b + want - 8) != qkd_hash_bytes(QKD_HASH_INIT, b, want - 8)) qkd_fail(err, QKD_ERR_FORMAT, path, "cache checksum failure (corrupted)");
   else {
     size_t off = HEADER;
     for (int e = 0; e < epochs; e++, off += 8) {

@@ -81,33 +81,33 @@ static long long gz_read_all(gzFile g, uint8_t *buf, unsigned long long len, cha
 }
 
 int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], uint8_t **data,
-                 char *err, size_t errlen) {
+                 qkd_error *err) {
   *data = NULL;
   long long fsize;
-  if (file_size(path, &fsize) != 0) return qkd_fail(err, errlen, path, "cannot open: %s", errno ? strerror(errno) : "not a regular file");
+  if (file_size(path, &fsize) != 0) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", errno ? strerror(errno) : "not a regular file");
   int gz = is_gzip(path);
   gzFile g = gzopen(path, "rb");
-  if (!g) return qkd_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  if (!g) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", strerror(errno));
   char why[GZ_WHY] = "";
   uint8_t head[16];
   long long got = gz_read_all(g, head, 4, why);
-  if (got < 0) { gzclose(g); return qkd_fail(err, errlen, path, "corrupt gzip data: %s", why); }
-  if (got < 4) { gzclose(g); return qkd_fail(err, errlen, path, "truncated: %lld bytes, too short for an IDX header", got); }
+  if (got < 0) { gzclose(g); return qkd_fail(err, QKD_ERR_FORMAT, path, "corrupt gzip data: %s", why); }
+  if (got < 4) { gzclose(g); return qkd_fail(err, QKD_ERR_FORMAT, path, "truncated: %lld bytes, too short for an IDX header", got); }
   unsigned magic = (unsigned)head[0] << 24 | (unsigned)head[1] << 16 | (unsigned)head[2] << 8 | head[3];
   if (head[0] != 0 || head[1] != 0 || head[2] != 0x08) {
     gzclose(g);
-    return qkd_fail(err, errlen, path, "not an unsigned-byte IDX file (magic 0x%08x; expected 0x%08x)", magic,
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "not an unsigned-byte IDX file (magic 0x%08x; expected 0x%08x)", magic,
                 0x800u | (unsigned)want_ndim);
   }
   int ndim = head[3];
   if (ndim != want_ndim) {
     gzclose(g);
-    return qkd_fail(err, errlen, path, "expected an IDX file of %d dimension%s (%s), found %d (magic 0x%08x)", want_ndim,
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "expected an IDX file of %d dimension%s (%s), found %d (magic 0x%08x)", want_ndim,
                 want_ndim == 1 ? "" : "s", want_ndim == 1 ? "labels" : "images", ndim, magic);
   }
   got = gz_read_all(g, head + 4, 4u * (unsigned)ndim, why);
-  if (got < 0) { gzclose(g); return qkd_fail(err, errlen, path, "corrupt gzip data: %s", why); }
-  if (got < 4 * ndim) { gzclose(g); return qkd_fail(err, errlen, path, "truncated inside the IDX header"); }
+  if (got < 0) { gzclose(g); return qkd_fail(err, QKD_ERR_FORMAT, path, "corrupt gzip data: %s", why); }
+  if (got < 4 * ndim) { gzclose(g); return qkd_fail(err, QKD_ERR_FORMAT, path, "truncated inside the IDX header"); }
   unsigned long long payload = 1;
   unsigned long long d[3] = {0, 0, 0};
   for (int i = 0; i < ndim; i++) {
@@ -115,10 +115,10 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
     d[i] = (unsigned long long)p[0] << 24 | (unsigned long long)p[1] << 16 | (unsigned long long)p[2] << 8 | p[3];
     payload *= d[i] ? d[i] : 1;
   }
-  if (d[0] == 0) { gzclose(g); return qkd_fail(err, errlen, path, "the header says the file holds no items"); }
+  if (d[0] == 0) { gzclose(g); return qkd_fail(err, QKD_ERR_FORMAT, path, "the header says the file holds no items"); }
   if (ndim == 3 && (d[1] == 0 || d[2] == 0 || d[1] > IDX_MAX_SIDE || d[2] > IDX_MAX_SIDE)) {
     gzclose(g);
-    return qkd_fail(err, errlen, path, "implausible image size %llux%llu in the header", d[1], d[2]);
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "implausible image size %llux%llu in the header", d[1], d[2]);
   }
   unsigned long long hsize = 4 + 4ull * (unsigned)ndim;
   const char *what = ndim == 1 ? "labels" : "images";
@@ -126,50 +126,50 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
     if ((unsigned long long)fsize != hsize + payload) {
       gzclose(g);
       if ((unsigned long long)fsize < hsize + payload)
-        return qkd_fail(err, errlen, path, "truncated: the header claims %llu %s (%llu bytes of data) but the file holds %lld bytes after the header",
+        return qkd_fail(err, QKD_ERR_FORMAT, path, "truncated: the header claims %llu %s (%llu bytes of data) but the file holds %lld bytes after the header",
                     d[0], what, payload, fsize - (long long)hsize);
-      return qkd_fail(err, errlen, path, "the file is %lld bytes longer than its header (%llu %s) says",
+      return qkd_fail(err, QKD_ERR_FORMAT, path, "the file is %lld bytes longer than its header (%llu %s) says",
                   fsize - (long long)(hsize + payload), d[0], what);
     }
   }
   if (d[0] > (unsigned long long)INT_MAX || payload > (1ull << 34)) {
     gzclose(g);
-    return qkd_fail(err, errlen, path, "the header claims %llu %s, more than this loader accepts", d[0], what);
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "the header claims %llu %s, more than this loader accepts", d[0], what);
   }
   /* Read with a growing buffer: memory follows the data actually present, never the header. */
   unsigned long long cap = gz ? (payload < (1u << 22) ? payload : (1u << 22)) : payload;
   uint8_t *buf = malloc(cap ? cap : 1);
-  if (!buf) { gzclose(g); return qkd_fail(err, errlen, path, "out of memory (%llu bytes)", cap); }
+  if (!buf) { gzclose(g); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory (%llu bytes)", cap); }
   unsigned long long have = 0;
   for (;;) {
     long long r = gz_read_all(g, buf + have, cap - have, why);
-    if (r < 0) { free(buf); gzclose(g); return qkd_fail(err, errlen, path, "corrupt gzip data: %s", why); }
+    if (r < 0) { free(buf); gzclose(g); return qkd_fail(err, QKD_ERR_FORMAT, path, "corrupt gzip data: %s", why); }
     have += (unsigned long long)r;
     if (have < cap) break; /* end of stream */
     if (have == payload) break;
     unsigned long long ncap = cap * 2 > payload ? payload : cap * 2;
     uint8_t *nb = realloc(buf, ncap);
-    if (!nb) { free(buf); gzclose(g); return qkd_fail(err, errlen, path, "out of memory (%llu bytes)", ncap); }
+    if (!nb) { free(buf); gzclose(g); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory (%llu bytes)", ncap); }
     buf = nb;
     cap = ncap;
   }
   if (have < payload) {
     free(buf);
     gzclose(g);
-    return qkd_fail(err, errlen, path, "truncated: the header claims %llu %s (%llu bytes of data) but the %s holds %llu",
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "truncated: the header claims %llu %s (%llu bytes of data) but the %s holds %llu",
                 d[0], what, payload, gz ? "decompressed stream" : "file", have);
   }
   uint8_t extra;
   long long more = gz_read_all(g, &extra, 1, why);
   gzclose(g);
-  if (more < 0) { free(buf); return qkd_fail(err, errlen, path, "corrupt gzip data: %s", why); }
-  if (more > 0) { free(buf); return qkd_fail(err, errlen, path, "the data is longer than its header (%llu %s) says", d[0], what); }
+  if (more < 0) { free(buf); return qkd_fail(err, QKD_ERR_FORMAT, path, "corrupt gzip data: %s", why); }
+  if (more > 0) { free(buf); return qkd_fail(err, QKD_ERR_FORMAT, path, "the data is longer than its header (%llu %s) says", d[0], what); }
   if (max_label >= 0) {
     for (unsigned long long i = 0; i < payload; i++)
       if (buf[i] > max_label) {
         int bad = buf[i];
         free(buf);
-        return qkd_fail(err, errlen, path, "label %d of item %llu is outside 0..%d", bad, i, max_label);
+        return qkd_fail(err, QKD_ERR_FORMAT, path, "label %d of item %llu is outside 0..%d", bad, i, max_label);
       }
   }
   for (int i = 0; i < 3; i++) dims[i] = i < ndim ? (int)d[i] : 1;
@@ -179,31 +179,31 @@ int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], ui
 
 /* -------------------------------------------------------------------------------------- CIFAR */
 
-int qkd_cifar_read(const char *path, uint8_t **x, int **y, int *n, char *err, size_t errlen) {
+int qkd_cifar_read(const char *path, uint8_t **x, int **y, int *n, qkd_error *err) {
   long long fsize;
   errno = 0;
-  if (file_size(path, &fsize) != 0) return qkd_fail(err, errlen, path, "cannot open: %s", errno ? strerror(errno) : "not a regular file");
+  if (file_size(path, &fsize) != 0) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", errno ? strerror(errno) : "not a regular file");
   if (fsize == 0 || fsize % CIFAR_RECORD != 0)
-    return qkd_fail(err, errlen, path, "size %lld is not a whole number of 3073-byte CIFAR-10 records (1 label + 3x32x32 pixels)", fsize);
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "size %lld is not a whole number of 3073-byte CIFAR-10 records (1 label + 3x32x32 pixels)", fsize);
   long long recs = fsize / CIFAR_RECORD;
-  if (recs + *n > INT_MAX / 2) return qkd_fail(err, errlen, path, "too many records");
+  if (recs + *n > INT_MAX / 2) return qkd_fail(err, QKD_ERR_FORMAT, path, "too many records");
   FILE *f = fopen(path, "rb");
-  if (!f) return qkd_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  if (!f) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", strerror(errno));
   uint8_t *nx = realloc(*x, (size_t)(*n + recs) * 3072);
-  if (!nx) { fclose(f); return qkd_fail(err, errlen, path, "out of memory"); }
+  if (!nx) { fclose(f); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory"); }
   *x = nx;
   int *ny = realloc(*y, (size_t)(*n + recs) * sizeof(int));
-  if (!ny) { fclose(f); return qkd_fail(err, errlen, path, "out of memory"); }
+  if (!ny) { fclose(f); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory"); }
   *y = ny;
   uint8_t rec[CIFAR_RECORD];
   for (long long i = 0; i < recs; i++) {
     if (fread(rec, 1, CIFAR_RECORD, f) != CIFAR_RECORD) {
       fclose(f);
-      return qkd_fail(err, errlen, path, "read failed at record %lld", i);
+      return qkd_fail(err, QKD_ERR_IO, path, "read failed at record %lld", i);
     }
     if (rec[0] >= FILE_LABELS) {
       fclose(f);
-      return qkd_fail(err, errlen, path, "label %d of record %lld is outside 0..%d", rec[0], i, FILE_LABELS - 1);
+      return qkd_fail(err, QKD_ERR_FORMAT, path, "label %d of record %lld is outside 0..%d", rec[0], i, FILE_LABELS - 1);
     }
     (*y)[*n + i] = rec[0];
     memcpy(*x + (size_t)(*n + i) * 3072, rec + 1, 3072);
@@ -243,7 +243,7 @@ static int dir_has_idx(const char *dir) {
   return find_idx(dir, IDX_STEMS[0], p, sizeof p) == 0;
 }
 
-int qkd_data_find(const char *name, char *dir, size_t dirlen, char *err, size_t errlen) {
+int qkd_data_find(const char *name, char *dir, size_t dirlen, qkd_error *err) {
   char roots[2048] = "";
   size_t used = 0;
   const char *cands[64];
@@ -271,20 +271,20 @@ int qkd_data_find(const char *name, char *dir, size_t dirlen, char *err, size_t 
   const char *how = strcmp(name, "fashion-mnist") == 0
                         ? "apt-get install dataset-fashion-mnist (or run scripts/setup.sh)"
                         : "run scripts/setup.sh (it fetches MNIST and decompresses CIFAR-10 into data/), or set QKD_DATA";
-  return qkd_fail(err, errlen, name, "data set not found; looked in %s; to get it: %s", roots, how);
+  return qkd_fail(err, QKD_ERR_IO, name, "data set not found; looked in %s; to get it: %s", roots, how);
 }
 
 static int is_named(const char *s) {
   return strcmp(s, "mnist") == 0 || strcmp(s, "fashion-mnist") == 0 || strcmp(s, "cifar10") == 0;
 }
 
-int qkd_data_identify(const qkd_data_opts *o, qkd_data_file *files, int *n, char *err, size_t errlen) {
+int qkd_data_identify(const qkd_data_opts *o, qkd_data_file *files, int *n, qkd_error *err) {
   *n = 0;
   const char *src = o->source ? o->source : "";
   if (strcmp(src, "synthetic") == 0) return 0;
   char dir[1200];
   if (is_named(src) && !is_dir(src)) {
-    if (qkd_data_find(src, dir, sizeof dir, err, errlen) != 0) return -1;
+    if (qkd_data_find(src, dir, sizeof dir, err) != 0) return -1;
   } else {
     snprintf(dir, sizeof dir, "%s", src);
   }
@@ -329,23 +329,23 @@ static void add_file(qkd_dataset *ds, const char *path) {
 }
 
 static int load_idx_pair(qkd_dataset *ds, const char *dir, const char *img_stem, const char *lab_stem,
-                         raw_split *out, char *err, size_t errlen) {
+                         raw_split *out, qkd_error *err) {
   char ip[1200], lp[1200];
-  if (find_idx(dir, img_stem, ip, sizeof ip) != 0) return qkd_fail(err, errlen, ip, "missing (also tried %s.gz)", ip);
-  if (find_idx(dir, lab_stem, lp, sizeof lp) != 0) return qkd_fail(err, errlen, lp, "missing (also tried %s.gz)", lp);
+  if (find_idx(dir, img_stem, ip, sizeof ip) != 0) return qkd_fail(err, QKD_ERR_IO, ip, "missing (also tried %s.gz)", ip);
+  if (find_idx(dir, lab_stem, lp, sizeof lp) != 0) return qkd_fail(err, QKD_ERR_IO, lp, "missing (also tried %s.gz)", lp);
   int idims[3], ldims[3];
   uint8_t *imgs = NULL, *labs = NULL;
-  if (qkd_idx_read(ip, 3, -1, idims, &imgs, err, errlen) != 0) return -1;
-  if (qkd_idx_read(lp, 1, FILE_LABELS - 1, ldims, &labs, err, errlen) != 0) { free(imgs); return -1; }
+  if (qkd_idx_read(ip, 3, -1, idims, &imgs, err) != 0) return -1;
+  if (qkd_idx_read(lp, 1, FILE_LABELS - 1, ldims, &labs, err) != 0) { free(imgs); return -1; }
   if (idims[0] != ldims[0]) {
     free(imgs);
     free(labs);
-    return qkd_fail(err, errlen, lp, "holds %d labels but %s holds %d images", ldims[0], ip, idims[0]);
+    return qkd_fail(err, QKD_ERR_FORMAT, lp, "holds %d labels but %s holds %d images", ldims[0], ip, idims[0]);
   }
   if (ds->h && (ds->h != idims[1] || ds->w != idims[2])) {
     free(imgs);
     free(labs);
-    return qkd_fail(err, errlen, ip, "images are %dx%d but the other split's are %dx%d", idims[1], idims[2], ds->h, ds->w);
+    return qkd_fail(err, QKD_ERR_FORMAT, ip, "images are %dx%d but the other split's are %dx%d", idims[1], idims[2], ds->h, ds->w);
   }
   ds->c = 1;
   ds->h = idims[1];
@@ -353,7 +353,7 @@ static int load_idx_pair(qkd_dataset *ds, const char *dir, const char *img_stem,
   out->n = idims[0];
   out->x = imgs;
   out->y = malloc((size_t)out->n * sizeof(int));
-  if (!out->y) { free(labs); return qkd_fail(err, errlen, lp, "out of memory"); }
+  if (!out->y) { free(labs); return qkd_fail(err, QKD_ERR_MEMORY, lp, "out of memory"); }
   for (int i = 0; i < out->n; i++) out->y[i] = labs[i];
   free(labs);
   add_file(ds, ip);
@@ -361,7 +361,7 @@ static int load_idx_pair(qkd_dataset *ds, const char *dir, const char *img_stem,
   return 0;
 }
 
-static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *te, char *err, size_t errlen) {
+static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *te, qkd_error *err) {
   snprintf(ds->source, sizeof ds->source, "%s", dir);
   if (dir_has_cifar(dir)) {
     ds->c = 3;
@@ -369,23 +369,23 @@ static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *
     for (int i = 0; i < 5; i++) {
       char p[1200];
       path_join(p, sizeof p, dir, CIFAR_TRAIN[i], NULL);
-      if (qkd_cifar_read(p, &tr->x, &tr->y, &tr->n, err, errlen) != 0) return -1;
+      if (qkd_cifar_read(p, &tr->x, &tr->y, &tr->n, err) != 0) return -1;
       add_file(ds, p);
     }
     char p[1200];
     path_join(p, sizeof p, dir, "test_batch.bin", NULL);
-    if (qkd_cifar_read(p, &te->x, &te->y, &te->n, err, errlen) != 0) return -1;
+    if (qkd_cifar_read(p, &te->x, &te->y, &te->n, err) != 0) return -1;
     add_file(ds, p);
     return 0;
   }
   if (dir_has_idx(dir)) {
-    if (load_idx_pair(ds, dir, IDX_STEMS[0], IDX_STEMS[1], tr, err, errlen) != 0) return -1;
-    return load_idx_pair(ds, dir, IDX_STEMS[2], IDX_STEMS[3], te, err, errlen);
+    if (load_idx_pair(ds, dir, IDX_STEMS[0], IDX_STEMS[1], tr, err) != 0) return -1;
+    return load_idx_pair(ds, dir, IDX_STEMS[2], IDX_STEMS[3], te, err);
   }
   if (!is_dir(dir))
-    return qkd_fail(err, errlen, dir, strchr(dir, '/') ? "no such directory"
+    return qkd_fail(err, QKD_ERR_IO, dir, strchr(dir, '/') ? "no such directory"
                                                    : "no such directory (the named sources are \"mnist\", \"fashion-mnist\", \"cifar10\" and \"synthetic\")");
-  return qkd_fail(err, errlen, dir,
+  return qkd_fail(err, QKD_ERR_IO, dir,
               "no data set here: expected train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
               "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (IDX) or data_batch_1..5.bin + "
               "test_batch.bin (CIFAR-10 binary)");
@@ -394,12 +394,11 @@ static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *
 /* Synthetic: every class k has a mean image m_k (pixels uniform in [48, 208)); an image of class
  * k is m_k + N(0, 40^2) per pixel, clamped to 0..255. Labels are uniform over the classes. All
  * draws are qkd_rng(seed, QKD_STREAM_DATA, ·) with disjoint counter ranges. */
-static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr, raw_split *te, char *err,
-                          size_t errlen) {
+static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr, raw_split *te, qkd_error *err) {
   int C = o->source_classes ? o->source_classes : 10;
   if (o->c < 1 || o->c > 4 || o->h < 1 || o->w < 1 || o->h > 256 || o->w > 256)
-    return qkd_fail(err, errlen, "synthetic", "shape [%d, %d, %d] is outside [1..4, 1..256, 1..256]", o->c, o->h, o->w);
-  if (C < 2 || C > QKD_DATA_MAX_CLASSES) return qkd_fail(err, errlen, "synthetic", "class count %d is outside 2..%d", C, QKD_DATA_MAX_CLASSES);
+    return qkd_fail(err, QKD_ERR_INPUT, "synthetic", "shape [%d, %d, %d] is outside [1..4, 1..256, 1..256]", o->c, o->h, o->w);
+  if (C < 2 || C > QKD_DATA_MAX_CLASSES) return qkd_fail(err, QKD_ERR_INPUT, "synthetic", "class count %d is outside 2..%d", C, QKD_DATA_MAX_CLASSES);
   ds->c = o->c;
   ds->h = o->h;
   ds->w = o->w;
@@ -407,7 +406,7 @@ static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr
   size_t npix = (size_t)o->c * o->h * o->w;
   uint64_t seed = o->seed;
   float *means = malloc((size_t)C * npix * sizeof(float));
-  if (!means) return qkd_fail(err, errlen, "synthetic", "out of memory");
+  if (!means) return qkd_fail(err, QKD_ERR_MEMORY, "synthetic", "out of memory");
   for (size_t i = 0; i < (size_t)C * npix; i++)
     means[i] = (float)(48.0 + 160.0 * qkd_rng_uniform(seed, QKD_STREAM_DATA, (1ull << 60) + i));
   raw_split *sp[2] = {tr, te};
@@ -417,7 +416,7 @@ static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr
     r->n = counts[s];
     r->x = malloc((size_t)r->n * npix);
     r->y = malloc((size_t)r->n * sizeof(int));
-    if (!r->x || !r->y) { free(means); return qkd_fail(err, errlen, "synthetic", "out of memory"); }
+    if (!r->x || !r->y) { free(means); return qkd_fail(err, QKD_ERR_MEMORY, "synthetic", "out of memory"); }
     uint64_t base = (uint64_t)(s + 1) << 56;
     for (int i = 0; i < r->n; i++) {
       int k = (int)(qkd_rng_u64(seed, QKD_STREAM_DATA, (3ull << 60) + base + (uint64_t)i) % (uint64_t)C);
@@ -515,20 +514,20 @@ static int hold_out(qkd_split *train, qkd_split *val, int v, uint64_t seed, size
   return 0;
 }
 
-int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, char *err, size_t errlen) {
+int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, qkd_error *err) {
   memset(ds, 0, sizeof *ds);
   const char *src = o->source ? o->source : "";
   raw_split tr = {0}, te = {0};
   int rc = -1, src_classes = FILE_LABELS;
   if (strcmp(src, "synthetic") == 0) {
     src_classes = o->source_classes ? o->source_classes : 10;
-    if (make_synthetic(ds, o, &tr, &te, err, errlen) != 0) goto done;
+    if (make_synthetic(ds, o, &tr, &te, err) != 0) goto done;
   } else if (is_named(src) && !is_dir(src)) {
     char dir[1200];
-    if (qkd_data_find(src, dir, sizeof dir, err, errlen) != 0) goto done;
-    if (load_dir(ds, dir, &tr, &te, err, errlen) != 0) goto done;
+    if (qkd_data_find(src, dir, sizeof dir, err) != 0) goto done;
+    if (load_dir(ds, dir, &tr, &te, err) != 0) goto done;
   } else {
-    if (load_dir(ds, src, &tr, &te, err, errlen) != 0) goto done;
+    if (load_dir(ds, src, &tr, &te, err) != 0) goto done;
   }
   /* classes: map original label -> new index */
   int map[QKD_DATA_MAX_CLASSES];
@@ -538,8 +537,8 @@ int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, char *err, size_t err
     C = o->n_classes;
     for (int i = 0; i < C; i++) {
       int k = o->classes[i];
-      if (k < 0 || k >= src_classes) { qkd_fail(err, errlen, src, "class %d is outside the source's labels 0..%d", k, src_classes - 1); goto done; }
-      if (map[k] >= 0) { qkd_fail(err, errlen, src, "class %d is listed twice", k); goto done; }
+      if (k < 0 || k >= src_classes) { qkd_fail(err, QKD_ERR_INPUT, src, "class %d is outside the source's labels 0..%d", k, src_classes - 1); goto done; }
+      if (map[k] >= 0) { qkd_fail(err, QKD_ERR_INPUT, src, "class %d is listed twice", k); goto done; }
       map[k] = i;
     }
   } else {
@@ -549,24 +548,24 @@ int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, char *err, size_t err
   ds->n_classes = C;
   size_t npix = (size_t)ds->c * ds->h * ds->w;
   if (o->per_class < 0 || o->train_limit < 0 || o->test_limit < 0 || o->validation < 0) {
-    qkd_fail(err, errlen, src, "per_class, limits and validation must not be negative");
+    qkd_fail(err, QKD_ERR_INPUT, src, "per_class, limits and validation must not be negative");
     goto done;
   }
   if (filter_split(&tr, npix, map, C, o->per_class, o->train_limit, &ds->train) != 0 ||
       filter_split(&te, npix, map, C, o->per_class, o->test_limit, &ds->test) != 0) {
-    qkd_fail(err, errlen, src, "out of memory");
+    qkd_fail(err, QKD_ERR_MEMORY, src, "out of memory");
     goto done;
   }
   if (ds->train.n == 0 || ds->test.n == 0) {
-    qkd_fail(err, errlen, src, "no %s images left after selecting classes", ds->train.n == 0 ? "training" : "test");
+    qkd_fail(err, QKD_ERR_INPUT, src, "no %s images left after selecting classes", ds->train.n == 0 ? "training" : "test");
     goto done;
   }
   if (o->validation > 0) {
     if (o->validation >= ds->train.n) {
-      qkd_fail(err, errlen, src, "validation %d must be smaller than the %d training images", o->validation, ds->train.n);
+      qkd_fail(err, QKD_ERR_INPUT, src, "validation %d must be smaller than the %d training images", o->validation, ds->train.n);
       goto done;
     }
-    if (hold_out(&ds->train, &ds->val, o->validation, o->seed, npix) != 0) { qkd_fail(err, errlen, src, "out of memory"); goto done; }
+    if (hold_out(&ds->train, &ds->val, o->validation, o->seed, npix) != 0) { qkd_fail(err, QKD_ERR_MEMORY, src, "out of memory"); goto done; }
   }
   for (int c = 0; c < ds->c; c++) {
     ds->mean[c] = 0.0f;
@@ -656,28 +655,28 @@ void qkd_data_augment(float *x, int n, int c, int h, int w, const int *idx, int 
 
 /* ---------------------------------------------------------------------------------- probe */
 
-static int idx_header(const char *path, int want_ndim, int d[3], char *err, size_t errlen) {
+static int idx_header(const char *path, int want_ndim, int d[3], qkd_error *err) {
   gzFile g = gzopen(path, "rb");
-  if (!g) return qkd_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  if (!g) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", strerror(errno));
   uint8_t h[16];
   char why[GZ_WHY] = "";
   long long got = gz_read_all(g, h, 4 + 4u * (unsigned)want_ndim, why);
   gzclose(g);
-  if (got < 0) return qkd_fail(err, errlen, path, "corrupt gzip data: %s", why);
-  if (got < 4 + 4 * want_ndim) return qkd_fail(err, errlen, path, "truncated inside the IDX header");
+  if (got < 0) return qkd_fail(err, QKD_ERR_FORMAT, path, "corrupt gzip data: %s", why);
+  if (got < 4 + 4 * want_ndim) return qkd_fail(err, QKD_ERR_FORMAT, path, "truncated inside the IDX header");
   if (h[0] || h[1] || h[2] != 8 || h[3] != want_ndim)
-    return qkd_fail(err, errlen, path, "not an unsigned-byte IDX file of %d dimensions", want_ndim);
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "not an unsigned-byte IDX file of %d dimensions", want_ndim);
   for (int i = 0; i < want_ndim; i++) {
     const uint8_t *p = h + 4 + 4 * i;
     unsigned long v = (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
-    if (v == 0 || v > INT_MAX || (i > 0 && v > IDX_MAX_SIDE)) return qkd_fail(err, errlen, path, "implausible size %lu in the header", v);
+    if (v == 0 || v > INT_MAX || (i > 0 && v > IDX_MAX_SIDE)) return qkd_fail(err, QKD_ERR_FORMAT, path, "implausible size %lu in the header", v);
     d[i] = (int)v;
   }
   return 0;
 }
 
 int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, int *n_train, int *n_test,
-                   char *err, size_t errlen) {
+                   qkd_error *err) {
   *n_classes = FILE_LABELS;
   if (is_named(source) && !is_dir(source)) {
     int cifar = strcmp(source, "cifar10") == 0;
@@ -695,8 +694,8 @@ int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, i
       char p[1200];
       long long sz;
       path_join(p, sizeof p, source, i < 5 ? CIFAR_TRAIN[i] : "test_batch.bin", NULL);
-      if (file_size(p, &sz) != 0) return qkd_fail(err, errlen, p, "missing");
-      if (sz == 0 || sz % CIFAR_RECORD) return qkd_fail(err, errlen, p, "size %lld is not a whole number of 3073-byte CIFAR-10 records", sz);
+      if (file_size(p, &sz) != 0) return qkd_fail(err, QKD_ERR_IO, p, "missing");
+      if (sz == 0 || sz % CIFAR_RECORD) return qkd_fail(err, QKD_ERR_FORMAT, p, "size %lld is not a whole number of 3073-byte CIFAR-10 records", sz);
       if (i < 5) *n_train += (int)(sz / CIFAR_RECORD);
       else *n_test = (int)(sz / CIFAR_RECORD);
     }
@@ -706,16 +705,16 @@ int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, i
     char p[1200];
     int d[3] = {0, 0, 0}, e[3] = {0, 0, 0};
     for (int s = 0; s < 2; s++) {
-      if (find_idx(source, IDX_STEMS[2 * s], p, sizeof p) != 0) return qkd_fail(err, errlen, p, "missing");
-      if (idx_header(p, 3, d, err, errlen) != 0) return -1;
-      if (find_idx(source, IDX_STEMS[2 * s + 1], p, sizeof p) != 0) return qkd_fail(err, errlen, p, "missing");
-      if (idx_header(p, 1, e, err, errlen) != 0) return -1;
-      if (e[0] != d[0]) return qkd_fail(err, errlen, p, "holds %d labels but the images file holds %d images", e[0], d[0]);
+      if (find_idx(source, IDX_STEMS[2 * s], p, sizeof p) != 0) return qkd_fail(err, QKD_ERR_IO, p, "missing");
+      if (idx_header(p, 3, d, err) != 0) return -1;
+      if (find_idx(source, IDX_STEMS[2 * s + 1], p, sizeof p) != 0) return qkd_fail(err, QKD_ERR_IO, p, "missing");
+      if (idx_header(p, 1, e, err) != 0) return -1;
+      if (e[0] != d[0]) return qkd_fail(err, QKD_ERR_FORMAT, p, "holds %d labels but the images file holds %d images", e[0], d[0]);
       if (s == 0) { *n_train = d[0]; *h = d[1]; *w = d[2]; }
       else *n_test = d[0];
     }
     *c = 1;
     return 0;
   }
-  return qkd_fail(err, errlen, source, is_dir(source) ? "no IDX or CIFAR-10 files here" : "no such directory");
+  return qkd_fail(err, QKD_ERR_IO, source, is_dir(source) ? "no IDX or CIFAR-10 files here" : "no such directory");
 }

@@ -10,10 +10,10 @@
 
 #include "qkd_err.h"
 
-int qkd_file_mkdir_p(const char *dir, char *err, size_t errlen) {
+int qkd_file_mkdir_p(const char *dir, qkd_error *err) {
   size_t n = strlen(dir);
   char *p = malloc(n + 1);
-  if (!p) return qkd_fail(err, errlen, dir, "out of memory");
+  if (!p) return qkd_fail(err, QKD_ERR_MEMORY, dir, "out of memory");
   memcpy(p, dir, n + 1);
   for (size_t i = 1; i <= n; i++) {
     if (p[i] != '/' && p[i] != '\0') continue;
@@ -22,7 +22,7 @@ int qkd_file_mkdir_p(const char *dir, char *err, size_t errlen) {
     p[i] = '\0';
     if (mkdir(p, 0777) != 0 && errno != EEXIST) {
       int e = errno;
-      qkd_fail(err, errlen, dir, "cannot create directory '%s': %s", p, strerror(e));
+      qkd_fail(err, QKD_ERR_IO, dir, "cannot create directory '%s': %s", p, strerror(e));
       free(p);
       return -1;
     }
@@ -30,8 +30,8 @@ int qkd_file_mkdir_p(const char *dir, char *err, size_t errlen) {
   }
   free(p);
   struct stat st;
-  if (stat(dir, &st) != 0) return qkd_fail(err, errlen, dir, "cannot create directory: %s", strerror(errno));
-  if (!S_ISDIR(st.st_mode)) return qkd_fail(err, errlen, dir, "not a directory");
+  if (stat(dir, &st) != 0) return qkd_fail(err, QKD_ERR_IO, dir, "cannot create directory: %s", strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return qkd_fail(err, QKD_ERR_IO, dir, "not a directory");
   return 0;
 }
 
@@ -46,12 +46,12 @@ char *qkd_file_join(const char *dir, const char *name) {
   return p;
 }
 
-int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, char *err, size_t errlen) {
+int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, qkd_error *err) {
   const char *slash = strrchr(path, '/');
   if (slash && slash != path) {
     char *dir = strndup(path, (size_t)(slash - path));
-    if (!dir) return qkd_fail(err, errlen, path, "out of memory");
-    int rc = qkd_file_mkdir_p(dir, err, errlen);
+    if (!dir) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
+    int rc = qkd_file_mkdir_p(dir, err);
     free(dir);
     if (rc != 0) return -1;
   }
@@ -61,13 +61,13 @@ int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, c
     if (*h == '/' || *h == '.') *h = '_';
   size_t n = strlen(path) + strlen(host) + 40;
   char *tmp = malloc(n);
-  if (!tmp) return qkd_fail(err, errlen, path, "out of memory");
+  if (!tmp) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
   snprintf(tmp, n, "%s.tmp.%s.%ld", path, host, (long)getpid());
   FILE *f = fopen(tmp, "wb");
   if (!f) {
     int e = errno;
     free(tmp);
-    return qkd_fail(err, errlen, path, "cannot write: %s", strerror(e));
+    return qkd_fail(err, QKD_ERR_IO, path, "cannot write: %s", strerror(e));
   }
   errno = 0;
   int bad = emit(f, ctx) != 0 || ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
@@ -76,7 +76,7 @@ int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, c
   if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
   if (bad) remove(tmp);
   free(tmp);
-  return bad ? qkd_fail(err, errlen, path, "cannot write: %s", strerror(e ? e : EIO)) : 0;
+  return bad ? qkd_fail(err, QKD_ERR_IO, path, "cannot write: %s", strerror(e ? e : EIO)) : 0;
 }
 
 typedef struct {
@@ -89,15 +89,15 @@ static int emit_bytes(FILE *f, const void *ctx) {
   return fwrite(x->b, 1, x->len, f) == x->len ? 0 : -1;
 }
 
-int qkd_file_write_bytes(const char *path, const void *buf, size_t len, char *err, size_t errlen) {
+int qkd_file_write_bytes(const char *path, const void *buf, size_t len, qkd_error *err) {
   bytes x = {buf, len};
-  return qkd_file_write_atomic(path, emit_bytes, &x, err, errlen);
+  return qkd_file_write_atomic(path, emit_bytes, &x, err);
 }
 
-char *qkd_file_read(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+char *qkd_file_read(const char *path, size_t max, size_t *len, qkd_error *err) {
   FILE *f = fopen(path, "rb");
   if (!f) {
-    qkd_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", strerror(errno));
     return NULL;
   }
   size_t cap = 4096, n = 0;
@@ -107,7 +107,7 @@ char *qkd_file_read(const char *path, size_t max, size_t *len, char *err, size_t
       if (cap > max) {
         free(b);
         fclose(f);
-        qkd_fail(err, errlen, path, "larger than %zu bytes", max);
+        qkd_fail(err, QKD_ERR_FORMAT, path, "larger than %zu bytes", max);
         return NULL;
       }
       char *nb = realloc(b, cap * 2);
@@ -122,7 +122,7 @@ char *qkd_file_read(const char *path, size_t max, size_t *len, char *err, size_t
   fclose(f);
   if (!b || bad) {
     free(b);
-    qkd_fail(err, errlen, path, b ? "read error" : "out of memory");
+    qkd_fail(err, b ? QKD_ERR_IO : QKD_ERR_MEMORY, path, b ? "read error" : "out of memory");
     return NULL;
   }
   b[n] = 0;

@@ -184,20 +184,18 @@ static double shift_rule(int k, qkd_shift_rule rule, const double *a0, int d, co
   return r;
 }
 
-/* "gate table row 'NAME': message" into err; returns -1. */
-static int check_fail(char *err, size_t errlen, const char *name, const char *fmt, ...) {
-  int o = snprintf(err, errlen, "gate table row '%s': ", name ? name : "?");
-  if (o >= 0 && (size_t)o < errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + o, errlen - (size_t)o, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
+/* "gate table row 'NAME': message" into err (an internal error); returns -1. */
+static int check_fail(qkd_error *err, const char *name, const char *fmt, ...) {
+  char what[sizeof err->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return qkd_fail(err, QKD_ERR_INTERNAL, NULL, "gate table row '%s': %s", name ? name : "?", what);
 }
 
-int qkd_gate_table_check(char *err, size_t errlen) {
-#define FAIL(...) return check_fail(err, errlen, g->name, __VA_ARGS__)
+int qkd_gate_table_check(qkd_error *err) {
+#define FAIL(...) return check_fail(err, g->name, __VA_ARGS__)
   for (int k = 0; k < QKD_GATE_COUNT; k++) {
     const qkd_gate_info *g = &qkd_gate_table[k];
     if (!g->name || qkd_gate_lookup(g->name) != k) FAIL("missing or repeated name");

@@ -79,12 +79,11 @@ static int emit_manifest(FILE *f, const void *ctx) {
   return 0;
 }
 
-int qkd_gridreport_write_manifest(const char *dir, const qkd_model *m, const char (*keys)[17], char *err,
-                                  size_t errlen) {
+int qkd_gridreport_write_manifest(const char *dir, const qkd_model *m, const char (*keys)[17], qkd_error *err) {
   char *path = qkd_file_join(dir, "grid.json");
-  if (!path) return qkd_fail(err, errlen, dir, "out of memory");
+  if (!path) return qkd_fail(err, QKD_ERR_MEMORY, dir, "out of memory");
   manifest_ctx c = {m, keys};
-  int rc = qkd_file_write_atomic(path, emit_manifest, &c, err, errlen);
+  int rc = qkd_file_write_atomic(path, emit_manifest, &c, err);
   free(path);
   return rc;
 }
@@ -513,49 +512,46 @@ static void free_views(grid_view *v, int n) {
   free(v);
 }
 
-int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log, char *err,
-                   size_t errlen) {
+int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log,
+                   qkd_error *err) {
   qkd_json **man = calloc((size_t)n_dirs + 1, sizeof *man);
   qkd_json *first_results = NULL, *cmp = NULL;
   grid_view *views = NULL;
   int n_views = 0, rc = -1;
   char *path = NULL;
-  if (!man) return qkd_fail(err, errlen, out, "out of memory");
+  if (!man) return qkd_fail(err, QKD_ERR_MEMORY, out, "out of memory");
   for (int d = 0; d < n_dirs; d++) {
     free(path);
     path = qkd_file_join(dirs[d], "grid.json");
     if (!path) goto oom;
-    if (!(man[d] = qkd_json_read_file(path, err, errlen))) {
+    if (!(man[d] = qkd_json_read_file(path, err))) {
       FILE *probe = fopen(path, "rb");
-      if (!probe) qkd_fail(err, errlen, dirs[d], "no grid.json here: not the run directory of a program with grids "
+      if (!probe) qkd_fail(err, QKD_ERR_IO, dirs[d], "no grid.json here: not the run directory of a program with grids "
                                                  "(qkdc run FILE.qkd --out DIR writes it)");
       else fclose(probe);
       goto done;
     }
     const char *p0 = qkd_json_s(qkd_json_get(man[0], "program")), *pd = qkd_json_s(qkd_json_get(man[d], "program"));
     if (!pd || !qkd_json_get(man[d], "grids")) {
-      qkd_fail(err, errlen, path, "not a qkd grid manifest (no \"program\" or \"grids\")");
+      qkd_fail(err, QKD_ERR_FORMAT, path, "not a qkd grid manifest (no \"program\" or \"grids\")");
       goto done;
     }
     if (d > 0 && strcmp(p0, pd) != 0) {
-      qkd_fail(err, errlen, dirs[d], "holds cells of another program than %s (program %s, not %s): other grids, "
+      qkd_fail(err, QKD_ERR_INPUT, dirs[d], "holds cells of another program than %s (program %s, not %s): other grids, "
                                      "another version of the program or other --set values; report them separately",
                dirs[0], pd, p0);
       goto done;
     }
   }
-  if (compare && !(cmp = qkd_json_read_file(compare, err, errlen))) goto done;
+  if (compare && !(cmp = qkd_json_read_file(compare, err))) goto done;
   if (cmp && cmp->kind != QKD_JSON_ARR) {
-    qkd_fail(err, errlen, compare, "--compare takes a JSON array of {\"grid\", axis label: value, \"accuracy\", \"label\"}");
+    qkd_fail(err, QKD_ERR_FORMAT, compare, "--compare takes a JSON array of {\"grid\", axis label: value, \"accuracy\", \"label\"}");
     goto done;
   }
   free(path);
   path = qkd_file_join(dirs[0], "results.json");
   if (!path) goto oom;
-  {
-    char e2[512];
-    first_results = qkd_json_read_file(path, e2, sizeof e2); /* absent or unreadable: no plain experiments */
-  }
+  first_results = qkd_json_read_file(path, NULL); /* absent or unreadable: no plain experiments */
   const qkd_json *grids = qkd_json_get(man[0], "grids");
   views = calloc((size_t)grids->n + 1, sizeof *views);
   if (!views) goto oom;
@@ -565,7 +561,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
     G->axes = qkd_json_get(G->g, "axes");
     const qkd_json *cells = qkd_json_get(G->g, "cells"), *seeds = qkd_json_get(G->g, "seeds");
     if (!G->axes || !cells || !seeds || cells->kind != QKD_JSON_ARR || seeds->n < 1) {
-      qkd_fail(err, errlen, dirs[0], "grid.json: a grid without axes, seeds or cells");
+      qkd_fail(err, QKD_ERR_FORMAT, dirs[0], "grid.json: a grid without axes, seeds or cells");
       goto done;
     }
     G->n_axes = G->axes->n;
@@ -580,7 +576,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
       c->name = qkd_json_s(qkd_json_get(cells->items[i], "name"));
       c->key = qkd_json_s(qkd_json_get(cells->items[i], "key"));
       if (!c->name || !c->key) {
-        qkd_fail(err, errlen, dirs[0], "grid.json: a cell without a name or key");
+        qkd_fail(err, QKD_ERR_FORMAT, dirs[0], "grid.json: a cell without a name or key");
         goto done;
       }
       for (int d = 0; d < n_dirs && !c->cell; d++) {
@@ -593,14 +589,14 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
         FILE *probe = fopen(file, "rb");
         if (probe) {
           fclose(probe);
-          char e2[1024];
-          qkd_json *v = qkd_json_read_file(file, e2, sizeof e2);
+          qkd_error e2;
+          qkd_json *v = qkd_json_read_file(file, &e2);
           const char *key = qkd_json_s(qkd_json_get(v, "key"));
           const qkd_json *done = qkd_json_get(v, "completed");
           if (v && key && !strcmp(key, c->key) && done && done->kind == QKD_JSON_BOOL && done->num != 0) c->cell = v;
           else {
             c->stale = 1;
-            if (log && !v) fprintf(log, "%s\n", e2);
+            if (log && !v) qkd_error_print(&e2, log);
             qkd_json_free(v);
           }
         }
@@ -615,7 +611,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
     free(path);
     path = qkd_file_join(out, outs[i].name);
     if (!path) goto oom;
-    if (qkd_file_write_atomic(path, outs[i].emit, &M, err, errlen) != 0) goto done;
+    if (qkd_file_write_atomic(path, outs[i].emit, &M, err) != 0) goto done;
   }
   for (int g = 0; g < n_views; g++) {
     char name[256];
@@ -624,7 +620,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
     path = qkd_file_join(out, name);
     if (!path) goto oom;
     merged one = {first_results, &views[g], 1, cmp};
-    if (qkd_file_write_atomic(path, emit_svg, &one, err, errlen) != 0) goto done;
+    if (qkd_file_write_atomic(path, emit_svg, &one, err) != 0) goto done;
   }
   if (log) {
     fputc('\n', log);
@@ -636,7 +632,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
   rc = 0;
   goto done;
 oom:
-  qkd_fail(err, errlen, out, "out of memory");
+  qkd_fail(err, QKD_ERR_MEMORY, out, "out of memory");
 done:
   free(path);
   free_views(views, n_views);

@@ -24,8 +24,8 @@ void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double
   for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++) a[s] = s < na ? qkd_ir_angle(&g->angle[s], params, features) : 0.0;
 }
 
-int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen) {
-#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err) {
+#define FAIL(...) return qkd_fail(err, QKD_ERR_INTERNAL, NULL, __VA_ARGS__)
   if (c->n_qubits < 1 || c->n_qubits > QKD_MAX_QUBITS)
     FAIL("qubit count %d outside 1..%d", c->n_qubits, QKD_MAX_QUBITS);
   if (c->n_params < 0 || c->n_features < 0 || c->n_gates < 0 || c->shots < 0)

@@ -171,8 +171,7 @@ void qkd_jw_value(qkd_jw *w, const char *key, const qkd_json *v) {
 
 typedef struct {
   const char *begin, *s, *end, *path;
-  char *err;
-  size_t errlen;
+  qkd_error *err;
   int failed;
 } rd;
 
@@ -182,11 +181,14 @@ static int line_of(const rd *r, const char *at) {
   return line;
 }
 
-static qkd_json *fail_at(rd *r, const char *at, const char *what) {
-  if (!r->failed) qkd_fail(r->err, r->errlen, r->path, "line %d: %s", line_of(r, at), what);
+static qkd_json *fail_kind(rd *r, qkd_err_kind kind, const char *at, const char *what) {
+  if (!r->failed) qkd_fail(r->err, kind, r->path, "line %d: %s", line_of(r, at), what);
   r->failed = 1;
   return NULL;
 }
+
+static qkd_json *fail_at(rd *r, const char *at, const char *what) { return fail_kind(r, QKD_ERR_FORMAT, at, what); }
+static qkd_json *oom_at(rd *r, const char *at) { return fail_kind(r, QKD_ERR_MEMORY, at, "out of memory"); }
 
 static void ws(rd *r) {
   while (r->s < r->end && (*r->s == ' ' || *r->s == '\t' || *r->s == '\n' || *r->s == '\r')) r->s++;
@@ -240,7 +242,7 @@ static char *string(rd *r) {
   size_t cap = 16;
   for (const char *p = r->s; p < r->end && *p != '"'; p++) cap++;
   char *out = malloc(cap * 2), *o = out;
-  if (!out) return fail_at(r, start, "out of memory"), NULL;
+  if (!out) return oom_at(r, start), NULL;
   while (r->s < r->end && *r->s != '"') {
     unsigned char c = (unsigned char)*r->s;
     if (c < 0x20) { free(out); fail_at(r, r->s, "a control character inside a string"); return NULL; }
@@ -285,7 +287,7 @@ static qkd_json *value(rd *r, int depth);
 static qkd_json *container(rd *r, int depth, int obj) {
   const char *start = r->s++;
   qkd_json *v = node(obj ? QKD_JSON_OBJ : QKD_JSON_ARR);
-  if (!v) return fail_at(r, start, "out of memory");
+  if (!v) return oom_at(r, start);
   ws(r);
   if (r->s < r->end && *r->s == (obj ? '}' : ']')) { r->s++; return v; }
   for (;;) {
@@ -303,7 +305,7 @@ static qkd_json *container(rd *r, int depth, int obj) {
       free(key);
       qkd_json_free(item);
       qkd_json_free(v);
-      return r->failed ? NULL : fail_at(r, r->s, "out of memory");
+      return r->failed ? NULL : oom_at(r, r->s);
     }
     ws(r);
     if (r->s < r->end && *r->s == ',') { r->s++; continue; }
@@ -323,7 +325,7 @@ static qkd_json *value(rd *r, int depth) {
     char *s = string(r);
     if (!s) return NULL;
     qkd_json *v = node(QKD_JSON_STR);
-    if (!v) { free(s); return fail_at(r, r->s, "out of memory"); }
+    if (!v) { free(s); return oom_at(r, r->s); }
     v->str = s;
     return v;
   }
@@ -334,7 +336,7 @@ static qkd_json *value(rd *r, int depth) {
     if ((size_t)(r->end - r->s) >= l && !strncmp(r->s, words[i].w, l)) {
       r->s += l;
       qkd_json *v = node(words[i].k);
-      if (!v) return fail_at(r, r->s, "out of memory");
+      if (!v) return oom_at(r, r->s);
       v->num = words[i].n;
       return v;
     }
@@ -350,15 +352,15 @@ static qkd_json *value(rd *r, int depth) {
     if (e != buf + n) return fail_at(r, r->s, "a malformed number");
     r->s += n;
     qkd_json *v = node(QKD_JSON_NUM);
-    if (!v) return fail_at(r, r->s, "out of memory");
+    if (!v) return oom_at(r, r->s);
     v->num = x;
     return v;
   }
   return fail_at(r, r->s, "unexpected character");
 }
 
-qkd_json *qkd_json_parse(const char *text, size_t len, const char *path, char *err, size_t errlen) {
-  rd r = {text, text, text + len, path, err, errlen, 0};
+qkd_json *qkd_json_parse(const char *text, size_t len, const char *path, qkd_error *err) {
+  rd r = {text, text, text + len, path, err, 0};
   qkd_json *v = value(&r, 0);
   if (!v) return NULL;
   ws(&r);
@@ -369,11 +371,11 @@ qkd_json *qkd_json_parse(const char *text, size_t len, const char *path, char *e
   return v;
 }
 
-qkd_json *qkd_json_read_file(const char *path, char *err, size_t errlen) {
+qkd_json *qkd_json_read_file(const char *path, qkd_error *err) {
   size_t len;
-  char *text = qkd_file_read(path, (size_t)1 << 30, &len, err, errlen);
+  char *text = qkd_file_read(path, (size_t)1 << 30, &len, err);
   if (!text) return NULL;
-  qkd_json *v = qkd_json_parse(text, len, path, err, errlen);
+  qkd_json *v = qkd_json_parse(text, len, path, err);
   free(text);
   return v;
 }

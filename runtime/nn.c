@@ -208,8 +208,18 @@ static long spec_count(const qkd_net_spec *s, qkd_shape in, int implicit_flatten
 static long spec_params(const qkd_net_spec *s, qkd_shape in, int implicit_flatten) { return spec_count(s, in, implicit_flatten, 0); }
 static long spec_state(const qkd_net_spec *s, qkd_shape in, int implicit_flatten) { return spec_count(s, in, implicit_flatten, 1); }
 
+/* The shapes of a plain spec's layers (out may be NULL) and its output; -1 with err filled,
+ * "NET: layer I: why", when a layer does not fit its input. */
+static int spec_shapes(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, qkd_shape *out, qkd_shape *result,
+                       qkd_error *err) {
+  qkd_error why;
+  int bad = qkd_net_shapes(spec->layers, spec->n_layers, in, implicit_flatten, out, result, &why);
+  if (bad < 0) return 0;
+  return qkd_fail(err, why.kind, NULL, "%s: layer %d: %s", spec->name ? spec->name : "net", bad + 1, why.msg);
+}
+
 static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, float *params,
-                         float *grads, float *state, char *err, size_t errlen);
+                         float *grads, float *state, qkd_error *err);
 
 static int conv_chunk(int max_batch, const layer *l);
 static void detect_simd(void);
@@ -250,9 +260,9 @@ static int alloc_scratch(qkd_nn *nn) {
 }
 
 static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, float *params,
-                         float *grads, float *state, char *err, size_t errlen) {
+                         float *grads, float *state, qkd_error *err) {
   qkd_nn *nn = calloc(1, sizeof *nn);
-  if (!nn) { snprintf(err, errlen, "out of memory"); return NULL; }
+  if (!nn) { qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); return NULL; }
   nn->in = in;
   nn->max_batch = max_batch;
   nn->n_params = spec_params(spec, in, implicit_flatten);
@@ -263,15 +273,15 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
   if (spec->n_members > 0) {
     nn->n_members = spec->n_members;
     nn->members = calloc((size_t)spec->n_members, sizeof(qkd_nn *));
-    if (!nn->members) { snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
+    if (!nn->members) { qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
     long off = 0, soff = 0;
     for (int i = 0; i < spec->n_members; i++) {
       nn->members[i] = create_in(&spec->members[i], in, implicit_flatten, max_batch, params + off, grads + off,
-                                 state + soff, err, errlen);
+                                 state + soff, err);
       if (!nn->members[i]) { qkd_nn_free(nn); return NULL; }
       qkd_shape o = nn->members[i]->out;
       if (i > 0 && (o.c != nn->out.c || o.h != nn->out.h || o.w != nn->out.w)) {
-        snprintf(err, errlen, "mean: member %d has %ld outputs but member 1 has %ld", i + 1, qkd_shape_size(o),
+        qkd_fail(err, QKD_ERR_INPUT, NULL, "mean: member %d has %ld outputs but member 1 has %ld", i + 1, qkd_shape_size(o),
                  qkd_shape_size(nn->out));
         qkd_nn_free(nn);
         return NULL;
@@ -284,23 +294,20 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
     nn->mean_out = malloc(sizeof(float) * (size_t)(osz * max_batch));
     nn->dmember = malloc(sizeof(float) * (size_t)(osz * max_batch));
     nn->dx_accum = malloc(sizeof(float) * (size_t)(qkd_shape_size(in) * max_batch));
-    if (!nn->mean_out || !nn->dmember || !nn->dx_accum) { snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
+    if (!nn->mean_out || !nn->dmember || !nn->dx_accum) { qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
     return nn;
   }
   int n = spec->n_layers;
   qkd_shape *shapes = malloc(sizeof(qkd_shape) * (size_t)(n + 1));
-  if (!shapes) { snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
-  char why[200];
-  int bad = qkd_net_shapes(spec->layers, n, in, implicit_flatten, shapes, &nn->out, why, sizeof why);
-  if (bad >= 0) {
-    snprintf(err, errlen, "%s: layer %d: %s", spec->name ? spec->name : "net", bad + 1, why);
+  if (!shapes) { qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
+  if (spec_shapes(spec, in, implicit_flatten, shapes, &nn->out, err) != 0) {
     free(shapes);
     qkd_nn_free(nn);
     return NULL;
   }
   nn->n_layers = n;
   nn->layers = calloc((size_t)(n ? n : 1), sizeof(layer));
-  if (!nn->layers) { free(shapes); snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
+  if (!nn->layers) { free(shapes); qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
   long off = 0, soff = 0;
   qkd_shape cur = in;
   for (int i = 0; i < n; i++) {
@@ -331,39 +338,34 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
       l->bmean = malloc(sizeof(double) * (size_t)C);
       l->bistd = malloc(sizeof(double) * (size_t)C);
       l->gsum = malloc(sizeof(double) * (size_t)(2 * C));
-      if (!l->part || !l->bmean || !l->bistd || !l->gsum) { free(shapes); snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
+      if (!l->part || !l->bmean || !l->bistd || !l->gsum) { free(shapes); qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
     }
     size_t act = sizeof(float) * (size_t)(l->out_size * max_batch);
     if (l->s.kind != QKD_LAYER_FLATTEN) {
       l->y = malloc(act);
-      if (!l->y) { free(shapes); snprintf(err, errlen, "out of memory (%zu bytes of activations)", act); qkd_nn_free(nn); return NULL; }
+      if (!l->y) { free(shapes); qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory (%zu bytes of activations)", act); qkd_nn_free(nn); return NULL; }
     }
-    if (l->s.kind == QKD_LAYER_DROPOUT && !(l->aux = malloc(act))) { free(shapes); snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
+    if (l->s.kind == QKD_LAYER_DROPOUT && !(l->aux = malloc(act))) { free(shapes); qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
     if (l->s.kind == QKD_LAYER_MAXPOOL && !(l->arg = malloc(sizeof(int) * (size_t)(l->out_size * max_batch)))) {
-      free(shapes); snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL;
+      free(shapes); qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL;
     }
     cur = l->out;
   }
   free(shapes);
-  if (alloc_scratch(nn) != 0) { snprintf(err, errlen, "out of memory"); qkd_nn_free(nn); return NULL; }
+  if (alloc_scratch(nn) != 0) { qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory"); qkd_nn_free(nn); return NULL; }
   return nn;
 }
 
-qkd_nn *qkd_nn_create(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, char *err,
-                      size_t errlen) {
-  if (max_batch < 1) { snprintf(err, errlen, "batch must be >= 1"); return NULL; }
-  char why[200];
+qkd_nn *qkd_nn_create(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, qkd_error *err) {
+  if (max_batch < 1) { qkd_fail(err, QKD_ERR_INPUT, NULL, "batch must be >= 1"); return NULL; }
   qkd_shape out;
-  if (spec->n_members == 0) {
-    int bad = qkd_net_shapes(spec->layers, spec->n_layers, in, implicit_flatten, NULL, &out, why, sizeof why);
-    if (bad >= 0) { snprintf(err, errlen, "%s: layer %d: %s", spec->name ? spec->name : "net", bad + 1, why); return NULL; }
-  }
+  if (spec->n_members == 0 && spec_shapes(spec, in, implicit_flatten, NULL, &out, err) != 0) return NULL;
   long np = spec_params(spec, in, implicit_flatten), ns = spec_state(spec, in, implicit_flatten);
-  if (np < 0 || ns < 0) { snprintf(err, errlen, "%s: a member's layers do not fit the input", spec->name ? spec->name : "net"); return NULL; }
+  if (np < 0 || ns < 0) { qkd_fail(err, QKD_ERR_INPUT, NULL, "%s: a member's layers do not fit the input", spec->name ? spec->name : "net"); return NULL; }
   float *p = calloc((size_t)np + 1, sizeof(float)), *g = calloc((size_t)np + 1, sizeof(float));
   float *st = calloc((size_t)ns + 1, sizeof(float));
-  if (!p || !g || !st) { free(p); free(g); free(st); snprintf(err, errlen, "out of memory (%ld parameters)", np); return NULL; }
-  qkd_nn *nn = create_in(spec, in, implicit_flatten, max_batch, p, g, st, err, errlen);
+  if (!p || !g || !st) { free(p); free(g); free(st); qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory (%ld parameters)", np); return NULL; }
+  qkd_nn *nn = create_in(spec, in, implicit_flatten, max_batch, p, g, st, err);
   if (!nn) { free(p); free(g); free(st); return NULL; }
   nn->owns_blocks = 1;
   return nn;

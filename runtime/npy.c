@@ -111,112 +111,112 @@ static const char *py_string(const char *p, const char *end, char *out, size_t c
   return p + 1;
 }
 
-static int parse_header(const char *h, size_t len, qkd_npy *a, const char *what, char *err, size_t errlen) {
+static int parse_header(const char *h, size_t len, qkd_npy *a, const char *what, qkd_error *err) {
   const char *p = skip_ws(h, h + len), *end = h + len;
   int have_descr = 0, have_order = 0, have_shape = 0;
-  if (p >= end || *p++ != '{') return qkd_fail(err, errlen, what, "the .npy header is not a Python dict");
+  if (p >= end || *p++ != '{') return qkd_fail(err, QKD_ERR_FORMAT, what, "the .npy header is not a Python dict");
   for (;;) {
     p = skip_ws(p, end);
     if (p < end && *p == '}') break;
     char key[32], val[64];
-    if (!(p = py_string(p, end, key, sizeof key))) return qkd_fail(err, errlen, what, "a malformed .npy header");
+    if (!(p = py_string(p, end, key, sizeof key))) return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed .npy header");
     p = skip_ws(p, end);
-    if (p >= end || *p++ != ':') return qkd_fail(err, errlen, what, "a malformed .npy header");
+    if (p >= end || *p++ != ':') return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed .npy header");
     p = skip_ws(p, end);
     if (!strcmp(key, "descr")) {
       if (p < end && (*p == '[' || *p == '(' || *p == '{'))
-        return qkd_fail(err, errlen, what, "a structured dtype (qkd reads |u1 <i4 <i8 <f4 <f8)");
-      if (!(p = py_string(p, end, val, sizeof val))) return qkd_fail(err, errlen, what, "a malformed dtype in the .npy header");
+        return qkd_fail(err, QKD_ERR_FORMAT, what, "a structured dtype (qkd reads |u1 <i4 <i8 <f4 <f8)");
+      if (!(p = py_string(p, end, val, sizeof val))) return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed dtype in the .npy header");
       const char *d = val;
       char order = '|';
       if (*d == '<' || *d == '>' || *d == '|' || *d == '=') order = *d++;
       if (order == '>' && strcmp(d, "u1") && strcmp(d, "i1"))
-        return qkd_fail(err, errlen, what, "big-endian dtype '%s' (save it little-endian: a.astype('<%s'))", val, d);
+        return qkd_fail(err, QKD_ERR_FORMAT, what, "big-endian dtype '%s' (save it little-endian: a.astype('<%s'))", val, d);
       if (!strcmp(d, "u1")) a->type = QKD_NPY_U8;
       else if (!strcmp(d, "i4")) a->type = QKD_NPY_I32;
       else if (!strcmp(d, "i8")) a->type = QKD_NPY_I64;
       else if (!strcmp(d, "f4")) a->type = QKD_NPY_F32;
       else if (!strcmp(d, "f8")) a->type = QKD_NPY_F64;
       else if (!strcmp(d, "O"))
-        return qkd_fail(err, errlen, what, "an object array (dtype 'O'): qkd reads numeric arrays only");
+        return qkd_fail(err, QKD_ERR_FORMAT, what, "an object array (dtype 'O'): qkd reads numeric arrays only");
       else
-        return qkd_fail(err, errlen, what, "unsupported dtype '%s' (qkd reads |u1 <i4 <i8 <f4 <f8)", val);
+        return qkd_fail(err, QKD_ERR_FORMAT, what, "unsupported dtype '%s' (qkd reads |u1 <i4 <i8 <f4 <f8)", val);
       have_descr = 1;
     } else if (!strcmp(key, "fortran_order")) {
       if (end - p >= 5 && !strncmp(p, "False", 5)) p += 5;
       else if (end - p >= 4 && !strncmp(p, "True", 4))
-        return qkd_fail(err, errlen, what, "Fortran order (save it in C order: numpy.ascontiguousarray)");
-      else return qkd_fail(err, errlen, what, "a malformed fortran_order in the .npy header");
+        return qkd_fail(err, QKD_ERR_FORMAT, what, "Fortran order (save it in C order: numpy.ascontiguousarray)");
+      else return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed fortran_order in the .npy header");
       have_order = 1;
     } else if (!strcmp(key, "shape")) {
-      if (p >= end || *p++ != '(') return qkd_fail(err, errlen, what, "a malformed shape in the .npy header");
+      if (p >= end || *p++ != '(') return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed shape in the .npy header");
       a->ndim = 0;
       a->count = 1;
       for (;;) {
         p = skip_ws(p, end);
         if (p < end && *p == ')') { p++; break; }
-        if (p >= end || *p < '0' || *p > '9') return qkd_fail(err, errlen, what, "a malformed shape in the .npy header");
-        if (a->ndim == QKD_NPY_MAX_DIMS) return qkd_fail(err, errlen, what, "more than %d dimensions", QKD_NPY_MAX_DIMS);
+        if (p >= end || *p < '0' || *p > '9') return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed shape in the .npy header");
+        if (a->ndim == QKD_NPY_MAX_DIMS) return qkd_fail(err, QKD_ERR_FORMAT, what, "more than %d dimensions", QKD_NPY_MAX_DIMS);
         long v = 0;
         while (p < end && *p >= '0' && *p <= '9') {
-          if (v > (LONG_MAX - 9) / 10) return qkd_fail(err, errlen, what, "a dimension too large");
+          if (v > (LONG_MAX - 9) / 10) return qkd_fail(err, QKD_ERR_FORMAT, what, "a dimension too large");
           v = v * 10 + (*p++ - '0');
         }
         if (p < end && *p == 'L') p++; /* Python 2's long suffix */
-        if (v > 0 && a->count > LONG_MAX / v) return qkd_fail(err, errlen, what, "an array too large");
+        if (v > 0 && a->count > LONG_MAX / v) return qkd_fail(err, QKD_ERR_FORMAT, what, "an array too large");
         a->shape[a->ndim++] = v;
         a->count *= v;
         p = skip_ws(p, end);
         if (p < end && *p == ',') p++;
-        else if (p < end && *p != ')') return qkd_fail(err, errlen, what, "a malformed shape in the .npy header");
+        else if (p < end && *p != ')') return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed shape in the .npy header");
       }
       have_shape = 1;
     } else {
-      return qkd_fail(err, errlen, what, "unknown key '%s' in the .npy header", key);
+      return qkd_fail(err, QKD_ERR_FORMAT, what, "unknown key '%s' in the .npy header", key);
     }
     p = skip_ws(p, end);
     if (p < end && *p == ',') p++;
     else if (p < end && *p == '}') break;
-    else return qkd_fail(err, errlen, what, "a malformed .npy header");
+    else return qkd_fail(err, QKD_ERR_FORMAT, what, "a malformed .npy header");
   }
   if (!have_descr || !have_order || !have_shape)
-    return qkd_fail(err, errlen, what, "the .npy header lacks %s", !have_descr ? "'descr'" : !have_order ? "'fortran_order'" : "'shape'");
+    return qkd_fail(err, QKD_ERR_FORMAT, what, "the .npy header lacks %s", !have_descr ? "'descr'" : !have_order ? "'fortran_order'" : "'shape'");
   return 0;
 }
 
 /* Reads one array from s (its whole content). */
-static int read_array(stream *s, int header_only, qkd_npy *a, const char *what, char *err, size_t errlen) {
+static int read_array(stream *s, int header_only, qkd_npy *a, const char *what, qkd_error *err) {
   memset(a, 0, sizeof *a);
   unsigned char pre[12];
   if (s_read(s, pre, 8) != 0 || memcmp(pre, "\x93NUMPY", 6) != 0)
-    return qkd_fail(err, errlen, what, "not a .npy array (no \\x93NUMPY magic)");
+    return qkd_fail(err, QKD_ERR_FORMAT, what, "not a .npy array (no \\x93NUMPY magic)");
   int major = pre[6];
   uint32_t hlen;
   if (major == 1) {
-    if (s_read(s, pre + 8, 2) != 0) return qkd_fail(err, errlen, what, "truncated .npy header");
+    if (s_read(s, pre + 8, 2) != 0) return qkd_fail(err, QKD_ERR_FORMAT, what, "truncated .npy header");
     hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8;
   } else if (major == 2 || major == 3) {
-    if (s_read(s, pre + 8, 4) != 0) return qkd_fail(err, errlen, what, "truncated .npy header");
+    if (s_read(s, pre + 8, 4) != 0) return qkd_fail(err, QKD_ERR_FORMAT, what, "truncated .npy header");
     hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
   } else {
-    return qkd_fail(err, errlen, what, ".npy format version %d.%d (qkd reads 1.0 to 3.0)", major, pre[7]);
+    return qkd_fail(err, QKD_ERR_FORMAT, what, ".npy format version %d.%d (qkd reads 1.0 to 3.0)", major, pre[7]);
   }
   if (hlen > NPY_MAX_HEADER)
-    return qkd_fail(err, errlen, what, "a .npy header of %u bytes, over NumPy's own limit of %d", hlen, NPY_MAX_HEADER);
+    return qkd_fail(err, QKD_ERR_FORMAT, what, "a .npy header of %u bytes, over NumPy's own limit of %d", hlen, NPY_MAX_HEADER);
   char h[NPY_MAX_HEADER + 1];
-  if (s_read(s, h, hlen) != 0) return qkd_fail(err, errlen, what, "truncated .npy header");
+  if (s_read(s, h, hlen) != 0) return qkd_fail(err, QKD_ERR_FORMAT, what, "truncated .npy header");
   h[hlen] = 0;
-  if (parse_header(h, hlen, a, what, err, errlen) != 0) return -1;
+  if (parse_header(h, hlen, a, what, err) != 0) return -1;
   uint64_t need = (uint64_t)a->count * qkd_npy_itemsize(a->type);
   if (s->left != need)
-    return qkd_fail(err, errlen, what, "holds %llu data bytes, but its header's shape needs %llu (truncated or padded)",
+    return qkd_fail(err, QKD_ERR_FORMAT, what, "holds %llu data bytes, but its header's shape needs %llu (truncated or padded)",
                     (unsigned long long)s->left, (unsigned long long)need);
   if (header_only) return 0;
   a->data = malloc(need ? (size_t)need : 1);
-  if (!a->data) return qkd_fail(err, errlen, what, "out of memory for %llu bytes", (unsigned long long)need);
+  if (!a->data) return qkd_fail(err, QKD_ERR_MEMORY, what, "out of memory for %llu bytes", (unsigned long long)need);
   if (s_read_big(s, a->data, need) != 0) {
     qkd_npy_free(a);
-    return qkd_fail(err, errlen, what, "truncated or corrupt array data");
+    return qkd_fail(err, QKD_ERR_FORMAT, what, "truncated or corrupt array data");
   }
   return 0;
 }
@@ -235,51 +235,51 @@ typedef struct {
 } member;
 
 /* The central directory of the zip at f (size bytes): its members, malloc'd. */
-static int zip_members(FILE *f, uint64_t size, const char *path, member **out, int *n_out, char *err, size_t errlen) {
+static int zip_members(FILE *f, uint64_t size, const char *path, member **out, int *n_out, qkd_error *err) {
   *out = NULL;
   *n_out = 0;
   size_t tail = size < 65557 ? (size_t)size : 65557;
   unsigned char *t = malloc(tail + 1);
-  if (!t) return qkd_fail(err, errlen, path, "out of memory");
+  if (!t) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
   if (fseeko(f, (off_t)(size - tail), SEEK_SET) != 0 || fread(t, 1, tail, f) != tail) {
     free(t);
-    return qkd_fail(err, errlen, path, "cannot read: %s", strerror(errno ? errno : EIO));
+    return qkd_fail(err, QKD_ERR_IO, path, "cannot read: %s", strerror(errno ? errno : EIO));
   }
   long e = -1;
   for (long i = (long)tail - 22; i >= 0; i--)
     if (u32(t + i) == 0x06054b50) { e = i; break; }
   if (e < 0) {
     free(t);
-    return qkd_fail(err, errlen, path, "not a .npz (zip) file: no end of central directory");
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "not a .npz (zip) file: no end of central directory");
   }
   uint64_t entries = u16(t + e + 10), cd_size = u32(t + e + 12), cd_off = u32(t + e + 16);
   if (entries == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) { /* zip64 */
     if (e < 20 || u32(t + e - 20) != 0x07064b50) {
       free(t);
-      return qkd_fail(err, errlen, path, "a zip64 archive without its locator");
+      return qkd_fail(err, QKD_ERR_FORMAT, path, "a zip64 archive without its locator");
     }
     uint64_t z64 = u64(t + e - 20 + 8);
     unsigned char r[56];
     if (z64 + 56 > size || fseeko(f, (off_t)z64, SEEK_SET) != 0 || fread(r, 1, 56, f) != 56 || u32(r) != 0x06064b50) {
       free(t);
-      return qkd_fail(err, errlen, path, "a corrupt zip64 end of central directory");
+      return qkd_fail(err, QKD_ERR_FORMAT, path, "a corrupt zip64 end of central directory");
     }
     entries = u64(r + 32), cd_size = u64(r + 40), cd_off = u64(r + 48);
   }
   free(t);
   if (cd_off > size || cd_size > size - cd_off || entries > cd_size / 46)
-    return qkd_fail(err, errlen, path, "a corrupt zip central directory");
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "a corrupt zip central directory");
   unsigned char *cd = malloc(cd_size + 1);
   member *m = calloc(entries + 1, sizeof *m);
   if (!cd || !m) {
     free(cd);
     free(m);
-    return qkd_fail(err, errlen, path, "out of memory");
+    return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
   }
   if (fseeko(f, (off_t)cd_off, SEEK_SET) != 0 || fread(cd, 1, cd_size, f) != cd_size) {
     free(cd);
     free(m);
-    return qkd_fail(err, errlen, path, "cannot read the zip central directory");
+    return qkd_fail(err, QKD_ERR_FORMAT, path, "cannot read the zip central directory");
   }
   uint64_t at = 0;
   int n = 0;
@@ -291,7 +291,7 @@ static int zip_members(FILE *f, uint64_t size, const char *path, member **out, i
     if (u16(c + 8) & 1) {
       free(cd);
       free(m);
-      return qkd_fail(err, errlen, path, "an encrypted zip member");
+      return qkd_fail(err, QKD_ERR_FORMAT, path, "an encrypted zip member");
     }
     member *x = &m[n];
     x->method = u16(c + 10);
@@ -326,7 +326,7 @@ static int zip_members(FILE *f, uint64_t size, const char *path, member **out, i
 corrupt:
   free(cd);
   free(m);
-  return qkd_fail(err, errlen, path, "a corrupt zip central directory");
+  return qkd_fail(err, QKD_ERR_FORMAT, path, "a corrupt zip central directory");
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -334,20 +334,20 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= k && !strcmp(s + n - k, suffix);
 }
 
-int qkd_npz_members(const char *path, char ***names, int *n, char *err, size_t errlen) {
+int qkd_npz_members(const char *path, char ***names, int *n, qkd_error *err) {
   *names = NULL;
   *n = 0;
   FILE *f = fopen(path, "rb");
-  if (!f) return qkd_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  if (!f) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", strerror(errno));
   struct stat st;
   member *m = NULL;
   int nm = 0;
-  int rc = fstat(fileno(f), &st) != 0 ? qkd_fail(err, errlen, path, "cannot stat: %s", strerror(errno))
-                                       : zip_members(f, (uint64_t)st.st_size, path, &m, &nm, err, errlen);
+  int rc = fstat(fileno(f), &st) != 0 ? qkd_fail(err, QKD_ERR_IO, path, "cannot stat: %s", strerror(errno))
+                                       : zip_members(f, (uint64_t)st.st_size, path, &m, &nm, err);
   fclose(f);
   if (rc != 0) return -1;
   char **out = calloc((size_t)nm + 1, sizeof *out);
-  if (!out) { free(m); return qkd_fail(err, errlen, path, "out of memory"); }
+  if (!out) { free(m); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory"); }
   int k = 0;
   for (int i = 0; i < nm; i++)
     if (ends_with(m[i].name, ".npy")) {
@@ -362,58 +362,58 @@ int qkd_npz_members(const char *path, char ***names, int *n, char *err, size_t e
   return 0;
 }
 
-int qkd_npy_load(const char *path, const char *want, int header_only, qkd_npy *a, char *err, size_t errlen) {
+int qkd_npy_load(const char *path, const char *want, int header_only, qkd_npy *a, qkd_error *err) {
   memset(a, 0, sizeof *a);
   FILE *f = fopen(path, "rb");
-  if (!f) return qkd_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+  if (!f) return qkd_fail(err, QKD_ERR_IO, path, "cannot open: %s", strerror(errno));
   struct stat st;
   if (fstat(fileno(f), &st) != 0) {
     fclose(f);
-    return qkd_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+    return qkd_fail(err, QKD_ERR_IO, path, "cannot stat: %s", strerror(errno));
   }
   stream *s = calloc(1, sizeof *s);
-  if (!s) { fclose(f); return qkd_fail(err, errlen, path, "out of memory"); }
+  if (!s) { fclose(f); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory"); }
   s->f = f;
   s->crc = crc32(0L, Z_NULL, 0);
   int rc;
   if (!want) {
     s->left = (uint64_t)st.st_size;
-    rc = read_array(s, header_only, a, path, err, errlen);
+    rc = read_array(s, header_only, a, path, err);
   } else {
     char what[1400], name[300];
     snprintf(what, sizeof what, "%s[%s]", path, want);
     snprintf(name, sizeof name, "%s.npy", want);
     member *m = NULL, *x = NULL;
     int nm = 0;
-    rc = zip_members(f, (uint64_t)st.st_size, path, &m, &nm, err, errlen);
+    rc = zip_members(f, (uint64_t)st.st_size, path, &m, &nm, err);
     for (int i = 0; rc == 0 && i < nm && !x; i++)
       if (!strcmp(m[i].name, name)) x = &m[i];
     unsigned char lh[30];
     if (rc != 0) {
     } else if (!x) {
-      rc = qkd_fail(err, errlen, path, "has no array '%s'", want);
+      rc = qkd_fail(err, QKD_ERR_FORMAT, path, "has no array '%s'", want);
     } else if (x->method != 0 && x->method != 8) {
-      rc = qkd_fail(err, errlen, what, "zip compression method %d (qkd reads stored and deflated members)", x->method);
+      rc = qkd_fail(err, QKD_ERR_FORMAT, what, "zip compression method %d (qkd reads stored and deflated members)", x->method);
     } else if (x->offset + 30 > (uint64_t)st.st_size || fseeko(f, (off_t)x->offset, SEEK_SET) != 0 ||
                fread(lh, 1, 30, f) != 30 || u32(lh) != 0x04034b50) {
-      rc = qkd_fail(err, errlen, what, "a corrupt zip local header");
+      rc = qkd_fail(err, QKD_ERR_FORMAT, what, "a corrupt zip local header");
     } else {
       uint64_t data = x->offset + 30 + u16(lh + 26) + u16(lh + 28);
       if (data > (uint64_t)st.st_size || x->comp > (uint64_t)st.st_size - data || fseeko(f, (off_t)data, SEEK_SET) != 0 ||
           (x->method == 0 && x->comp != x->size)) {
-        rc = qkd_fail(err, errlen, what, "a zip member past the end of the file (truncated)");
+        rc = qkd_fail(err, QKD_ERR_FORMAT, what, "a zip member past the end of the file (truncated)");
       } else {
         s->left = x->size;
         s->deflated = x->method == 8;
         s->in_left = x->comp;
         if (s->deflated) {
-          if (inflateInit2(&s->z, -MAX_WBITS) != Z_OK) rc = qkd_fail(err, errlen, what, "zlib cannot start");
+          if (inflateInit2(&s->z, -MAX_WBITS) != Z_OK) rc = qkd_fail(err, QKD_ERR_INPUT, what, "zlib cannot start");
           else s->z_open = 1;
         }
-        if (rc == 0) rc = read_array(s, header_only, a, what, err, errlen);
+        if (rc == 0) rc = read_array(s, header_only, a, what, err);
         if (rc == 0 && !header_only && s->crc != x->crc) {
           qkd_npy_free(a);
-          rc = qkd_fail(err, errlen, what, "CRC-32 mismatch (the member is corrupt)");
+          rc = qkd_fail(err, QKD_ERR_FORMAT, what, "CRC-32 mismatch (the member is corrupt)");
         }
         if (s->z_open) inflateEnd(&s->z);
       }
@@ -455,11 +455,11 @@ static unsigned char *npy_bytes(const qkd_npy *a, size_t *len) {
   return b;
 }
 
-int qkd_npy_save(const char *path, const qkd_npy *a, char *err, size_t errlen) {
+int qkd_npy_save(const char *path, const qkd_npy *a, qkd_error *err) {
   size_t len;
   unsigned char *b = npy_bytes(a, &len);
-  if (!b) return qkd_fail(err, errlen, path, "out of memory");
-  int rc = qkd_file_write_bytes(path, b, len, err, errlen);
+  if (!b) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
+  int rc = qkd_file_write_bytes(path, b, len, err);
   free(b);
   return rc;
 }
@@ -510,19 +510,18 @@ static int emit_npz(FILE *f, const void *ctx) {
   return ferror(f) ? -1 : 0;
 }
 
-int qkd_npz_save(const char *path, const char *const *names, const qkd_npy *arrays, int n, int deflated, char *err,
-                 size_t errlen) {
+int qkd_npz_save(const char *path, const char *const *names, const qkd_npy *arrays, int n, int deflated, qkd_error *err) {
   npz_job j = {names, calloc((size_t)n + 1, sizeof(unsigned char *)), calloc((size_t)n + 1, sizeof(size_t)),
                calloc((size_t)n + 1, sizeof(size_t)), calloc((size_t)n + 1, sizeof(uint32_t)), n, deflated};
   int rc = 0;
   uint64_t total = 22;
-  if (!j.bytes || !j.len || !j.raw || !j.crc) rc = qkd_fail(err, errlen, path, "out of memory");
+  if (!j.bytes || !j.len || !j.raw || !j.crc) rc = qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
   for (int i = 0; rc == 0 && i < n; i++) {
-    if (strlen(names[i]) > 200) { rc = qkd_fail(err, errlen, path, "array name '%.40s…' too long", names[i]); break; }
+    if (strlen(names[i]) > 200) { rc = qkd_fail(err, QKD_ERR_INPUT, path, "array name '%.40s…' too long", names[i]); break; }
     size_t len;
     unsigned char *b = npy_bytes(&arrays[i], &len);
-    if (!b) { rc = qkd_fail(err, errlen, path, "out of memory"); break; }
-    if (len >= 0xFFFFFFFFu) { free(b); rc = qkd_fail(err, errlen, path, "array '%s' of 4 GiB or more (qkd writes no zip64)", names[i]); break; }
+    if (!b) { rc = qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory"); break; }
+    if (len >= 0xFFFFFFFFu) { free(b); rc = qkd_fail(err, QKD_ERR_INPUT, path, "array '%s' of 4 GiB or more (qkd writes no zip64)", names[i]); break; }
     j.raw[i] = len;
     j.crc[i] = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)len);
     if (!deflated) {
@@ -533,7 +532,7 @@ int qkd_npz_save(const char *path, const char *const *names, const qkd_npy *arra
       unsigned char *c = malloc(cap);
       if (!c || deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         free(b), free(c);
-        rc = qkd_fail(err, errlen, path, "out of memory");
+        rc = qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
         break;
       }
       z.next_in = b, z.avail_in = (uInt)len, z.next_out = c, z.avail_out = (uInt)cap;
@@ -541,13 +540,13 @@ int qkd_npz_save(const char *path, const char *const *names, const qkd_npy *arra
       j.len[i] = z.total_out;
       deflateEnd(&z);
       free(b);
-      if (zr != Z_STREAM_END) { free(c); rc = qkd_fail(err, errlen, path, "zlib cannot compress array '%s'", names[i]); break; }
+      if (zr != Z_STREAM_END) { free(c); rc = qkd_fail(err, QKD_ERR_INPUT, path, "zlib cannot compress array '%s'", names[i]); break; }
       j.bytes[i] = c;
     }
     total += 30 + 46 + 2 * (strlen(names[i]) + 4) + j.len[i];
   }
-  if (rc == 0 && total >= 0xFFFFFFFFu) rc = qkd_fail(err, errlen, path, "an archive of 4 GiB or more (qkd writes no zip64)");
-  if (rc == 0) rc = qkd_file_write_atomic(path, emit_npz, &j, err, errlen);
+  if (rc == 0 && total >= 0xFFFFFFFFu) rc = qkd_fail(err, QKD_ERR_INPUT, path, "an archive of 4 GiB or more (qkd writes no zip64)");
+  if (rc == 0) rc = qkd_file_write_atomic(path, emit_npz, &j, err);
   for (int i = 0; j.bytes && i < n; i++) free(j.bytes[i]);
   free(j.bytes), free(j.len), free(j.raw), free(j.crc);
   return rc;

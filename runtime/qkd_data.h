@@ -11,9 +11,10 @@
  *    dimension count, sizes against the file length (for .gz, against the decompressed length,
  *    read with a cap), label range, equal image/label counts. A header that claims 10^9 images
  *    never causes a large allocation.
- *  - errors are returned, never printed or exit()ed: the functions return -1 and write
- *    "PATH: error: message" into err (PATH = the offending file, or the source for data-set
- *    level errors); the CLI prints err and exits 1.
+ *  - errors are returned, never printed or exit()ed: the functions return -1 and fill err
+ *    (qkd_err.h) with path = the offending file (or the source, for data-set level errors),
+ *    the message and its kind (IO: a file or directory missing or unreadable; FORMAT: a file's
+ *    contents; INPUT: the options; MEMORY); the CLI prints qkd_error_text and exits 1.
  *  - the options apply in the order classes -> per_class -> limits -> validation; the validation
  *    hold-out is a deterministic function of opts.seed (qkd_rng stream QKD_STREAM_SPLIT).
  *  - qkd_dataset.files lists the files read with their sizes on disk (provenance, cache keys). */
@@ -22,6 +23,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "qkd_err.h"
 
 #define QKD_DATA_MAX_FILES 8
 #define QKD_DATA_MAX_CLASSES 256
@@ -69,7 +72,7 @@ typedef struct {
 } qkd_dataset;
 
 /* Loads and filters a data set. On failure returns -1 with err set and *ds empty. */
-int qkd_data_load(const qkd_data_opts *opts, qkd_dataset *ds, char *err, size_t errlen);
+int qkd_data_load(const qkd_data_opts *opts, qkd_dataset *ds, qkd_error *err);
 void qkd_data_free(qkd_dataset *ds);
 
 /* Converts images idx[0..n) of split (all of them in order when idx is NULL) to float [n][c*h*w]
@@ -91,25 +94,25 @@ void qkd_data_augment(float *x, int n, int c, int h, int w, const int *idx, int 
 /* Resolves a named data set on the data path ($QKD_DATA colon-separated, ./data,
  * QKD_SOURCE_DATA_DIR, /usr/share/datasets) into dir. -1 with a message that lists the places
  * searched and how to get the data when it is nowhere. */
-int qkd_data_find(const char *name, char *dir, size_t dirlen, char *err, size_t errlen);
+int qkd_data_find(const char *name, char *dir, size_t dirlen, qkd_error *err);
 
 /* The files qkd_data_load would read for opts, with their sizes (-1: missing), without reading
  * them: the identity of a data set for cache and cell keys. files has QKD_DATA_MAX_FILES slots. */
-int qkd_data_identify(const qkd_data_opts *opts, qkd_data_file *files, int *n, char *err, size_t errlen);
+int qkd_data_identify(const qkd_data_opts *opts, qkd_data_file *files, int *n, qkd_error *err);
 
 /* Header-only probe of a directory source (or a named source: shape known, no files read):
  * image shape, class count (10 for the standard layouts) and split sizes from the headers. */
 int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, int *n_train,
-                   int *n_test, char *err, size_t errlen);
+                   int *n_test, qkd_error *err);
 
 /* Low-level readers (used by qkd_data_load; exposed for tests). Each validates the whole file.
  * qkd_idx_read: ndim must be `want_ndim` (1: labels, 3: images); dims[0..ndim) receive the sizes;
  * *data receives the payload (malloc'd, prod(dims) bytes). max_label >= 0 checks every byte of a
  * label file against it. */
 int qkd_idx_read(const char *path, int want_ndim, int max_label, int dims[3], uint8_t **data,
-                 char *err, size_t errlen);
+                 qkd_error *err);
 /* One CIFAR-10 binary file: records of 1 label byte + 3072 pixel bytes. Appends to x/y
  * (realloc'd) and updates *n. */
-int qkd_cifar_read(const char *path, uint8_t **x, int **y, int *n, char *err, size_t errlen);
+int qkd_cifar_read(const char *path, uint8_t **x, int **y, int *n, qkd_error *err);
 
 #endif

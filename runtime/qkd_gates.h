@@ -25,11 +25,15 @@
  *     RXX(θ) = exp(−iθ X⊗X/2), U3(θ, φ, λ) = [[c, −e^{iλ}s], [e^{iφ}s, e^{i(φ+λ)}c]],
  *     CPHASE(θ) = diag(1, 1, 1, e^{iθ}).
  *   - qkd_gate(k) never returns a row for a kind outside the table: it stops the process with
- *     an internal error (exit 2), so an unknown kind can never act as a zero or an identity. */
+ *     an internal error (exit 2), so an unknown kind can never act as a zero or an identity.
+ *   - qkd_gate_table_check reports a bad row in a qkd_error (qkd_err.h): kind INTERNAL, no path,
+ *     the message naming the row. */
 #ifndef QKD_GATES_H
 #define QKD_GATES_H
 
 #include <stddef.h>
+
+#include "qkd_err.h"
 
 #define QKD_GATE_MAX_QUBITS 2
 #define QKD_GATE_MAX_ANGLES 3
@@ -199,7 +203,8 @@ int qkd_gate_linear_perm(int k, int map[QKD_GATE_MAX_QUBITS]);
 
 /* Checks every row: unitarity at random angles, the structure and controlled claims, U(0) = I and
  * ∂U/∂a = −i/2 G U for one-angle gates, decompositions (up to their phase), shift rules against
- * the generator spectrum, pairs and drawing symbols. 0, or -1 with a message naming the row. */
-int qkd_gate_table_check(char *err, size_t errlen);
+ * the generator spectrum, pairs and drawing symbols. 0, or -1 with err filled: kind INTERNAL, no
+ * path, msg "gate table row 'NAME': what". */
+int qkd_gate_table_check(qkd_error *err);
 
 #endif

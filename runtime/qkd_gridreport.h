@@ -26,20 +26,21 @@
  *    bar per run kind (distilled, baseline, control), whiskers of ± one std; with `compare`
  *    (a JSON array of {"grid"?, axis label: value name…, "accuracy" | "error", "label"?}) a
  *    marked reference value on each matching group.
- *  - all files written atomically (qkd_file.h); errors are "PATH: error: …" in err. */
+ *  - all files written atomically (qkd_file.h); errors fill err (qkd_err.h) with the file or directory
+ *    they are about. */
 #ifndef QKD_GRIDREPORT_H
 #define QKD_GRIDREPORT_H
 
 #include <stddef.h>
 #include <stdio.h>
 
+#include "qkd_err.h"
 #include "qkd_model.h"
 
-int qkd_gridreport_write_manifest(const char *dir, const qkd_model *m, const char (*keys)[17], char *err,
-                                  size_t errlen);
+int qkd_gridreport_write_manifest(const char *dir, const qkd_model *m, const char (*keys)[17], qkd_error *err);
 
 /* Merges dirs[0..n) into out; prints a summary on log (may be NULL). 0, or -1 with err set. */
-int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log, char *err,
-                   size_t errlen);
+int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log,
+                   qkd_error *err);
 
 #endif

@@ -17,6 +17,8 @@
  *     all-zero vector becomes |0…0>); NONE starts at |0…0>. Gate encodings (angle, qubit, …)
  *     are ordinary gates with FEATURE angles at the front of the list.
  *   - Outputs per sample: MEASURE_Z → n numbers <Z_q>; MEASURE_PROBS → 2^n probabilities.
+ *   - qkd_ir_validate reports the first broken invariant in a qkd_error (qkd_err.h): kind
+ *     INTERNAL (a circuit that reaches it invalid is a bug of whoever built it), no path.
  * The gates array is owned by whoever built the circuit (the compiler's arena, or a test). */
 #ifndef QKD_IR_H
 #define QKD_IR_H
@@ -75,8 +77,9 @@ int qkd_ir_outputs(const qkd_ir_circuit *c);
 double qkd_ir_angle(const qkd_angle *a, const double *params, const double *features);
 /* The angles of gate g for one sample into a[QKD_GATE_MAX_ANGLES] (0 past its angle count). */
 void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double *features, double *a);
-/* Checks every invariant above; on failure writes a message and returns -1, else 0. */
-int qkd_ir_validate(const qkd_ir_circuit *c, char *err, size_t errlen);
+/* Checks every invariant above; on failure fills err (kind INTERNAL, no path) and returns -1,
+ * else 0. */
+int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err);
 /* A 64-bit fingerprint of every field that shapes a circuit's kernels (precision aside). */
 uint64_t qkd_ir_hash(const qkd_ir_circuit *c);
 /* Text dump, one gate per line (qkdc check --dump-ir). */

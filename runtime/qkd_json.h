@@ -7,7 +7,8 @@
  * significant digits); NaN and ±Inf are written as null; a NULL string as null.
  *
  * Reader promises: RFC 8259 input (nesting at most 64 levels, a document of any size the
- * caller read); a syntax error returns NULL with "PATH: error: line L: what" in err. Values
+ * caller read); a syntax error returns NULL with err (qkd_err.h) filled: path PATH, kind FORMAT,
+ * msg "line L: what" (a file that cannot be read: qkd_file_read's error). Values
  * live in one malloc'd tree freed by qkd_json_free. Lookups never fail on a wrong kind: they
  * return NULL (or the given default), so a reader checks once, where it matters. */
 #ifndef QKD_JSON_H
@@ -16,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "qkd_err.h"
 
 /* ---- text helpers shared with the SVG and the summary table ---- */
 
@@ -63,9 +66,9 @@ typedef struct qkd_json {
   char **keys;               /* OBJ: keys, parallel to items */
 } qkd_json;
 
-qkd_json *qkd_json_parse(const char *text, size_t len, const char *path, char *err, size_t errlen);
+qkd_json *qkd_json_parse(const char *text, size_t len, const char *path, qkd_error *err);
 /* Reads and parses a file. */
-qkd_json *qkd_json_read_file(const char *path, char *err, size_t errlen);
+qkd_json *qkd_json_read_file(const char *path, qkd_error *err);
 void qkd_json_free(qkd_json *v);
 /* The member `key` of an object (NULL when v is not an object or has no such member). */
 const qkd_json *qkd_json_get(const qkd_json *v, const char *key);

@@ -3,11 +3,15 @@
  * classical runtime (which instantiates, trains and runs it).
  *
  * Owns: the layer table and the shape rules (one place: sema and the runtime agree).
- * Shapes are (c, h, w) images or flat vectors (flat = 1, the length in c, h = w = 1). */
+ * Shapes are (c, h, w) images or flat vectors (flat = 1, the length in c, h = w = 1).
+ * A layer that does not fit its input is reported in a qkd_error (qkd_err.h): kind INPUT, no
+ * path (the caller knows the net's name or the layer's span), the message. */
 #ifndef QKD_NET_H
 #define QKD_NET_H
 
 #include <stddef.h>
+
+#include "qkd_err.h"
 
 /* X(ENUM, name, min_args, max_args) — positional args; conv also has named stride/padding.
  * batchnorm normalises each channel (image input) or feature (flat input) with the batch's mean
@@ -82,10 +86,10 @@ typedef struct qkd_net_spec {
 /* Shape inference through a layer list from `in`. Writes the output shape of each layer to
  * out[i] (may be NULL) and the final shape to *result. `implicit_flatten`: dense flattens an
  * image input (pre: reductions) instead of failing. Returns -1 when every layer fits; otherwise
- * the index of the first bad layer with a message in err ("conv kernel 5 larger than its 4x4
- * input" …). */
+ * the index of the first bad layer with err filled (msg "conv kernel 5 is larger than its 4x4
+ * input" …; kind INPUT, no path). */
 int qkd_net_shapes(const qkd_layer_spec *layers, int n, qkd_shape in, int implicit_flatten,
-                   qkd_shape *out, qkd_shape *result, char *err, size_t errlen);
+                   qkd_shape *out, qkd_shape *result, qkd_error *err);
 /* The number of values in a shape. */
 long qkd_shape_size(qkd_shape s);
 /* Trainable parameter count of a layer list from `in` (after a successful qkd_net_shapes):

@@ -21,7 +21,9 @@
  *    qkd_nn_set_threads; batchnorm's batch statistics are exact across thread counts).
  *  - qkd_nn_backward ACCUMULATES (+=) into the gradient block; it uses the activations of the
  *    last qkd_nn_forward, whose input x must still be alive and unchanged.
- *  - nothing here prints or exits; constructors return NULL with a message in err. */
+ *  - nothing here prints or exits; constructors return NULL (functions -1) with err filled
+ *    (qkd_err.h): no path, msg "NET: layer I: what" for a layer that does not fit (kind INPUT),
+ *    "out of memory" (MEMORY), a reduction's own message ("pca(…) needs …"). */
 #ifndef QKD_NN_H
 #define QKD_NN_H
 
@@ -52,7 +54,7 @@ typedef struct qkd_nn qkd_nn;
  * implicit_flatten: dense flattens an image input (student reductions). A `mean` spec averages
  * its members' logits (members must agree on the output shape). */
 qkd_nn *qkd_nn_create(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch,
-                      char *err, size_t errlen);
+                      qkd_error *err);
 void qkd_nn_free(qkd_nn *nn);
 
 long qkd_nn_param_count(const qkd_nn *nn);
@@ -156,11 +158,11 @@ typedef struct {
 } qkd_nn_reduce;
 
 /* Checks k/h/w against the image shape (pools need k a perfect square g*g with g <= min(H, W);
- * pca needs 1 <= k <= c*h*w; crop needs h <= H, w <= W). -1 with a message otherwise. */
-int qkd_nn_reduce_init(qkd_nn_reduce *r, int kind, qkd_shape in, int k, int h, int w, char *err, size_t errlen);
+ * pca needs 1 <= k <= c*h*w; crop needs h <= H, w <= W). -1 with err filled otherwise. */
+int qkd_nn_reduce_init(qkd_nn_reduce *r, int kind, qkd_shape in, int k, int h, int w, qkd_error *err);
 /* PCA only: fits mean and basis on n training images x [n][c*h*w] (LAPACK dsyev on the
  * covariance, in double). */
-int qkd_nn_reduce_fit(qkd_nn_reduce *r, const float *x, int n, char *err, size_t errlen);
+int qkd_nn_reduce_fit(qkd_nn_reduce *r, const float *x, int n, qkd_error *err);
 /* out [batch][n_features] */
 void qkd_nn_reduce_forward(const qkd_nn_reduce *r, const float *x, int batch, float *out);
 void qkd_nn_reduce_free(qkd_nn_reduce *r);

@@ -16,11 +16,15 @@
  *  - writing goes through qkd_file_write_atomic: .npy version 1.0 (2.0 when the header needs it),
  *    header padded to 64 bytes as NumPy does; .npz members stored or deflated, no zip64 (a
  *    member of 4 GiB or more is an error). NumPy reads what qkd writes and vice versa.
- *  - errors are "PATH: error: message" (qkd_err.h). */
+ *  - errors fill a qkd_error (qkd_err.h): path = the file (FILE[MEMBER] for a .npz member),
+ *    kind IO (cannot open or read), FORMAT (anything wrong inside), MEMORY or INPUT (too large
+ *    to write). */
 #ifndef QKD_NPY_H
 #define QKD_NPY_H
 
 #include <stddef.h>
+
+#include "qkd_err.h"
 
 #define QKD_NPY_MAX_DIMS 8
 
@@ -40,13 +44,12 @@ const char *qkd_npy_descr(qkd_npy_type t); /* "|u1", "<i4", … */
 double qkd_npy_get(const qkd_npy *a, long i);
 
 /* Reads PATH: a .npy file (member NULL), or member MEMBER (without ".npy") of a .npz file. */
-int qkd_npy_load(const char *path, const char *member, int header_only, qkd_npy *a, char *err, size_t errlen);
+int qkd_npy_load(const char *path, const char *member, int header_only, qkd_npy *a, qkd_error *err);
 /* The member names of a .npz (without ".npy"), malloc'd (free each and the array); *n their count. */
-int qkd_npz_members(const char *path, char ***names, int *n, char *err, size_t errlen);
+int qkd_npz_members(const char *path, char ***names, int *n, qkd_error *err);
 void qkd_npy_free(qkd_npy *a);
 
-int qkd_npy_save(const char *path, const qkd_npy *a, char *err, size_t errlen);
-int qkd_npz_save(const char *path, const char *const *names, const qkd_npy *arrays, int n, int deflate, char *err,
-                 size_t errlen);
+int qkd_npy_save(const char *path, const qkd_npy *a, qkd_error *err);
+int qkd_npz_save(const char *path, const char *const *names, const qkd_npy *arrays, int n, int deflate, qkd_error *err);
 
 #endif

@@ -35,7 +35,7 @@
  *    version, tag, sizes against the file length (before allocating anything proportional to the
  *    header) and the checksum.
  *  - Nothing prints (except qkd_report_summary on its stream) or exits: errors return -1 with
- *    "PATH: error: message" in err. */
+ *    err (qkd_err.h) filled, path = the file (or directory) concerned. */
 #ifndef QKD_REPORT_H
 #define QKD_REPORT_H
 
@@ -106,10 +106,10 @@ typedef struct {
 } qkd_report_cell;
 
 int qkd_report_write_cell(const char *path, const qkd_report *report, const qkd_report_experiment *e,
-                          const qkd_report_cell *cell, char *err, size_t errlen);
+                          const qkd_report_cell *cell, qkd_error *err);
 
 /* Writes DIR/results.json, DIR/curves.csv, DIR/curves.svg. 0, or -1 with err set. */
-int qkd_report_write(const char *dir, const qkd_report *report, char *err, size_t errlen);
+int qkd_report_write(const char *dir, const qkd_report *report, qkd_error *err);
 
 /* The table for the end of `qkdc run`: experiment, qubits, teacher / baseline / distilled test
  * accuracy (percent), Δ = distilled − baseline in points, seconds (total). */
@@ -117,7 +117,7 @@ void qkd_report_summary(const qkd_report *report, FILE *out);
 
 /* Writes a student's final weights (qkd_student_result.circuit_params / .classical) to path. */
 int qkd_report_write_weights(const char *path, const char *name, const double *circuit_params, long P,
-                             const float *classical, long n, char *err, size_t errlen);
+                             const float *classical, long n, qkd_error *err);
 
 typedef struct {
   char *name;
@@ -129,7 +129,7 @@ typedef struct {
 
 /* Reads and validates a weights file into w (malloc'd; free with qkd_report_weights_free). On
  * failure returns -1 with err set and *w empty. */
-int qkd_report_read_weights(const char *path, qkd_report_weights *w, char *err, size_t errlen);
+int qkd_report_read_weights(const char *path, qkd_report_weights *w, qkd_error *err);
 void qkd_report_weights_free(qkd_report_weights *w);
 
 #endif

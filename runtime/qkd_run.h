@@ -8,13 +8,15 @@
  *
  * The circuit kernels come from the caller (the JIT in qkdc, compiled-in kernels in a built
  * executable, or the interpreter), through kernel_for.
- * Returns the process exit code: 0, 1 (a data or user error, message printed as
- * "PATH: error: …"), 130 when stopped through *stop (finished outputs stay valid). */
+ * Returns the process exit code: 0, 1 (a data or user error, printed on the log as
+ * qkd_error_text, "PATH: error: …", with the program's path when the error names no file),
+ * 130 when stopped through *stop (finished outputs stay valid). */
 #ifndef QKD_RUN_H
 #define QKD_RUN_H
 
 #include <stdio.h>
 
+#include "qkd_err.h"
 #include "qkd_kernel.h"
 #include "qkd_model.h"
 
@@ -24,8 +26,9 @@ typedef struct {
   const char *out_dir;          /* the run directory */
   const char *const *overrides; /* the --set list, for provenance */
   int n_overrides;
-  /* kernels for a student's circuit: 0, or -1 with a message; ms = compile time */
-  int (*kernel_for)(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, char *err, size_t errlen);
+  /* kernels for a student's circuit: 0, or -1 with err filled (a path is not needed: the run
+   names the program); ms = compile time */
+  int (*kernel_for)(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, qkd_error *err);
   void (*kernel_release)(void *ud, qkd_kernel *k);
   void *kernel_ud;
   FILE *log;                    /* progress and summary (stderr) */

@@ -22,7 +22,12 @@
  *    f64 test_accuracy[n_epochs], f32 params[n_params], f32 state[n_state] (batchnorm's running
  *    statistics, qkd_nn_state), u64 FNV-1a checksum of all before it.
  *  - nothing prints or exits: progress and warnings go to `note` (may be NULL), errors come back
- *    as "PATH: error: …" text in err. */
+ *    in err (qkd_err.h) with path = the job's name (the recipe, the net against the data,
+ *    memory). The cache is never an error: one that cannot be opened (kind IO from
+ *    qkd_cache_load) is the normal first run, retrained silently; any other unusable one is
+ *    retrained with the note "PATH: warning: MSG; retraining NAME" made from the cache error's
+ *    path and message; a failed save is the note "PATH: error: MSG (continuing without the
+ *    cache)". */
 #ifndef QKD_TEACHER_H
 #define QKD_TEACHER_H
 
@@ -30,6 +35,7 @@
 #include <stdint.h>
 
 #include "qkd_data.h"
+#include "qkd_err.h"
 #include "qkd_nn.h"
 
 #define QKD_CACHE_VERSION 2 /* 2: the state block */
@@ -69,7 +75,7 @@ typedef struct {
   int cached;                     /* 1: weights came from the cache */
 } qkd_teacher_result;
 
-int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char *err, size_t errlen);
+int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, qkd_error *err);
 void qkd_teacher_result_free(qkd_teacher_result *res);
 
 /* Accuracy of net on a split (evaluation mode), in batches of the net's max batch; confusion
@@ -85,11 +91,12 @@ uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *
                        const qkd_dataset *ds);
 /* Writes a cache file atomically. */
 int qkd_cache_save(const char *path, uint64_t key, const float *params, long n_params, const float *state,
-                   long n_state, const double *acc, int n_epochs, char *err, size_t errlen);
-/* 0: params [n_params], state [n_state] and acc [n_epochs] filled. -1: not usable (missing, torn,
- * another version, key or size, checksum failure) with the reason in err; nothing is written to
- * params, state or acc then. */
+                   long n_state, const double *acc, int n_epochs, qkd_error *err);
+/* 0: params [n_params], state [n_state] and acc [n_epochs] filled. -1: not usable, the reason in
+ * err: kind IO when the file cannot be opened (missing), FORMAT when it is torn or of another
+ * version, key or size, or fails its checksum, MEMORY; nothing is written to params, state or
+ * acc then. */
 int qkd_cache_load(const char *path, uint64_t key, float *params, long n_params, float *state, long n_state,
-                   double *acc, int n_epochs, char *err, size_t errlen);
+                   double *acc, int n_epochs, qkd_error *err);
 
 #endif

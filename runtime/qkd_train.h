@@ -16,11 +16,15 @@
  *    the test set.
  *  - Teacher logits, when the loss needs them, are given once for the training split (computed
  *    by the caller in evaluation mode), indexed by the split's row.
- *  - Errors are returned with a message; nothing here prints except the progress callback. */
+ *  - Errors are returned in a qkd_error (qkd_err.h) without a path (the caller names the
+ *    program): "experiment 'E': …", a net's or a reduction's message, a checkpoint's
+ *    ("PATH: a checkpoint of another shape (remove it to start over)"); nothing here prints
+ *    except the progress and note callbacks. */
 #ifndef QKD_TRAIN_H
 #define QKD_TRAIN_H
 
 #include "qkd_data.h"
+#include "qkd_err.h"
 #include "qkd_kernel.h"
 #include "qkd_model.h"
 
@@ -80,10 +84,10 @@ int qkd_train_matched_width(int F, int O, int P);
 /* Trains e->student on ds with e->train; `kernel` runs e->student.circuit. teacher_train:
  * the teacher's logits on the training split [train n][C] (float), or NULL when the loss reads
  * no teacher. Returns 0, 1 when stopped by opts->stop (the result holds the finished epochs), or
- * -1 with a message in err. */
+ * -1 with err filled. */
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
                       qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
-                      qkd_student_result *out, char *err, size_t errlen);
+                      qkd_student_result *out, qkd_error *err);
 void qkd_student_result_free(qkd_student_result *r);
 /* A deep copy (for runs shared between cells); 0, or -1 on out of memory (dst empty). */
 int qkd_student_result_copy(qkd_student_result *dst, const qkd_student_result *src);
@@ -92,11 +96,11 @@ int qkd_student_result_copy(qkd_student_result *dst, const qkd_student_result *s
  * one flat vector: pre (float), then circuit (double), then head (float). */
 typedef struct student qkd_student;
 qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                                int threads, char *err, size_t errlen);
+                                int threads, qkd_error *err);
 /* The same for one kind of run (QKD_RUN_CONTROL: the experiment's control, classical when it has
  * none); parameters are pre, circuit, the control's layer, head. */
 qkd_student *qkd_student_create_run(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                                    qkd_run_kind kind, int threads, char *err, size_t errlen);
+                                    qkd_run_kind kind, int threads, qkd_error *err);
 void qkd_student_destroy(qkd_student *s);
 long qkd_student_param_count(const qkd_student *s);
 void qkd_student_get_params(qkd_student *s, double *out);

@@ -12,7 +12,7 @@
 extern void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
                    double *work, const int *lwork, int *info);
 
-int qkd_nn_reduce_init(qkd_nn_reduce *r, int kind, qkd_shape in, int k, int h, int w, char *err, size_t errlen) {
+int qkd_nn_reduce_init(qkd_nn_reduce *r, int kind, qkd_shape in, int k, int h, int w, qkd_error *err) {
   memset(r, 0, sizeof *r);
   r->kind = kind;
   r->in = in;
@@ -22,39 +22,39 @@ int qkd_nn_reduce_init(qkd_nn_reduce *r, int kind, qkd_shape in, int k, int h, i
   long D = qkd_shape_size(in);
   switch (kind) {
   case QKD_NN_RED_PCA:
-    if (k < 1 || k > D) { snprintf(err, errlen, "pca(%d) needs 1 <= k <= %ld (the image size)", k, D); return -1; }
+    if (k < 1 || k > D) { qkd_fail(err, QKD_ERR_INPUT, NULL, "pca(%d) needs 1 <= k <= %ld (the image size)", k, D); return -1; }
     r->n_features = k;
     return 0;
   case QKD_NN_RED_AVGPOOL_TO:
   case QKD_NN_RED_MAXPOOL_TO: {
     const char *name = kind == QKD_NN_RED_AVGPOOL_TO ? "avgpool_to" : "maxpool_to";
     int g = (int)lround(sqrt((double)(k > 0 ? k : 0)));
-    if (k < 1 || g * g != k) { snprintf(err, errlen, "%s(%d): k must be a perfect square (a g x g grid of regions)", name, k); return -1; }
-    if (g > in.h || g > in.w) { snprintf(err, errlen, "%s(%d): a %dx%d grid does not fit a %dx%d image", name, k, g, g, in.h, in.w); return -1; }
+    if (k < 1 || g * g != k) { qkd_fail(err, QKD_ERR_INPUT, NULL, "%s(%d): k must be a perfect square (a g x g grid of regions)", name, k); return -1; }
+    if (g > in.h || g > in.w) { qkd_fail(err, QKD_ERR_INPUT, NULL, "%s(%d): a %dx%d grid does not fit a %dx%d image", name, k, g, g, in.h, in.w); return -1; }
     r->g = g;
     r->n_features = k;
     return 0;
   }
   case QKD_NN_RED_CROP:
-    if (h < 1 || w < 1 || h > in.h || w > in.w) { snprintf(err, errlen, "crop(%d, %d) does not fit a %dx%d image", h, w, in.h, in.w); return -1; }
+    if (h < 1 || w < 1 || h > in.h || w > in.w) { qkd_fail(err, QKD_ERR_INPUT, NULL, "crop(%d, %d) does not fit a %dx%d image", h, w, in.h, in.w); return -1; }
     r->n_features = in.c * h * w;
     return 0;
   default:
-    snprintf(err, errlen, "unknown reduction %d", kind);
+    qkd_fail(err, QKD_ERR_INTERNAL, NULL, "unknown reduction %d", kind);
     return -1;
   }
 }
 
-int qkd_nn_reduce_fit(qkd_nn_reduce *r, const float *x, int n, char *err, size_t errlen) {
+int qkd_nn_reduce_fit(qkd_nn_reduce *r, const float *x, int n, qkd_error *err) {
   if (r->kind != QKD_NN_RED_PCA) return 0;
   int D = (int)qkd_shape_size(r->in), k = r->k;
-  if (n < 2) { snprintf(err, errlen, "pca needs at least 2 training images"); return -1; }
+  if (n < 2) { qkd_fail(err, QKD_ERR_INPUT, NULL, "pca needs at least 2 training images"); return -1; }
   double *mean = calloc((size_t)D, sizeof(double));
   double *cov = calloc((size_t)D * D, sizeof(double));
   double *ev = malloc(sizeof(double) * (size_t)D);
   int chunk = 512;
   double *buf = malloc(sizeof(double) * (size_t)chunk * D);
-  if (!mean || !cov || !ev || !buf) { free(mean); free(cov); free(ev); free(buf); snprintf(err, errlen, "pca: out of memory"); return -1; }
+  if (!mean || !cov || !ev || !buf) { free(mean); free(cov); free(ev); free(buf); qkd_fail(err, QKD_ERR_MEMORY, NULL, "pca: out of memory"); return -1; }
   for (int i = 0; i < n; i++)
     for (int d = 0; d < D; d++) mean[d] += x[(long)i * D + d];
   for (int d = 0; d < D; d++) mean[d] /= n;
@@ -71,15 +71,15 @@ int qkd_nn_reduce_fit(qkd_nn_reduce *r, const float *x, int n, char *err, size_t
   dsyev_("V", "L", &D, cov, &D, ev, &wq, &lwork, &info);
   lwork = info == 0 ? (int)wq : 3 * D;
   double *work = malloc(sizeof(double) * (size_t)(lwork > 1 ? lwork : 1));
-  if (!work) { free(mean); free(cov); free(ev); snprintf(err, errlen, "pca: out of memory"); return -1; }
+  if (!work) { free(mean); free(cov); free(ev); qkd_fail(err, QKD_ERR_MEMORY, NULL, "pca: out of memory"); return -1; }
   dsyev_("V", "L", &D, cov, &D, ev, work, &lwork, &info);
   free(work);
-  if (info != 0) { free(mean); free(cov); free(ev); snprintf(err, errlen, "pca: LAPACK dsyev failed (info %d)", info); return -1; }
+  if (info != 0) { free(mean); free(cov); free(ev); qkd_fail(err, QKD_ERR_INTERNAL, NULL, "pca: LAPACK dsyev failed (info %d)", info); return -1; }
   /* eigenvalues ascending; eigenvector j is column j of the column-major result = row j here */
   r->mean = malloc(sizeof(float) * (size_t)D);
   r->basis = malloc(sizeof(float) * (size_t)D * k);
   r->eigenvalues = malloc(sizeof(double) * (size_t)k);
-  if (!r->mean || !r->basis || !r->eigenvalues) { free(mean); free(cov); free(ev); snprintf(err, errlen, "pca: out of memory"); return -1; }
+  if (!r->mean || !r->basis || !r->eigenvalues) { free(mean); free(cov); free(ev); qkd_fail(err, QKD_ERR_MEMORY, NULL, "pca: out of memory"); return -1; }
   for (int d = 0; d < D; d++) r->mean[d] = (float)mean[d];
   for (int j = 0; j < k; j++) {
     const double *v = cov + (long)(D - 1 - j) * D;

@@ -176,9 +176,9 @@ static int emit_cell(FILE *f, const void *ctx) {
 }
 
 int qkd_report_write_cell(const char *path, const qkd_report *report, const qkd_report_experiment *e,
-                          const qkd_report_cell *cell, char *err, size_t errlen) {
+                          const qkd_report_cell *cell, qkd_error *err) {
   cell_ctx c = {report, e, cell};
-  return qkd_file_write_atomic(path, emit_cell, &c, err, errlen);
+  return qkd_file_write_atomic(path, emit_cell, &c, err);
 }
 
 /* ---- curves.csv ---- */
@@ -367,15 +367,15 @@ static int emit_svg(FILE *f, const void *ctx) {
 
 /* ---- the run directory ---- */
 
-int qkd_report_write(const char *dir, const qkd_report *report, char *err, size_t errlen) {
-  if (!dir || !*dir) return qkd_fail(err, errlen, "qkdc", "no output directory");
-  if (qkd_file_mkdir_p(dir, err, errlen) != 0) return -1;
+int qkd_report_write(const char *dir, const qkd_report *report, qkd_error *err) {
+  if (!dir || !*dir) return qkd_fail(err, QKD_ERR_INPUT, "qkdc", "no output directory");
+  if (qkd_file_mkdir_p(dir, err) != 0) return -1;
   static const char *const names[3] = {"curves.csv", "curves.svg", "results.json"};
   static const qkd_emit_fn emit[3] = {emit_csv, emit_svg, emit_json};
   for (int i = 0; i < 3; i++) {
     char *path = qkd_file_join(dir, names[i]);
-    if (!path) return qkd_fail(err, errlen, dir, "out of memory");
-    int rc = qkd_file_write_atomic(path, emit[i], report, err, errlen);
+    if (!path) return qkd_fail(err, QKD_ERR_MEMORY, dir, "out of memory");
+    int rc = qkd_file_write_atomic(path, emit[i], report, err);
     free(path);
     if (rc != 0) return -1;
   }
@@ -457,15 +457,15 @@ static uint64_t le_get(const unsigned char *b, int bytes) {
 }
 
 int qkd_report_write_weights(const char *path, const char *name, const double *circuit_params, long P,
-                             const float *classical, long n, char *err, size_t errlen) {
+                             const float *classical, long n, qkd_error *err) {
   size_t nl = name ? strlen(name) : 0;
-  if (nl > WEIGHTS_MAX_NAME) return qkd_fail(err, errlen, path, "weights name longer than %u bytes", WEIGHTS_MAX_NAME);
+  if (nl > WEIGHTS_MAX_NAME) return qkd_fail(err, QKD_ERR_INPUT, path, "weights name longer than %u bytes", WEIGHTS_MAX_NAME);
   if (P < 0 || n < 0 || (uint64_t)P > (SIZE_MAX / 16) || (uint64_t)n > (SIZE_MAX / 16) ||
       (P > 0 && !circuit_params) || (n > 0 && !classical))
-    return qkd_fail(err, errlen, path, "invalid weight counts (%ld circuit, %ld classical)", P, n);
+    return qkd_fail(err, QKD_ERR_INPUT, path, "invalid weight counts (%ld circuit, %ld classical)", P, n);
   size_t len = WEIGHTS_FIXED + nl + 8 * (size_t)P + 4 * (size_t)n;
   unsigned char *b = malloc(len);
-  if (!b) return qkd_fail(err, errlen, path, "out of memory");
+  if (!b) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
   memcpy(b, "QKDW", 4);
   le_put(b + 4, QKD_REPORT_WEIGHTS_VERSION, 4);
   memcpy(b + 8, "STDN", 4);
@@ -486,7 +486,7 @@ int qkd_report_write_weights(const char *path, const char *name, const double *c
     le_put(b + off, bits, 4);
   }
   le_put(b + off, fnv(b, off), 8);
-  int rc = qkd_file_write_bytes(path, b, len, err, errlen);
+  int rc = qkd_file_write_bytes(path, b, len, err);
   free(b);
   return rc;
 }
@@ -498,62 +498,62 @@ void qkd_report_weights_free(qkd_report_weights *w) {
   memset(w, 0, sizeof *w);
 }
 
-static int read_all(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen) {
+static int read_all(const char *path, unsigned char **out, size_t *len, qkd_error *err) {
   FILE *f = fopen(path, "rb");
-  if (!f) return qkd_fail(err, errlen, path, "cannot read: %s", strerror(errno));
+  if (!f) return qkd_fail(err, QKD_ERR_IO, path, "cannot read: %s", strerror(errno));
   struct stat st;
   if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
-    return qkd_fail(err, errlen, path, "not a regular file");
+    return qkd_fail(err, QKD_ERR_IO, path, "not a regular file");
   }
   size_t n = (size_t)st.st_size;
   unsigned char *b = malloc(n + 1);
   if (!b) {
     fclose(f);
-    return qkd_fail(err, errlen, path, "out of memory");
+    return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
   }
   size_t got = fread(b, 1, n + 1, f);
   int bad = ferror(f);
   fclose(f);
   if (bad || got != n) {
     free(b);
-    return qkd_fail(err, errlen, path, "cannot read: the file changed while being read");
+    return qkd_fail(err, QKD_ERR_IO, path, "cannot read: the file changed while being read");
   }
   *out = b;
   *len = n;
   return 0;
 }
 
-int qkd_report_read_weights(const char *path, qkd_report_weights *w, char *err, size_t errlen) {
+int qkd_report_read_weights(const char *path, qkd_report_weights *w, qkd_error *err) {
   memset(w, 0, sizeof *w);
   unsigned char *b = NULL;
   size_t len = 0;
-  if (read_all(path, &b, &len, err, errlen) != 0) return -1;
+  if (read_all(path, &b, &len, err) != 0) return -1;
   int rc = -1;
   uint64_t nl = len >= 16 ? le_get(b + 12, 4) : 0;
   uint64_t P = 0, n = 0;
   if (len < 12 || memcmp(b, "QKDW", 4) != 0) {
-    qkd_fail(err, errlen, path, "not a qkd weights file");
+    qkd_fail(err, QKD_ERR_FORMAT, path, "not a qkd weights file");
   } else if (le_get(b + 4, 4) != QKD_REPORT_WEIGHTS_VERSION) {
-    qkd_fail(err, errlen, path, "weights format version %u (this qkd reads %d)", (unsigned)le_get(b + 4, 4),
+    qkd_fail(err, QKD_ERR_FORMAT, path, "weights format version %u (this qkd reads %d)", (unsigned)le_get(b + 4, 4),
          QKD_REPORT_WEIGHTS_VERSION);
   } else if (memcmp(b + 8, "STDN", 4) != 0) {
-    qkd_fail(err, errlen, path, "not a student weights file (a teacher cache?)");
+    qkd_fail(err, QKD_ERR_FORMAT, path, "not a student weights file (a teacher cache?)");
   } else if (len < WEIGHTS_FIXED || nl > WEIGHTS_MAX_NAME || nl > len - WEIGHTS_FIXED) {
-    qkd_fail(err, errlen, path, "truncated or corrupted weights file (header)");
+    qkd_fail(err, QKD_ERR_FORMAT, path, "truncated or corrupted weights file (header)");
   } else if ((P = le_get(b + 16 + nl, 8)) > (len - WEIGHTS_FIXED - nl) / 8 ||
              (n = le_get(b + 24 + nl, 8)) > (len - WEIGHTS_FIXED - nl) / 4 ||
              WEIGHTS_FIXED + nl + 8 * P + 4 * n != len) {
-    qkd_fail(err, errlen, path, "weights file has the wrong length (truncated or padded)");
+    qkd_fail(err, QKD_ERR_FORMAT, path, "weights file has the wrong length (truncated or padded)");
   } else if (le_get(b + len - 8, 8) != fnv(b, len - 8)) {
-    qkd_fail(err, errlen, path, "weights checksum failure (corrupted)");
+    qkd_fail(err, QKD_ERR_FORMAT, path, "weights checksum failure (corrupted)");
   } else {
     w->name = malloc(nl + 1);
     w->circuit_params = P ? malloc(8 * P) : NULL;
     w->classical = n ? malloc(4 * n) : NULL;
     if (!w->name || (P && !w->circuit_params) || (n && !w->classical)) {
       qkd_report_weights_free(w);
-      qkd_fail(err, errlen, path, "out of memory");
+      qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
     } else {
       memcpy(w->name, b + 16, nl);
       w->name[nl] = '\0';

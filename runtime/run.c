@@ -5,6 +5,7 @@
 #include "qkd_time.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -137,6 +138,24 @@ typedef struct {
   char failed[512];         /* their names, for the closing message */
 } runner;
 
+/* Prints an error of the run itself (kind, what it is about, the message) on log; returns -1. */
+static int log_fail(FILE *log, qkd_err_kind kind, const char *path, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int log_fail(FILE *log, qkd_err_kind kind, const char *path, const char *fmt, ...) {
+  char msg[sizeof ((qkd_error *)0)->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  qkd_error e;
+  qkd_fail(&e, kind, path, "%s", msg);
+  qkd_error_print(&e, log);
+  return -1;
+}
+
+/* Prints e on the log; an error that names nothing (a net's, the trainer's, the kernels') is
+ * about the program. */
+static void log_error(const runner *r, qkd_error *e) { qkd_error_print(qkd_error_about(e, r->m->path), r->o->log); }
+
 #define GROW(arr, n) do { void *p_ = realloc((arr), sizeof *(arr) * (size_t)((n) + 1)); if (!p_) goto oom; (arr) = p_; } while (0)
 
 static int dataset_slot(runner *r, const qkd_m_dataset *d) {
@@ -150,10 +169,10 @@ static int dataset_slot(runner *r, const qkd_m_dataset *d) {
   if (!s) goto oom;
   r->data[r->n_data] = s;
   s->key = key, s->name = d->name, s->source = d->source, s->opts = o;
-  char err[1024];
+  qkd_error err;
   fprintf(r->o->log, "loading data set '%s' (%s)\n", d->name, d->source);
-  if (qkd_data_load(&s->opts, &s->ds, err, sizeof err) != 0) {
-    fprintf(r->o->log, "%s\n", err);
+  if (qkd_data_load(&s->opts, &s->ds, &err) != 0) {
+    log_error(r, &err);
     free(s);
     return -1;
   }
@@ -162,8 +181,7 @@ static int dataset_slot(runner *r, const qkd_m_dataset *d) {
           ds->test.n, ds->c, ds->h, ds->w, ds->n_classes);
   return r->n_data++;
 oom:
-  fprintf(r->o->log, "%s: error: out of memory\n", r->m->path);
-  return -1;
+  return log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
 }
 
 /* Trains (or loads) teacher t once per distinct (architecture, recipe, data); returns its slot.
@@ -188,10 +206,10 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
     size_t n = strlen(r->o->out_dir) + strlen(t->name) + 64;
     s->cache = malloc(n);
     if (s->cache) snprintf(s->cache, n, "%s/teachers/%s.%016llx.qkw", r->o->out_dir, t->name, (unsigned long long)key);
-    char err[1200];
+    qkd_error err;
     char *dir = s->cache ? qkd_file_join(r->o->out_dir, "teachers") : NULL;
-    if (dir && qkd_file_mkdir_p(dir, err, sizeof err) != 0) {
-      fprintf(r->o->log, "%s\n", err);
+    if (dir && qkd_file_mkdir_p(dir, &err) != 0) {
+      log_error(r, &err);
       free(dir);
       return -1;
     }
@@ -200,10 +218,10 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   progress_ctx pc = {.o = r->o, .tty = isatty(fileno(r->o->log)), .what = t->name, .rest_s = -1};
   qkd_teacher_job job = {.name = t->name, .net = &t->net, .data = ds, .data_opts = &r->data[di]->opts,
                          .recipe = rc, .cache_path = s->cache, .threads = r->o->threads, .note = note, .note_ctx = &pc};
-  char err[1024];
+  qkd_error err;
   fprintf(r->o->log, "teacher '%s': %ld parameters, seed %d\n", t->name, t->params, t->train.seed);
-  if (qkd_teacher_train(&job, &s->res, err, sizeof err) != 0) {
-    fprintf(r->o->log, "%s\n", err);
+  if (qkd_teacher_train(&job, &s->res, &err) != 0) {
+    log_error(r, &err);
     free(s->cache);
     return -1;
   }
@@ -212,8 +230,7 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
           res->epochs ? res->test_accuracy[res->epochs - 1] : 0.0, res->cached ? " (cached)" : "", res->seconds);
   return r->n_teachers++;
 oom:
-  fprintf(r->o->log, "%s: error: out of memory\n", r->m->path);
-  return -1;
+  return log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
 }
 
 /* Teacher logits files: beside a cached teacher, its logits on one data set's training split
@@ -247,8 +264,7 @@ static int emit_logits(FILE *f, const void *ctx) {
 /* Reads a logits file into logits [n][C] (malloc'd); 0, or -1 when absent, torn or another key. */
 static int read_logits(const char *path, uint64_t key, long n, long C, float **logits, double *acc) {
   size_t len;
-  char err[1200];
-  unsigned char *b = (unsigned char *)qkd_file_read(path, (size_t)1 << 34, &len, err, sizeof err);
+  unsigned char *b = (unsigned char *)qkd_file_read(path, (size_t)1 << 34, &len, NULL);
   if (!b) return -1;
   int64_t fn, fC;
   uint64_t fk, h;
@@ -292,15 +308,17 @@ static logits_slot *teacher_on(runner *r, int ti, int di, int logits) {
     if (!(s->logits = qkd_teacher_logits(t->res.net, ds, &ds->train))) goto oom;
     if (path) { /* for the next process; a failure only costs it the time */
       logits_file lf = {key, ds->train.n, ds->n_classes, s->test_accuracy, s->logits};
-      char err[1200];
-      if (qkd_file_write_atomic(path, emit_logits, &lf, err, sizeof err) != 0) fprintf(r->o->log, "  note: %s\n", err);
+      qkd_error err;
+      char text[QKD_ERROR_TEXT_MAX];
+      if (qkd_file_write_atomic(path, emit_logits, &lf, &err) != 0)
+        fprintf(r->o->log, "  note: %s\n", qkd_error_text(&err, text, sizeof text));
     }
   }
   free(path);
   return s;
 oom:
   free(path);
-  fprintf(r->o->log, "%s: error: out of memory for the teacher's logits\n", r->m->path);
+  log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory for the teacher's logits");
   return NULL;
 }
 
@@ -317,9 +335,9 @@ static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
     if (r->kernels[i].key == key) return &r->kernels[i];
   GROW(r->kernels, r->n_kernels);
   kernel_slot *s = &r->kernels[r->n_kernels];
-  char err[1024];
-  if (r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, err, sizeof err) != 0) {
-    fprintf(r->o->log, "%s: error: %s\n", r->m->path, err);
+  qkd_error err;
+  if (r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
+    log_error(r, &err);
     return NULL;
   }
   s->key = key;
@@ -327,7 +345,7 @@ static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
   r->n_kernels++;
   return s;
 oom:
-  fprintf(r->o->log, "%s: error: out of memory\n", r->m->path);
+  log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
   return NULL;
 }
 
@@ -339,8 +357,7 @@ static uint64_t experiment_key(const qkd_m_experiment *e) {
   data_opts(e->data, &o);
   qkd_data_file files[QKD_DATA_MAX_FILES];
   int n = 0;
-  char err[1024];
-  if (qkd_data_identify(&o, files, &n, err, sizeof err) != 0) n = 0; /* loading will report it */
+  if (qkd_data_identify(&o, files, &n, NULL) != 0) n = 0; /* loading will report it */
   for (int i = 0; i < n; i++) {
     const char *base = strrchr(files[i].path, '/');
     h = qkd_hash_str(h, base ? base + 1 : files[i].path);
@@ -368,14 +385,14 @@ static void missing(runner *r, const char *path) {
 }
 
 static void write_weights(runner *r, const char *stem, const char *name, const char *kind, const qkd_student_result *res) {
-  char err[1200];
+  qkd_error err;
   size_t n = strlen(stem) + 32;
   char *path = malloc(n);
   if (!path) { r->write_failed = 1; return; }
   snprintf(path, n, "%s.%s.qkw", stem, kind);
   if (qkd_report_write_weights(path, name, res->circuit_params, res->quantum_params, res->classical,
-                               res->classical_params, err, sizeof err) != 0) {
-    fprintf(r->o->log, "%s\n", err);
+                               res->classical_params, &err) != 0) {
+    log_error(r, &err);
     missing(r, path);
   }
   free(path);
@@ -423,7 +440,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
   for (int i = 0; i < 3 && rc == 0; i++) {
     qkd_run_kind kind = order[i];
     if ((kind == QKD_RUN_BASELINE && !e->baseline) || (kind == QKD_RUN_CONTROL && !e->control)) continue;
-    char err[1024];
+    qkd_error err;
     qkd_student_result *res = &xr->res[kind];
     char *ckpt = malloc(strlen(stem) + 32);
     if (!ckpt) return 1;
@@ -440,10 +457,10 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     int st;
     if (shared >= 0) {
       st = qkd_student_result_copy(res, &r->shared[shared].res) == 0 ? 0 : -1;
-      if (st < 0) snprintf(err, sizeof err, "out of memory");
+      if (st < 0) qkd_fail(&err, QKD_ERR_MEMORY, NULL, "out of memory");
       else fprintf(o->log, "%s baseline: the same run as an earlier cell's (no teacher, same student, data and seed)\n", what);
     } else {
-      st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, err, sizeof err);
+      st = qkd_train_student(e, ds, &ks->k, kind, kind == QKD_RUN_BASELINE ? NULL : tl, &to, res, &err);
       if (st == 0 && kind == QKD_RUN_BASELINE && e->baseline_key_text) {
         void *p = realloc(r->shared, sizeof *r->shared * (size_t)(r->n_shared + 1));
         if (p) {
@@ -457,7 +474,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     free(ckpt);
     if (pc.tty) fputs("\r\033[K", o->log);
     if (st < 0) {
-      fprintf(o->log, "%s: error: %s\n", r->m->path, err);
+      log_error(r, &err);
       return 1;
     }
     if (kind == QKD_RUN_DISTILLED) x->distilled = res, x->seconds.distilled = res->seconds;
@@ -504,10 +521,10 @@ static int write_report(runner *r, const qkd_report_experiment *ex, int n_ex) {
     tr[i] = (qkd_report_teacher){r->teachers[i].t->name, r->teachers[i].t->data->name, &r->teachers[i].res};
   qkd_report rep = {.teachers = tr, .n_teachers = r->n_teachers, .experiments = ex, .n_experiments = n_ex,
                     .threads = r->o->threads, .overrides = r->o->overrides, .n_overrides = r->o->n_overrides};
-  char err[1200];
-  int rc = qkd_report_write(r->o->out_dir, &rep, err, sizeof err);
+  qkd_error err;
+  int rc = qkd_report_write(r->o->out_dir, &rep, &err);
   if (rc != 0) {
-    fprintf(r->o->log, "%s\n", err);
+    log_error(r, &err);
     missing(r, "results.json, curves.csv or curves.svg");
   }
   free(tr);
@@ -540,7 +557,7 @@ static int run_plain(runner *r, double t0) {
   qkd_report_experiment *ex = calloc((size_t)ne + 1, sizeof *ex);
   if (!xr || !ex) {
     free(xr), free(ex);
-    fprintf(o->log, "%s: error: out of memory\n", m->path);
+    log_fail(o->log, QKD_ERR_MEMORY, m->path, "out of memory");
     return 1;
   }
   int done = 0;
@@ -599,8 +616,7 @@ static char *cell_stem(const runner *r, const qkd_m_cell *c) {
 static int cell_done(const char *path, const char *key) {
   struct stat st;
   if (stat(path, &st) != 0) return 0;
-  char err[256];
-  qkd_json *v = qkd_json_read_file(path, err, sizeof err);
+  qkd_json *v = qkd_json_read_file(path, NULL);
   const char *k = qkd_json_s(qkd_json_get(v, "key"));
   const qkd_json *c = qkd_json_get(v, "completed");
   int done = k && !strcmp(k, key) && c && c->kind == QKD_JSON_BOOL && c->num != 0;
@@ -619,9 +635,9 @@ static int run_cells(runner *r) {
   char (*keys)[17] = calloc((size_t)N + 1, sizeof *keys);
   if (!keys) return 1;
   for (int i = 0; i < N; i++) cell_key(&m->cells[i], keys[i]);
-  char err[1200];
-  if (qkd_gridreport_write_manifest(o->out_dir, m, (const char(*)[17])keys, err, sizeof err) != 0) {
-    fprintf(o->log, "%s\n", err);
+  qkd_error err;
+  if (qkd_gridreport_write_manifest(o->out_dir, m, (const char(*)[17])keys, &err) != 0) {
+    log_error(r, &err);
     free(keys);
     return 1;
   }
@@ -658,8 +674,9 @@ static int run_cells(runner *r) {
       qkd_report_cell cell = {c->name, g->name, keys[i], g->n_axes, labels, values, c->seed,
                               t ? t->name : NULL, t ? t->train.seed : 0, xr.teacher >= 0 ? &r->teachers[xr.teacher].res : NULL};
       qkd_report rep = {.threads = o->threads, .overrides = o->overrides, .n_overrides = o->n_overrides};
-      if (!labels || !values || qkd_report_write_cell(path, &rep, &xr.x, &cell, err, sizeof err) != 0) {
-        fprintf(o->log, "%s\n", labels && values ? err : "out of memory");
+      if (!labels || !values || qkd_report_write_cell(path, &rep, &xr.x, &cell, &err) != 0) {
+        if (labels && values) log_error(r, &err);
+        else fputs("out of memory\n", o->log);
         missing(r, path);
       } else {
         drop_checkpoints(stem);
@@ -681,7 +698,7 @@ static int run_cells(runner *r) {
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   double t0 = qkd_now_s();
   if (o->slice_n > 0 && m->n_cells == 0) {
-    fprintf(o->log, "%s: error: --cells slices grid cells, but the program declares no grid\n", m->path);
+    log_fail(o->log, QKD_ERR_INPUT, m->path, "--cells slices grid cells, but the program declares no grid");
     return 1;
   }
   runner r = {.m = m, .o = o, .cache = qkd_train_cache_new()};
@@ -706,18 +723,19 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   if (rc == 0 && m->n_cells && !o->teachers_only) {
     rc = run_cells(&r);
     if (rc == 0 || rc == 130) {
-      char err[1200];
+      qkd_error err;
       const char *dirs[1] = {o->out_dir};
-      if (qkd_gridreport(dirs, 1, o->out_dir, NULL, o->log, err, sizeof err) != 0) {
-        fprintf(o->log, "%s\n", err);
+      if (qkd_gridreport(dirs, 1, o->out_dir, NULL, o->log, &err) != 0) {
+        log_error(&r, &err);
         if (rc == 0) rc = 1;
       }
     }
   }
   if (rc == 0 && r.write_failed) {
-    fprintf(o->log, "%s: error: %d output%s could not be written (%s%s; see above): the run's results are incomplete; "
-                    "free space or fix permissions and run again (finished cells and epochs are kept)\n",
-            o->out_dir, r.write_failed, r.write_failed == 1 ? "" : "s", r.failed, r.write_failed > 8 ? ", …" : "");
+    log_fail(o->log, QKD_ERR_IO, o->out_dir,
+             "%d output%s could not be written (%s%s; see above): the run's results are incomplete; "
+             "free space or fix permissions and run again (finished cells and epochs are kept)",
+             r.write_failed, r.write_failed == 1 ? "" : "s", r.failed, r.write_failed > 8 ? ", …" : "");
     rc = 1;
   }
   fprintf(o->log, "total %.1f s\n", qkd_now_s() - t0);

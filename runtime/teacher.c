@@ -108,22 +108,21 @@ static int fit_epoch_done(void *ud, int e, double loss, const qkd_loop *L) {
   return 0;
 }
 
-int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char *err, size_t errlen) {
+int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, qkd_error *err) {
   memset(res, 0, sizeof *res);
   double t0 = qkd_now_s();
   const qkd_dataset *ds = job->data;
   const qkd_recipe *rc = &job->recipe;
   const char *name = job->name ? job->name : "teacher";
-  if (rc->epochs < 1 || rc->batch < 1) { snprintf(err, errlen, "%s: error: epochs and batch must be >= 1", name); return -1; }
+  if (rc->epochs < 1 || rc->batch < 1) return qkd_fail(err, QKD_ERR_INPUT, name, "epochs and batch must be >= 1");
   if (job->threads > 0) qkd_nn_set_threads(job->threads);
   qkd_shape in = {ds->c, ds->h, ds->w, 0};
-  char why[512];
   int B = rc->batch;
-  qkd_nn *net = qkd_nn_create(job->net, in, 0, B, why, sizeof why);
-  if (!net) { snprintf(err, errlen, "%s: error: %s", name, why); return -1; }
+  qkd_nn *net = qkd_nn_create(job->net, in, 0, B, err);
+  if (!net) return qkd_error_about(err, name), -1;
   qkd_shape out = qkd_nn_out(net);
   if (qkd_shape_size(out) != ds->n_classes) {
-    snprintf(err, errlen, "%s: error: the net has %ld outputs but the data set has %d classes", name, qkd_shape_size(out),
+    qkd_fail(err, QKD_ERR_INPUT, name, "the net has %ld outputs but the data set has %d classes", qkd_shape_size(out),
              ds->n_classes);
     qkd_nn_free(net);
     return -1;
@@ -134,30 +133,20 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   res->epochs = E;
   res->test_accuracy = calloc((size_t)E, sizeof(double));
   if (ds->val.n > 0) res->val_accuracy = calloc((size_t)E, sizeof(double));
-  if (!res->test_accuracy || (ds->val.n > 0 && !res->val_accuracy)) { snprintf(err, errlen, "%s: error: out of memory", name); qkd_teacher_result_free(res); return -1; }
+  if (!res->test_accuracy || (ds->val.n > 0 && !res->val_accuracy)) { qkd_teacher_result_free(res); return qkd_fail(err, QKD_ERR_MEMORY, name, "out of memory"); }
   uint64_t key = qkd_cache_key(job->net, in, rc, job->data_opts, ds);
+  qkd_error why;
   if (job->cache_path) {
     if (qkd_cache_load(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
-                       res->test_accuracy, E, why, sizeof why) == 0) {
+                       res->test_accuracy, E, &why) == 0) {
       res->cached = 1;
       if (res->val_accuracy) res->val_accuracy[E - 1] = qkd_nn_evaluate(net, ds, &ds->val, NULL);
       res->seconds = qkd_now_s() - t0;
       note(job, "%s: loaded from %s", name, job->cache_path);
       return 0;
     }
-    /* a missing file is the normal first run; anything else deserves a warning */
-    FILE *f = fopen(job->cache_path, "rb");
-    if (f) {
-      fclose(f);
-      /* "PATH: error: reason" -> "PATH: warning: reason; retraining NAME" */
-      char *e = strstr(why, ": error: ");
-      if (e) {
-        *e = 0;
-        note(job, "%s: warning: %s; retraining %s", why, e + 9, name);
-      } else {
-        note(job, "%s: warning: %s; retraining %s", job->cache_path, why, name);
-      }
-    }
+    /* a file that cannot be opened is the normal first run; anything else deserves a warning */
+    if (why.kind != QKD_ERR_IO) note(job, "%s: warning: %s; retraining %s", why.path, why.msg, name);
     memset(res->test_accuracy, 0, sizeof(double) * (size_t)E);
   }
   res->train_loss = calloc((size_t)E, sizeof(double));
@@ -169,7 +158,7 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
            qkd_nn_optim_init(&opt, rc->optimizer, rc->lr, rc->beta1, rc->beta2, rc->momentum, res->params) == 0;
   if (!ok) {
     free(x); free(dz); free(y);
-    snprintf(err, errlen, "%s: error: out of memory for training (%ld parameters)", name, res->params);
+    qkd_fail(err, QKD_ERR_MEMORY, name, "out of memory for training (%ld parameters)", res->params);
     qkd_teacher_result_free(res);
     return -1;
   }
@@ -182,17 +171,18 @@ int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, char 
   if (qkd_loop_run(&L, &model, &stopped) < 0) {
     free(x); free(dz); free(y);
     qkd_nn_optim_free(&opt);
-    snprintf(err, errlen, "%s: error: out of memory for training", name);
     qkd_teacher_result_free(res);
-    return -1;
+    return qkd_fail(err, QKD_ERR_MEMORY, name, "out of memory for training");
   }
   res->train_seconds = L.train_time;
   free(x); free(dz); free(y);
   qkd_nn_optim_free(&opt);
   if (job->cache_path &&
       qkd_cache_save(job->cache_path, key, qkd_nn_params(net), res->params, qkd_nn_state(net), qkd_nn_state_count(net),
-                     res->test_accuracy, E, why, sizeof why) != 0)
-    note(job, "%s (continuing without the cache)", why);
+                     res->test_accuracy, E, &why) != 0) {
+    char text[QKD_ERROR_TEXT_MAX];
+    note(job, "%s (continuing without the cache)", qkd_error_text(&why, text, sizeof text));
+  }
   res->seconds = qkd_now_s() - t0;
   return 0;
 }

@@ -143,7 +143,7 @@ static void pca_to_cache(qkd_train_cache *c, const qkd_dataset *ds, const qkd_nn
 }
 
 static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k,
-                        int control, int threads, qkd_train_cache *cache, char *err, size_t errlen) {
+                        int control, int threads, qkd_train_cache *cache, qkd_error *err) {
   memset(s, 0, sizeof *s);
   s->e = e, s->st = &e->student, s->ds = ds, s->k = k;
   const qkd_m_student *st = s->st;
@@ -170,7 +170,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
     }
     qkd_layer_spec ml[2] = {{.kind = QKD_LAYER_DENSE, .units = O, .stride = 1}, {.kind = QKD_LAYER_TANH, .stride = 1}};
     qkd_net_spec spec = {.name = "control", .n_layers = 2, .layers = ml};
-    if (!(s->mid = qkd_nn_create(&spec, (qkd_shape){s->R, 1, 1, 1}, 1, s->B, err, errlen))) return -1;
+    if (!(s->mid = qkd_nn_create(&spec, (qkd_shape){s->R, 1, 1, 1}, 1, s->B, err))) return -1;
     qkd_nn_init(s->mid, sub_seed(seed, SEED_CONTROL));
     if (recipe_optim(&s->mid_opt, &e->train, qkd_nn_param_count(s->mid), 0) != 0)
       goto oom;
@@ -185,21 +185,21 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
       pre_dense = &dl;
       spec = (qkd_net_spec){.name = "pre", .n_layers = 1, .layers = pre_dense};
     }
-    if (!(s->pre = qkd_nn_create(&spec, in, 1, s->B, err, errlen))) return -1;
+    if (!(s->pre = qkd_nn_create(&spec, in, 1, s->B, err))) return -1;
     qkd_nn_init(s->pre, sub_seed(seed, SEED_PRE));
     if (recipe_optim(&s->pre_opt, &e->train, qkd_nn_param_count(s->pre), 0) != 0)
       goto oom;
   } else if (st->pre != QKD_PRE_NONE) {
     int kind = st->pre == QKD_PRE_PCA ? QKD_NN_RED_PCA : st->pre == QKD_PRE_AVGPOOL_TO ? QKD_NN_RED_AVGPOOL_TO
              : st->pre == QKD_PRE_MAXPOOL_TO ? QKD_NN_RED_MAXPOOL_TO : QKD_NN_RED_CROP;
-    if (qkd_nn_reduce_init(&s->red, kind, in, st->pre_k, st->pre_h, st->pre_w, err, errlen) != 0) return -1;
+    if (qkd_nn_reduce_init(&s->red, kind, in, st->pre_k, st->pre_h, st->pre_w, err) != 0) return -1;
     s->has_red = 1;
     if (kind == QKD_NN_RED_PCA && pca_from_cache(cache, ds, &s->red) != 0) {
       int n = ds->train.n;
       float *all = malloc(sizeof(float) * (size_t)n * s->img + 1);
       if (!all) goto oom;
       qkd_data_batch(ds, &ds->train, NULL, n, all, NULL);
-      int rc = qkd_nn_reduce_fit(&s->red, all, n, err, errlen);
+      int rc = qkd_nn_reduce_fit(&s->red, all, n, err);
       free(all);
       if (rc != 0) return -1;
       pca_to_cache(cache, ds, &s->red);
@@ -209,7 +209,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
     qkd_layer_spec hl = dense_tmpl;
     hl.units = st->head_dense;
     qkd_net_spec spec = {.name = "head", .n_layers = 1, .layers = &hl};
-    if (!(s->head = qkd_nn_create(&spec, (qkd_shape){s->O, 1, 1, 1}, 1, s->B, err, errlen))) return -1;
+    if (!(s->head = qkd_nn_create(&spec, (qkd_shape){s->O, 1, 1, 1}, 1, s->B, err))) return -1;
     qkd_nn_init(s->head, sub_seed(seed, SEED_HEAD));
     if (recipe_optim(&s->head_opt, &e->train, qkd_nn_param_count(s->head), 0) != 0)
       goto oom;
@@ -247,7 +247,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
   if (!(s->pool = qkd_par_create(threads))) goto oom;
   return 0;
 oom:
-  snprintf(err, errlen, "out of memory setting up student '%s'", st->name);
+  qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory setting up student '%s'", st->name);
   return -1;
 }
 
@@ -466,13 +466,15 @@ static int emit_buf(FILE *f, const void *ctx) {
   return fwrite(w->b, 1, w->n, f) == w->n ? 0 : -1;
 }
 
-/* Loads a checkpoint into s and out; returns the epochs done (0: none usable, reason in why). */
+/* Loads a checkpoint into s and out; returns the epochs done (0: none usable, reason in why).
+ * why is the text of a note ("PATH: what", or qkd_error_text when the file cannot be read);
+ * -1 (a checkpoint of another shape) becomes the caller's error. */
 static int ckpt_load(const char *path, student *s, uint64_t key, int epochs, progress_state *ps, qkd_student_result *out,
                      char *why, size_t whylen) {
   size_t len;
-  char err[1200];
-  unsigned char *b = (unsigned char *)qkd_file_read(path, (size_t)1 << 34, &len, err, sizeof err);
-  if (!b) return snprintf(why, whylen, "%s", err), 0;
+  qkd_error err;
+  unsigned char *b = (unsigned char *)qkd_file_read(path, (size_t)1 << 34, &len, &err);
+  if (!b) return qkd_error_text(&err, why, whylen), 0;
   cur r = {b, len, 0, 0};
   char magic[4];
   uint64_t k = 0, h = 0;
@@ -574,9 +576,11 @@ static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
     buf w = {0};
     progress_state ps = {ep + 1, L->step, L->train_time};
     ckpt_build(&w, r->s, r->opts->checkpoint_key, &ps, out);
-    char werr[1200];
-    if (w.oom || qkd_file_write_atomic(r->opts->checkpoint, emit_buf, &w, werr, sizeof werr) != 0) {
-      if (r->opts->note) r->opts->note(r->opts->progress_ud, w.oom ? "out of memory writing a checkpoint" : werr);
+    qkd_error werr;
+    if (w.oom || qkd_file_write_atomic(r->opts->checkpoint, emit_buf, &w, &werr) != 0) {
+      char text[QKD_ERROR_TEXT_MAX];
+      if (r->opts->note)
+        r->opts->note(r->opts->progress_ud, w.oom ? "out of memory writing a checkpoint" : qkd_error_text(&werr, text, sizeof text));
       out->checkpoint_failed = 1;
     }
     free(w.b);
@@ -586,13 +590,13 @@ static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
 
 int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
                       qkd_run_kind kind, const float *teacher_train, const qkd_train_opts *opts,
-                      qkd_student_result *out, char *err, size_t errlen) {
+                      qkd_student_result *out, qkd_error *err) {
   int use_program_loss = kind != QKD_RUN_BASELINE;
   int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
   memset(out, 0, sizeof *out);
   double t0 = qkd_now_s();
   student s;
-  if (student_init(&s, e, ds, kernel, control, opts->threads, opts->cache, err, errlen) != 0) {
+  if (student_init(&s, e, ds, kernel, control, opts->threads, opts->cache, err) != 0) {
     student_free(&s);
     return -1;
   }
@@ -600,7 +604,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   const qkd_loss *loss = use_program_loss ? e->loss : &ce;
   int needs_teacher = qkd_loss_uses_teacher(loss);
   if (needs_teacher && !teacher_train) {
-    snprintf(err, errlen, "experiment '%s': the loss needs teacher logits", e->name);
+    qkd_fail(err, QKD_ERR_INPUT, NULL, "experiment '%s': the loss needs teacher logits", e->name);
     student_free(&s);
     return -1;
   }
@@ -622,7 +626,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
     if (done < 0) { /* a torn-in-the-middle state cannot be: start over from a fresh student */
       student_free(&s);
       qkd_student_result_free(out);
-      snprintf(err, errlen, "%s (remove it to start over)", why);
+      qkd_fail(err, QKD_ERR_FORMAT, NULL, "%s (remove it to start over)", why);
       return -1;
     }
     if (done > 0) {
@@ -647,7 +651,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   if (qkd_loop_run(&L, &model, &stopped) < 0) {
     student_free(&s);
     qkd_student_result_free(out);
-    snprintf(err, errlen, "experiment '%s': out of memory for training", e->name);
+    qkd_fail(err, QKD_ERR_MEMORY, NULL, "experiment '%s': out of memory for training", e->name);
     return -1;
   }
   train_time = L.train_time;
@@ -702,19 +706,19 @@ void qkd_student_result_free(qkd_student_result *r) {
 /* ---- a student outside the training loop (qkd_train.h) ---------------------------------------- */
 
 qkd_student *qkd_student_create(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                                int threads, char *err, size_t errlen) {
-  return qkd_student_create_run(e, ds, kernel, QKD_RUN_DISTILLED, threads, err, errlen);
+                                int threads, qkd_error *err) {
+  return qkd_student_create_run(e, ds, kernel, QKD_RUN_DISTILLED, threads, err);
 }
 
 qkd_student *qkd_student_create_run(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *kernel,
-                                    qkd_run_kind kind, int threads, char *err, size_t errlen) {
+                                    qkd_run_kind kind, int threads, qkd_error *err) {
   student *s = malloc(sizeof *s);
   if (!s) {
-    snprintf(err, errlen, "out of memory");
+    qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory");
     return NULL;
   }
   int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
-  if (student_init(s, e, ds, kernel, control, threads, NULL, err, errlen) != 0) {
+  if (student_init(s, e, ds, kernel, control, threads, NULL, err) != 0) {
     student_free(s);
     free(s);
     return NULL;

@@ -50,12 +50,12 @@ static void fill(qkd_npy *a, qkd_npy_type t, int ndim, const long *shape) {
 }
 
 int main(int argc, char **argv) {
-  char err[2048];
+  qkd_error err;
   if (argc >= 3 && (!strcmp(argv[1], "dump") || !strcmp(argv[1], "header"))) {
     int header = !strcmp(argv[1], "header");
     qkd_npy a;
-    if (qkd_npy_load(argv[2], argc > 3 ? argv[3] : NULL, header, &a, err, sizeof err) != 0) {
-      fprintf(stderr, "%s\n", err);
+    if (qkd_npy_load(argv[2], argc > 3 ? argv[3] : NULL, header, &a, &err) != 0) {
+      qkd_error_print(&err, stderr);
       return 1;
     }
     head_line(&a);
@@ -69,8 +69,8 @@ int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "members")) {
     char **names;
     int n;
-    if (qkd_npz_members(argv[2], &names, &n, err, sizeof err) != 0) {
-      fprintf(stderr, "%s\n", err);
+    if (qkd_npz_members(argv[2], &names, &n, &err) != 0) {
+      qkd_error_print(&err, stderr);
       return 1;
     }
     for (int i = 0; i < n; i++) printf("%s\n", names[i]), free(names[i]);
@@ -88,12 +88,12 @@ int main(int argc, char **argv) {
       snprintf(nm[t], sizeof nm[t], "%s", qkd_npy_descr((qkd_npy_type)t) + 1);
       names[t] = nm[t];
       snprintf(path, sizeof path, "%s/%s.npy", argv[2], nm[t]);
-      if (qkd_npy_save(path, &a[t], err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 1; }
+      if (qkd_npy_save(path, &a[t], &err) != 0) { qkd_error_print(&err, stderr); return 1; }
     }
     snprintf(path, sizeof path, "%s/all.npz", argv[2]);
-    if (qkd_npz_save(path, names, a, 5, 0, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 1; }
+    if (qkd_npz_save(path, names, a, 5, 0, &err) != 0) { qkd_error_print(&err, stderr); return 1; }
     snprintf(path, sizeof path, "%s/allz.npz", argv[2]);
-    if (qkd_npz_save(path, names, a, 5, 1, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); return 1; }
+    if (qkd_npz_save(path, names, a, 5, 1, &err) != 0) { qkd_error_print(&err, stderr); return 1; }
     for (int t = 0; t < 5; t++) qkd_npy_free(&a[t]);
     return 0;
   }

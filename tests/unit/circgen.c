@@ -128,8 +128,8 @@ qkd_ir_circuit *circgen_random(uint64_t seed, const circgen_opts *opts) {
           top = c->gates[i].angle[s].index;
     c->n_features = top + 1;
   }
-  char err[256];
-  if (qkd_ir_validate(c, err, sizeof err) != 0) abort();
+  qkd_error err;
+  if (qkd_ir_validate(c, &err) != 0) abort();
   return c;
 }
 

@@ -52,10 +52,10 @@ static const char *programs[] = {
 
 static void check_gradient(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k, qkd_run_kind kind,
                            const char *what) {
-  char err[512];
-  qkd_student *s = qkd_student_create_run(e, ds, k, kind, 1, err, sizeof err);
+  qkd_error err;
+  qkd_student *s = qkd_student_create_run(e, ds, k, kind, 1, &err);
   CHECK(s != NULL);
-  if (!s) { fprintf(stderr, "%s\n", err); return; }
+  if (!s) { qkd_error_print(&err, stderr); return; }
   long P = qkd_student_param_count(s);
   double *p = malloc(sizeof(double) * P), *g = malloc(sizeof(double) * P), *q = malloc(sizeof(double) * P);
   double *stored = malloc(sizeof(double) * P);
@@ -93,7 +93,7 @@ static void check_gradient(const qkd_m_experiment *e, const qkd_dataset *ds, con
   CHECK(checked == P && P > 10);
   if (kind == QKD_RUN_CONTROL && e->control == QKD_CONTROL_MATCHED) {
     /* the control's own layer stays within the circuit's budget (it is P minus pre and head) */
-    qkd_student *q = qkd_student_create(e, ds, k, 1, err, sizeof err);
+    qkd_student *q = qkd_student_create(e, ds, k, 1, &err);
     long full = q ? qkd_student_param_count(q) : 0, circuit = e->student.circuit.n_params;
     long O = qkd_ir_outputs(&e->student.circuit), layer = P - (full - circuit);
     CHECK(q && (layer <= circuit || (circuit < 2 * O && layer == 2 * O))); /* R >= 1 needs 2·O */
@@ -127,10 +127,10 @@ int main(void) {
     qkd_data_opts o = {.source = "synthetic", .n_classes = e->data->n_classes, .classes = e->data->classes,
                        .seed = 2, .c = 1, .h = 4, .w = 4, .source_classes = 10, .train_limit = 64, .test_limit = 32};
     qkd_dataset ds;
-    char err[512];
-    int loaded = qkd_data_load(&o, &ds, err, sizeof err) == 0;
+    qkd_error err;
+    int loaded = qkd_data_load(&o, &ds, &err) == 0;
     CHECK(loaded);
-    if (!loaded) { fprintf(stderr, "%s\n", err); qkd_arena_free(&a); continue; }
+    if (!loaded) { qkd_error_print(&err, stderr); qkd_arena_free(&a); continue; }
     qkd_kernel ki = qkd_qsim_kernel(&e->student.circuit);
     check_gradient(e, &ds, &ki, QKD_RUN_DISTILLED, "interp");
     /* the classical controls in place of the circuit (the matched one through its projection) */
@@ -140,7 +140,7 @@ int main(void) {
     ec.control = QKD_CONTROL_MATCHED;
     check_gradient(&ec, &ds, &ki, QKD_RUN_CONTROL, "control matched");
     qkd_kernel kj;
-    int jit_ok = qkd_jit_compile(&e->student.circuit, &kj, err, sizeof err) == 0;
+    int jit_ok = qkd_jit_compile(&e->student.circuit, &kj, &err) == 0;
     CHECK(jit_ok);
     if (jit_ok) {
       check_gradient(e, &ds, &kj, QKD_RUN_DISTILLED, "jit");

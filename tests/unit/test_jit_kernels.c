@@ -59,10 +59,10 @@ static counts cnt;
 
 /* One circuit: JIT (f64, f32) vs interpreter vs dense reference, and gradients. */
 static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
-  char err[512];
+  qkd_error err;
   qkd_kernel kj;
-  if (qkd_jit_compile(c, &kj, err, sizeof err) != 0) {
-    fprintf(stderr, "seed %llu: compile failed: %s\n", (unsigned long long)seed, err);
+  if (qkd_jit_compile(c, &kj, &err) != 0) {
+    fprintf(stderr, "seed %llu: compile failed: %s\n", (unsigned long long)seed, err.msg);
     CHECK(0);
     return;
   }
@@ -226,8 +226,8 @@ static void check_variants(uint64_t seed, const qkd_ir_circuit *c, int batch) {
     {
       qkd_jit_options o = {1, specs[s], vbs[v]};
       qkd_kernel kj;
-      char err[512];
-      if (qkd_jit_compile_ex(c, &o, &kj, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); CHECK(0); continue; }
+      qkd_error err;
+      if (qkd_jit_compile_ex(c, &o, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); continue; }
       CHECK(kj.fwd_f32 == NULL && kj.fwd_f64 != NULL);
       kj.fwd_f64(&kj, params, feat, batch, 1, 0, oj, ws);
       memset(gj, 0, (size_t)(np + 1) * 8);
@@ -246,9 +246,9 @@ static void check_variants(uint64_t seed, const qkd_ir_circuit *c, int batch) {
 
 /* qkd_par at 1, 2, 3 threads: bit-identical; and equal (to rounding) to the interpreter. */
 static void check_par(uint64_t seed, const qkd_ir_circuit *c, qkd_par_pool **pools) {
-  char err[512];
+  qkd_error err;
   qkd_kernel kj;
-  if (qkd_jit_compile(c, &kj, err, sizeof err) != 0) { CHECK(0); return; }
+  if (qkd_jit_compile(c, &kj, &err) != 0) { CHECK(0); return; }
   qkd_kernel ki = qkd_qsim_kernel(c);
   int batch = 3 * QKD_PAR_CHUNK + 11;
   int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
@@ -300,12 +300,12 @@ static void check_par(uint64_t seed, const qkd_ir_circuit *c, qkd_par_pool **poo
  * circuits), in f64 and f32; bit-identical at 1/2/3 threads; with shots, statistically at the
  * exact gradient, deterministic and independent of how the batch is split. */
 static void check_pshift(uint64_t seed, const qkd_ir_circuit *c0, qkd_par_pool **pools, int batch) {
-  char err[512];
+  qkd_error err;
   for (int prec = 0; prec < 2; prec++) {
     qkd_ir_circuit *c = circgen_copy(c0);
     c->precision = prec ? QKD_PREC_F32 : QKD_PREC_F64;
     qkd_kernel kj;
-    if (qkd_jit_compile(c, &kj, err, sizeof err) != 0) { CHECK(0); circgen_free(c); return; }
+    if (qkd_jit_compile(c, &kj, &err) != 0) { CHECK(0); circgen_free(c); return; }
     qkd_kernel ki = qkd_qsim_kernel(c);
     int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
     size_t nout = (size_t)batch * no, nfe = (size_t)batch * nf;
@@ -422,10 +422,11 @@ static void check_emit(const qkd_ir_circuit *c) {
   CHECK(strstr(buf, "define void @qkd_k_bwd_f32(") != NULL);
   free(buf);
   fclose(f);
-  char path[64], err[512];
+  char path[64];
+  qkd_error err;
   snprintf(path, sizeof path, "/tmp/qkd_jit_test_%d.o", (int)getpid());
   for (int cpu = 0; cpu < 2; cpu++) {
-    CHECK(qkd_jit_emit_object(c, path, cpu ? "generic" : "native", "hea8", err, sizeof err) == 0);
+    CHECK(qkd_jit_emit_object(c, path, cpu ? "generic" : "native", "hea8", &err) == 0);
     FILE *o = fopen(path, "rb");
     CHECK(o != NULL);
     if (o) {
@@ -436,7 +437,7 @@ static void check_emit(const qkd_ir_circuit *c) {
     }
     remove(path);
   }
-  CHECK(qkd_jit_emit_object(c, path, "pentium", "x", err, sizeof err) == -1);
+  CHECK(qkd_jit_emit_object(c, path, "pentium", "x", &err) == -1);
 }
 
 int main(void) {

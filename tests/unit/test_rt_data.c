@@ -74,9 +74,12 @@ static void make_set(const char *name, int n, int m, int gz) {
   free(lab);
 }
 
-static int err_names(const char *err, const char *path) {
-  int ok = strstr(err, path) != NULL && strstr(err, ": error: ") != NULL;
-  if (!ok) fprintf(stderr, "error text does not name %s: %s\n", path, err);
+/* The error is about `path` (its path field) and its text is "PATH: error: …". */
+static int err_names(const qkd_error *err, const char *path) {
+  const char *text = test_err_text(err);
+  int ok = strstr(err->path, path) != NULL && !strncmp(text, err->path, strlen(err->path)) &&
+           strstr(text, ": error: ") != NULL;
+  if (!ok) fprintf(stderr, "error text does not name %s: %s\n", path, text);
   return ok;
 }
 
@@ -84,12 +87,13 @@ static void test_good_sets(void) {
   for (int gz = 0; gz < 2; gz++) {
     const char *name = gz ? "goodgz" : "good";
     make_set(name, 50, 20, gz);
-    char dir[512], err[1024] = "";
+    char dir[512];
+  qkd_error err;
     snprintf(dir, sizeof dir, "%s/%s", tmp, name);
     qkd_data_opts o = {.source = dir};
     qkd_dataset ds;
-    int rc = qkd_data_load(&o, &ds, err, sizeof err);
-    if (rc) fprintf(stderr, "%s\n", err);
+    int rc = qkd_data_load(&o, &ds, &err);
+    if (rc) qkd_error_print(&err, stderr);
     CHECK(rc == 0);
     if (rc) continue;
     CHECK(ds.c == 1 && ds.h == 4 && ds.w == 3);
@@ -105,22 +109,24 @@ static void test_good_sets(void) {
     CHECK_NEAR(x[2], ((13 * 7 + 2) % 256) / 255.0, 1e-6);
     CHECK(y == 3);
     int c, h, w, nc, ntr, nte;
-    CHECK(qkd_data_probe(dir, &c, &h, &w, &nc, &ntr, &nte, err, sizeof err) == 0);
+    CHECK(qkd_data_probe(dir, &c, &h, &w, &nc, &ntr, &nte, &err) == 0);
     CHECK(c == 1 && h == 4 && w == 3 && nc == 10 && ntr == 50 && nte == 20);
     qkd_data_free(&ds);
   }
 }
 
-static void expect_fail(const char *dir, const char *bad_file, const char *what) {
-  char err[1024] = "";
+/* Loading dir fails with an error of `kind` about bad_file, its message containing `what`. */
+static void expect_fail(const char *dir, const char *bad_file, const char *what, qkd_err_kind kind) {
+  qkd_error err;
   qkd_data_opts o = {.source = dir};
   qkd_dataset ds;
-  int rc = qkd_data_load(&o, &ds, err, sizeof err);
+  int rc = qkd_data_load(&o, &ds, &err);
   CHECK(rc == -1);
-  CHECK(err_names(err, bad_file));
+  CHECK(err_names(&err, bad_file));
+  CHECK(err.kind == kind);
   if (what) {
-    CHECK(strstr(err, what) != NULL);
-    if (!strstr(err, what)) fprintf(stderr, "expected '%s' in: %s\n", what, err);
+    CHECK(strstr(err.msg, what) != NULL);
+    if (!strstr(err.msg, what)) fprintf(stderr, "expected '%s' in: %s\n", what, err.msg);
   }
   CHECK(ds.train.x == NULL && ds.test.x == NULL);
 }
@@ -133,15 +139,15 @@ static void test_bad_files(void) {
   snprintf(dir, sizeof dir, "%s/trunc", tmp);
   snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
   CHECK(truncate(p, 16 + 29 * 12 + 5) == 0);
-  expect_fail(dir, p, "truncated");
+  expect_fail(dir, p, "truncated", QKD_ERR_FORMAT);
   /* wrong magic */
   make_set("magic", 30, 10, 0);
   snprintf(dir, sizeof dir, "%s/magic", tmp);
   snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", dir);
   { FILE *f = fopen(p, "r+b"); uint8_t m[4] = {0, 0, 0x08, 0x03}; fwrite(m, 1, 4, f); fclose(f); }
-  expect_fail(dir, p, "dimension");
+  expect_fail(dir, p, "dimension", QKD_ERR_FORMAT);
   { FILE *f = fopen(p, "r+b"); uint8_t m[4] = {0x12, 0x34, 0x56, 0x78}; fwrite(m, 1, 4, f); fclose(f); }
-  expect_fail(dir, p, "magic");
+  expect_fail(dir, p, "magic", QKD_ERR_FORMAT);
   /* oversized header: claims 10^9 images, raw and gz */
   for (int gz = 0; gz < 2; gz++) {
     make_set(gz ? "hugegz" : "huge", 30, 10, gz);
@@ -150,7 +156,7 @@ static void test_bad_files(void) {
     uint8_t *b = idx_images(1000000000u, 30, 4, 3, &len);
     write_bytes(p, b, len, gz);
     free(b);
-    expect_fail(dir, p, NULL);
+    expect_fail(dir, p, NULL, QKD_ERR_FORMAT);
     /* and 10^9 labels of 1 byte: fits the cap, must still fail on the length */
     snprintf(p, sizeof p, "%s/train-images-idx3-ubyte%s", dir, gz ? ".gz" : "");
     b = idx_images(30, 30, 4, 3, &len);
@@ -162,20 +168,20 @@ static void test_bad_files(void) {
     put_be(b + 4, 1000000000u);
     write_bytes(p, b, len, gz);
     free(b);
-    expect_fail(dir, p, "truncated");
+    expect_fail(dir, p, "truncated", QKD_ERR_FORMAT);
   }
   /* count mismatch between images and labels */
   make_set("mismatch", 30, 10, 0);
   snprintf(dir, sizeof dir, "%s/mismatch", tmp);
   snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
   { int lab[29] = {0}; uint8_t *b = idx_labels(29, lab, &len); write_bytes(p, b, len, 0); free(b); }
-  expect_fail(dir, p, "29 labels");
+  expect_fail(dir, p, "29 labels", QKD_ERR_FORMAT);
   /* bad label */
   make_set("badlabel", 30, 10, 0);
   snprintf(dir, sizeof dir, "%s/badlabel", tmp);
   snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", dir);
   { int lab[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12}; uint8_t *b = idx_labels(10, lab, &len); write_bytes(p, b, len, 0); free(b); }
-  expect_fail(dir, p, "label 12");
+  expect_fail(dir, p, "label 12", QKD_ERR_FORMAT);
   /* corrupt gzip: flip bytes in the middle of the deflate stream */
   make_set("corruptgz", 300, 10, 1);
   snprintf(dir, sizeof dir, "%s/corruptgz", tmp);
@@ -189,16 +195,16 @@ static void test_bad_files(void) {
     fwrite(junk, 1, 8, f);
     fclose(f);
   }
-  expect_fail(dir, p, NULL);
+  expect_fail(dir, p, NULL, QKD_ERR_FORMAT);
   /* gz stream cut short */
   make_set("shortgz", 300, 10, 1);
   snprintf(dir, sizeof dir, "%s/shortgz", tmp);
   snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
   { FILE *f = fopen(p, "rb"); fseek(f, 0, SEEK_END); long sz = ftell(f); fclose(f); CHECK(truncate(p, sz / 2) == 0); }
-  expect_fail(dir, p, NULL);
+  expect_fail(dir, p, NULL, QKD_ERR_FORMAT);
   /* missing directory / empty directory */
   snprintf(dir, sizeof dir, "%s/nothing-here", tmp);
-  expect_fail(dir, dir, NULL);
+  expect_fail(dir, dir, NULL, QKD_ERR_IO);
 }
 
 static void test_cifar(void) {
@@ -218,11 +224,11 @@ static void test_cifar(void) {
     }
     fclose(o);
   }
-  char err[1024] = "";
+  qkd_error err;
   qkd_data_opts o = {.source = dir, .scale = QKD_DATA_SCALE_STANDARD};
   qkd_dataset ds;
-  int rc = qkd_data_load(&o, &ds, err, sizeof err);
-  if (rc) fprintf(stderr, "%s\n", err);
+  int rc = qkd_data_load(&o, &ds, &err);
+  if (rc) qkd_error_print(&err, stderr);
   CHECK(rc == 0);
   if (rc == 0) {
     CHECK(ds.c == 3 && ds.h == 32 && ds.w == 32 && ds.train.n == 20 && ds.test.n == 4);
@@ -234,7 +240,7 @@ static void test_cifar(void) {
   }
   snprintf(p, sizeof p, "%s/data_batch_3.bin", dir);
   CHECK(truncate(p, 3073 * 4 - 1) == 0);
-  expect_fail(dir, p, "3073");
+  expect_fail(dir, p, "3073", QKD_ERR_FORMAT);
 }
 
 static int count_label(const qkd_split *s, int k) {
@@ -245,13 +251,14 @@ static int count_label(const qkd_split *s, int k) {
 
 static void test_options(void) {
   make_set("opts", 200, 60, 0);
-  char dir[512], err[1024] = "";
+  char dir[512];
+  qkd_error err;
   snprintf(dir, sizeof dir, "%s/opts", tmp);
   qkd_dataset ds;
   /* classes 7, 2 -> renumbered 0, 1 in that order */
   int cls[2] = {7, 2};
   qkd_data_opts o = {.source = dir, .n_classes = 2, .classes = cls};
-  CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
+  CHECK(qkd_data_load(&o, &ds, &err) == 0);
   CHECK(ds.n_classes == 2 && ds.train.n == 40 && ds.test.n == 12);
   CHECK(ds.train.y[0] == 1 && ds.train.orig_index[0] == 2); /* first label-2 image is #2 */
   CHECK(ds.train.y[1] == 0 && ds.train.orig_index[1] == 7);
@@ -259,7 +266,7 @@ static void test_options(void) {
   qkd_data_free(&ds);
   /* per_class on both splits: first 3 of each class in file order */
   o.per_class = 3;
-  CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
+  CHECK(qkd_data_load(&o, &ds, &err) == 0);
   CHECK(ds.train.n == 6 && ds.test.n == 6);
   CHECK(ds.train.orig_index[5] == 27); /* label 7 at 7, 17, 27 and label 2 at 2, 12, 22 */
   /* test labels (i*3)%10: 7 at i = 9, 19, 29; 2 at i = 4, 14, 24 */
@@ -269,17 +276,17 @@ static void test_options(void) {
   o.per_class = 5;
   o.train_limit = 7;
   o.test_limit = 4;
-  CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
+  CHECK(qkd_data_load(&o, &ds, &err) == 0);
   CHECK(ds.train.n == 7 && ds.test.n == 4);
   CHECK(ds.train.orig_index[6] == 32); /* 2 7 12 17 22 27 32 */
   qkd_data_free(&ds);
   /* validation: held out of the (already limited) training split, deterministic in the seed */
   qkd_data_opts v = {.source = dir, .train_limit = 100, .validation = 30, .seed = 5};
   qkd_dataset a, b, c;
-  CHECK(qkd_data_load(&v, &a, err, sizeof err) == 0);
-  CHECK(qkd_data_load(&v, &b, err, sizeof err) == 0);
+  CHECK(qkd_data_load(&v, &a, &err) == 0);
+  CHECK(qkd_data_load(&v, &b, &err) == 0);
   v.seed = 6;
-  CHECK(qkd_data_load(&v, &c, err, sizeof err) == 0);
+  CHECK(qkd_data_load(&v, &c, &err) == 0);
   CHECK(a.train.n == 70 && a.val.n == 30 && a.test.n == 60);
   int same = 1, differs = 0, disjoint = 1, ordered = 1;
   for (int i = 0; i < 30; i++) {
@@ -297,17 +304,17 @@ static void test_options(void) {
   /* errors at the data-set level name the source */
   int bad[1] = {11};
   qkd_data_opts e = {.source = dir, .n_classes = 1, .classes = bad};
-  CHECK(qkd_data_load(&e, &ds, err, sizeof err) == -1 && err_names(err, dir));
+  CHECK(qkd_data_load(&e, &ds, &err) == -1 && err_names(&err, dir));
   qkd_data_opts e2 = {.source = dir, .validation = 200};
-  CHECK(qkd_data_load(&e2, &ds, err, sizeof err) == -1 && err_names(err, dir));
+  CHECK(qkd_data_load(&e2, &ds, &err) == -1 && err_names(&err, dir));
 }
 
 static void test_synthetic_and_path(void) {
-  char err[1024] = "";
+  qkd_error err;
   qkd_data_opts o = {.source = "synthetic", .c = 1, .h = 6, .w = 5, .seed = 3};
   qkd_dataset a, b;
-  CHECK(qkd_data_load(&o, &a, err, sizeof err) == 0);
-  CHECK(qkd_data_load(&o, &b, err, sizeof err) == 0);
+  CHECK(qkd_data_load(&o, &a, &err) == 0);
+  CHECK(qkd_data_load(&o, &b, &err) == 0);
   CHECK(a.train.n == 1000 && a.test.n == 200 && a.n_classes == 10);
   CHECK(memcmp(a.train.x, b.train.x, 1000 * 30) == 0);
   CHECK(count_label(&a.train, 0) > 50 && count_label(&a.train, 9) > 50);
@@ -316,11 +323,12 @@ static void test_synthetic_and_path(void) {
   /* missing named set: says where it looked and how to get it */
   setenv("QKD_DATA", tmp, 1);
   char dir[1024];
-  char e2[2048];
-  CHECK(qkd_data_find("opts", dir, sizeof dir, e2, sizeof e2) == 0);
+  qkd_error e2;
+  CHECK(qkd_data_find("opts", dir, sizeof dir, &e2) == 0);
   CHECK(strstr(dir, "/opts") != NULL);
-  CHECK(qkd_data_find("no-such-set", dir, sizeof dir, e2, sizeof e2) == -1);
-  CHECK(strstr(e2, tmp) != NULL && strstr(e2, "/usr/share/datasets") != NULL && strstr(e2, "setup.sh") != NULL);
+  CHECK(qkd_data_find("no-such-set", dir, sizeof dir, &e2) == -1);
+  CHECK(strstr(e2.msg, tmp) != NULL && strstr(e2.msg, "/usr/share/datasets") != NULL && strstr(e2.msg, "setup.sh") != NULL);
+  CHECK(e2.kind == QKD_ERR_IO && !strcmp(e2.path, "no-such-set"));
 }
 
 /* ---------------------------------------------------------------------------- augmentation */

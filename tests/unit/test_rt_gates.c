@@ -88,10 +88,10 @@ static void test_matrices(void) {
 }
 
 static void test_structure(void) {
-  char err[512];
-  int rc = qkd_gate_table_check(err, sizeof err);
+  qkd_error err;
+  int rc = qkd_gate_table_check(&err);
   CHECK(rc == 0);
-  if (rc) fprintf(stderr, "  %s\n", err);
+  if (rc) fprintf(stderr, "  %s\n", err.msg);
   int f[4], s[4], map[2];
   /* pairs: the blocks the JIT walks */
   CHECK(qkd_gate_pairs(QKD_GATE_RY, f, s) == 1 && f[0] == 0 && s[0] == 1);

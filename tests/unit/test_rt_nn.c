@@ -38,10 +38,10 @@ static double probe_loss(qkd_nn *nn, const float *x, int batch, const float *r, 
 static void grad_check_eps(const char *what, const qkd_layer_spec *layers, int n, qkd_shape in, int batch, int training,
                            double xscale, double eps, int kinks) {
   qkd_net_spec spec = {what, n, (qkd_layer_spec *)layers, 0, NULL, {0}};
-  char err[256];
-  qkd_nn *nn = qkd_nn_create(&spec, in, 1, batch, err, sizeof err);
+  qkd_error err;
+  qkd_nn *nn = qkd_nn_create(&spec, in, 1, batch, &err);
   CHECK(nn != NULL);
-  if (!nn) { fprintf(stderr, "%s: %s\n", what, err); return; }
+  if (!nn) { fprintf(stderr, "%s: %s\n", what, err.msg); return; }
   qkd_nn_init(nn, 11);
   long nin = qkd_shape_size(in) * batch, nout = qkd_shape_size(qkd_nn_out(nn)) * batch;
   float *x = malloc(sizeof(float) * (size_t)nin), *dx = malloc(sizeof(float) * (size_t)nin);
@@ -182,8 +182,8 @@ static double bn_ref_loss(const double *x, int B, int C, int P, const double *g,
 static void bn_check(const char *what, qkd_shape in, int B) {
   qkd_layer_spec ls[] = {L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
   qkd_net_spec spec = {what, 1, ls, 0, NULL, {0}};
-  char err[200];
-  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+  qkd_error err;
+  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, &err);
   CHECK(nn != NULL);
   if (!nn) return;
   int C = in.c, P = in.h * in.w;
@@ -254,8 +254,8 @@ static void test_batchnorm(void) {
   qkd_layer_spec ls2[] = {L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 5, 0, 1, 0, 0), L(QKD_LAYER_BATCHNORM, 0, 0, 1, 0, 0)};
   qkd_net_spec mem[2] = {{"a", 5, ls, 0, NULL, {0}}, {"b", 3, ls2, 0, NULL, {0}}};
   qkd_net_spec mean = {"m", 0, NULL, 2, mem, {0}};
-  char err[200];
-  qkd_nn *m = qkd_nn_create(&mean, in, 0, 2, err, sizeof err);
+  qkd_error err;
+  qkd_nn *m = qkd_nn_create(&mean, in, 0, 2, &err);
   CHECK(m && qkd_nn_state_count(m) == 18 + 10);
   if (m) {
     qkd_nn_init(m, 1);
@@ -286,8 +286,8 @@ static void test_batchnorm_threads(void) {
   float *y[3], *g[3], *dx[3], *st[3];
   long np = 0, ns = 0;
   for (int k = 0; k < 3; k++) {
-    char err[200];
-    qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+    qkd_error err;
+    qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, &err);
     CHECK(nn != NULL);
     if (!nn) return;
     qkd_nn_init(nn, 6);
@@ -332,9 +332,9 @@ static void test_threads(void) {
                          L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.3),
                          L(QKD_LAYER_DENSE, 32, 0, 1, 0, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 10, 0, 1, 0, 0)};
   qkd_net_spec spec = {"sliced", 11, ls, 0, NULL, {0}};
-  char err[256];
+  qkd_error err;
   int B = 96;
-  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, &err);
   CHECK(nn != NULL);
   if (!nn) return;
   qkd_nn_init(nn, 5);
@@ -389,8 +389,8 @@ static void test_conv_direct(void) {
       qkd_shape in = {C, H, W, 0};
       qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
       qkd_net_spec spec = {"c", 1, ls, 0, NULL, {0}};
-      char err[200];
-      qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+      qkd_error err;
+      qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, &err);
       CHECK(nn != NULL);
       if (!nn) continue;
       qkd_nn_init(nn, 5 + (uint64_t)t);
@@ -446,8 +446,8 @@ static void test_forward_reference(void) {
   int F = 4, k = 3, st = 2, pad = 1, B = 2;
   qkd_layer_spec ls[] = {L(QKD_LAYER_CONV, F, k, st, pad, 0)};
   qkd_net_spec spec = {"c", 1, ls, 0, NULL, {0}};
-  char err[200];
-  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+  qkd_error err;
+  qkd_nn *nn = qkd_nn_create(&spec, in, 0, B, &err);
   qkd_nn_init(nn, 3);
   qkd_shape out = qkd_nn_out(nn);
   CHECK(out.c == 4 && out.h == 5 && out.w == 4);
@@ -474,7 +474,7 @@ static void test_forward_reference(void) {
   CHECK(worst < 1e-5);
   qkd_nn_free(nn);
   /* init bounds: ±1/sqrt(fan_in), fan_in = 27 */
-  nn = qkd_nn_create(&spec, in, 0, B, err, sizeof err);
+  nn = qkd_nn_create(&spec, in, 0, B, &err);
   qkd_nn_init(nn, 3);
   float mx = 0;
   for (long i = 0; i < qkd_nn_param_count(nn); i++) mx = fabsf(qkd_nn_params(nn)[i]) > mx ? fabsf(qkd_nn_params(nn)[i]) : mx;
@@ -485,7 +485,7 @@ static void test_forward_reference(void) {
   qkd_shape pin = {1, 5, 5, 0};
   qkd_layer_spec mp[] = {L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0)}, ap[] = {L(QKD_LAYER_AVGPOOL, 2, 0, 1, 0, 0)};
   qkd_net_spec ms = {"m", 1, mp, 0, NULL, {0}}, as = {"a", 1, ap, 0, NULL, {0}};
-  qkd_nn *m = qkd_nn_create(&ms, pin, 0, 1, err, sizeof err), *a = qkd_nn_create(&as, pin, 0, 1, err, sizeof err);
+  qkd_nn *m = qkd_nn_create(&ms, pin, 0, 1, &err), *a = qkd_nn_create(&as, pin, 0, 1, &err);
   float px[25];
   for (int i = 0; i < 25; i++) px[i] = (float)((i * 7) % 11);
   const float *my = qkd_nn_forward(m, px, 1, 0, 0);
@@ -498,7 +498,7 @@ static void test_forward_reference(void) {
   qkd_shape din = {6, 1, 1, 1};
   qkd_layer_spec dl[] = {L(QKD_LAYER_DENSE, 3, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0)};
   qkd_net_spec ds = {"d", 2, dl, 0, NULL, {0}};
-  qkd_nn *dn = qkd_nn_create(&ds, din, 0, 2, err, sizeof err);
+  qkd_nn *dn = qkd_nn_create(&ds, din, 0, 2, &err);
   qkd_nn_init(dn, 9);
   float dx[12];
   fill(dx, 12, 4, 3.0);
@@ -515,7 +515,7 @@ static void test_forward_reference(void) {
   qkd_shape tin = {2001, 1, 1, 1};
   qkd_layer_spec tl[] = {L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_SIGMOID, 0, 0, 1, 0, 0)};
   qkd_net_spec ts = {"t", 1, tl, 0, NULL, {0}}, ss = {"s", 1, tl + 1, 0, NULL, {0}};
-  qkd_nn *tn = qkd_nn_create(&ts, tin, 0, 1, err, sizeof err), *sn = qkd_nn_create(&ss, tin, 0, 1, err, sizeof err);
+  qkd_nn *tn = qkd_nn_create(&ts, tin, 0, 1, &err), *sn = qkd_nn_create(&ss, tin, 0, 1, &err);
   float tx[2001];
   for (int i = 0; i < 2001; i++) tx[i] = (float)((i - 1000) * 0.02);
   const float *ty = qkd_nn_forward(tn, tx, 1, 0, 0);
@@ -533,8 +533,8 @@ static void test_dropout(void) {
   qkd_shape in = {10000, 1, 1, 1};
   qkd_layer_spec l[] = {L(QKD_LAYER_DROPOUT, 0, 0, 1, 0, 0.25)};
   qkd_net_spec s = {"d", 1, l, 0, NULL, {0}};
-  char err[100];
-  qkd_nn *nn = qkd_nn_create(&s, in, 0, 1, err, sizeof err);
+  qkd_error err;
+  qkd_nn *nn = qkd_nn_create(&s, in, 0, 1, &err);
   qkd_nn_init(nn, 1);
   float *x = malloc(sizeof(float) * 10000);
   for (int i = 0; i < 10000; i++) x[i] = 1.0f;
@@ -675,10 +675,10 @@ static void test_pca(void) {
     x[2 * i + 1] = (float)(sn * pts[i][0] + cs * pts[i][1] - 3);
   }
   qkd_nn_reduce r;
-  char err[200];
+  qkd_error err;
   qkd_shape in = {1, 1, 2, 0};
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_PCA, in, 2, 0, 0, err, sizeof err) == 0);
-  CHECK(qkd_nn_reduce_fit(&r, x, 4, err, sizeof err) == 0);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_PCA, in, 2, 0, 0, &err) == 0);
+  CHECK(qkd_nn_reduce_fit(&r, x, 4, &err) == 0);
   CHECK_NEAR(r.eigenvalues[0], 8.0 / 3, 1e-5);
   CHECK_NEAR(r.eigenvalues[1], 2.0 / 3, 1e-5);
   CHECK_NEAR(r.mean[0], 5, 1e-5);
@@ -702,8 +702,8 @@ static void test_pca(void) {
     for (int d = 0; d < D; d++)
       xr[i * D + d] = (float)((d + 1) * qkd_rng_normal(3, 9, (uint64_t)(i * D + d)) + 0.5 * qkd_rng_normal(4, 9, (uint64_t)i));
   qkd_shape in2 = {3, 2, 2, 0};
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_PCA, in2, 3, 0, 0, err, sizeof err) == 0);
-  CHECK(qkd_nn_reduce_fit(&r, xr, n, err, sizeof err) == 0);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_PCA, in2, 3, 0, 0, &err) == 0);
+  CHECK(qkd_nn_reduce_fit(&r, xr, n, &err) == 0);
   double mean[12] = {0}, C[12][12] = {{0}};
   for (int i = 0; i < n; i++) for (int d = 0; d < D; d++) mean[d] += xr[i * D + d] / (double)n;
   for (int i = 0; i < n; i++)
@@ -736,31 +736,31 @@ static void test_reductions(void) {
   float *x = malloc(sizeof(float) * 784), out[256];
   for (int i = 0; i < 784; i++) x[i] = (float)i;
   qkd_nn_reduce r;
-  char err[200];
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_AVGPOOL_TO, in, 16, 0, 0, err, sizeof err) == 0);
+  qkd_error err;
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_AVGPOOL_TO, in, 16, 0, 0, &err) == 0);
   qkd_nn_reduce_forward(&r, x, 1, out);
   /* region (i, j) = rows 7i..7i+6, cols 7j..7j+6: mean = (7i+3)*28 + 7j+3 */
   CHECK_NEAR(out[0], 3 * 28 + 3, 1e-4);
   CHECK_NEAR(out[2 * 4 + 3], 17 * 28 + 24, 1e-4);
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_MAXPOOL_TO, in, 256, 0, 0, err, sizeof err) == 0);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_MAXPOOL_TO, in, 256, 0, 0, &err) == 0);
   qkd_nn_reduce_forward(&r, x, 1, out);
   /* region (i, j): last row floor((i+1)*28/16)-1, last col likewise */
   CHECK(out[0] == 0 * 28 + 0);           /* rows 0..0, cols 0..0 */
   CHECK(out[1] == 0 * 28 + 2);           /* cols 1..2 */
   CHECK(out[15 * 16 + 15] == 27 * 28 + 27);
   CHECK(out[5 * 16 + 9] == 9 * 28 + 16); /* rows 8..9, cols 15..16 */
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_AVGPOOL_TO, in, 15, 0, 0, err, sizeof err) == -1);
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_CROP, in, 0, 4, 4, err, sizeof err) == 0 && r.n_features == 16);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_AVGPOOL_TO, in, 15, 0, 0, &err) == -1);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_CROP, in, 0, 4, 4, &err) == 0 && r.n_features == 16);
   qkd_nn_reduce_forward(&r, x, 1, out);
   CHECK(out[0] == 12 * 28 + 12 && out[15] == 15 * 28 + 15);
   /* CIFAR-shaped: crop keeps all channels; pools span them */
   qkd_shape cin = {3, 32, 32, 0};
   float *cx = malloc(sizeof(float) * 3072), cout[48];
   for (int i = 0; i < 3072; i++) cx[i] = (float)(i / 1024); /* channel index */
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_CROP, cin, 0, 4, 4, err, sizeof err) == 0 && r.n_features == 48);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_CROP, cin, 0, 4, 4, &err) == 0 && r.n_features == 48);
   qkd_nn_reduce_forward(&r, cx, 1, cout);
   CHECK(cout[0] == 0 && cout[16] == 1 && cout[47] == 2);
-  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_AVGPOOL_TO, cin, 16, 0, 0, err, sizeof err) == 0);
+  CHECK(qkd_nn_reduce_init(&r, QKD_NN_RED_AVGPOOL_TO, cin, 16, 0, 0, &err) == 0);
   qkd_nn_reduce_forward(&r, cx, 1, cout);
   CHECK_NEAR(cout[7], 1.0, 1e-6);
   free(x);
@@ -774,9 +774,9 @@ static void test_mean_and_counts(void) {
   qkd_net_spec mem[2] = {{"a", 2, a, 0, NULL, {0}}, {"b", 4, b, 0, NULL, {0}}};
   qkd_net_spec mean = {"m", 0, NULL, 2, mem, {0}};
   qkd_shape in = {1, 5, 5, 0};
-  char err[200];
-  qkd_nn *m = qkd_nn_create(&mean, in, 0, 3, err, sizeof err);
-  qkd_nn *na = qkd_nn_create(&mem[0], in, 0, 3, err, sizeof err), *nb = qkd_nn_create(&mem[1], in, 0, 3, err, sizeof err);
+  qkd_error err;
+  qkd_nn *m = qkd_nn_create(&mean, in, 0, 3, &err);
+  qkd_nn *na = qkd_nn_create(&mem[0], in, 0, 3, &err), *nb = qkd_nn_create(&mem[1], in, 0, 3, &err);
   CHECK(m && na && nb);
   CHECK(qkd_nn_param_count(m) == qkd_nn_param_count(na) + qkd_nn_param_count(nb));
   qkd_nn_init(m, 2);
@@ -795,7 +795,7 @@ static void test_mean_and_counts(void) {
   grad_check("empty net (identity)", NULL, 0, in, 1, 0, 1.0);
   /* gradient check of the mean net through the probe */
   {
-    qkd_nn *mm = qkd_nn_create(&mean, in, 0, 2, err, sizeof err);
+    qkd_nn *mm = qkd_nn_create(&mean, in, 0, 2, &err);
     qkd_nn_init(mm, 4);
     float xx[50], r[8], dx[50];
     fill(xx, 50, 3, 1.0);
@@ -834,7 +834,7 @@ static void test_mean_and_counts(void) {
                             L(QKD_LAYER_DENSE, 84, 0, 1, 0, 0), L(QKD_LAYER_TANH, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 8, 0, 1, 0, 0)};
   qkd_net_spec ls = {"lenet5", 12, lenet, 0, NULL, {0}};
   qkd_shape mn = {1, 28, 28, 0};
-  qkd_nn *ln = qkd_nn_create(&ls, mn, 0, 4, err, sizeof err);
+  qkd_nn *ln = qkd_nn_create(&ls, mn, 0, 4, &err);
   CHECK(ln && qkd_nn_param_count(ln) == 44256);
   qkd_nn_free(ln);
   qkd_layer_spec alex[] = {L(QKD_LAYER_CONV, 64, 3, 1, 1, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0), L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0),
@@ -846,28 +846,28 @@ static void test_mean_and_counts(void) {
   CHECK(qkd_net_param_count(alex, 16, mn, 0) == 94663880);
   qkd_net_spec both[2] = {{"alexnet_small", 16, alex, 0, NULL, {0}}, ls};
   qkd_net_spec ens = {"ensemble", 0, NULL, 2, both, {0}};
-  qkd_nn *en = qkd_nn_create(&ens, mn, 0, 2, err, sizeof err);
+  qkd_nn *en = qkd_nn_create(&ens, mn, 0, 2, &err);
   CHECK(en && qkd_nn_param_count(en) == 94708136);
   qkd_nn_free(en);
   /* errors come back as messages */
   qkd_layer_spec badl[] = {L(QKD_LAYER_CONV, 2, 9, 1, 0, 0)};
   qkd_net_spec bad = {"tiny", 1, badl, 0, NULL, {0}};
   qkd_shape small = {1, 4, 4, 0};
-  CHECK(qkd_nn_create(&bad, small, 0, 1, err, sizeof err) == NULL && strstr(err, "larger") != NULL);
+  CHECK(qkd_nn_create(&bad, small, 0, 1, &err) == NULL && strstr(err.msg, "larger") != NULL);
 }
 
 /* a small CNN learns the synthetic data set */
 static void test_learns(void) {
   qkd_data_opts o = {.source = "synthetic", .c = 1, .h = 8, .w = 8, .seed = 4};
   qkd_dataset ds;
-  char err[300];
-  CHECK(qkd_data_load(&o, &ds, err, sizeof err) == 0);
+  qkd_error err;
+  CHECK(qkd_data_load(&o, &ds, &err) == 0);
   qkd_layer_spec l[] = {L(QKD_LAYER_CONV, 4, 3, 1, 1, 0), L(QKD_LAYER_RELU, 0, 0, 1, 0, 0), L(QKD_LAYER_MAXPOOL, 2, 0, 1, 0, 0),
                         L(QKD_LAYER_FLATTEN, 0, 0, 1, 0, 0), L(QKD_LAYER_DENSE, 10, 0, 1, 0, 0)};
   qkd_net_spec s = {"small", 5, l, 0, NULL, {0}};
   qkd_shape in = {1, 8, 8, 0};
   int B = 32;
-  qkd_nn *nn = qkd_nn_create(&s, in, 0, B, err, sizeof err);
+  qkd_nn *nn = qkd_nn_create(&s, in, 0, B, &err);
   qkd_nn_init(nn, 1);
   qkd_nn_optim opt;
   qkd_nn_optim_init(&opt, QKD_NN_ADAM, 3e-3, 0.9, 0.999, 0, qkd_nn_param_count(nn));

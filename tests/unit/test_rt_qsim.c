@@ -80,8 +80,8 @@ static void fixed(small_circ *s, qkd_gate_kind k, int q0, int q1) {
 
 /* exact forward of one sample through the kernel */
 static void run1(const qkd_ir_circuit *c, const double *params, const double *features, double *out) {
-  char err[200];
-  CHECK(qkd_ir_validate(c, err, sizeof err) == 0);
+  qkd_error err;
+  CHECK(qkd_ir_validate(c, &err) == 0);
   qkd_kernel k = qkd_qsim_kernel(c);
   unsigned char *base;
   void *ws = ws_new(c, &base);

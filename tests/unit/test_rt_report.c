@@ -604,16 +604,16 @@ static void check_summary(qkd_report *rep) {
 /* ---- weights ---- */
 
 static void check_weights(const char *dir) {
-  char err[2048];
+  qkd_error err;
   char path[1300], bad[1300], p0[1300];
   snprintf(path, sizeof path, "%s/e2.distilled.qkw", dir);
   snprintf(bad, sizeof bad, "%s/bad.qkw", dir);
   snprintf(p0, sizeof p0, "%s/empty.qkw", dir);
   double cp[5] = {0.5, -0.0, 1e-300, -3.25e10, M_PI};
   float cl[7] = {1.5f, -2.0f, 0.0f, 1e-20f, 3.0e30f, -0.125f, 7.0f};
-  CHECK(qkd_report_write_weights(path, "e2.distilled", cp, 5, cl, 7, err, sizeof err) == 0);
+  CHECK(qkd_report_write_weights(path, "e2.distilled", cp, 5, cl, 7, &err) == 0);
   qkd_report_weights w;
-  CHECK(qkd_report_read_weights(path, &w, err, sizeof err) == 0);
+  CHECK(qkd_report_read_weights(path, &w, &err) == 0);
   CHECK(w.name && strcmp(w.name, "e2.distilled") == 0);
   CHECK(w.n_circuit == 5 && w.n_classical == 7);
   CHECK(w.circuit_params && memcmp(w.circuit_params, cp, sizeof cp) == 0);
@@ -631,11 +631,11 @@ static void check_weights(const char *dir) {
       orig[i] ^= bit ? 0x80 : 0x01;
       spit(bad, orig, n);
       orig[i] ^= bit ? 0x80 : 0x01;
-      err[0] = '\0';
-      if (qkd_report_read_weights(bad, &w, err, sizeof err) != 0) rejected++;
+      err = (qkd_error){0};
+      if (qkd_report_read_weights(bad, &w, &err) != 0) rejected++;
       else qkd_report_weights_free(&w);
       empty_on_fail &= w.name == NULL && w.circuit_params == NULL && w.classical == NULL;
-      empty_on_fail &= strstr(err, "bad.qkw: error: ") != NULL;
+      empty_on_fail &= strstr(test_err_text(&err), "bad.qkw: error: ") != NULL;
     }
   CHECK(rejected == (int)(2 * n));
   CHECK(empty_on_fail);
@@ -643,7 +643,7 @@ static void check_weights(const char *dir) {
   rejected = 0;
   for (size_t len = 0; len < n; len++) {
     spit(bad, orig, len);
-    if (qkd_report_read_weights(bad, &w, err, sizeof err) != 0) rejected++;
+    if (qkd_report_read_weights(bad, &w, &err) != 0) rejected++;
     else qkd_report_weights_free(&w);
   }
   CHECK(rejected == (int)n);
@@ -651,43 +651,44 @@ static void check_weights(const char *dir) {
   memcpy(longer, orig, n);
   longer[n] = 0;
   spit(bad, longer, n + 1);
-  CHECK(qkd_report_read_weights(bad, &w, err, sizeof err) != 0);
-  CHECK(strstr(err, "wrong length") != NULL);
+  CHECK(qkd_report_read_weights(bad, &w, &err) != 0);
+  CHECK(strstr(err.msg, "wrong length") != NULL);
   free(longer);
   /* a checksum failure is named */
   orig[n - 20] ^= 0x10;
   spit(bad, orig, n);
-  CHECK(qkd_report_read_weights(bad, &w, err, sizeof err) != 0 && strstr(err, "checksum") != NULL);
+  CHECK(qkd_report_read_weights(bad, &w, &err) != 0 && strstr(err.msg, "checksum") != NULL);
+  CHECK(err.kind == QKD_ERR_FORMAT && !strcmp(err.path, bad));
   orig[n - 20] ^= 0x10;
   /* a teacher cache ("QKDW", version 1, then a key) is not a student's weights */
   unsigned char cache[36] = "QKDW\x01\x00\x00\x00\x12\x34\x56\x78";
   spit(bad, cache, sizeof cache);
-  CHECK(qkd_report_read_weights(bad, &w, err, sizeof err) != 0 && strstr(err, "not a student weights") != NULL);
+  CHECK(qkd_report_read_weights(bad, &w, &err) != 0 && strstr(err.msg, "not a student weights") != NULL);
   /* another version */
   orig[4] = 2;
   spit(bad, orig, n);
-  CHECK(qkd_report_read_weights(bad, &w, err, sizeof err) != 0 && strstr(err, "version 2") != NULL);
+  CHECK(qkd_report_read_weights(bad, &w, &err) != 0 && strstr(err.msg, "version 2") != NULL);
   free(orig);
   remove(bad);
   /* a missing file */
-  CHECK(qkd_report_read_weights(pjoin(dir, "missing.qkw"), &w, err, sizeof err) != 0);
-  CHECK(strstr(err, "missing.qkw: error: ") != NULL);
+  CHECK(qkd_report_read_weights(pjoin(dir, "missing.qkw"), &w, &err) != 0);
+  CHECK(strstr(test_err_text(&err), "missing.qkw: error: ") != NULL && err.kind == QKD_ERR_IO);
 
   /* empty weights and an empty name */
-  CHECK(qkd_report_write_weights(p0, "", NULL, 0, NULL, 0, err, sizeof err) == 0);
-  CHECK(qkd_report_read_weights(p0, &w, err, sizeof err) == 0);
+  CHECK(qkd_report_write_weights(p0, "", NULL, 0, NULL, 0, &err) == 0);
+  CHECK(qkd_report_read_weights(p0, &w, &err) == 0);
   CHECK(w.name && w.name[0] == '\0' && w.n_circuit == 0 && w.n_classical == 0);
   qkd_report_weights_free(&w);
   remove(p0);
   /* bad arguments */
-  CHECK(qkd_report_write_weights(p0, "x", NULL, 3, NULL, 0, err, sizeof err) != 0);
-  CHECK(qkd_report_write_weights(p0, "x", cp, -1, NULL, 0, err, sizeof err) != 0);
+  CHECK(qkd_report_write_weights(p0, "x", NULL, 3, NULL, 0, &err) != 0);
+  CHECK(qkd_report_write_weights(p0, "x", cp, -1, NULL, 0, &err) != 0);
   /* an unwritable place (a "directory" that is a file): nothing is left behind */
   FILE *plain = fopen(pjoin(dir, "plain"), "w");
   CHECK(plain != NULL);
   if (plain) fclose(plain);
-  CHECK(qkd_report_write_weights(pjoin(dir, "plain/dir.qkw"), "x", cp, 5, cl, 7, err, sizeof err) != 0);
-  CHECK(strstr(err, "dir.qkw: error: ") != NULL || strstr(err, "plain: error: ") != NULL);
+  CHECK(qkd_report_write_weights(pjoin(dir, "plain/dir.qkw"), "x", cp, 5, cl, 7, &err) != 0);
+  CHECK(strstr(test_err_text(&err), "dir.qkw: error: ") != NULL || strstr(test_err_text(&err), "plain: error: ") != NULL);
   remove(pjoin(dir, "plain"));
   remove(path);
 }
@@ -695,14 +696,15 @@ static void check_weights(const char *dir) {
 int main(void) {
   char root[] = "/tmp/qkd_report_XXXXXX";
   CHECK(mkdtemp(root) != NULL);
-  char dir[1200], err[2048];
+  char dir[1200];
+  qkd_error err;
   snprintf(dir, sizeof dir, "%s/runs/nested//demo/", root); /* mkdir -p, doubled and trailing slashes */
   qkd_report rep;
   fixture(&rep);
-  err[0] = '\0';
-  int rc = qkd_report_write(dir, &rep, err, sizeof err);
+  err = (qkd_error){0};
+  int rc = qkd_report_write(dir, &rep, &err);
   CHECK(rc == 0);
-  if (rc) fprintf(stderr, "%s\n", err);
+  if (rc) qkd_error_print(&err, stderr);
   check_results_json(dir);
   check_csv(dir);
   check_svg(dir);
@@ -712,7 +714,7 @@ int main(void) {
 
   /* rewriting replaces the files and leaves no temporary file */
   rep.qkdc = "0.2.0";
-  CHECK(qkd_report_write(dir, &rep, err, sizeof err) == 0);
+  CHECK(qkd_report_write(dir, &rep, &err) == 0);
   CHECK(count_names(dir, ".tmp") == 0);
   char *before = slurp(pjoin(dir, "results.json"), NULL);
   CHECK(before && strstr(before, "\"0.2.0\"") != NULL);
@@ -725,9 +727,9 @@ int main(void) {
   snprintf(blocker, sizeof blocker, "results.json.tmp.%s.%ld", host, (long)getpid());
   CHECK(mkdir(pjoin(dir, blocker), 0777) == 0);
   rep.qkdc = "0.3.0";
-  err[0] = '\0';
-  CHECK(qkd_report_write(dir, &rep, err, sizeof err) != 0);
-  CHECK(strstr(err, "results.json: error: cannot write") != NULL);
+  err = (qkd_error){0};
+  CHECK(qkd_report_write(dir, &rep, &err) != 0);
+  CHECK(strstr(test_err_text(&err), "results.json: error: cannot write") != NULL);
   char *after = slurp(pjoin(dir, "results.json"), NULL);
   CHECK(before && after && strcmp(before, after) == 0);
   rmdir(pjoin(dir, blocker));
@@ -740,15 +742,15 @@ int main(void) {
   snprintf(file, sizeof file, "%s/afile", root);
   spit(file, "x", 1);
   snprintf(dir, sizeof dir, "%s/afile/sub", root);
-  CHECK(qkd_report_write(dir, &rep, err, sizeof err) != 0 && strstr(err, "afile/sub: error: ") != NULL);
-  CHECK(qkd_report_write(file, &rep, err, sizeof err) != 0 && strstr(err, "not a directory") != NULL);
-  CHECK(qkd_report_write("", &rep, err, sizeof err) != 0);
+  CHECK(qkd_report_write(dir, &rep, &err) != 0 && strstr(test_err_text(&err), "afile/sub: error: ") != NULL);
+  CHECK(qkd_report_write(file, &rep, &err) != 0 && strstr(err.msg, "not a directory") != NULL);
+  CHECK(qkd_report_write("", &rep, &err) != 0);
   remove(file);
 
   /* an empty report is valid JSON and a valid SVG */
   snprintf(dir, sizeof dir, "%s/empty", root);
   qkd_report empty = {0};
-  CHECK(qkd_report_write(dir, &empty, err, sizeof err) == 0);
+  CHECK(qkd_report_write(dir, &empty, &err) == 0);
   {
     size_t n;
     char *text = slurp(pjoin(dir, "results.json"), &n);

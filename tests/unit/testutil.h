@@ -4,6 +4,8 @@
 #define QKD_TESTUTIL_H
 #include <stdio.h>
 
+#include "qkd_err.h"
+
 extern int test_failures, test_checks;
 
 #define CHECK(cond) do { test_checks++; if (!(cond)) { test_failures++; \
@@ -12,6 +14,9 @@ extern int test_failures, test_checks;
   if (!(a_ - b_ <= (tol) && b_ - a_ <= (tol))) { test_failures++; \
   fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.17g, %s = %.17g (tol %g)\n", \
           __FILE__, __LINE__, #a, a_, #b, b_, (double)(tol)); } } while (0)
+
+/* qkd_error_text of e (the text a user sees), in a static buffer valid until the next call. */
+const char *test_err_text(const qkd_error *e);
 
 /* Prints "N checks, M failed" and returns 0 only when something was checked and nothing failed. */
 int test_done(const char *name);
