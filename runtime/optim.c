@@ -44,7 +44,6 @@ int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double
 }
 
 int qkd_nn_optim_init_f64(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n) {
-  memset(o, 0, sizeof *o);
   *o = (qkd_nn_optim){.kind = kind, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = 1e-8, .momentum = momentum, .n = n};
   o->dm = calloc((size_t)n + 1, sizeof(double));
   o->dv = calloc((size_t)n + 1, sizeof(double));
