@@ -62,6 +62,11 @@ static void put_train(text *t, const qkd_m_train *r) {
 }
 
 static void put_teacher(text *t, const qkd_m_teacher *te) {
+  if (te->logits) { /* the files' contents are the run's business (run.c keys them by size too) */
+    put(t, "teacher %s logits=\"%s\" test_logits=\"%s\"\n  ", te->name, te->logits, te->test_logits);
+    put_data(t, te->data);
+    return;
+  }
   put(t, "teacher %s net=", te->name);
   put_net(t, &te->net);
   put(t, "\n  ");
@@ -344,6 +349,8 @@ static int expand_grid(expander *X, const qkd_ast *G) {
   int seed_teachers = 0;
   if (st_f && !is_true_false(st_f->a, &seed_teachers)) qkd_diag_error(d, st_f->a->span, "seed_teachers must be true or false");
   if (seed_teachers && !base->teacher) qkd_diag_error(d, st_f->a->span, "seed_teachers: experiment '%s' has no teacher", xd->name);
+  else if (seed_teachers && base->teacher->logits)
+    qkd_diag_error(d, st_f->a->span, "seed_teachers: teacher '%s' is given by its logits and has no training seed", base->teacher->name);
   int n_seeds = 1, *seeds;
   if (seeds_f) {
     const qkd_ast *l = seeds_f->a;

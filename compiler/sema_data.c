@@ -6,16 +6,17 @@
 #include "qkd_data.h"
 #include "sema_int.h"
 
-/* Reads the image shape of a directory source from its headers (runtime/data.c does the reading). */
+/* Reads the item shape of a directory or .npz source from its headers (runtime/data.c does the reading). */
 static int probe_dir(sema *S, const qkd_ast *at, const char *dir, qkd_m_dataset *ds) {
   struct stat st;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    qkd_diag_error(S->D, at->span, "data directory '%s' does not exist", dir);
+  size_t n = strlen(dir);
+  int npz = n > 4 && strcmp(dir + n - 4, ".npz") == 0;
+  if (stat(dir, &st) != 0 || !(npz ? S_ISREG(st.st_mode) : S_ISDIR(st.st_mode))) {
+    qkd_diag_error(S->D, at->span, npz ? "data file '%s' does not exist" : "data directory '%s' does not exist", dir);
     return -1;
   }
   qkd_error err;
-  int n_train, n_test;
-  if (qkd_data_probe(dir, &ds->c, &ds->h, &ds->w, &ds->source_classes, &n_train, &n_test, &err) != 0) {
+  if (qkd_data_probe(dir, &ds->c, &ds->h, &ds->w, &ds->source_classes, &ds->n_train_source, &ds->n_test_source, &err) != 0) {
     /* at the source's span: "PATH: what" */
     if (err.path[0]) qkd_diag_error(S->D, at->span, "%s: %s", err.path, err.msg);
     else qkd_diag_error(S->D, at->span, "%s", err.msg);
@@ -36,8 +37,10 @@ qkd_m_dataset *sema_check_dataset(sema *S, const qkd_ast *d) {
     ds->source = src;
     if (!strcmp(src, "mnist") || !strcmp(src, "fashion-mnist")) {
       ds->source_kind = QKD_SRC_NAMED, ds->c = 1, ds->h = ds->w = 28, ds->source_classes = 10;
+      ds->n_train_source = 60000, ds->n_test_source = 10000;
     } else if (!strcmp(src, "cifar10")) {
       ds->source_kind = QKD_SRC_NAMED, ds->c = 3, ds->h = ds->w = 32, ds->source_classes = 10;
+      ds->n_train_source = 50000, ds->n_test_source = 10000;
     } else if (!strcmp(src, "synthetic")) {
       ds->source_kind = QKD_SRC_SYNTHETIC, ds->c = 1, ds->h = ds->w = 28, ds->source_classes = 10;
     } else if (strchr(src, '/') || src[0] == '.') {
@@ -121,6 +124,10 @@ qkd_m_dataset *sema_check_dataset(sema *S, const qkd_ast *d) {
                                                    {"test_limit", &ds->test_limit}, {"validation", &ds->validation}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     if (sema_int_field(S, d, SEMA_IN_DATASET, ints[i].name, &x) == 0) *ints[i].dst = (int)x;
+  if (ds->source_kind == QKD_SRC_SYNTHETIC) { /* generated to the limits (runtime/data.c) */
+    ds->n_train_source = ds->train_limit ? ds->train_limit : 1000;
+    ds->n_test_source = ds->test_limit ? ds->test_limit : 200;
+  }
   int k = sema_choice_field(S, d, SEMA_IN_DATASET, "scale");
   if (k >= 0) ds->scale = (qkd_scale_kind)k;
   if (ds->train_limit && ds->validation >= ds->train_limit && (f = sema_field(&d->items, "validation")))

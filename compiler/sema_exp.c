@@ -133,11 +133,16 @@ int sema_check_loss_definition(sema *S, const qkd_ast *d) {
 /* Whether two data sets draw their images and labels from the same source and classes (a
  * teacher trained on the full set and a student on a subset of it, or a differently sized
  * one, is fine: that is the small-data setting). */
-static int same_images(const qkd_m_dataset *a, const qkd_m_dataset *b) {
-  if (a->source_kind != b->source_kind || a->n_classes != b->n_classes) return 0;
+static int same_source(const qkd_m_dataset *a, const qkd_m_dataset *b) {
+  if (a->source_kind != b->source_kind) return 0;
   const char *sa = a->dir ? a->dir : a->source, *sb = b->dir ? b->dir : b->source;
   if (!sa || !sb || strcmp(sa, sb) != 0) return 0;
-  if (a->source_kind == QKD_SRC_SYNTHETIC && a->seed != b->seed) return 0;
+  return a->source_kind != QKD_SRC_SYNTHETIC || (a->seed == b->seed && a->n_train_source == b->n_train_source &&
+                                                 a->n_test_source == b->n_test_source);
+}
+
+static int same_images(const qkd_m_dataset *a, const qkd_m_dataset *b) {
+  if (a->n_classes != b->n_classes || !same_source(a, b)) return 0;
   for (int i = 0; i < a->n_classes; i++)
     if (a->classes && b->classes && a->classes[i] != b->classes[i]) return 0;
   return 1;
@@ -155,7 +160,16 @@ qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
     for (int i = 0; td && i < S->te_ast.len; i++)
       if (S->te_ast.items[i] == td) e->teacher = S->te_model.items[i];
     if (td && !e->teacher) errs = -1; /* the teacher itself had errors */
-    if (e->teacher && e->data) {
+    if (e->teacher && e->data && e->teacher->logits) {
+      /* logits index the source's rows: the experiment must draw from the same source */
+      const qkd_m_teacher *t = e->teacher;
+      if (!same_source(t->data, e->data))
+        qkd_diag_error(S->D, f->a->span, "teacher '%s' is given by logits for the rows of '%s' (%s), but experiment '%s' trains on '%s' (%s)",
+                       t->name, t->data->source, t->data->name, e->name, e->data->source, e->data->name);
+      else if (t->logits_classes != e->data->n_classes && t->logits_classes != e->data->source_classes)
+        qkd_diag_error(S->D, f->a->span, "teacher '%s' gives %d logits per item, but data set '%s' has %d classes (%d labels in its source)",
+                       t->name, t->logits_classes, e->data->name, e->data->n_classes, e->data->source_classes);
+    } else if (e->teacher && e->data) {
       const qkd_m_dataset *td_data = e->teacher->data;
       if (td_data->n_classes != e->data->n_classes)
         qkd_diag_error(S->D, f->a->span, "teacher '%s' knows %d classes, but data set '%s' has %d", e->teacher->name,

@@ -40,6 +40,9 @@ static const sema_field_schema schema[] = {
     {SEMA_IN_TEACHER, "data", REQUIRED, REF(QKD_DECL_DATASET)},
     {SEMA_IN_TEACHER, "cache", OPTIONAL, STRING(1, "cache must be a file name (a string)")},
     {SEMA_IN_TEACHER, "train", REQUIRED, BLOCK},
+    /* a teacher from logits has these two instead of net, train and cache (sema_net.c) */
+    {SEMA_IN_TEACHER, "logits", OPTIONAL, STRING(1, "logits must be a .npy file name (a string)")},
+    {SEMA_IN_TEACHER, "test_logits", OPTIONAL, STRING(1, "test_logits must be a .npy file name (a string)")},
 
     {SEMA_IN_STUDENT, "qubits", REQUIRED, INT(1, QKD_MAX_QUBITS, "between 1 and " STR(QKD_MAX_QUBITS))},
     {SEMA_IN_STUDENT, "pre", OPTIONAL, EXPR},

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lower.h"
+#include "qkd_npy.h"
 #include "sema_int.h"
 
 int sema_build_layers(sema *S, const qkd_env *env, const qkd_vec *items, qkd_layer_spec **out, qkd_span **spans) {
@@ -262,6 +263,67 @@ int sema_check_train(sema *S, const qkd_ast *owner, sema_scope scope, qkd_m_trai
 
 /* ---- teachers --------------------------------------------------------------------------------- */
 
+/* One logits file of a teacher from logits: a float32/float64 (rows, C) array, read to its header
+ * only; C must be the data set's class count or its source's label count. */
+static int check_logits(sema *S, const qkd_ast *f, const char *path, int rows, const char *split, const qkd_m_dataset *data,
+                        int *C) {
+  qkd_npy a;
+  qkd_error err;
+  if (qkd_npy_load(path, NULL, 1, &a, &err) != 0) {
+    qkd_diag_error(S->D, f->a->span, "%s: %s", err.path, err.msg);
+    return -1;
+  }
+  if (a.ndim != 2 || (a.type != QKD_NPY_F32 && a.type != QKD_NPY_F64)) {
+    qkd_diag_error(S->D, f->a->span, "%s: logits must be a 2-dimensional float32 or float64 array (rows, classes), not %s of %d dimension%s",
+                   path, qkd_npy_descr(a.type), a.ndim, a.ndim == 1 ? "" : "s");
+    return -1;
+  }
+  if (a.shape[0] != rows) {
+    qkd_diag_error(S->D, f->a->span, "%s: %ld rows, but the %s split of data set '%s' (%s) has %d before its options: row i must be item i of that split",
+                   path, a.shape[0], split, data->name, data->source, rows);
+    return -1;
+  }
+  if (a.shape[1] != data->n_classes && a.shape[1] != data->source_classes) {
+    qkd_diag_error(S->D, f->a->span, "%s: %ld columns, but data set '%s' has %d classes (%d labels in its source)", path, a.shape[1],
+                   data->name, data->n_classes, data->source_classes);
+    return -1;
+  }
+  if (*C && a.shape[1] != *C) {
+    qkd_diag_error(S->D, f->a->span, "%s: %ld columns, but the training logits have %d", path, a.shape[1], *C);
+    return -1;
+  }
+  *C = (int)a.shape[1];
+  return 0;
+}
+
+/* `teacher t { data: d  logits: "train.npy"  test_logits: "test.npy" }`. */
+static int check_logits_teacher(sema *S, const qkd_ast *d, qkd_m_teacher *t) {
+  static const char *const not_here[] = {"net", "train", "cache"};
+  int ok = 1;
+  for (int i = 0; i < 3; i++) {
+    const qkd_ast *g = sema_item(&d->items, not_here[i], i == 1 ? QKD_AST_BLOCK : QKD_AST_FIELD);
+    if (g) qkd_diag_error(S->D, g->name_span, "teacher '%s' is given by its logits: it has no '%s'", t->name, not_here[i]), ok = 0;
+  }
+  const char *names[2] = {"logits", "test_logits"};
+  const char **dst[2] = {&t->logits, &t->test_logits};
+  for (int k = 0; k < 2; k++) {
+    const qkd_ast *f = sema_field(&d->items, names[k]);
+    if (!f) {
+      qkd_diag_error(S->D, d->name_span, "teacher '%s' needs a '%s' field (its logits on the %s split)", t->name, names[k],
+                     k ? "test" : "training");
+      ok = 0;
+      continue;
+    }
+    const char *p = sema_string(S, SEMA_IN_TEACHER, f);
+    if (!p) { ok = 0; continue; }
+    *dst[k] = sema_resolve_path(S, f, p);
+    if (ok && t->data && check_logits(S, f, *dst[k], k ? t->data->n_test_source : t->data->n_train_source, k ? "test" : "training",
+                                      t->data, &t->logits_classes) != 0)
+      ok = 0;
+  }
+  return ok ? 0 : -1;
+}
+
 qkd_m_teacher *sema_check_teacher(sema *S, const qkd_ast *d) {
   sema_check_fields(S, &d->items, SEMA_IN_TEACHER);
   qkd_m_teacher *t = qkd_arena_alloc(S->A, sizeof *t);
@@ -269,6 +331,8 @@ qkd_m_teacher *sema_check_teacher(sema *S, const qkd_ast *d) {
   int ok = 1;
   const qkd_ast *f = sema_get(S, d, SEMA_IN_TEACHER, "data");
   if (!f || !(t->data = sema_dataset_ref(S, SEMA_IN_TEACHER, f))) ok = 0;
+  if (sema_field(&d->items, "logits") || sema_field(&d->items, "test_logits"))
+    return check_logits_teacher(S, d, t) == 0 && ok ? t : NULL;
   f = sema_get(S, d, SEMA_IN_TEACHER, "net");
   if (f && t->data) {
     qkd_shape in = {t->data->c, t->data->h, t->data->w, 0};

@@ -1,6 +1,7 @@
 /* data.c — loaders, the synthetic source, the data path and the data-set options of qkd_data.h. */
 #include "qkd_err.h"
 #include "qkd_data.h"
+#include "qkd_npy.h"
 #include "qkd_rng.h"
 
 #include <errno.h>
@@ -19,7 +20,8 @@
 
 #define IDX_MAX_SIDE 4096
 #define CIFAR_RECORD 3073
-#define FILE_LABELS 10 /* labels of file sources are 0..9 */
+#define FILE_LABELS 10 /* labels of IDX and CIFAR-10 sources are 0..9 */
+#define ARRAY_MAX_CHANNELS 4 /* (N, C, H, W) arrays: C <= 4, like the other sources */
 
 
 static int file_size(const char *path, long long *size) {
@@ -278,6 +280,8 @@ static int is_named(const char *s) {
   return strcmp(s, "mnist") == 0 || strcmp(s, "fashion-mnist") == 0 || strcmp(s, "cifar10") == 0;
 }
 
+static int array_source_files(const char *src, qkd_data_file *files, int *n);
+
 int qkd_data_identify(const qkd_data_opts *o, qkd_data_file *files, int *n, qkd_error *err) {
   *n = 0;
   const char *src = o->source ? o->source : "";
@@ -289,6 +293,7 @@ int qkd_data_identify(const qkd_data_opts *o, qkd_data_file *files, int *n, qkd_
     snprintf(dir, sizeof dir, "%s", src);
   }
   char p[1200];
+  if (array_source_files(dir, files, n)) return 0;
   if (dir_has_cifar(dir)) {
     for (int i = 0; i < 6; i++) {
       path_join(p, sizeof p, dir, i < 5 ? CIFAR_TRAIN[i] : "test_batch.bin", NULL);
@@ -361,7 +366,178 @@ static int load_idx_pair(qkd_dataset *ds, const char *dir, const char *img_stem,
   return 0;
 }
 
-static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *te, qkd_error *err) {
+/* ------------------------------------------------------------------------------ NumPy arrays */
+
+/* An array source is a directory holding x_train.npy, y_train.npy, x_test.npy, y_test.npy, or
+ * one .npz with those members. x: (N, D), (N, H, W) or (N, C, H, W), uint8 or float; y: (N,)
+ * integer labels 0..K-1, K <= QKD_DATA_MAX_CLASSES. */
+static const char *const ARRAY_NAMES[4] = {"x_train", "y_train", "x_test", "y_test"};
+
+static int is_npz_file(const char *path) {
+  size_t n = strlen(path);
+  long long sz;
+  return n > 4 && strcmp(path + n - 4, ".npz") == 0 && file_size(path, &sz) == 0;
+}
+
+static int dir_has_arrays(const char *dir) {
+  char p[1200];
+  long long sz;
+  path_join(p, sizeof p, dir, "x_train", ".npy");
+  return file_size(p, &sz) == 0;
+}
+
+/* Array k of source src: its file (src itself for a .npz), its member (NULL for a .npy) and the
+ * name errors give it ("FILE[MEMBER]" for a .npz member, as qkd_npy.h does). */
+typedef struct {
+  char file[1100], shown[1200];
+  const char *member;
+} array_ref;
+
+static void array_ref_of(const char *src, int k, array_ref *r) {
+  if (is_npz_file(src)) {
+    snprintf(r->file, sizeof r->file, "%.1000s", src);
+    r->member = ARRAY_NAMES[k];
+    snprintf(r->shown, sizeof r->shown, "%s[%s]", r->file, r->member);
+  } else {
+    path_join(r->file, sizeof r->file, src, ARRAY_NAMES[k], ".npy");
+    r->member = NULL;
+    snprintf(r->shown, sizeof r->shown, "%s", r->file);
+  }
+}
+
+static int array_load(const char *src, int k, int header_only, qkd_npy *a, array_ref *r, qkd_error *err) {
+  array_ref_of(src, k, r);
+  long long sz;
+  if (!r->member && file_size(r->file, &sz) != 0)
+    return qkd_fail(err, QKD_ERR_IO, r->file, "missing: an array data set needs x_train.npy, y_train.npy, x_test.npy and y_test.npy");
+  return qkd_npy_load(r->file, r->member, header_only, a, err);
+}
+
+/* Validates the headers of all four arrays: shapes, dtypes, equal row counts, equal item shapes.
+ * Fills the item shape, whether x is float, and the row counts n[2]; reads no payload. */
+static int array_headers(const char *src, int *c, int *h, int *w, int *is_float, int n[2], qkd_error *err) {
+  for (int s = 0; s < 2; s++) {
+    qkd_npy x, y;
+    array_ref rx, ry;
+    if (array_load(src, 2 * s, 1, &x, &rx, err) != 0 || array_load(src, 2 * s + 1, 1, &y, &ry, err) != 0) return -1;
+    if (x.ndim < 2 || x.ndim > 4)
+      return qkd_fail(err, QKD_ERR_FORMAT, rx.shown, "features must have shape (N, D), (N, H, W) or (N, C, H, W); this array has %d dimension%s",
+                      x.ndim, x.ndim == 1 ? "" : "s");
+    if (x.type != QKD_NPY_U8 && x.type != QKD_NPY_F32 && x.type != QKD_NPY_F64)
+      return qkd_fail(err, QKD_ERR_FORMAT, rx.shown, "features must be uint8, float32 or float64, not %s", qkd_npy_descr(x.type));
+    if (y.ndim != 1 || (y.type != QKD_NPY_U8 && y.type != QKD_NPY_I32 && y.type != QKD_NPY_I64))
+      return qkd_fail(err, QKD_ERR_FORMAT, ry.shown, "labels must be a 1-dimensional integer array (uint8, int32 or int64), not %s of %d dimension%s",
+                      qkd_npy_descr(y.type), y.ndim, y.ndim == 1 ? "" : "s");
+    if (y.shape[0] != x.shape[0])
+      return qkd_fail(err, QKD_ERR_FORMAT, ry.shown, "holds %ld labels but %s holds %ld rows", y.shape[0], rx.shown, x.shape[0]);
+    if (x.shape[0] < 1 || x.shape[0] > INT_MAX / 2)
+      return qkd_fail(err, QKD_ERR_FORMAT, rx.shown, "holds %ld rows; expected 1..%d", x.shape[0], INT_MAX / 2);
+    int d[3] = {1, 1, 1};
+    for (int i = 1; i < x.ndim; i++) d[3 - x.ndim + i] = x.shape[i] > INT_MAX ? INT_MAX : (int)x.shape[i];
+    if (d[0] > ARRAY_MAX_CHANNELS)
+      return qkd_fail(err, QKD_ERR_FORMAT, rx.shown, "has %d channels (shape (N, C, H, W)); at most %d are supported — reshape to (N, D) for flat features",
+                      d[0], ARRAY_MAX_CHANNELS);
+    if (d[1] < 1 || d[2] < 1 || (long long)d[1] * d[2] > (1 << 24))
+      return qkd_fail(err, QKD_ERR_FORMAT, rx.shown, "items of %d x %d values are outside 1..2^24 values", d[1], d[2]);
+    int fl = x.type != QKD_NPY_U8;
+    if (s == 0) {
+      *c = d[0], *h = d[1], *w = d[2], *is_float = fl;
+    } else if (d[0] != *c || d[1] != *h || d[2] != *w || fl != *is_float) {
+      array_ref r0;
+      array_ref_of(src, 0, &r0);
+      return qkd_fail(err, QKD_ERR_FORMAT, rx.shown, "items are %s %dx%dx%d but %s's are %s %dx%dx%d", fl ? "float" : "uint8", d[0], d[1], d[2],
+                      r0.shown, *is_float ? "float" : "uint8", *c, *h, *w);
+    }
+    n[s] = (int)x.shape[0];
+  }
+  return 0;
+}
+
+/* The labels of split s (0 train, 1 test) as ints, each checked to be in 0..QKD_DATA_MAX_CLASSES-1;
+ * *max_label receives the largest. */
+static int array_labels(const char *src, int s, int **y, int *max_label, qkd_error *err) {
+  qkd_npy a;
+  array_ref r;
+  *y = NULL;
+  if (array_load(src, 2 * s + 1, 0, &a, &r, err) != 0) return -1;
+  int *out = malloc((size_t)a.count * sizeof(int) + 1);
+  if (!out) { qkd_npy_free(&a); return qkd_fail(err, QKD_ERR_MEMORY, r.shown, "out of memory"); }
+  for (long i = 0; i < a.count; i++) {
+    double v = qkd_npy_get(&a, i);
+    if (v < 0 || v >= QKD_DATA_MAX_CLASSES) {
+      qkd_npy_free(&a);
+      free(out);
+      return qkd_fail(err, QKD_ERR_FORMAT, r.shown, "label %.0f of row %ld is outside 0..%d", v, i, QKD_DATA_MAX_CLASSES - 1);
+    }
+    out[i] = (int)v;
+    if (out[i] > *max_label) *max_label = out[i];
+  }
+  qkd_npy_free(&a);
+  *y = out;
+  return 0;
+}
+
+/* The features of split s: uint8 bytes as they are, float32 as they are, float64 rounded to
+ * float32; every float must be finite. */
+static int array_features(const char *src, int s, uint8_t **x, qkd_error *err) {
+  qkd_npy a;
+  array_ref r;
+  *x = NULL;
+  if (array_load(src, 2 * s, 0, &a, &r, err) != 0) return -1;
+  long per = a.count / a.shape[0];
+  if (a.type == QKD_NPY_F64) {
+    float *f = malloc((size_t)a.count * sizeof(float) + 1);
+    if (!f) { qkd_npy_free(&a); return qkd_fail(err, QKD_ERR_MEMORY, r.shown, "out of memory"); }
+    const double *d = a.data;
+    for (long i = 0; i < a.count; i++) f[i] = (float)d[i];
+    qkd_npy_free(&a);
+    a.data = f;
+    a.type = QKD_NPY_F32;
+  }
+  if (a.type == QKD_NPY_F32) {
+    const float *f = a.data;
+    for (long i = 0; i < a.count; i++)
+      if (!isfinite(f[i])) {
+        free(a.data);
+        return qkd_fail(err, QKD_ERR_FORMAT, r.shown, "value %ld of row %ld is %s; features must be finite", i % per, i / per,
+                        isnan(f[i]) ? "NaN" : "infinite");
+      }
+  }
+  *x = a.data;
+  return 0;
+}
+
+/* The files of an array source with their sizes; 0 when src is not one. */
+static int array_source_files(const char *src, qkd_data_file *files, int *n) {
+  if (!is_npz_file(src) && !dir_has_arrays(src)) return 0;
+  for (int k = 0; k < (is_npz_file(src) ? 1 : 4); k++) {
+    array_ref r;
+    array_ref_of(src, k, &r);
+    qkd_data_file *f = &files[(*n)++];
+    snprintf(f->path, sizeof f->path, "%.1000s", r.file);
+    if (file_size(r.file, &f->size) != 0) f->size = -1;
+  }
+  return 1;
+}
+
+static int load_arrays(qkd_dataset *ds, const char *src, raw_split *tr, raw_split *te, int *n_classes, qkd_error *err) {
+  int n[2], is_float, max_label = -1;
+  if (array_headers(src, &ds->c, &ds->h, &ds->w, &is_float, n, err) != 0) return -1;
+  ds->features = is_float ? QKD_DATA_F32 : QKD_DATA_U8;
+  snprintf(ds->source, sizeof ds->source, "%s", src);
+  raw_split *sp[2] = {tr, te};
+  for (int s = 0; s < 2; s++) {
+    if (array_labels(src, s, &sp[s]->y, &max_label, err) != 0 || array_features(src, s, &sp[s]->x, err) != 0) return -1;
+    sp[s]->n = n[s];
+  }
+  *n_classes = max_label + 1;
+  array_source_files(src, ds->files, &ds->n_files);
+  return 0;
+}
+
+static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *te, int *n_classes, qkd_error *err) {
+  *n_classes = FILE_LABELS;
+  if (is_npz_file(dir) || dir_has_arrays(dir)) return load_arrays(ds, dir, tr, te, n_classes, err);
   snprintf(ds->source, sizeof ds->source, "%s", dir);
   if (dir_has_cifar(dir)) {
     ds->c = 3;
@@ -387,8 +563,8 @@ static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *
                                                    : "no such directory (the named sources are \"mnist\", \"fashion-mnist\", \"cifar10\" and \"synthetic\")");
   return qkd_fail(err, QKD_ERR_IO, dir,
               "no data set here: expected train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-              "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (IDX) or data_batch_1..5.bin + "
-              "test_batch.bin (CIFAR-10 binary)");
+              "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (IDX), data_batch_1..5.bin + "
+              "test_batch.bin (CIFAR-10 binary) or x_train.npy, y_train.npy, x_test.npy, y_test.npy (NumPy arrays)");
 }
 
 /* Synthetic: every class k has a mean image m_k (pixels uniform in [48, 208)); an image of class
@@ -432,7 +608,7 @@ static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr
 }
 
 /* classes -> per_class -> limit on one split; fills out (renumbered labels). */
-static int filter_split(const raw_split *r, size_t npix, const int *map, int C, int per_class, int limit,
+static int filter_split(const raw_split *r, size_t item, const int *map, int C, int per_class, int limit,
                         qkd_split *out) {
   int *keep = malloc(((size_t)r->n + 1) * sizeof(int));
   int *seen = calloc((size_t)C, sizeof(int));
@@ -448,12 +624,12 @@ static int filter_split(const raw_split *r, size_t npix, const int *map, int C, 
   }
   free(seen);
   out->n = n;
-  out->x = malloc((size_t)n * npix + 1);
+  out->x = malloc((size_t)n * item + 1);
   out->y = malloc((size_t)n * sizeof(int) + 1);
   out->orig_index = malloc((size_t)n * sizeof(int) + 1);
   if (!out->x || !out->y || !out->orig_index) { free(keep); return -1; }
   for (int j = 0; j < n; j++) {
-    memcpy(out->x + (size_t)j * npix, r->x + (size_t)keep[j] * npix, npix);
+    memcpy(out->x + (size_t)j * item, r->x + (size_t)keep[j] * item, item);
     out->y[j] = map[r->y[keep[j]]];
     out->orig_index[j] = keep[j];
   }
@@ -476,7 +652,7 @@ void qkd_data_free(qkd_dataset *ds) {
 
 /* Moves `v` images chosen by a seeded partial Fisher–Yates draw from train into val; both keep
  * file order. */
-static int hold_out(qkd_split *train, qkd_split *val, int v, uint64_t seed, size_t npix) {
+static int hold_out(qkd_split *train, qkd_split *val, int v, uint64_t seed, size_t item) {
   int n = train->n;
   int *perm = malloc((size_t)n * sizeof(int) + 1);
   char *held = calloc((size_t)n + 1, 1);
@@ -493,8 +669,8 @@ static int hold_out(qkd_split *train, qkd_split *val, int v, uint64_t seed, size
   qkd_split t = {0}, h = {0};
   t.n = n - v;
   h.n = v;
-  t.x = malloc((size_t)t.n * npix + 1); t.y = malloc((size_t)t.n * sizeof(int) + 1); t.orig_index = malloc((size_t)t.n * sizeof(int) + 1);
-  h.x = malloc((size_t)h.n * npix + 1); h.y = malloc((size_t)h.n * sizeof(int) + 1); h.orig_index = malloc((size_t)h.n * sizeof(int) + 1);
+  t.x = malloc((size_t)t.n * item + 1); t.y = malloc((size_t)t.n * sizeof(int) + 1); t.orig_index = malloc((size_t)t.n * sizeof(int) + 1);
+  h.x = malloc((size_t)h.n * item + 1); h.y = malloc((size_t)h.n * sizeof(int) + 1); h.orig_index = malloc((size_t)h.n * sizeof(int) + 1);
   if (!t.x || !t.y || !t.orig_index || !h.x || !h.y || !h.orig_index) {
     free(held); split_free(&t); split_free(&h);
     return -1;
@@ -503,7 +679,7 @@ static int hold_out(qkd_split *train, qkd_split *val, int v, uint64_t seed, size
   for (int i = 0; i < n; i++) {
     qkd_split *d = held[i] ? &h : &t;
     int j = held[i] ? b++ : a++;
-    memcpy(d->x + (size_t)j * npix, train->x + (size_t)i * npix, npix);
+    memcpy(d->x + (size_t)j * item, train->x + (size_t)i * item, item);
     d->y[j] = train->y[i];
     d->orig_index[j] = train->orig_index[i];
   }
@@ -525,9 +701,9 @@ int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, qkd_error *err) {
   } else if (is_named(src) && !is_dir(src)) {
     char dir[1200];
     if (qkd_data_find(src, dir, sizeof dir, err) != 0) goto done;
-    if (load_dir(ds, dir, &tr, &te, err) != 0) goto done;
+    if (load_dir(ds, dir, &tr, &te, &src_classes, err) != 0) goto done;
   } else {
-    if (load_dir(ds, src, &tr, &te, err) != 0) goto done;
+    if (load_dir(ds, src, &tr, &te, &src_classes, err) != 0) goto done;
   }
   /* classes: map original label -> new index */
   int map[QKD_DATA_MAX_CLASSES];
@@ -546,13 +722,14 @@ int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, qkd_error *err) {
     for (int i = 0; i < C; i++) map[i] = i;
   }
   ds->n_classes = C;
-  size_t npix = (size_t)ds->c * ds->h * ds->w;
+  ds->source_classes = src_classes;
+  size_t item = qkd_data_item_bytes(ds);
   if (o->per_class < 0 || o->train_limit < 0 || o->test_limit < 0 || o->validation < 0) {
     qkd_fail(err, QKD_ERR_INPUT, src, "per_class, limits and validation must not be negative");
     goto done;
   }
-  if (filter_split(&tr, npix, map, C, o->per_class, o->train_limit, &ds->train) != 0 ||
-      filter_split(&te, npix, map, C, o->per_class, o->test_limit, &ds->test) != 0) {
+  if (filter_split(&tr, item, map, C, o->per_class, o->train_limit, &ds->train) != 0 ||
+      filter_split(&te, item, map, C, o->per_class, o->test_limit, &ds->test) != 0) {
     qkd_fail(err, QKD_ERR_MEMORY, src, "out of memory");
     goto done;
   }
@@ -565,19 +742,25 @@ int qkd_data_load(const qkd_data_opts *o, qkd_dataset *ds, qkd_error *err) {
       qkd_fail(err, QKD_ERR_INPUT, src, "validation %d must be smaller than the %d training images", o->validation, ds->train.n);
       goto done;
     }
-    if (hold_out(&ds->train, &ds->val, o->validation, o->seed, npix) != 0) { qkd_fail(err, QKD_ERR_MEMORY, src, "out of memory"); goto done; }
+    if (hold_out(&ds->train, &ds->val, o->validation, o->seed, item) != 0) { qkd_fail(err, QKD_ERR_MEMORY, src, "out of memory"); goto done; }
   }
+  int fl = ds->features == QKD_DATA_F32;
   for (int c = 0; c < ds->c; c++) {
     ds->mean[c] = 0.0f;
-    ds->inv_std[c] = 1.0f / 255.0f;
+    ds->inv_std[c] = fl ? 1.0f : 1.0f / 255.0f; /* scale: unit divides only bytes by 255 */
   }
   if (o->scale == QKD_DATA_SCALE_STANDARD) {
     size_t plane = (size_t)ds->h * ds->w;
     for (int c = 0; c < ds->c; c++) {
       double s = 0, s2 = 0;
       for (int i = 0; i < ds->train.n; i++) {
-        const uint8_t *p = ds->train.x + (size_t)i * npix + (size_t)c * plane;
-        unsigned long long a = 0, a2 = 0;
+        const uint8_t *p = ds->train.x + (size_t)i * item + (size_t)c * plane * (fl ? sizeof(float) : 1);
+        if (fl) {
+          const float *q = (const float *)(const void *)p;
+          for (size_t j = 0; j < plane; j++) { s += q[j]; s2 += (double)q[j] * q[j]; }
+          continue;
+        }
+        unsigned long long a = 0, a2 = 0; /* bytes: exact integer sums */
         for (size_t j = 0; j < plane; j++) { a += p[j]; a2 += (unsigned)p[j] * p[j]; }
         s += (double)a;
         s2 += (double)a2;
@@ -597,17 +780,26 @@ done:
   return rc;
 }
 
+size_t qkd_data_item_bytes(const qkd_dataset *ds) {
+  return (size_t)ds->c * ds->h * ds->w * (ds->features == QKD_DATA_F32 ? sizeof(float) : 1);
+}
+
 void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *idx, int n, float *x, int *y) {
-  size_t plane = (size_t)ds->h * ds->w, npix = plane * (size_t)ds->c;
+  size_t plane = (size_t)ds->h * ds->w, npix = plane * (size_t)ds->c, item = qkd_data_item_bytes(ds);
   for (int i = 0; i < n; i++) {
     int s = idx ? idx[i] : i;
-    const uint8_t *p = split->x + (size_t)s * npix;
+    const uint8_t *p = split->x + (size_t)s * item;
     float *o = x + (size_t)i * npix;
     for (int c = 0; c < ds->c; c++) {
       float m = ds->mean[c], k = ds->inv_std[c];
-      const uint8_t *pc = p + (size_t)c * plane;
       float *oc = o + (size_t)c * plane;
-      for (size_t j = 0; j < plane; j++) oc[j] = ((float)pc[j] - m) * k;
+      if (ds->features == QKD_DATA_F32) {
+        const float *pc = (const float *)(const void *)p + (size_t)c * plane;
+        for (size_t j = 0; j < plane; j++) oc[j] = (pc[j] - m) * k;
+      } else {
+        const uint8_t *pc = p + (size_t)c * plane;
+        for (size_t j = 0; j < plane; j++) oc[j] = ((float)pc[j] - m) * k;
+      }
     }
     if (y) y[i] = split->y[s];
   }
@@ -686,6 +878,19 @@ int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, i
     *n_test = 10000;
     return 0;
   }
+  if (is_npz_file(source) || dir_has_arrays(source)) {
+    int n[2], is_float, max_label = -1;
+    if (array_headers(source, c, h, w, &is_float, n, err) != 0) return -1;
+    for (int s = 0; s < 2; s++) { /* the labels (not the features): their range is the class count */
+      int *y;
+      if (array_labels(source, s, &y, &max_label, err) != 0) return -1;
+      free(y);
+    }
+    *n_classes = max_label + 1;
+    *n_train = n[0];
+    *n_test = n[1];
+    return 0;
+  }
   if (dir_has_cifar(source)) {
     *c = 3;
     *h = *w = 32;
@@ -716,5 +921,5 @@ int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, i
     *c = 1;
     return 0;
   }
-  return qkd_fail(err, QKD_ERR_IO, source, is_dir(source) ? "no IDX or CIFAR-10 files here" : "no such directory");
+  return qkd_fail(err, QKD_ERR_IO, source, is_dir(source) ? "no IDX, CIFAR-10 or NumPy (x_train.npy …) files here" : "no such directory");
 }

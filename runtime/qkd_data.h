@@ -1,10 +1,17 @@
-/* qkd_data.h — image data sets for the classical runtime: IDX (raw or .gz) and CIFAR-10 binary
- * loaders, the synthetic source, the data path, the data-set options of spec §2/§6 and the
- * conversion of a batch of images to float.
+/* qkd_data.h — data sets for the classical runtime: IDX (raw or .gz), CIFAR-10 binary and NumPy
+ * array (.npy directory or one .npz) loaders, the synthetic source, the data path, the data-set
+ * options of spec §2/§6 and the conversion of a batch of items to float.
  *
- * Owns: the bytes of every loaded split (uint8, one image = c*h*w bytes, CHW order) and the
- * labels (renumbered 0..n_classes-1). Images stay uint8 in memory; qkd_data_batch converts a
- * batch to float with the data set's per-channel scale.
+ * Owns: the features of every loaded split (one item = c*h*w values, CHW order; uint8 pixels
+ * for IDX, CIFAR-10, synthetic and uint8 arrays, float32 for float arrays — ds->features says
+ * which, kept as loaded, never converted) and the labels (renumbered 0..n_classes-1).
+ * qkd_data_batch converts a batch to float with the data set's per-channel scale.
+ *
+ * Array sources: x_train, y_train, x_test, y_test (as NAME.npy in a directory, or members of
+ * one .npz). x has shape (N, D) -> item 1x1xD, (N, H, W) -> 1xHxW or (N, C, H, W) with C <= 4;
+ * dtype uint8, float32 or float64 (rounded to float32; every value must be finite). y is (N,)
+ * uint8/int32/int64 with labels 0..K-1, K <= QKD_DATA_MAX_CLASSES; K = 1 + the largest label of
+ * either split. Row i of an array is orig_index i of its split.
  *
  * Promises:
  *  - every file is validated before anything proportional to its header is allocated: magic,
@@ -27,31 +34,33 @@
 #include "qkd_err.h"
 
 #define QKD_DATA_MAX_FILES 8
-#define QKD_DATA_MAX_CLASSES 256
+#define QKD_DATA_MAX_CLASSES 1000
 
 enum { QKD_DATA_SCALE_UNIT = 0, QKD_DATA_SCALE_STANDARD = 1 };
+enum { QKD_DATA_U8 = 0, QKD_DATA_F32 = 1 }; /* qkd_dataset.features */
 
 /* What to load (spec §2 `dataset`). Zero means "not set" for every count. */
 typedef struct {
   const char *source;     /* "mnist" | "fashion-mnist" | "cifar10" (the data path), "synthetic",
-                             or a directory (absolute or relative to the cwd; the caller resolves
-                             paths relative to the .qkd file). A source containing '/' or naming an
-                             existing directory is a directory. */
+                             a directory or a .npz file (absolute or relative to the cwd; the caller
+                             resolves paths relative to the .qkd file). A source containing '/' or
+                             naming an existing directory is a path. */
   int n_classes;          /* 0 = all classes of the source */
   const int *classes;     /* [n_classes] original labels, in the order that renumbers them */
   int per_class;          /* first N images of each class in file order, both splits */
   int train_limit, test_limit; /* first N images after classes/per_class */
   int validation;         /* images held out of the training split */
-  int scale;              /* QKD_DATA_SCALE_UNIT (pixels/255) or _STANDARD (per-channel) */
+  int scale;              /* QKD_DATA_SCALE_UNIT (uint8 pixels/255, float features as they are)
+                             or _STANDARD (per-channel mean/std of the training split) */
   uint64_t seed;          /* synthetic images and the validation draw */
   int c, h, w;            /* synthetic: the image shape (1 <= c <= 4, 1 <= h, w <= 256) */
-  int source_classes;     /* synthetic: the number of classes [10]; labels of file sources
-                             must be < 10 (the three named sets and their layout) */
+  int source_classes;     /* synthetic: the number of classes [10]; labels of IDX and CIFAR-10
+                             files must be < 10, those of arrays < QKD_DATA_MAX_CLASSES */
 } qkd_data_opts;
 
 typedef struct {
-  int n;                  /* images */
-  uint8_t *x;             /* [n][c*h*w] */
+  int n;                  /* items */
+  uint8_t *x;             /* [n] items of qkd_data_item_bytes(ds) bytes: uint8 or float32 values */
   int *y;                 /* [n] renumbered labels */
   int *orig_index;        /* [n] the image's index in the source split (file order) */
 } qkd_split;
@@ -62,10 +71,12 @@ typedef struct {
 } qkd_data_file;
 
 typedef struct {
-  int c, h, w;            /* image shape */
+  int c, h, w;            /* item shape */
+  int features;           /* QKD_DATA_U8 or QKD_DATA_F32: the type of the values in split x */
   int n_classes;          /* labels are 0..n_classes-1 */
+  int source_classes;     /* the source's label count (before `classes` renumbers them) */
   qkd_split train, val, test;
-  float mean[4], inv_std[4]; /* per channel, in pixel units: value = (px - mean) * inv_std */
+  float mean[4], inv_std[4]; /* per channel, in stored units: value = (x - mean) * inv_std */
   char source[1024];      /* the resolved directory, or "synthetic" */
   int n_files;
   qkd_data_file files[QKD_DATA_MAX_FILES];
@@ -75,7 +86,10 @@ typedef struct {
 int qkd_data_load(const qkd_data_opts *opts, qkd_dataset *ds, qkd_error *err);
 void qkd_data_free(qkd_dataset *ds);
 
-/* Converts images idx[0..n) of split (all of them in order when idx is NULL) to float [n][c*h*w]
+/* Bytes of one item of a split's x. */
+size_t qkd_data_item_bytes(const qkd_dataset *ds);
+
+/* Converts items idx[0..n) of split (all of them in order when idx is NULL) to float [n][c*h*w]
  * with the data set's scale, and copies their labels to y (may be NULL). */
 void qkd_data_batch(const qkd_dataset *ds, const qkd_split *split, const int *idx, int n,
                     float *x, int *y);
@@ -100,8 +114,9 @@ int qkd_data_find(const char *name, char *dir, size_t dirlen, qkd_error *err);
  * them: the identity of a data set for cache and cell keys. files has QKD_DATA_MAX_FILES slots. */
 int qkd_data_identify(const qkd_data_opts *opts, qkd_data_file *files, int *n, qkd_error *err);
 
-/* Header-only probe of a directory source (or a named source: shape known, no files read):
- * image shape, class count (10 for the standard layouts) and split sizes from the headers. */
+/* Header-only probe of a directory or .npz source (or a named source: shape known, no files
+ * read): item shape, class count (10 for the standard layouts) and split sizes from the headers.
+ * Array sources also have their label arrays read (not their features): K is their range. */
 int qkd_data_probe(const char *source, int *c, int *h, int *w, int *n_classes, int *n_train,
                    int *n_test, qkd_error *err);
 

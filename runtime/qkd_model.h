@@ -11,7 +11,7 @@
 
 typedef enum {
   QKD_SRC_NAMED,     /* "mnist", "fashion-mnist", "cifar10": found on the data path */
-  QKD_SRC_DIR,       /* a directory holding the standard files */
+  QKD_SRC_DIR,       /* a directory holding the standard files (IDX, CIFAR-10, .npy), or a .npz */
   QKD_SRC_SYNTHETIC  /* generated from `seed` */
 } qkd_source_kind;
 
@@ -31,6 +31,7 @@ typedef struct {
   int c, h, w;             /* image shape */
   int seed;                /* synthetic only */
   int source_classes;      /* label range of the source (10 for the named sets) */
+  int n_train_source, n_test_source; /* rows of the source's splits before any option */
 } qkd_m_dataset;
 
 typedef enum { QKD_OPT_ADAM = 0, QKD_OPT_SGD } qkd_opt_kind;
@@ -49,6 +50,11 @@ typedef struct {
   qkd_m_train train;
   const char *cache;       /* resolved path, or NULL */
   long params;
+  /* A teacher given by its logits (no net, no train): resolved .npy paths of (N, C) float arrays
+   * whose rows are those of the data set's source splits before its options; C is the data set's
+   * class count or its source's label count (then the selected classes' columns are used). */
+  const char *logits, *test_logits;
+  int logits_classes;      /* C */
 } qkd_m_teacher;
 
 /* A loss is an expression over scalar terms, evaluated per batch. */

@@ -73,6 +73,9 @@ typedef struct {
   double train_seconds;           /* time in the training loop only (no evaluation) */
   long train_images;              /* images processed by the training loop */
   int cached;                     /* 1: weights came from the cache */
+  const char *logits;             /* a teacher given by its logits: its training logits file
+                                     (borrowed); then net is NULL, params -1, one "epoch" whose
+                                     accuracy is that of its test logits */
 } qkd_teacher_result;
 
 int qkd_teacher_train(const qkd_teacher_job *job, qkd_teacher_result *res, qkd_error *err);
@@ -85,6 +88,18 @@ double qkd_nn_evaluate(qkd_nn *net, const qkd_dataset *ds, const qkd_split *spli
 /* Logits [split->n][C] of net on every image of split, in order (evaluation mode); malloc'd,
  * NULL on OOM. Compute once per data set and reuse for distillation. */
 float *qkd_teacher_logits(qkd_nn *net, const qkd_dataset *ds, const qkd_split *split);
+
+/* A teacher given by its logits: train_path and test_path hold (rows, C) float32/float64 arrays
+ * (.npy) whose row i is item i of the source's training / test split before the data set's
+ * options (orig_index, qkd_data.h). When C is the source's label count (ds->source_classes),
+ * column L is original label L and the data set's classes pick their columns; otherwise C must be
+ * ds->n_classes and the columns are the data set's classes in order. Gives the logits of ds's
+ * training split [ds->train.n][ds->n_classes] (malloc'd) and the accuracy of the test logits on
+ * ds's test split (argmax, ties to the first). -1 with err (path = the file) on a missing or
+ * malformed file, rows too few for the data set's items, a column count that fits neither rule,
+ * or a value that is not finite. */
+int qkd_teacher_from_logits(const char *train_path, const char *test_path, const qkd_dataset *ds, const qkd_data_opts *o,
+                            float **train_logits, double *test_accuracy, qkd_error *err);
 
 /* The cache key of a job (exposed for tests and provenance). */
 uint64_t qkd_cache_key(const qkd_net_spec *net, qkd_shape in, const qkd_recipe *r, const qkd_data_opts *o,

@@ -76,7 +76,8 @@ static void json_experiment(qkd_jw *w, const qkd_report *rep, const qkd_report_e
   if (e->teacher.name) {
     qkd_jw_open(w, "teacher", '{');
     qkd_jw_str(w, "name", e->teacher.name);
-    qkd_jw_int(w, "params", e->teacher.params);
+    if (e->teacher.params >= 0) qkd_jw_int(w, "params", e->teacher.params);
+    else qkd_jw_null(w, "params"); /* given by its logits */
     qkd_jw_num(w, "test_accuracy", e->teacher.test_accuracy);
     qkd_jw_close(w, '}');
   } else {
@@ -138,7 +139,9 @@ static int emit_json(FILE *f, const void *ctx) {
     qkd_jw_str(&w, "name", t->name);
     qkd_jw_str(&w, "dataset", t->dataset);
     if (r) {
-      qkd_jw_int(&w, "params", r->params);
+      if (r->logits) qkd_jw_null(&w, "params");
+      else qkd_jw_int(&w, "params", r->params);
+      if (r->logits) qkd_jw_str(&w, "logits", r->logits);
       qkd_jw_num(&w, "test_accuracy", last(r->test_accuracy, r->epochs));
       qkd_jw_nums(&w, "test_accuracy_per_epoch", r->test_accuracy, r->epochs);
       qkd_jw_num(&w, "seconds", r->seconds);

@@ -186,21 +186,71 @@ oom:
 
 /* Trains (or loads) teacher t once per distinct (architecture, recipe, data); returns its slot.
  * own_cache: the cache file to use when the teacher declares none (grid cells), or NULL. */
+/* A file's identity in a key: its base name and size. */
+static uint64_t hash_file(uint64_t h, const char *path, long long size) {
+  const char *base = strrchr(path, '/');
+  h = qkd_hash_str(h, base ? base + 1 : path);
+  return qkd_hash_bytes(h, &size, sizeof size);
+}
+
+static long long file_bytes(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* The slot with this key (< n_teachers), or a new zeroed one at n_teachers (not yet counted);
+ * -1 when out of memory. */
+static int teacher_slot_find(runner *r, uint64_t key, const qkd_m_teacher *t, int di) {
+  for (int i = 0; i < r->n_teachers; i++)
+    if (r->teachers[i].key == key) return i;
+  GROW(r->teachers, r->n_teachers);
+  r->teachers[r->n_teachers] = (teacher_slot){.key = key, .t = t, .data = di};
+  return r->n_teachers;
+oom:
+  return log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
+}
+
+/* A teacher given by its logits: its slot, keyed by the two files' paths and sizes and its data
+ * set; its accuracy on its own data set's test split. */
+static int logits_teacher_slot(runner *r, const qkd_m_teacher *t, int di) {
+  const char *files[2] = {t->logits, t->test_logits};
+  uint64_t key = qkd_hash_str(r->data[di]->key, t->name);
+  for (int k = 0; k < 2; k++) key = hash_file(qkd_hash_str(key, files[k]), files[k], file_bytes(files[k]));
+  int ti = teacher_slot_find(r, key, t, di);
+  if (ti != r->n_teachers) return ti; /* an earlier slot, or -1 */
+  teacher_slot *s = &r->teachers[ti];
+  double t0 = qkd_now_s();
+  float *lg = NULL;
+  double acc;
+  qkd_error err;
+  if (!(s->res.test_accuracy = malloc(sizeof(double))) ||
+      qkd_teacher_from_logits(t->logits, t->test_logits, &r->data[di]->ds, &r->data[di]->opts, &lg, &acc, &err) != 0) {
+    if (s->res.test_accuracy) log_error(r, &err);
+    else log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
+    free(s->res.test_accuracy);
+    return -1;
+  }
+  free(lg);
+  s->res = (qkd_teacher_result){.params = -1, .epochs = 1, .test_accuracy = s->res.test_accuracy, .logits = t->logits,
+                                .seconds = qkd_now_s() - t0};
+  s->res.test_accuracy[0] = acc;
+  fprintf(r->o->log, "teacher '%s': given by its logits (%s), test accuracy %.4f\n", t->name, t->logits, acc);
+  return r->n_teachers++;
+}
+
 static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   int di = dataset_slot(r, t->data);
   if (di < 0) return -1;
+  if (t->logits) return logits_teacher_slot(r, t, di);
   const qkd_dataset *ds = &r->data[di]->ds;
   qkd_recipe rc = recipe(&t->train);
   qkd_shape in = {ds->c, ds->h, ds->w, 0};
   uint64_t key = qkd_cache_key(&t->net, in, &rc, &r->data[di]->opts, ds);
   key = qkd_hash_str(key, t->name);
   key = qkd_hash_str(key, t->cache ? t->cache : "");
-  for (int i = 0; i < r->n_teachers; i++)
-    if (r->teachers[i].key == key) return i;
-  GROW(r->teachers, r->n_teachers);
-  teacher_slot *s = &r->teachers[r->n_teachers];
-  memset(s, 0, sizeof *s);
-  s->key = key, s->t = t, s->data = di;
+  int ti = teacher_slot_find(r, key, t, di);
+  if (ti != r->n_teachers) return ti; /* an earlier slot, or -1 */
+  teacher_slot *s = &r->teachers[ti];
   if (t->cache) s->cache = strdup(t->cache);
   else if (for_cell) { /* grid cells keep their teachers in the run directory */
     size_t n = strlen(r->o->out_dir) + strlen(t->name) + 64;
@@ -229,8 +279,6 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   fprintf(r->o->log, "teacher '%s': test accuracy %.4f%s (%.1f s)\n", t->name,
           res->epochs ? res->test_accuracy[res->epochs - 1] : 0.0, res->cached ? " (cached)" : "", res->seconds);
   return r->n_teachers++;
-oom:
-  return log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
 }
 
 /* Teacher logits files: beside a cached teacher, its logits on one data set's training split
@@ -294,6 +342,19 @@ static logits_slot *teacher_on(runner *r, int ti, int di, int logits) {
   char *path = NULL;
   if (t->cache && (path = malloc(strlen(t->cache) + 40)))
     sprintf(path, "%s.%016llx.logits", t->cache, (unsigned long long)r->data[di]->key);
+  if (!s && t->res.logits) { /* a teacher given by its logits, on this data set's items */
+    GROW(r->logits, r->n_logits);
+    s = &r->logits[r->n_logits++];
+    *s = (logits_slot){ti, di, NULL, NAN};
+    qkd_error err;
+    if (qkd_teacher_from_logits(t->t->logits, t->t->test_logits, ds, &r->data[di]->opts, &s->logits, &s->test_accuracy, &err) != 0) {
+      log_error(r, &err);
+      r->n_logits--;
+      s = NULL;
+    }
+    free(path);
+    return s;
+  }
   if (!s) {
     GROW(r->logits, r->n_logits);
     s = &r->logits[r->n_logits++];
@@ -349,8 +410,8 @@ oom:
   return NULL;
 }
 
-/* The resume key of an experiment or cell: its checked text, its data files (base names and
- * sizes), the version. */
+/* The resume key of an experiment or cell: its checked text, its data files and those of a
+ * teacher given by its logits (base names and sizes), the version. */
 static uint64_t experiment_key(const qkd_m_experiment *e) {
   uint64_t h = qkd_hash_str(QKD_HASH_INIT, e->key_text ? e->key_text : e->name);
   qkd_data_opts o;
@@ -358,11 +419,9 @@ static uint64_t experiment_key(const qkd_m_experiment *e) {
   qkd_data_file files[QKD_DATA_MAX_FILES];
   int n = 0;
   if (qkd_data_identify(&o, files, &n, NULL) != 0) n = 0; /* loading will report it */
-  for (int i = 0; i < n; i++) {
-    const char *base = strrchr(files[i].path, '/');
-    h = qkd_hash_str(h, base ? base + 1 : files[i].path);
-    h = qkd_hash_bytes(h, &files[i].size, sizeof files[i].size);
-  }
+  for (int i = 0; i < n; i++) h = hash_file(h, files[i].path, files[i].size);
+  const qkd_m_teacher *t = e->teacher;
+  for (int k = 0; t && t->logits && k < 2; k++) h = hash_file(h, k ? t->test_logits : t->logits, file_bytes(k ? t->test_logits : t->logits));
   return qkd_hash_str(h, QKD_VERSION);
 }
 

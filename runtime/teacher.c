@@ -1,9 +1,11 @@
 /* teacher.c — the training loop, evaluation and teacher logits of qkd_teacher.h. */
 #include "qkd_teacher.h"
+#include "qkd_npy.h"
 #include "qkd_time.h"
 #include "qkd_loop.h"
 #include "qkd_rng.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,57 @@ float *qkd_teacher_logits(qkd_nn *net, const qkd_dataset *ds, const qkd_split *s
   }
   free(x); free(idx);
   return out;
+}
+
+/* Rows split->orig_index[i], columns col[k], of one logits file into out [split->n][C]. */
+static int pick_logits(const char *path, const qkd_split *split, long cols, const int *col, int C, float *out, qkd_error *err) {
+  qkd_npy a;
+  if (qkd_npy_load(path, NULL, 0, &a, err) != 0) return -1;
+  int rc = 0;
+  if (a.ndim != 2 || (a.type != QKD_NPY_F32 && a.type != QKD_NPY_F64))
+    rc = qkd_fail(err, QKD_ERR_FORMAT, path, "logits must be a 2-dimensional float32 or float64 array (rows, classes), not %s of %d dimension%s",
+                  qkd_npy_descr(a.type), a.ndim, a.ndim == 1 ? "" : "s");
+  else if (a.shape[1] != cols)
+    rc = qkd_fail(err, QKD_ERR_FORMAT, path, "has %ld columns, but the training logits have %ld", a.shape[1], cols);
+  for (long i = 0; rc == 0 && i < a.count; i++)
+    if (!isfinite(qkd_npy_get(&a, i)))
+      rc = qkd_fail(err, QKD_ERR_FORMAT, path, "logit %ld of row %ld is not finite", i % a.shape[1], i / a.shape[1]);
+  for (int i = 0; rc == 0 && i < split->n; i++) {
+    long r = split->orig_index[i];
+    if (r >= a.shape[0]) {
+      rc = qkd_fail(err, QKD_ERR_FORMAT, path, "has %ld rows, but the data set has item %ld of this split", a.shape[0], r);
+      break;
+    }
+    for (int k = 0; k < C; k++) out[(size_t)i * C + k] = (float)qkd_npy_get(&a, r * a.shape[1] + col[k]);
+  }
+  qkd_npy_free(&a);
+  return rc;
+}
+
+int qkd_teacher_from_logits(const char *train_path, const char *test_path, const qkd_dataset *ds, const qkd_data_opts *o,
+                            float **train_logits, double *test_accuracy, qkd_error *err) {
+  *train_logits = NULL;
+  int C = ds->n_classes;
+  qkd_npy h;
+  if (qkd_npy_load(train_path, NULL, 1, &h, err) != 0) return -1;
+  long cols = h.ndim == 2 ? h.shape[1] : -1;
+  int *col = malloc(sizeof(int) * (size_t)C + 1);
+  float *tr = malloc(sizeof(float) * (size_t)ds->train.n * (size_t)C + 1);
+  float *te = malloc(sizeof(float) * (size_t)ds->test.n * (size_t)C + 1);
+  int rc = 0;
+  if (!col || !tr || !te) rc = qkd_fail(err, QKD_ERR_MEMORY, train_path, "out of memory");
+  for (int k = 0; rc == 0 && k < C; k++) col[k] = cols == ds->source_classes && o->n_classes > 0 ? o->classes[k] : k;
+  if (rc == 0 && h.ndim == 2 && cols != ds->source_classes && cols != C)
+    rc = qkd_fail(err, QKD_ERR_FORMAT, train_path, "has %ld columns, but the data set has %d classes (%d labels in its source)", cols, C,
+                  ds->source_classes);
+  if (rc == 0) rc = pick_logits(train_path, &ds->train, cols, col, C, tr, err);
+  if (rc == 0) rc = pick_logits(test_path, &ds->test, cols, col, C, te, err);
+  if (rc == 0) *test_accuracy = (double)qkd_nn_argmax_count(te, ds->test.n, C, ds->test.y, NULL, NULL) / ds->test.n;
+  free(col);
+  free(te);
+  if (rc != 0) free(tr);
+  else *train_logits = tr;
+  return rc;
 }
 
 void qkd_teacher_result_free(qkd_teacher_result *r) {
