@@ -19,6 +19,7 @@
 #include "qkd_json.h"
 #include "qkd_loss.h"
 #include "qkd_nn.h"
+#include "qkd_pyout.h"
 #include "qkd_report.h"
 #include "qkd_teacher.h"
 #include "qkd_train.h"
@@ -398,6 +399,17 @@ static void write_weights(runner *r, const char *stem, const char *name, const c
   free(path);
 }
 
+/* A finished run's outputs for Python (qkd_pyout.h) beside its .qkw; labels: the experiment's
+ * test labels (res NULL). */
+static void write_python(runner *r, const char *stem, const qkd_m_experiment *e, const qkd_dataset *ds,
+                         qkd_run_kind kind, const char *name, const qkd_student_result *res) {
+  qkd_error err;
+  if ((res ? qkd_pyout_write_run(stem, name, kind, e, ds, res, &err) : qkd_pyout_write_labels(stem, ds, &err)) != 0) {
+    log_error(r, &err);
+    missing(r, err.path);
+  }
+}
+
 /* Runs an experiment's trainings. stem: where the weights go (PATH without ".kind.qkw").
  * Returns 0, 1 (an error, reported), 2 (internal) or 130 (stopped). */
 static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, const char *what, double rest_s,
@@ -485,9 +497,11 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
       break;
     }
     write_weights(r, stem, e->name, names[kind], res);
+    write_python(r, stem, e, ds, kind, names[kind], res);
     fprintf(o->log, "%s %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", what, names[kind],
             res->test_accuracy[res->epochs - 1], res->epochs, res->seconds, res->samples_per_s);
   }
+  if (rc == 0) write_python(r, stem, e, ds, QKD_RUN_DISTILLED, NULL, NULL);
   if (xr->res[QKD_RUN_DISTILLED].zero_vectors)
     fprintf(o->log, "%s: %ld all-zero feature vectors were encoded as |0...0>\n", what,
             xr->res[QKD_RUN_DISTILLED].zero_vectors);
