@@ -73,15 +73,17 @@ static long add_net(arrays *L, const char *prefix, int indexed, const qkd_net_sp
       w = b = s.c;
       snprintf(name, sizeof name, "%s.weight", base);
       add(L, name, QKD_NPY_F32, p + used, 1, s.c, 0, 0, 0);
+    }
+    if (b) {
+      snprintf(name, sizeof name, "%s.bias", base);
+      add(L, name, QKD_NPY_F32, p + used + w, 1, b, 0, 0, 0);
+    }
+    if (l->kind == QKD_LAYER_BATCHNORM) { /* the state block: running mean [C], variance [C] */
       snprintf(name, sizeof name, "%s.running_mean", base);
       add(L, name, QKD_NPY_F32, st + *ns, 1, s.c, 0, 0, 0);
       snprintf(name, sizeof name, "%s.running_var", base);
       add(L, name, QKD_NPY_F32, st + *ns + s.c, 1, s.c, 0, 0, 0);
       *ns += 2L * s.c;
-    }
-    if (b) {
-      snprintf(name, sizeof name, "%s.bias", base);
-      add(L, name, QKD_NPY_F32, p + used + w, 1, b, 0, 0, 0);
     }
     used += w + b;
     qkd_shape next;

@@ -586,6 +586,7 @@ static int run_plain(runner *r, double t0) {
       break;
     }
     sprintf(what, "experiment '%s'", e->name);
+    int failed = r->write_failed;
     rc = run_experiment(r, e, 0, what, -1, stem, &xr[k]);
     free(what);
     if (rc == 1 || rc == 2) {
@@ -597,7 +598,8 @@ static int run_plain(runner *r, double t0) {
     ex[k].seconds.total += teacher_s;
     ex[k].seconds.teacher = teacher_s;
     done = ++k;
-    if (write_report(r, ex, done) == 0 && rc == 0) drop_checkpoints(stem);
+    /* an output not written keeps the checkpoints: the next run redoes it from the last epoch */
+    if (write_report(r, ex, done) == 0 && rc == 0 && r->write_failed == failed) drop_checkpoints(stem);
     free(stem);
   }
   if (rc == 0 && done) {
@@ -678,8 +680,11 @@ static int run_cells(runner *r) {
     snprintf(what, sizeof what, "[%d/%d] %s", i - lo + 1, hi - lo, c->name);
     double t0 = qkd_now_s();
     exp_run xr;
+    int failed = r->write_failed;
     rc = run_experiment(r, c->experiment, 1, what, rest, stem, &xr);
-    if (rc == 0) {
+    if (rc == 0 && r->write_failed != failed) {
+      fprintf(o->log, "%s: not marked done (outputs missing, see above); the next run redoes it from its checkpoints\n", what);
+    } else if (rc == 0) {
       const qkd_m_grid *g = c->grid;
       const char **labels = calloc((size_t)g->n_axes + 1, sizeof *labels), **values = calloc((size_t)g->n_axes + 1, sizeof *values);
       for (int k = 0; labels && values && k < g->n_axes; k++)
