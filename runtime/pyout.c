@@ -102,6 +102,14 @@ static long add_dense(arrays *L, const char *prefix, int units, long inputs, con
   return add_net(L, prefix, 0, &spec, (qkd_shape){(int)inputs, 1, 1, 1}, 1, p, NULL, &ns);
 }
 
+/* `classes` [C] int64: the original label of each class; returns its buffer (the caller frees). */
+static int64_t *add_classes(arrays *L, const qkd_m_dataset *d, long C) {
+  int64_t *classes = malloc(sizeof(int64_t) * (size_t)(C + 1));
+  for (long k = 0; classes && k < C; k++) classes[k] = k < d->n_classes ? d->classes[k] : k;
+  add(L, "classes", QKD_NPY_I64, classes, 1, C, 0, 0, 0);
+  return classes;
+}
+
 static char *path_of(const char *stem, const char *run, const char *ext) {
   size_t n = strlen(stem) + (run ? strlen(run) : 0) + strlen(ext) + 4;
   char *p = malloc(n);
@@ -149,9 +157,7 @@ int qkd_pyout_write_run(const char *stem, const char *run, qkd_run_kind kind, co
     add(&L, "circuit.theta", QKD_NPY_F64, res->circuit_params, 1, res->quantum_params, 0, 0, 0);
   }
   if (st->head_dense) used += add_dense(&L, "head", st->head_dense, O, cl + used);
-  int64_t *classes = malloc(sizeof(int64_t) * (size_t)(C + 1));
-  for (long k = 0; classes && k < C; k++) classes[k] = k < e->data->n_classes ? e->data->classes[k] : k;
-  add(&L, "classes", QKD_NPY_I64, classes, 1, C, 0, 0, 0);
+  int64_t *classes = add_classes(&L, e->data, C);
   char *npz = path_of(stem, run, "npz"), *lg = path_of(stem, run, "test_logits.npy");
   int rc = -1;
   if (L.oom || !classes || !npz || !lg) qkd_fail(err, QKD_ERR_MEMORY, npz, "out of memory");
@@ -178,5 +184,23 @@ int qkd_pyout_write_labels(const char *stem, const qkd_dataset *ds, qkd_error *e
     rc = qkd_npy_save(path, &a, err);
   }
   free(y), free(path);
+  return rc;
+}
+
+int qkd_pyout_write_teacher(const char *path, const qkd_m_teacher *t, const qkd_dataset *ds, qkd_nn *net,
+                            qkd_error *err) {
+  arrays L = {0};
+  long ns = 0;
+  long used = add_net(&L, "net", 1, &t->net, (qkd_shape){ds->c, ds->h, ds->w, 0}, 0, qkd_nn_params(net),
+                      qkd_nn_state(net), &ns);
+  int64_t *classes = add_classes(&L, t->data, ds->n_classes);
+  int rc = -1;
+  if (L.oom || !classes) qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
+  else if (used != qkd_nn_param_count(net) || ns != qkd_nn_state_count(net))
+    qkd_fail(err, QKD_ERR_INTERNAL, path, "teacher '%s': %ld parameters and %ld state values, its net names %ld and %ld",
+             t->name, qkd_nn_param_count(net), qkd_nn_state_count(net), used, ns);
+  else rc = qkd_npz_save(path, (const char *const *)L.names, L.a, L.n, 0, err);
+  arrays_free(&L);
+  free(classes);
   return rc;
 }

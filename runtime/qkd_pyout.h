@@ -2,7 +2,8 @@
  * student weights file STEM.RUN.qkw (RUN = distilled, baseline, control),
  *   STEM.RUN.npz              the run's parameters as named arrays (numpy.load reads it)
  *   STEM.RUN.test_logits.npy  its logits on the test split after the last epoch
- * and, once per experiment (the runs share the test split), STEM.test_labels.npy.
+ * and, once per experiment (the runs share the test split), STEM.test_labels.npy; and a teacher's
+ * weights, named the same way.
  *
  * Owns: the array names, shapes and dtypes (one place; docs/python.md lists them). Nothing else.
  *
@@ -28,6 +29,7 @@
 #include "qkd_data.h"
 #include "qkd_err.h"
 #include "qkd_model.h"
+#include "qkd_nn.h"
 #include "qkd_train.h"
 
 /* STEM.RUN.npz and STEM.RUN.test_logits.npy for one finished run of e on ds; run names the kind
@@ -36,5 +38,9 @@ int qkd_pyout_write_run(const char *stem, const char *run, qkd_run_kind kind, co
                         const qkd_dataset *ds, const qkd_student_result *res, qkd_error *err);
 /* STEM.test_labels.npy: ds's test labels. */
 int qkd_pyout_write_labels(const char *stem, const qkd_dataset *ds, qkd_error *err);
+/* PATH (.npz): teacher t's trained (or loaded) net on ds, named like a pre net with the prefix
+ * `net` (`net.I.weight`, …; a mean net's members `net.members.M.I.weight`, …), and `classes`. */
+int qkd_pyout_write_teacher(const char *path, const qkd_m_teacher *t, const qkd_dataset *ds, qkd_nn *net,
+                            qkd_error *err);
 
 #endif

@@ -185,6 +185,14 @@ oom:
   return log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
 }
 
+/* DIR/teachers/NAME.KEY.EXT (malloc'd): a teacher's files in the run directory. */
+static char *teacher_file(const runner *r, const char *name, uint64_t key, const char *ext) {
+  size_t n = strlen(r->o->out_dir) + strlen(name) + strlen(ext) + 40;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/teachers/%s.%016llx.%s", r->o->out_dir, name, (unsigned long long)key, ext);
+  return p;
+}
+
 /* Trains (or loads) teacher t once per distinct (architecture, recipe, data); returns its slot.
  * own_cache: the cache file to use when the teacher declares none (grid cells), or NULL. */
 static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
@@ -204,9 +212,7 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   s->key = key, s->t = t, s->data = di;
   if (t->cache) s->cache = strdup(t->cache);
   else if (for_cell) { /* grid cells keep their teachers in the run directory */
-    size_t n = strlen(r->o->out_dir) + strlen(t->name) + 64;
-    s->cache = malloc(n);
-    if (s->cache) snprintf(s->cache, n, "%s/teachers/%s.%016llx.qkw", r->o->out_dir, t->name, (unsigned long long)key);
+    s->cache = teacher_file(r, t->name, key, "qkw");
     qkd_error err;
     char *dir = s->cache ? qkd_file_join(r->o->out_dir, "teachers") : NULL;
     if (dir && qkd_file_mkdir_p(dir, &err) != 0) {
@@ -714,6 +720,24 @@ static int run_cells(runner *r) {
   return rc;
 }
 
+/* Each teacher's weights for Python (qkd_pyout.h) beside its cache in DIR/teachers/: written when
+ * it was trained here, or when missing (a cached teacher's file from an earlier run stays). */
+static void write_teachers(runner *r) {
+  for (int i = 0; i < r->n_teachers; i++) {
+    const teacher_slot *s = &r->teachers[i];
+    char *npz = teacher_file(r, s->t->name, s->key, "npz");
+    struct stat sb;
+    qkd_error err;
+    if (!npz) missing(r, "a teacher's .npz");
+    else if ((!s->res.cached || stat(npz, &sb) != 0) &&
+             qkd_pyout_write_teacher(npz, s->t, &r->data[s->data]->ds, s->res.net, &err) != 0) {
+      log_error(r, &err);
+      missing(r, npz);
+    }
+    free(npz);
+  }
+}
+
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   double t0 = qkd_now_s();
   if (o->slice_n > 0 && m->n_cells == 0) {
@@ -750,6 +774,7 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
       }
     }
   }
+  if (rc == 0 || rc == 130) write_teachers(&r);
   if (rc == 0 && r.write_failed) {
     log_fail(o->log, QKD_ERR_IO, o->out_dir,
              "%d output%s could not be written (%s%s; see above): the run's results are incomplete; "

@@ -13,7 +13,8 @@
 #     simulated on a state vector, <Z> or probabilities, control layer, head — and they agree;
 #  5. an output blocked by a directory of its name: exit 1 naming the file, no temporary file;
 #     the next run (unblocked) resumes from the kept checkpoint and writes outputs equal to an
-#     uninterrupted run's.
+#     uninterrupted run's;
+#  6. the teacher's weights (DIR/teachers/NAME.KEY.npz) give its reported test accuracy in NumPy.
 set -uo pipefail
 qkdc=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -210,6 +211,27 @@ for (ex, kind), arrays in expect.items():
     zb = np.load(b + ".npz")
     check(all(np.array_equal(zb[k], z[k]) for k in z.files) and zb.files == z.files, "%s.%s: the resumed run's .npz differs" % (ex, kind))
     check(np.array_equal(np.load(b + ".test_logits.npy"), L), "%s.%s: the resumed run's logits differ" % (ex, kind))
+
+# 6. the teacher's weights: net small(3) = flatten dense(32) relu dense(3), layers 1 and 3
+import glob
+tf = glob.glob(os.path.join(run, "teachers", "t.*.npz"))
+check(len(tf) == 1, "teacher files: %r" % tf)
+if len(tf) == 1:
+    z = np.load(tf[0])
+    got = {k: (z[k].shape, z[k].dtype.str[1:]) for k in z.files}
+    want = {"net.1.weight": ((32, 784), "f4"), "net.1.bias": ((32,), "f4"), "net.3.weight": ((C, 32), "f4"),
+            "net.3.bias": ((C,), "f4"), "classes": ((C,), "i8")}
+    check(got == want, "teacher arrays %r, expected %r" % (got, want))
+    if got == want:
+        keep = np.isin(labs, z["classes"])
+        x = imgs[keep][:120].reshape(120, -1).astype(np.float64) / 255
+        y = np.searchsorted(z["classes"], labs[keep])[:120]
+        h = np.maximum(x @ z["net.1.weight"].T.astype(np.float64) + z["net.1.bias"], 0)
+        correct = int(((h @ z["net.3.weight"].T.astype(np.float64) + z["net.3.bias"]).argmax(axis=1) == y).sum())
+        reported = exps["e_amp"]["teacher"]["test_accuracy"] * 120
+        # qkd evaluates in float32, NumPy here in float64: a near-tie may go the other way
+        check(abs(correct - reported) <= 1, "teacher: NumPy counts %d correct, results.json %g" % (correct, reported))
+        check(correct > 50, "teacher: %d correct of 120 is chance" % correct)
 
 for m in fails: print("FAIL:", m)
 print("outputs: %d checks failed" % len(fails) if fails else "outputs: all passed")
