@@ -2,7 +2,7 @@
 # tests/interop/outputs.sh QKDC — the Python outputs of `qkdc run` (runtime/pyout.c, docs/python.md)
 # read by NumPy (python3-numpy, the independent side) on tests/interop/outputs.qkd: tiny runs on
 # IDX files NumPy writes, with pre dense / net (conv, batchnorm, pool) / pca, head dense / none,
-# a baseline and a matched control:
+# a baseline, a matched control, and grid cells (one with a baseline shared from another cell):
 #  1. every .npz holds the arrays the program implies, with their shapes and dtypes, and their
 #     sizes add up to results.json's parameter counts;
 #  2. the labels equal the test labels NumPy wrote (the file results.json names), renumbered
@@ -49,7 +49,8 @@ PY
 "$qkdc" check --dump-ir "$prog" >"$work/ir.txt" 2>&1 || { cat "$work/ir.txt"; fail "qkdc check --dump-ir"; }
 
 # 5. a directory where an output goes
-mkdir -p "$work/blocked/e_amp.distilled.npz" "$work/blocked/e_cnn.distilled.test_logits.npy"
+mkdir -p "$work/blocked/e_amp.distilled.npz" "$work/blocked/e_cnn.distilled.test_logits.npy" \
+  "$work/blocked/cells/g/loss=kd1/seed=6.baseline.test_logits.npy"
 "$qkdc" run "$prog" --out "$work/blocked" --threads 1 2>"$work/blocked.log"
 code=$?
 [ "$code" = 1 ] || { cat "$work/blocked.log"; fail "a blocked output gave exit $code, not 1"; }
@@ -59,9 +60,15 @@ grep -q "could not be written (.*e_amp.distilled.npz" "$work/blocked.log" || fai
 [ -z "$(find "$work/blocked" -name '*.tmp.*')" ] || fail "temporary files left behind"
 [ -d "$work/blocked/e_amp.distilled.npz" ] || fail "the directory in the way was replaced"
 [ -e "$work/blocked/e_amp.distilled.ckpt" ] || fail "the checkpoint of the experiment with a missing output is gone"
-rmdir "$work/blocked/e_amp.distilled.npz" "$work/blocked/e_cnn.distilled.test_logits.npy"
+grep -q "g/loss=kd1/seed=6: not marked done" "$work/blocked.log" || { cat "$work/blocked.log"; fail "the cell with a missing output is not said to be undone"; }
+[ -e "$work/blocked/cells/g/loss=kd1/seed=3.json" ] && [ ! -e "$work/blocked/cells/g/loss=kd1/seed=6.json" ] \
+  || fail "the cell with a missing output was marked done (or the other was not)"
+rmdir "$work/blocked/e_amp.distilled.npz" "$work/blocked/e_cnn.distilled.test_logits.npy" \
+  "$work/blocked/cells/g/loss=kd1/seed=6.baseline.test_logits.npy"
 "$qkdc" run "$prog" --out "$work/blocked" --threads 1 2>"$work/again.log" || { cat "$work/again.log"; fail "the run again"; }
 grep -q "resuming 'e_amp' distilled from epoch 2" "$work/again.log" || { cat "$work/again.log"; fail "the run again did not resume"; }
+grep -q "resuming '.*g/loss=kd1/seed=6' distilled from epoch 2" "$work/again.log" || { cat "$work/again.log"; fail "the cell did not resume"; }
+grep -q "3 cells already done" "$work/again.log" || { cat "$work/again.log"; fail "the finished cell ran again"; }
 [ -z "$(find "$work/blocked" -name '*.ckpt')" ] || fail "checkpoints left after a complete run"
 
 $py - "$work" <<'PY' || exit 1
@@ -70,7 +77,8 @@ import numpy as np
 w = sys.argv[1]
 run = os.path.join(w, "run")
 res = json.load(open(os.path.join(run, "results.json")))
-exps = {e["experiment"]: e for e in res["experiments"]}
+exps = {e["experiment"]: e for e in res["experiments"] if e.get("cell") is None}
+cells = {e["cell"]: e for e in res["experiments"] if e.get("cell") is not None}
 fails = []
 def check(ok, what):
     if not ok: fails.append(what)
@@ -116,6 +124,8 @@ for line in open(os.path.join(w, "ir.txt")):
         f = line.split()
         cur = circuits[f[1]] = {"n": int(re.search(r"qubits=(\d+)", line).group(1)),
                                 "measure": re.search(r"measure=(\w+)", line).group(1), "gates": []}
+    elif line.startswith("#"):  # "# cell NAME": the grid's circuits, the same ones here
+        cur = None
     elif cur is not None and line.strip():
         f = line.split()
         cur["gates"].append((f[1], [int(q[1:]) for q in f[2:] if re.fullmatch(r"q\d+", q)],
@@ -166,33 +176,40 @@ def pre_net(z, x):  # conv(2, 5, stride: 2) batchnorm relu maxpool(2) flatten de
     return np.tanh(y.reshape(y.shape[0], -1) @ z["pre.5.weight"].T.astype(np.float64) + z["pre.5.bias"])
 
 student_of = {"e_amp": "amp", "e_cnn": "cnn", "e_pca": "pcs"}
-for (ex, kind), arrays in expect.items():
-    stem = os.path.join(run, "%s.%s" % (ex, kind))
+# (experiment as far as the student goes, run, file stem, its results entry)
+runs = [(ex, kind, ex, exps[ex]) for ex, kind in expect]
+check(sorted(cells) == ["g/loss=kd1/seed=3", "g/loss=kd1/seed=6", "g/loss=kd4/seed=3", "g/loss=kd4/seed=6"], "cells in results.json: %r" % sorted(cells))
+for c in sorted(cells):
+    cf = json.load(open(os.path.join(run, "cells", c + ".json")))
+    check(cf["distilled"] == cells[c]["distilled"] and cf["baseline"] == cells[c]["baseline"], "%s: cell file and results.json differ" % c)
+    runs += [("e_amp", kind, "cells/" + c, cf) for kind in ("distilled", "baseline")]
+for ex, kind, name, e in runs:
+    arrays = expect[(ex, kind)]
+    stem = os.path.join(run, "%s.%s" % (name, kind))
     z = np.load(stem + ".npz")
     got = {k: (z[k].shape, z[k].dtype.str[1:]) for k in z.files}
-    check(got == arrays, "%s.%s: arrays %r, expected %r" % (ex, kind, got, arrays))
+    check(got == arrays, "%s %s: arrays %r, expected %r" % (name, kind, got, arrays))
     if got != arrays: continue
-    e = exps[ex]
     if kind != "control":
         n_cl = sum(z[k].size for k in z.files if k != "circuit.theta" and not any(u in k for u in untrained))
-        check(n_cl == e["student"]["classical_params"], "%s.%s: %d classical values, results.json says %d" % (ex, kind, n_cl, e["student"]["classical_params"]))
-        check(z["circuit.theta"].size == e["student"]["quantum_params"], "%s.%s: circuit.theta size" % (ex, kind))
+        check(n_cl == e["student"]["classical_params"], "%s %s: %d classical values, results.json says %d" % (name, kind, n_cl, e["student"]["classical_params"]))
+        check(z["circuit.theta"].size == e["student"]["quantum_params"], "%s %s: circuit.theta size" % (name, kind))
     else:
         n_cl = sum(z[k].size for k in z.files if not any(u in k for u in untrained))
-        check(n_cl == e["student"]["control_params"], "%s.%s: %d trained values, control_params %d" % (ex, kind, n_cl, e["student"]["control_params"]))
+        check(n_cl == e["student"]["control_params"], "%s %s: %d trained values, control_params %d" % (name, kind, n_cl, e["student"]["control_params"]))
     classes = z["classes"]
-    check(list(classes) == [3, 5, 8], "%s: classes %r" % (ex, classes))
+    check(list(classes) == [3, 5, 8], "%s: classes %r" % (name, classes))
     # 2. labels: the data set's, renumbered by `classes`, the first 120 (test_limit) in file order
-    y = np.load(os.path.join(run, ex + ".test_labels.npy"))
+    y = np.load(os.path.join(run, name + ".test_labels.npy"))
     keep = np.isin(labs, classes)
     ref_y = np.searchsorted(classes, labs[keep])[:120]  # classes ascending here: position = new label
-    check(y.dtype == np.int64 and np.array_equal(y, ref_y), "%s: test labels differ from the data set's" % ex)
+    check(y.dtype == np.int64 and np.array_equal(y, ref_y), "%s: test labels differ from the data set's" % name)
     # 3. the reported accuracy, exactly
     L = np.load(stem + ".test_logits.npy")
-    check(L.dtype.str[1:] == logit_dtype.get((ex, kind), "f4") and L.shape == (120, C), "%s.%s: logits %s %s" % (ex, kind, L.dtype, L.shape))
+    check(L.dtype.str[1:] == logit_dtype.get((ex, kind), "f4") and L.shape == (120, C), "%s %s: logits %s %s" % (name, kind, L.dtype, L.shape))
     acc = float((L.argmax(axis=1) == y).mean())
-    check(acc == e[kind]["test_accuracy"], "%s.%s: accuracy from the logits %r, results.json %r" % (ex, kind, acc, e[kind]["test_accuracy"]))
-    check(0.34 < acc, "%s.%s: accuracy %r is chance: the check would not discriminate" % (ex, kind, acc))
+    check(acc == e[kind]["test_accuracy"], "%s %s: accuracy from the logits %r, results.json %r" % (name, kind, acc, e[kind]["test_accuracy"]))
+    check(0.34 < acc, "%s %s: accuracy %r is chance: the check would not discriminate" % (name, kind, acc))
     # 4. the logits recomputed from the images and the .npz alone
     x = imgs[keep][:120].reshape(120, -1).astype(np.float64) / 255
     f = lambda a: a.astype(np.float64)
@@ -205,12 +222,12 @@ for (ex, kind), arrays in expect.items():
         outs = simulate(circuits[student_of[ex]], z["circuit.theta"], feats)
     ref = outs @ f(z["head.weight"]).T + f(z["head.bias"]) if "head.weight" in z.files else outs[:, :C]
     err = np.abs(ref - L).max()
-    check(err < 1e-5, "%s.%s: NumPy's logits differ from qkd's by %g" % (ex, kind, err))
+    check(err < 1e-5, "%s %s: NumPy's logits differ from qkd's by %g" % (name, kind, err))
     # 5. the blocked run, resumed, equals the uninterrupted one
-    b = os.path.join(w, "blocked", "%s.%s" % (ex, kind))
+    b = os.path.join(w, "blocked", "%s.%s" % (name, kind))
     zb = np.load(b + ".npz")
-    check(all(np.array_equal(zb[k], z[k]) for k in z.files) and zb.files == z.files, "%s.%s: the resumed run's .npz differs" % (ex, kind))
-    check(np.array_equal(np.load(b + ".test_logits.npy"), L), "%s.%s: the resumed run's logits differ" % (ex, kind))
+    check(all(np.array_equal(zb[k], z[k]) for k in z.files) and zb.files == z.files, "%s %s: the resumed run's .npz differs" % (name, kind))
+    check(np.array_equal(np.load(b + ".test_logits.npy"), L), "%s %s: the resumed run's logits differ" % (name, kind))
 
 # 6. the teacher's weights: net small(3) = flatten dense(32) relu dense(3), layers 1 and 3
 import glob
