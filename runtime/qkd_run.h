@@ -3,8 +3,11 @@
  * the cache) every teacher, computes each teacher's logits once per data set, trains every
  * experiment's student with the program's loss ("distilled") and, with `baseline: true`, on `ce`
  * alone from the same initialisation, then writes the outputs into the run directory
- * (results.json, curves.csv, curves.svg, <experiment>.distilled.qkw / .baseline.qkw) and prints a
- * summary table on the log.
+ * (results.json, curves.csv, curves.svg, <experiment>.distilled.qkw / .baseline.qkw / .control.qkw,
+ * and beside each the Python outputs of qkd_pyout.h; at the end DIR/teachers/NAME.KEY.npz, each
+ * teacher's weights) and prints a summary table on the log.
+ * An output that cannot be written is reported and the run ends with exit 1; the experiment's
+ * checkpoints stay (and a grid cell is not marked done), so the next run redoes it from them.
  *
  * The circuit kernels come from the caller (the JIT in qkdc, compiled-in kernels in a built
  * executable, or the interpreter), through kernel_for.

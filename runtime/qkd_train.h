@@ -69,6 +69,17 @@ typedef struct {
   int checkpoint_failed;             /* a checkpoint could not be written (noted; the run went on) */
   double *circuit_params;            /* [quantum_params] final values (for the .qkw file) */
   float *classical;                  /* [classical_params] pre then head (for the .qkw file) */
+  /* For the Python outputs (qkd_pyout.h): */
+  double *test_logits;               /* [n_test_logits] = [test n][C]: the logits on the test split
+                                        after epoch test_logits_epoch (the last finished one),
+                                        exactly those its test accuracy was counted from */
+  long n_test_logits;
+  int test_logits_epoch;
+  float *state;                      /* [n_state] pre's state block (batchnorm running statistics) */
+  long n_state;
+  float *fixed;                      /* [n_fixed] untrained values: a pca pre's mean [D] and basis
+                                        [D][k], then a matched control's projection [R][F] */
+  long n_fixed;
 } qkd_student_result;
 
 /* Which run of an experiment: the baseline (ce alone), the distilled run (the program's loss) or

@@ -19,6 +19,7 @@
 #include "qkd_json.h"
 #include "qkd_loss.h"
 #include "qkd_nn.h"
+#include "qkd_pyout.h"
 #include "qkd_report.h"
 #include "qkd_teacher.h"
 #include "qkd_train.h"
@@ -184,6 +185,14 @@ oom:
   return log_fail(r->o->log, QKD_ERR_MEMORY, r->m->path, "out of memory");
 }
 
+/* DIR/teachers/NAME.KEY.EXT (malloc'd): a teacher's files in the run directory. */
+static char *teacher_file(const runner *r, const char *name, uint64_t key, const char *ext) {
+  size_t n = strlen(r->o->out_dir) + strlen(name) + strlen(ext) + 40;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/teachers/%s.%016llx.%s", r->o->out_dir, name, (unsigned long long)key, ext);
+  return p;
+}
+
 /* Trains (or loads) teacher t once per distinct (architecture, recipe, data); returns its slot.
  * own_cache: the cache file to use when the teacher declares none (grid cells), or NULL. */
 /* A file's identity in a key: its base name and size. */
@@ -253,9 +262,7 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   teacher_slot *s = &r->teachers[ti];
   if (t->cache) s->cache = strdup(t->cache);
   else if (for_cell) { /* grid cells keep their teachers in the run directory */
-    size_t n = strlen(r->o->out_dir) + strlen(t->name) + 64;
-    s->cache = malloc(n);
-    if (s->cache) snprintf(s->cache, n, "%s/teachers/%s.%016llx.qkw", r->o->out_dir, t->name, (unsigned long long)key);
+    s->cache = teacher_file(r, t->name, key, "qkw");
     qkd_error err;
     char *dir = s->cache ? qkd_file_join(r->o->out_dir, "teachers") : NULL;
     if (dir && qkd_file_mkdir_p(dir, &err) != 0) {
@@ -457,6 +464,17 @@ static void write_weights(runner *r, const char *stem, const char *name, const c
   free(path);
 }
 
+/* A finished run's outputs for Python (qkd_pyout.h) beside its .qkw; labels: the experiment's
+ * test labels (res NULL). */
+static void write_python(runner *r, const char *stem, const qkd_m_experiment *e, const qkd_dataset *ds,
+                         qkd_run_kind kind, const char *name, const qkd_student_result *res) {
+  qkd_error err;
+  if ((res ? qkd_pyout_write_run(stem, name, kind, e, ds, res, &err) : qkd_pyout_write_labels(stem, ds, &err)) != 0) {
+    log_error(r, &err);
+    missing(r, err.path);
+  }
+}
+
 /* Runs an experiment's trainings. stem: where the weights go (PATH without ".kind.qkw").
  * Returns 0, 1 (an error, reported), 2 (internal) or 130 (stopped). */
 static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, const char *what, double rest_s,
@@ -544,9 +562,11 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
       break;
     }
     write_weights(r, stem, e->name, names[kind], res);
+    write_python(r, stem, e, ds, kind, names[kind], res);
     fprintf(o->log, "%s %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", what, names[kind],
             res->test_accuracy[res->epochs - 1], res->epochs, res->seconds, res->samples_per_s);
   }
+  if (rc == 0) write_python(r, stem, e, ds, QKD_RUN_DISTILLED, NULL, NULL);
   if (xr->res[QKD_RUN_DISTILLED].zero_vectors)
     fprintf(o->log, "%s: %ld all-zero feature vectors were encoded as |0...0>\n", what,
             xr->res[QKD_RUN_DISTILLED].zero_vectors);
@@ -631,6 +651,7 @@ static int run_plain(runner *r, double t0) {
       break;
     }
     sprintf(what, "experiment '%s'", e->name);
+    int failed = r->write_failed;
     rc = run_experiment(r, e, 0, what, -1, stem, &xr[k]);
     free(what);
     if (rc == 1 || rc == 2) {
@@ -642,7 +663,8 @@ static int run_plain(runner *r, double t0) {
     ex[k].seconds.total += teacher_s;
     ex[k].seconds.teacher = teacher_s;
     done = ++k;
-    if (write_report(r, ex, done) == 0 && rc == 0) drop_checkpoints(stem);
+    /* an output not written keeps the checkpoints: the next run redoes it from the last epoch */
+    if (write_report(r, ex, done) == 0 && rc == 0 && r->write_failed == failed) drop_checkpoints(stem);
     free(stem);
   }
   if (rc == 0 && done) {
@@ -723,8 +745,11 @@ static int run_cells(runner *r) {
     snprintf(what, sizeof what, "[%d/%d] %s", i - lo + 1, hi - lo, c->name);
     double t0 = qkd_now_s();
     exp_run xr;
+    int failed = r->write_failed;
     rc = run_experiment(r, c->experiment, 1, what, rest, stem, &xr);
-    if (rc == 0) {
+    if (rc == 0 && r->write_failed != failed) {
+      fprintf(o->log, "%s: not marked done (outputs missing, see above); the next run redoes it from its checkpoints\n", what);
+    } else if (rc == 0) {
       const qkd_m_grid *g = c->grid;
       const char **labels = calloc((size_t)g->n_axes + 1, sizeof *labels), **values = calloc((size_t)g->n_axes + 1, sizeof *values);
       for (int k = 0; labels && values && k < g->n_axes; k++)
@@ -752,6 +777,24 @@ static int run_cells(runner *r) {
                        skipped == 1 ? "" : "s", o->out_dir);
   free(keys);
   return rc;
+}
+
+/* Each teacher's weights for Python (qkd_pyout.h) beside its cache in DIR/teachers/: written when
+ * it was trained here, or when missing (a cached teacher's file from an earlier run stays). */
+static void write_teachers(runner *r) {
+  for (int i = 0; i < r->n_teachers; i++) {
+    const teacher_slot *s = &r->teachers[i];
+    char *npz = teacher_file(r, s->t->name, s->key, "npz");
+    struct stat sb;
+    qkd_error err;
+    if (!npz) missing(r, "a teacher's .npz");
+    else if ((!s->res.cached || stat(npz, &sb) != 0) &&
+             qkd_pyout_write_teacher(npz, s->t, &r->data[s->data]->ds, s->res.net, &err) != 0) {
+      log_error(r, &err);
+      missing(r, npz);
+    }
+    free(npz);
+  }
 }
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
@@ -790,6 +833,7 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
       }
     }
   }
+  if (rc == 0 || rc == 130) write_teachers(&r);
   if (rc == 0 && r.write_failed) {
     log_fail(o->log, QKD_ERR_IO, o->out_dir,
              "%d output%s could not be written (%s%s; see above): the run's results are incomplete; "

@@ -349,14 +349,16 @@ static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sampl
   }
 }
 
-/* Accuracy on a split (NULL-safe for empty splits). */
-static double evaluate(student *s, const qkd_split *sp, uint64_t shot_seed) {
+/* Accuracy on a split (NULL-safe for empty splits); logits (may be NULL) receives the split's
+ * logits [sp->n][C], the very values the accuracy is counted from. */
+static double evaluate(student *s, const qkd_split *sp, uint64_t shot_seed, double *logits) {
   int correct = 0;
   for (int i = 0; i < sp->n; i += s->B) {
     int n = sp->n - i < s->B ? sp->n - i : s->B;
     for (int b = 0; b < n; b++) s->idx[b] = i + b;
     qkd_data_batch(s->ds, sp, s->idx, n, s->x, s->y);
     forward(s, n, 0, 0, shot_seed, (uint64_t)i);
+    if (logits) memcpy(logits + (long)i * s->C, s->logits, sizeof(double) * (size_t)n * (size_t)s->C);
     for (int b = 0; b < n; b++) {
       int best = 0;
       for (int c = 1; c < s->C; c++)
@@ -569,8 +571,9 @@ static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
   run_ctx *r = ud;
   qkd_student_result *out = r->out;
   out->train_loss[ep] = loss;
-  out->test_accuracy[ep] = evaluate(r->s, &r->ds->test, r->eval_seed);
-  if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(r->s, &r->ds->val, r->eval_seed + 1);
+  out->test_accuracy[ep] = evaluate(r->s, &r->ds->test, r->eval_seed, out->test_logits);
+  out->test_logits_epoch = ep + 1;
+  if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(r->s, &r->ds->val, r->eval_seed + 1, NULL);
   out->epochs = ep + 1;
   if (r->opts->checkpoint) {
     buf w = {0};
@@ -585,6 +588,25 @@ static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
     }
     free(w.b);
   }
+  return 0;
+}
+
+/* Copies what the result keeps besides the trained parameters: pre's state block, and the fixed
+ * values (a PCA's mean and basis, a matched control's projection). 0, or -1 on out of memory. */
+static int keep_untrained(const student *s, qkd_student_result *out) {
+  long D = s->has_red && s->red.kind == QKD_NN_RED_PCA ? qkd_shape_size(s->red.in) : 0, K = D ? s->red.k : 0;
+  long np = s->proj ? (long)s->R * s->F : 0;
+  out->n_state = s->pre ? qkd_nn_state_count(s->pre) : 0;
+  out->n_fixed = D + D * K + np;
+  if (!(out->state = malloc(sizeof(float) * (size_t)(out->n_state + 1))) ||
+      !(out->fixed = malloc(sizeof(float) * (size_t)(out->n_fixed + 1))))
+    return -1;
+  if (out->n_state) memcpy(out->state, qkd_nn_state(s->pre), sizeof(float) * (size_t)out->n_state);
+  if (D) {
+    memcpy(out->fixed, s->red.mean, sizeof(float) * (size_t)D);
+    memcpy(out->fixed + D, s->red.basis, sizeof(float) * (size_t)(D * K));
+  }
+  if (np) memcpy(out->fixed + D + D * K, s->proj, sizeof(float) * (size_t)np);
   return 0;
 }
 
@@ -612,6 +634,8 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   out->test_accuracy = calloc((size_t)epochs, sizeof(double));
   out->train_loss = calloc((size_t)epochs, sizeof(double));
   if (ds->val.n) out->validation_accuracy = calloc((size_t)epochs, sizeof(double));
+  out->n_test_logits = (long)ds->test.n * s.C;
+  out->test_logits = malloc(sizeof(double) * (size_t)(out->n_test_logits + 1));
   out->quantum_params = s.P;
   out->classical_params = (s.pre ? qkd_nn_param_count(s.pre) : 0) + (s.mid ? qkd_nn_param_count(s.mid) : 0) +
                           (s.head ? qkd_nn_param_count(s.head) : 0);
@@ -668,13 +692,28 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
       memcpy(out->classical + at, qkd_nn_params(parts[i]), sizeof(float) * (size_t)qkd_nn_param_count(parts[i]));
       at += qkd_nn_param_count(parts[i]);
     }
+  if (out->epochs > 0 && out->test_logits_epoch != out->epochs) /* resumed after the last epoch */
+    evaluate(&s, &ds->test, eval_seed, out->test_logits), out->test_logits_epoch = out->epochs;
+  int kept = keep_untrained(&s, out);
   student_free(&s);
   out->seconds = qkd_now_s() - t0;
+  if (kept != 0 || !out->test_logits || !out->circuit_params || !out->classical) {
+    qkd_student_result_free(out);
+    qkd_fail(err, QKD_ERR_MEMORY, NULL, "experiment '%s': out of memory for the results", e->name);
+    return -1;
+  }
   return stopped ? 1 : 0;
+}
+
+static void *dup_bytes(const void *src, size_t n) {
+  void *p = malloc(n + 1);
+  if (p) memcpy(p, src, n);
+  return p;
 }
 
 int qkd_student_result_copy(qkd_student_result *dst, const qkd_student_result *src) {
   *dst = *src;
+  dst->test_logits = NULL, dst->state = NULL, dst->fixed = NULL; /* src's until copied below */
   int E = src->epochs > 0 ? src->epochs : 1;
   dst->test_accuracy = malloc(sizeof(double) * (size_t)E);
   dst->train_loss = malloc(sizeof(double) * (size_t)E);
@@ -691,6 +730,12 @@ int qkd_student_result_copy(qkd_student_result *dst, const qkd_student_result *s
   if (src->validation_accuracy) memcpy(dst->validation_accuracy, src->validation_accuracy, sizeof(double) * (size_t)src->epochs);
   if (src->circuit_params) memcpy(dst->circuit_params, src->circuit_params, sizeof(double) * (size_t)src->quantum_params);
   if (src->classical) memcpy(dst->classical, src->classical, sizeof(float) * (size_t)src->classical_params);
+  if ((src->test_logits && !(dst->test_logits = dup_bytes(src->test_logits, sizeof(double) * (size_t)src->n_test_logits))) ||
+      (src->state && !(dst->state = dup_bytes(src->state, sizeof(float) * (size_t)src->n_state))) ||
+      (src->fixed && !(dst->fixed = dup_bytes(src->fixed, sizeof(float) * (size_t)src->n_fixed)))) {
+    qkd_student_result_free(dst);
+    return -1;
+  }
   return 0;
 }
 
@@ -700,6 +745,9 @@ void qkd_student_result_free(qkd_student_result *r) {
   free(r->train_loss);
   free(r->circuit_params);
   free(r->classical);
+  free(r->test_logits);
+  free(r->state);
+  free(r->fixed);
   memset(r, 0, sizeof *r);
 }
 
