@@ -780,10 +780,12 @@ static int run_cells(runner *r) {
 }
 
 /* Each teacher's weights for Python (qkd_pyout.h) beside its cache in DIR/teachers/: written when
- * it was trained here, or when missing (a cached teacher's file from an earlier run stays). */
+ * it was trained here, or when missing (a cached teacher's file from an earlier run stays); a
+ * teacher given by its logits has none. */
 static void write_teachers(runner *r) {
   for (int i = 0; i < r->n_teachers; i++) {
     const teacher_slot *s = &r->teachers[i];
+    if (s->res.logits) continue; /* given by its logits: no weights */
     char *npz = teacher_file(r, s->t->name, s->key, "npz");
     struct stat sb;
     qkd_error err;
