@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 
+#include "qkd_data.h"
 #include "qkd_err.h"
 #include "qkd_kernel.h"
 #include "qkd_model.h"
@@ -37,8 +38,12 @@ typedef struct {
   int fresh;                    /* --fresh: run finished cells again */
   int teachers_only;            /* --teachers-only: train (and cache) every teacher the program's
                                    experiments and cells need, then stop */
+  int export_qasm;              /* --export qasm3|qasm2: 3 or 2 also writes <stem>.distilled.qasm, the
+                                   distilled student's circuit for test sample 0 (qkd_qasm.h) */
 } qkd_run_opts;
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o);
+/* The data-set options a run loads a checked data set with (qkd_data_load). */
+void qkd_run_data_opts(const qkd_m_dataset *d, qkd_data_opts *o);
 
 #endif
