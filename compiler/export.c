@@ -139,8 +139,8 @@ int qkd_export_command(qkd_arena *a, const qkd_model *m, const qkd_export_opts *
       goto done;
     }
   }
-  char *note = qkd_arena_printf(a, "program %s, %s '%s', %s run, %s %s\n%s", m->path, cell ? "grid cell" : "experiment", name,
-                                run, have_weights ? "weights" : "initial parameters (no weights file)",
+  char *note = qkd_arena_printf(a, "program %s, %s '%s', %s run, %s%s\n%s", m->path, cell ? "grid cell" : "experiment",
+                                name, run, have_weights ? "weights " : "initial parameters (no weights file)",
                                 have_weights ? wpath : "", what);
   qkd_qasm_opts qo = {strcmp(format, "qasm2") ? QKD_QASM3 : QKD_QASM2, params, x, note};
   if (o->out ? qkd_qasm_write_file(o->out, c, &qo, &err) : qkd_qasm_write(stdout, c, &qo, &err)) {

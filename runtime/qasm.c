@@ -176,8 +176,10 @@ int qkd_qasm_write(FILE *f, const qkd_ir_circuit *c, const qkd_qasm_opts *o, qkd
   }
   fprintf(f, q3 ? "qubit[%d] q;\nbit[%d] c;\n" : "qreg q[%d];\ncreg c[%d];\n", n, n);
   if (amp) {
+    int ry = 0;
+    for (int i = 0; i < n_prep; i++) ry += prep[i].kind == QKD_GATE_RY;
     fprintf(f, "// amplitude encoding: state preparation of the %d features (Mottonen et al.): %d RY, %d CNOT\n",
-            c->n_features, (n_prep + 1) / 2, n_prep / 2);
+            c->n_features, ry, n_prep - ry);
     for (int i = 0; i < n_prep; i++) put_gate(f, &prep[i], n, o);
   }
   for (int i = 0; i < c->n_gates; i++) {

@@ -78,7 +78,8 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
 #define QG_RZ {QG_E(-1), QG_O, QG_O, QG_E(1)}
 /* OpenQASM definitions (equal up to a global phase) of the gates the standard includes lack */
 #define QG_DEF_RXX "gate rxx(t) a, b { h a; h b; cx a, b; rz(t) b; cx a, b; h a; h b; }"
-#define QG_DEF_RYY "gate ryy(t) a, b { rx(pi/2) a; rx(pi/2) b; cx a, b; rz(t) b; cx a, b; rx(-pi/2) a; rx(-pi/2) b; }"
+#define QG_DEF_RYY \
+  "gate ryy(t) a, b { rx(pi/2) a; rx(pi/2) b; cx a, b; rz(t) b; cx a, b; rx(-pi/2) a; rx(-pi/2) b; }"
 #define QG_DEF_RZZ "gate rzz(t) a, b { cx a, b; rz(t) b; cx a, b; }"
 
 /* QKD_GATE_LIST(G_): G_(KIND, designated initializers of its qkd_gate_info). ORDER GATE: the
@@ -111,35 +112,37 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
   G_(CZ, .name = "cz", .qubits = 2, .structure = QKD_GS_DIAGONAL, .controlled = 1,                 \
      .draw = {"*", "*"}, .qasm = "cz", .m = QG_CTRL(QG_1, QG_O, QG_O, QG_K(-1, 0)))                \
   G_(SWAP, .name = "swap", .qubits = 2, .structure = QKD_GS_PERMUTATION, .draw = {"x", "x"},       \
-     .qasm = "swap", .qasm2_def = "gate swap a, b { cx a, b; cx b, a; cx a, b; }",                  \
+     .qasm = "swap", .qasm2_def = "gate swap a, b { cx a, b; cx b, a; cx a, b; }",                 \
      .m = {QG_1, QG_O, QG_O, QG_O, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O, QG_O, QG_O,     \
            QG_O, QG_1})                                                                            \
   G_(CRX, .name = "crx", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL, .controlled = 1,   \
-     .draw = {"*", "RX("}, .qasm = "crx",                                                             \
-     .qasm2_def = "gate crx(t) a, b { h b; crz(t) a, b; h b; }", .m = QG_CTRL(QG_C(1, 0), QG_S(0, -1), QG_S(0, -1),       \
-     QG_C(1, 0)), .gen = QG_P1(QG_O, QG_1, QG_1, QG_O), .shift = QKD_SHIFT_FOUR)                 \
+     .draw = {"*", "RX("}, .qasm = "crx", .qasm2_def = "gate crx(t) a, b { h b; crz(t) a, b; h b; }", \
+     .m = QG_CTRL(QG_C(1, 0), QG_S(0, -1), QG_S(0, -1), QG_C(1, 0)),                               \
+     .gen = QG_P1(QG_O, QG_1, QG_1, QG_O), .shift = QKD_SHIFT_FOUR)                                \
   G_(CRY, .name = "cry", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL, .controlled = 1,   \
-     .draw = {"*", "RY("}, .qasm = "cry",                                                             \
-     .qasm2_def = "gate cry(t) a, b { ry(t/2) b; cx a, b; ry(-t/2) b; cx a, b; }", .m = QG_CTRL(QG_C(1, 0), QG_S(-1, 0), QG_S(1, 0),        \
-     QG_C(1, 0)), .gen = QG_P1(QG_O, QG_K(0, -1), QG_K(0, 1), QG_O), .shift = QKD_SHIFT_FOUR)    \
+     .draw = {"*", "RY("}, .qasm = "cry",                                                          \
+     .qasm2_def = "gate cry(t) a, b { ry(t/2) b; cx a, b; ry(-t/2) b; cx a, b; }",                 \
+     .m = QG_CTRL(QG_C(1, 0), QG_S(-1, 0), QG_S(1, 0), QG_C(1, 0)),                                \
+     .gen = QG_P1(QG_O, QG_K(0, -1), QG_K(0, 1), QG_O), .shift = QKD_SHIFT_FOUR)                   \
   G_(CRZ, .name = "crz", .qubits = 2, .angles = 1, .structure = QKD_GS_DIAGONAL, .controlled = 1,  \
      .draw = {"*", "RZ("}, .qasm = "crz", .m = QG_CTRL(QG_E(-1), QG_O, QG_O, QG_E(1)),             \
-     .gen = QG_P1(QG_1, QG_O, QG_O, QG_K(-1, 0)), .shift = QKD_SHIFT_FOUR)                       \
+     .gen = QG_P1(QG_1, QG_O, QG_O, QG_K(-1, 0)), .shift = QKD_SHIFT_FOUR)                         \
   G_(RXX, .name = "rxx", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL,                    \
-     .draw = {"RXX(", "RXX("}, .qasm = "rxx", .qasm_def = QG_DEF_RXX, .qasm2_def = QG_DEF_RXX,         \
+     .draw = {"RXX(", "RXX("}, .qasm = "rxx", .qasm_def = QG_DEF_RXX, .qasm2_def = QG_DEF_RXX,     \
      .m = {QG_C(1, 0), QG_O, QG_O, QG_S(0, -1), QG_O, QG_C(1, 0), QG_S(0, -1), QG_O,               \
            QG_O, QG_S(0, -1), QG_C(1, 0), QG_O, QG_S(0, -1), QG_O, QG_O, QG_C(1, 0)},              \
      .gen = {QG_O, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O,   \
              QG_O, QG_O}, .shift = QKD_SHIFT_TWO)                                                  \
   G_(RYY, .name = "ryy", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL,                    \
-     .draw = {"RYY(", "RYY("}, .qasm = "ryy", .qasm_def = QG_DEF_RYY, .qasm2_def = QG_DEF_RYY,         \
+     .draw = {"RYY(", "RYY("}, .qasm = "ryy", .qasm_def = QG_DEF_RYY, .qasm2_def = QG_DEF_RYY,     \
      .m = {QG_C(1, 0), QG_O, QG_O, QG_S(0, 1), QG_O, QG_C(1, 0), QG_S(0, -1), QG_O,                \
            QG_O, QG_S(0, -1), QG_C(1, 0), QG_O, QG_S(0, 1), QG_O, QG_O, QG_C(1, 0)},               \
      .gen = {QG_O, QG_O, QG_O, QG_K(-1, 0), QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O,        \
              QG_K(-1, 0), QG_O, QG_O, QG_O}, .shift = QKD_SHIFT_TWO)                               \
   G_(RZZ, .name = "rzz", .qubits = 2, .angles = 1, .structure = QKD_GS_DIAGONAL,                   \
      .draw = {"RZZ(", "RZZ("}, .qasm = "rzz",                                                      \
-     .qasm_def = QG_DEF_RZZ, .qasm2_def = QG_DEF_RZZ, .m = QG_DIAG4(QG_E(-1), QG_E(1), QG_E(1), QG_E(-1)), \
+     .qasm_def = QG_DEF_RZZ, .qasm2_def = QG_DEF_RZZ,                                              \
+     .m = QG_DIAG4(QG_E(-1), QG_E(1), QG_E(1), QG_E(-1)),                                          \
      .gen = QG_DIAG4(QG_1, QG_K(-1, 0), QG_K(-1, 0), QG_1), .shift = QKD_SHIFT_TWO)                \
   G_(CY, .name = "cy", .qubits = 2, .structure = QKD_GS_GENERAL, .controlled = 1,                  \
      .draw = {"*", "Y"}, .qasm = "cy", .m = QG_CTRL(QG_O, QG_K(0, -1), QG_K(0, 1), QG_O))          \
@@ -153,8 +156,8 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
      .shift = QKD_SHIFT_TWO, .n_steps = 3,                                                         \
      .steps = {{QKD_GATE_RZ, 2}, {QKD_GATE_RY, 0}, {QKD_GATE_RZ, 1}}, .phase = {0, 1, 1})          \
   G_(CPHASE, .name = "cphase", .qubits = 2, .angles = 1, .structure = QKD_GS_DIAGONAL,             \
-     .controlled = 1, .draw = {"*", "P("}, .qasm = "cp", .qasm2 = "cu1",                                           \
-     .m = QG_CTRL(QG_1, QG_O, QG_O, QG_E(2)), .gen = QG_P1(QG_O, QG_O, QG_O, QG_K(-2, 0)),       \
+     .controlled = 1, .draw = {"*", "P("}, .qasm = "cp", .qasm2 = "cu1",                           \
+     .m = QG_CTRL(QG_1, QG_O, QG_O, QG_E(2)), .gen = QG_P1(QG_O, QG_O, QG_O, QG_K(-2, 0)),         \
      .shift = QKD_SHIFT_TWO)
 
 typedef enum {
