@@ -3,7 +3,8 @@
  * the cache) every teacher, computes each teacher's logits once per data set, trains every
  * experiment's student with the program's loss ("distilled") and, with `baseline: true`, on `ce`
  * alone from the same initialisation, then writes the outputs into the run directory
- * (results.json, curves.csv, curves.svg, <experiment>.distilled.qkw / .baseline.qkw) and prints a
+ * (results.json, curves.csv, curves.svg, <experiment>.distilled.qkw / .baseline.qkw; with
+ * export_qasm, <experiment>.distilled.qasm) and prints a
  * summary table on the log.
  *
  * The circuit kernels come from the caller (the JIT in qkdc, compiled-in kernels in a built
