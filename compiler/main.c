@@ -1,6 +1,7 @@
 /* main.c — the qkdc driver. Reads top to bottom as the pipeline:
  *   parse (grammar/, parse.c) → check (sema.c, lower.c) → model + flat circuit IR
- *   → draw | dump | sim (runtime interpreter / LLVM JIT) | run (runtime trainer) | build.
+ *   → draw | dump | sim (runtime interpreter / LLVM JIT) | run (runtime trainer) | build
+ *   | export (OpenQASM, export.c).
  * Exit codes (spec §7): 0 success, 1 the user's error, 2 an internal error, 130 after Ctrl-C. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "draw.h"
+#include "export.h"
 #include "qkd_time.h"
 #include "jit.h"
 #include "qkd_gridreport.h"
@@ -24,7 +26,7 @@ static void usage(FILE *out) {
   fputs("usage: qkdc <command> FILE.qkd [options]\n"
         "  check FILE [--dump-ir]              parse and check; --dump-ir prints every student's circuit IR\n"
         "  draw FILE [--student NAME | --cell NAME]   a text diagram of a student's circuit\n"
-        "  run FILE [--out DIR] [--set P=V]… [--threads N] [--cells K/N] [--fresh]\n"
+        "  run FILE [--out DIR] [--set P=V]… [--threads N] [--cells K/N] [--fresh] [--export qasm3|qasm2]\n"
         "                                      train teachers, run every experiment and grid cell\n"
         "  run FILE --teachers-only [--out DIR]   train and cache every teacher the program needs, then stop\n"
         "  cells FILE [--set P=V]…             the grid cells, one per line, in the order --cells slices\n"
@@ -34,6 +36,9 @@ static void usage(FILE *out) {
         "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--grad]\n"
         "  emit-llvm FILE [--student NAME]     the LLVM IR of the specialised kernels\n"
         "  build FILE -o EXE [--cpu native|generic]   a standalone executable\n"
+        "  export FILE [--experiment E] [--run distilled|baseline] [--weights W.qkw] [--format qasm3|qasm2]\n"
+        "         [--sample K | --features F] [--out DIR] [-o OUT]\n"
+        "                                      a trained student's circuit as OpenQASM (docs/export.md)\n"
         "  --version, --help\n",
         out);
 }
@@ -45,6 +50,8 @@ typedef struct {
   int dump_ir, threads, grad, qubits, fresh, slice_k, slice_n, teachers_only, submit;
   const char *tasks, *partition, *time_limit, *cpus, *mem; /* qkdc slurm */
   const char *circuit, *params_file, *input_file, *encode, *exe, *cpu;
+  const char *experiment, *run, *weights, *format, *sample, *features; /* qkdc export */
+  int export_qasm;                                                    /* qkdc run --export */
   int n_sets;
   const char *sets[MAX_SETS]; /* --set PATH=VALUE, in order */
 } options;
@@ -74,6 +81,20 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--input") && i + 1 < argc) o->input_file = argv[++i];
     else if (!strcmp(a, "--encode") && i + 1 < argc) o->encode = argv[++i];
     else if (!strcmp(a, "--grad")) o->grad = 1;
+    else if (!strcmp(a, "--experiment") && i + 1 < argc) o->experiment = argv[++i];
+    else if (!strcmp(a, "--run") && i + 1 < argc) o->run = argv[++i];
+    else if (!strcmp(a, "--weights") && i + 1 < argc) o->weights = argv[++i];
+    else if (!strcmp(a, "--format") && i + 1 < argc) o->format = argv[++i];
+    else if (!strcmp(a, "--sample") && i + 1 < argc) o->sample = argv[++i];
+    else if (!strcmp(a, "--features") && i + 1 < argc) o->features = argv[++i];
+    else if (!strcmp(a, "--export") && i + 1 < argc) {
+      const char *f = argv[++i];
+      o->export_qasm = !strcmp(f, "qasm3") ? 3 : !strcmp(f, "qasm2") ? 2 : 0;
+      if (!o->export_qasm) {
+        fprintf(stderr, "qkdc: error: --export takes qasm3 or qasm2, not '%s'\n", f);
+        return -1;
+      }
+    }
     else if (!strcmp(a, "-o") && i + 1 < argc) o->exe = argv[++i];
     else if (!strcmp(a, "--cpu") && i + 1 < argc) {
       o->cpu = argv[++i];
@@ -276,7 +297,7 @@ static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
   qkd_run_opts ro = {.threads = o->threads, .out_dir = o->out_dir ? o->out_dir : qkd_driver_out_dir(a, o->file),
                      .overrides = o->sets, .n_overrides = o->n_sets, .kernel_for = kernel_for,
                      .kernel_release = kernel_release, .slice_k = o->slice_k, .slice_n = o->slice_n,
-                     .fresh = o->fresh, .teachers_only = o->teachers_only};
+                     .fresh = o->fresh, .teachers_only = o->teachers_only, .export_qasm = o->export_qasm};
   return qkd_driver_run(m, &ro);
 }
 
@@ -355,7 +376,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 1;
   }
-  const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", "cells", "slurm", NULL};
+  const char *known[] = {"check", "draw", "run", "sim", "emit-llvm", "build", "cells", "slurm", "export", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], o.command)) k++;
   if (!known[k]) {
@@ -394,6 +415,11 @@ int main(int argc, char **argv) {
     }
   } else if (!strcmp(o.command, "run")) {
     rc = cmd_run(&arena, m, &o);
+  } else if (!strcmp(o.command, "export")) {
+    qkd_export_opts eo = {.experiment = o.experiment, .run = o.run, .weights = o.weights, .format = o.format,
+                          .sample = o.sample, .features = o.features, .out = o.exe,
+                          .out_dir = o.out_dir ? o.out_dir : qkd_driver_out_dir(&arena, o.file)};
+    rc = qkd_export_command(&arena, m, &eo);
   } else if (!strcmp(o.command, "build")) {
     if (!o.exe) {
       fprintf(stderr, "qkdc: error: build needs -o EXE\n");

@@ -202,6 +202,13 @@ int qkd_gate_table_check(qkd_error *err) {
     if (g->qubits < 1 || g->qubits > QKD_GATE_MAX_QUBITS) FAIL("qubit count %d", g->qubits);
     if (g->angles < 0 || g->angles > QKD_GATE_MAX_ANGLES) FAIL("angle count %d", g->angles);
     if (!g->qasm) FAIL("no OpenQASM name");
+    const char *q2 = g->qasm2 ? g->qasm2 : g->qasm, *defs[2] = {g->qasm_def, g->qasm2_def}, *names[2] = {g->qasm, q2};
+    for (int f = 0; f < 2; f++) { /* a definition defines the gate's own name */
+      size_t len = strlen(names[f]);
+      if (defs[f] && (strncmp(defs[f], "gate ", 5) || strncmp(defs[f] + 5, names[f], len) ||
+                      (defs[f][5 + len] != ' ' && defs[f][5 + len] != '(')))
+        FAIL("its OpenQASM %d definition does not define '%s'", 3 - f, names[f]);
+    }
     int has_paren = 0;
     for (int q = 0; q < g->qubits; q++) {
       if (!g->draw[q] || !*g->draw[q]) FAIL("no drawing symbol for qubit %d", q);

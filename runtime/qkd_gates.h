@@ -26,6 +26,10 @@
  *     CPHASE(θ) = diag(1, 1, 1, e^{iθ}).
  *   - qkd_gate(k) never returns a row for a kind outside the table: it stops the process with
  *     an internal error (exit 2), so an unknown kind can never act as a zero or an identity.
+ *   - OpenQASM: `qasm` is the gate's name in stdgates.inc (OpenQASM 3), `qasm2` in qelib1.inc when
+ *     it differs; where an include lacks the gate, `qasm_def` / `qasm2_def` is a `gate`
+ *     definition (of the same name) equal to the matrix up to a global phase (runtime/qasm.c
+ *     writes it into the file; tests/interop/qasm.sh checks it in an independent simulator).
  *   - qkd_gate_table_check reports a bad row in a qkd_error (qkd_err.h): kind INTERNAL, no path,
  *     the message naming the row. */
 #ifndef QKD_GATES_H
@@ -72,6 +76,11 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
 #define QG_RX {QG_C(1, 0), QG_S(0, -1), QG_S(0, -1), QG_C(1, 0)}
 #define QG_RY {QG_C(1, 0), QG_S(-1, 0), QG_S(1, 0), QG_C(1, 0)}
 #define QG_RZ {QG_E(-1), QG_O, QG_O, QG_E(1)}
+/* OpenQASM definitions (equal up to a global phase) of the gates the standard includes lack */
+#define QG_DEF_RXX "gate rxx(t) a, b { h a; h b; cx a, b; rz(t) b; cx a, b; h a; h b; }"
+#define QG_DEF_RYY \
+  "gate ryy(t) a, b { rx(pi/2) a; rx(pi/2) b; cx a, b; rz(t) b; cx a, b; rx(-pi/2) a; rx(-pi/2) b; }"
+#define QG_DEF_RZZ "gate rzz(t) a, b { cx a, b; rz(t) b; cx a, b; }"
 
 /* QKD_GATE_LIST(G_): G_(KIND, designated initializers of its qkd_gate_info). ORDER GATE: the
  * enum values are positions in this list (fingerprints hash them): append new gates at the end.
@@ -90,6 +99,7 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
   G_(T, .name = "t", .qubits = 1, .structure = QKD_GS_DIAGONAL, .draw = {"T"}, .qasm = "t",        \
      .m = {QG_1, QG_O, QG_O, QG_K(QG_R2, QG_R2)})                                                  \
   G_(SX, .name = "sx", .qubits = 1, .structure = QKD_GS_GENERAL, .draw = {"SX"}, .qasm = "sx",     \
+     .qasm2_def = "gate sx a { sdg a; h a; sdg a; }",                                              \
      .m = {QG_K(.5, .5), QG_K(.5, -.5), QG_K(.5, -.5), QG_K(.5, .5)})                              \
   G_(RX, .name = "rx", .qubits = 1, .angles = 1, .structure = QKD_GS_GENERAL, .draw = {"RX("},     \
      .qasm = "rx", .m = QG_RX, .gen = QG_PX, .shift = QKD_SHIFT_TWO)                               \
@@ -102,32 +112,37 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
   G_(CZ, .name = "cz", .qubits = 2, .structure = QKD_GS_DIAGONAL, .controlled = 1,                 \
      .draw = {"*", "*"}, .qasm = "cz", .m = QG_CTRL(QG_1, QG_O, QG_O, QG_K(-1, 0)))                \
   G_(SWAP, .name = "swap", .qubits = 2, .structure = QKD_GS_PERMUTATION, .draw = {"x", "x"},       \
-     .qasm = "swap",                                                                               \
+     .qasm = "swap", .qasm2_def = "gate swap a, b { cx a, b; cx b, a; cx a, b; }",                 \
      .m = {QG_1, QG_O, QG_O, QG_O, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O, QG_O, QG_O,     \
            QG_O, QG_1})                                                                            \
   G_(CRX, .name = "crx", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL, .controlled = 1,   \
-     .draw = {"*", "RX("}, .qasm = "crx", .m = QG_CTRL(QG_C(1, 0), QG_S(0, -1), QG_S(0, -1),       \
-     QG_C(1, 0)), .gen = QG_P1(QG_O, QG_1, QG_1, QG_O), .shift = QKD_SHIFT_FOUR)                 \
+     .draw = {"*", "RX("}, .qasm = "crx", .qasm2_def = "gate crx(t) a, b { h b; crz(t) a, b; h b; }", \
+     .m = QG_CTRL(QG_C(1, 0), QG_S(0, -1), QG_S(0, -1), QG_C(1, 0)),                               \
+     .gen = QG_P1(QG_O, QG_1, QG_1, QG_O), .shift = QKD_SHIFT_FOUR)                                \
   G_(CRY, .name = "cry", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL, .controlled = 1,   \
-     .draw = {"*", "RY("}, .qasm = "cry", .m = QG_CTRL(QG_C(1, 0), QG_S(-1, 0), QG_S(1, 0),        \
-     QG_C(1, 0)), .gen = QG_P1(QG_O, QG_K(0, -1), QG_K(0, 1), QG_O), .shift = QKD_SHIFT_FOUR)    \
+     .draw = {"*", "RY("}, .qasm = "cry",                                                          \
+     .qasm2_def = "gate cry(t) a, b { ry(t/2) b; cx a, b; ry(-t/2) b; cx a, b; }",                 \
+     .m = QG_CTRL(QG_C(1, 0), QG_S(-1, 0), QG_S(1, 0), QG_C(1, 0)),                                \
+     .gen = QG_P1(QG_O, QG_K(0, -1), QG_K(0, 1), QG_O), .shift = QKD_SHIFT_FOUR)                   \
   G_(CRZ, .name = "crz", .qubits = 2, .angles = 1, .structure = QKD_GS_DIAGONAL, .controlled = 1,  \
      .draw = {"*", "RZ("}, .qasm = "crz", .m = QG_CTRL(QG_E(-1), QG_O, QG_O, QG_E(1)),             \
-     .gen = QG_P1(QG_1, QG_O, QG_O, QG_K(-1, 0)), .shift = QKD_SHIFT_FOUR)                       \
+     .gen = QG_P1(QG_1, QG_O, QG_O, QG_K(-1, 0)), .shift = QKD_SHIFT_FOUR)                         \
   G_(RXX, .name = "rxx", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL,                    \
-     .draw = {"RXX(", "RXX("}, .qasm = "rxx",                                                      \
+     .draw = {"RXX(", "RXX("}, .qasm = "rxx", .qasm_def = QG_DEF_RXX, .qasm2_def = QG_DEF_RXX,     \
      .m = {QG_C(1, 0), QG_O, QG_O, QG_S(0, -1), QG_O, QG_C(1, 0), QG_S(0, -1), QG_O,               \
            QG_O, QG_S(0, -1), QG_C(1, 0), QG_O, QG_S(0, -1), QG_O, QG_O, QG_C(1, 0)},              \
      .gen = {QG_O, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O,   \
              QG_O, QG_O}, .shift = QKD_SHIFT_TWO)                                                  \
   G_(RYY, .name = "ryy", .qubits = 2, .angles = 1, .structure = QKD_GS_GENERAL,                    \
-     .draw = {"RYY(", "RYY("}, .qasm = "ryy",                                                      \
+     .draw = {"RYY(", "RYY("}, .qasm = "ryy", .qasm_def = QG_DEF_RYY, .qasm2_def = QG_DEF_RYY,     \
      .m = {QG_C(1, 0), QG_O, QG_O, QG_S(0, 1), QG_O, QG_C(1, 0), QG_S(0, -1), QG_O,                \
            QG_O, QG_S(0, -1), QG_C(1, 0), QG_O, QG_S(0, 1), QG_O, QG_O, QG_C(1, 0)},               \
      .gen = {QG_O, QG_O, QG_O, QG_K(-1, 0), QG_O, QG_O, QG_1, QG_O, QG_O, QG_1, QG_O, QG_O,        \
              QG_K(-1, 0), QG_O, QG_O, QG_O}, .shift = QKD_SHIFT_TWO)                               \
   G_(RZZ, .name = "rzz", .qubits = 2, .angles = 1, .structure = QKD_GS_DIAGONAL,                   \
-     .draw = {"RZZ(", "RZZ("}, .qasm = "rzz", .m = QG_DIAG4(QG_E(-1), QG_E(1), QG_E(1), QG_E(-1)), \
+     .draw = {"RZZ(", "RZZ("}, .qasm = "rzz",                                                      \
+     .qasm_def = QG_DEF_RZZ, .qasm2_def = QG_DEF_RZZ,                                              \
+     .m = QG_DIAG4(QG_E(-1), QG_E(1), QG_E(1), QG_E(-1)),                                          \
      .gen = QG_DIAG4(QG_1, QG_K(-1, 0), QG_K(-1, 0), QG_1), .shift = QKD_SHIFT_TWO)                \
   G_(CY, .name = "cy", .qubits = 2, .structure = QKD_GS_GENERAL, .controlled = 1,                  \
      .draw = {"*", "Y"}, .qasm = "cy", .m = QG_CTRL(QG_O, QG_K(0, -1), QG_K(0, 1), QG_O))          \
@@ -141,8 +156,8 @@ typedef enum { QKD_SHIFT_NONE = 0, QKD_SHIFT_TWO, QKD_SHIFT_FOUR } qkd_shift_rul
      .shift = QKD_SHIFT_TWO, .n_steps = 3,                                                         \
      .steps = {{QKD_GATE_RZ, 2}, {QKD_GATE_RY, 0}, {QKD_GATE_RZ, 1}}, .phase = {0, 1, 1})          \
   G_(CPHASE, .name = "cphase", .qubits = 2, .angles = 1, .structure = QKD_GS_DIAGONAL,             \
-     .controlled = 1, .draw = {"*", "P("}, .qasm = "cp",                                           \
-     .m = QG_CTRL(QG_1, QG_O, QG_O, QG_E(2)), .gen = QG_P1(QG_O, QG_O, QG_O, QG_K(-2, 0)),       \
+     .controlled = 1, .draw = {"*", "P("}, .qasm = "cp", .qasm2 = "cu1",                           \
+     .m = QG_CTRL(QG_1, QG_O, QG_O, QG_E(2)), .gen = QG_P1(QG_O, QG_O, QG_O, QG_K(-2, 0)),         \
      .shift = QKD_SHIFT_TWO)
 
 typedef enum {
@@ -165,6 +180,9 @@ typedef struct {
   int controlled;                   /* I ⊕ U, q[0] the control */
   const char *draw[QKD_GATE_MAX_QUBITS];
   const char *qasm;                 /* OpenQASM 3 name (stdgates.inc, or Qiskit's for rxx ryy rzz) */
+  const char *qasm_def;             /* its `gate` definition when stdgates.inc lacks it, else NULL */
+  const char *qasm2;                /* OpenQASM 2 name (qelib1.inc) when it differs, else NULL */
+  const char *qasm2_def;            /* its `gate` definition when qelib1.inc lacks it, else NULL */
   qkd_gate_entry m[QKD_GATE_DIM * QKD_GATE_DIM];
   qkd_gate_entry gen[QKD_GATE_DIM * QKD_GATE_DIM]; /* one-angle gates */
   qkd_shift_rule shift;             /* every angle of the gate */

@@ -4,9 +4,9 @@
  * experiment's student with the program's loss ("distilled") and, with `baseline: true`, on `ce`
  * alone from the same initialisation, then writes the outputs into the run directory
  * (results.json, curves.csv, curves.svg, <experiment>.distilled.qkw / .baseline.qkw / .control.qkw,
- * and beside each the Python outputs of qkd_pyout.h; at the end DIR/teachers/NAME.KEY.npz, each
- * teacher's weights) and prints a summary table on the log.
- * An output that cannot be written is reported and the run ends with exit 1; the experiment's
+ * and beside each the Python outputs of qkd_pyout.h; with export_qasm, <experiment>.distilled.qasm;
+ * at the end DIR/teachers/NAME.KEY.npz, each teacher's weights) and prints a summary table on the
+ * log. An output that cannot be written is reported and the run ends with exit 1; the experiment's
  * checkpoints stay (and a grid cell is not marked done), so the next run redoes it from them.
  *
  * The circuit kernels come from the caller (the JIT in qkdc, compiled-in kernels in a built
@@ -19,6 +19,7 @@
 
 #include <stdio.h>
 
+#include "qkd_data.h"
 #include "qkd_err.h"
 #include "qkd_kernel.h"
 #include "qkd_model.h"
@@ -40,8 +41,12 @@ typedef struct {
   int fresh;                    /* --fresh: run finished cells again */
   int teachers_only;            /* --teachers-only: train (and cache) every teacher the program's
                                    experiments and cells need, then stop */
+  int export_qasm;              /* --export qasm3|qasm2: 3 or 2 also writes <stem>.distilled.qasm, the
+                                   distilled student's circuit for test sample 0 (qkd_qasm.h) */
 } qkd_run_opts;
 
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o);
+/* The data-set options a run loads a checked data set with (qkd_data_load). */
+void qkd_run_data_opts(const qkd_m_dataset *d, qkd_data_opts *o);
 
 #endif

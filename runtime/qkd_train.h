@@ -122,4 +122,14 @@ void qkd_student_set_params(qkd_student *s, const double *in);
 double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *idx, int n, const float *teacher,
                              double *grad);
 
+/* The circuit parameters every run of e starts from (the recipe's seed), into theta[P]. */
+void qkd_student_initial_circuit(const qkd_m_experiment *e, double *theta);
+/* The features (after pre, as the circuit reads them) of image `row` of split sp of ds, into
+ * features[e->student.circuit.n_features]: with a trained pre's weights `classical` (a .qkw's
+ * classical parameters: pre, then head) or, when classical is NULL, its initialisation; a PCA
+ * is fitted on ds's training split as training fits it. 0, or -1 with err (kind INPUT, no path:
+ * a row outside the split, a count that is not the student's; a net's error; MEMORY). */
+int qkd_student_sample_features(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_split *sp, int row,
+                                const float *classical, long n_classical, double *features, qkd_error *err);
+
 #endif

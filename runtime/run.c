@@ -20,6 +20,7 @@
 #include "qkd_loss.h"
 #include "qkd_nn.h"
 #include "qkd_pyout.h"
+#include "qkd_qasm.h"
 #include "qkd_report.h"
 #include "qkd_teacher.h"
 #include "qkd_train.h"
@@ -80,6 +81,8 @@ static void data_opts(const qkd_m_dataset *d, qkd_data_opts *o) {
   o->c = d->c, o->h = d->h, o->w = d->w;
   o->source_classes = d->source_classes;
 }
+
+void qkd_run_data_opts(const qkd_m_dataset *d, qkd_data_opts *o) { data_opts(d, o); }
 
 static uint64_t data_key(const qkd_data_opts *o) {
   uint64_t h = qkd_hash_str(QKD_HASH_INIT, o->source ? o->source : "");
@@ -475,6 +478,26 @@ static void write_python(runner *r, const char *stem, const qkd_m_experiment *e,
   }
 }
 
+/* --export: the distilled student's circuit for the first test sample, <stem>.distilled.qasm. */
+static void write_qasm(runner *r, const char *stem, const qkd_m_experiment *e, const qkd_dataset *ds,
+                       const qkd_student_result *res) {
+  qkd_error err;
+  char *path = malloc(strlen(stem) + 32), note[256];
+  double *x = calloc((size_t)e->student.circuit.n_features + 1, sizeof *x);
+  if (!path || !x) { free(path); free(x); missing(r, "the circuit's .qasm"); return; }
+  sprintf(path, "%s.distilled.qasm", stem);
+  snprintf(note, sizeof note, "experiment '%s', distilled run, features of test sample 0 (label %d)", e->name,
+           ds->test.n ? ds->test.y[0] : -1);
+  qkd_qasm_opts qo = {r->o->export_qasm == 2 ? QKD_QASM2 : QKD_QASM3, res->circuit_params, x, note};
+  if (qkd_student_sample_features(e, ds, &ds->test, 0, res->classical, res->classical_params, x, &err) != 0 ||
+      qkd_qasm_write_file(path, &e->student.circuit, &qo, &err) != 0) {
+    log_error(r, &err);
+    missing(r, path);
+  }
+  free(path);
+  free(x);
+}
+
 /* Runs an experiment's trainings. stem: where the weights go (PATH without ".kind.qkw").
  * Returns 0, 1 (an error, reported), 2 (internal) or 130 (stopped). */
 static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, const char *what, double rest_s,
@@ -563,6 +586,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     }
     write_weights(r, stem, e->name, names[kind], res);
     write_python(r, stem, e, ds, kind, names[kind], res);
+    if (kind == QKD_RUN_DISTILLED && o->export_qasm) write_qasm(r, stem, e, ds, res);
     fprintf(o->log, "%s %s: test accuracy %.4f after %d epochs (%.1f s, %.0f samples/s)\n", what, names[kind],
             res->test_accuracy[res->epochs - 1], res->epochs, res->seconds, res->samples_per_s);
   }

@@ -142,6 +142,12 @@ static void pca_to_cache(qkd_train_cache *c, const qkd_dataset *ds, const qkd_nn
   c->n_pca++;
 }
 
+void qkd_student_initial_circuit(const qkd_m_experiment *e, double *theta) {
+  uint64_t cs = sub_seed(e->train.seed, SEED_CIRCUIT);
+  for (int i = 0; i < e->student.circuit.n_params; i++)
+    theta[i] = 2 * M_PI * qkd_rng_uniform(cs, QKD_STREAM_INIT, (uint64_t)i);
+}
+
 static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k,
                         int control, int threads, qkd_train_cache *cache, qkd_error *err) {
   memset(s, 0, sizeof *s);
@@ -217,8 +223,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
   ALLOC(s->theta, s->P);
   ALLOC(s->dtheta, s->P);
   if (recipe_optim(&s->circ_opt, &e->train, s->P, 1) != 0) goto oom;
-  uint64_t cs = sub_seed(seed, SEED_CIRCUIT);
-  for (int i = 0; i < s->P; i++) s->theta[i] = 2 * M_PI * qkd_rng_uniform(cs, QKD_STREAM_INIT, (uint64_t)i);
+  if (!control) qkd_student_initial_circuit(e, s->theta);
   int B = s->B, W = s->img > s->F ? s->img : s->F;
   ALLOC(s->x, (long)B * s->img);
   ALLOC(s->feat_f, (long)B * W);
@@ -826,4 +831,36 @@ double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *id
   backward(s, n, 0, 0);
   params_io(s, grad, 0, 1);
   return l;
+}
+
+int qkd_student_sample_features(const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_split *sp, int row,
+                                const float *classical, long n_classical, double *features, qkd_error *err) {
+  if (row < 0 || row >= sp->n)
+    return qkd_fail(err, QKD_ERR_INPUT, NULL, "sample %d is not in the split (it has %d images: 0..%d)", row, sp->n,
+                    sp->n - 1);
+  qkd_kernel k = qkd_qsim_kernel(&e->student.circuit); /* never run: the features come before it */
+  student s;
+  if (student_init(&s, e, ds, &k, 0, 1, NULL, err) != 0) {
+    student_free(&s);
+    return -1;
+  }
+  if (classical) {
+    if (n_classical != n_pre(&s) + n_head(&s)) {
+      qkd_fail(err, QKD_ERR_INPUT, NULL, "the weights hold %ld classical parameters, student '%s' has %ld (pre %ld, head %ld)",
+               n_classical, s.st->name, n_pre(&s) + n_head(&s), n_pre(&s), n_head(&s));
+      student_free(&s);
+      return -1;
+    }
+    if (s.pre) memcpy(qkd_nn_params(s.pre), classical, sizeof(float) * (size_t)n_pre(&s));
+  }
+  qkd_data_batch(ds, sp, &row, 1, s.x, s.y);
+  const float *f = s.x;
+  if (s.pre) f = qkd_nn_forward(s.pre, s.x, 1, 0, 0);
+  else if (s.has_red) {
+    qkd_nn_reduce_forward(&s.red, s.x, 1, s.feat_f);
+    f = s.feat_f;
+  }
+  for (int i = 0; i < s.F; i++) features[i] = f[i];
+  student_free(&s);
+  return 0;
 }

@@ -11,19 +11,28 @@ if ! command -v cmake >/dev/null || ! command -v bison >/dev/null || ! [ -d /usr
   bash scripts/setup.sh
 fi
 
-# What only the tests need: a real Slurm (tests/slurm) started by the tests themselves, and NumPy
-# (tests/interop: the independent side of the .npy/.npz tests).
+# What only the tests need: a real Slurm (tests/slurm) started by the tests themselves, NumPy
+# (tests/interop: the independent side of the .npy/.npz tests) and Node.js with npm's
+# quantum-circuit (tests/interop/qasm.sh: the independent simulator of the OpenQASM exports).
 test_need=(slurmctld slurmd slurm-client munge python3 python3-numpy)
 test_missing=()
 for p in "${test_need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || test_missing+=("$p")
 done
+command -v node >/dev/null && command -v npm >/dev/null || test_missing+=(nodejs npm)
 if [ ${#test_missing[@]} -gt 0 ]; then
   echo "test: installing ${test_missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${test_missing[@]}" >/dev/null
 fi
+
+# quantum-circuit, pinned by tests/interop/node/package-lock.json, into tests/interop/node/node_modules
+if [ ! -d tests/interop/node/node_modules/quantum-circuit ]; then
+  echo "test: installing npm's quantum-circuit into tests/interop/node" >&2
+  npm ci --prefix tests/interop/node --no-audit --no-fund --silent
+fi
+export QKD_TEST_SH=1 # tests that need what this script installs fail, not skip, without it
 
 echo "== release build and tests" >&2
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQKD_WERROR=ON >/dev/null
