@@ -45,6 +45,26 @@ static int fail_print(qkd_error *err, const char *about) {
   return 1;
 }
 
+/* --format npz: the classical parts (and θ) as `qkdc run` wrote them beside the weights, in
+ * the names of qkd_pyout.h — STEM.RUN.npz — copied to -o (or its path printed). */
+static int export_npz(qkd_arena *a, const qkd_export_opts *o, const char *dir, int cell, const char *name, const char *run) {
+  const char *src = o->weights ? o->weights : qkd_arena_printf(a, "%s/%s%s.%s.qkw", dir, cell ? "cells/" : "", name, run);
+  size_t n = strlen(src);
+  if (n > 4 && !strcmp(src + n - 4, ".qkw")) src = qkd_arena_printf(a, "%.*s.npz", (int)(n - 4), src);
+  qkd_error err;
+  size_t len;
+  char *bytes = qkd_file_read(src, (size_t)1 << 34, &len, &err);
+  if (!bytes) {
+    fprintf(stderr, "%s: error: %s (qkdc run writes it beside the run's .qkw; run the experiment first)\n", src, err.msg);
+    return 1;
+  }
+  int rc = 0;
+  if (!o->out) printf("%s\n", src);
+  else if (qkd_file_write_bytes(o->out, bytes, len, &err) != 0) rc = fail_print(&err, o->out);
+  free(bytes);
+  return rc;
+}
+
 int qkd_export_command(qkd_arena *a, const qkd_model *m, const qkd_export_opts *o) {
   /* the experiment (or grid cell) and where `qkdc run` put its weights */
   const qkd_m_experiment *e = NULL;
@@ -67,10 +87,11 @@ int qkd_export_command(qkd_arena *a, const qkd_model *m, const qkd_export_opts *
     return 1;
   }
   const char *format = o->format ? o->format : "qasm3";
-  if (strcmp(format, "qasm3") && strcmp(format, "qasm2")) {
-    fprintf(stderr, "qkdc: error: --format takes qasm3 or qasm2, not '%s'\n", format);
+  if (strcmp(format, "qasm3") && strcmp(format, "qasm2") && strcmp(format, "npz")) {
+    fprintf(stderr, "qkdc: error: --format takes qasm3, qasm2 or npz, not '%s'\n", format);
     return 1;
   }
+  if (!strcmp(format, "npz")) return export_npz(a, o, dir, cell, name, run);
   if (o->sample && o->features) {
     fprintf(stderr, "qkdc: error: give --sample K or --features F, not both\n");
     return 1;

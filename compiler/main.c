@@ -36,7 +36,7 @@ static void usage(FILE *out) {
         "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--grad]\n"
         "  emit-llvm FILE [--student NAME]     the LLVM IR of the specialised kernels\n"
         "  build FILE -o EXE [--cpu native|generic]   a standalone executable\n"
-        "  export FILE [--experiment E] [--run distilled|baseline] [--weights W.qkw] [--format qasm3|qasm2]\n"
+        "  export FILE [--experiment E] [--run distilled|baseline] [--weights W.qkw] [--format qasm3|qasm2|npz]\n"
         "         [--sample K | --features F] [--out DIR] [-o OUT]\n"
         "                                      a trained student's circuit as OpenQASM (docs/export.md)\n"
         "  --version, --help\n",

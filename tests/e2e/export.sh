@@ -48,6 +48,11 @@ refuse "missing weights" "nothere.qkw" --experiment b --weights nothere.qkw --sa
 refuse "sample outside" "sample 16 is not in the split" --experiment b --sample 16
 refuse "unknown experiment" "no experiment or grid cell of that name" --experiment zz
 "$qkdc" export export.qkd --out nowhere --experiment b >init.qasm 2>init.log || fail "no weights: exit 1"
+# --format npz: the run's classical parts and θ, byte for byte as `qkdc run` wrote them; none without a run
+"$qkdc" export export.qkd --out W --experiment a --format npz -o a.npz 2>npz.log || { cat npz.log; fail "export --format npz"; }
+cmp -s a.npz W/a.distilled.npz || fail "export --format npz differs from the run's .npz"
+if "$qkdc" export export.qkd --out nowhere --experiment a --format npz -o none.npz 2>npz.log; then fail "npz without a run: exit 0"; fi
+grep -q "nowhere/a.distilled.npz" npz.log && [ ! -e none.npz ] || fail "npz without a run: file not named, or written"
 grep -q "warning: no weights" init.log || fail "no weights: no warning"
 grep -q "^input float\[64\] x_3;" init.qasm || fail "no weights: no inputs"
 
