@@ -48,6 +48,7 @@ typedef struct {
   uint64_t left;      /* bytes of the (uncompressed) content not yet read */
   uint64_t in_left;   /* deflated: compressed bytes not yet fed to zlib */
   int deflated, z_open;
+  int check_crc;      /* a zip member: its CRC-32 is kept as it is read */
   z_stream z;
   unsigned char in[1 << 16];
   uLong crc;
@@ -75,7 +76,7 @@ static int s_read(stream *s, void *buf, size_t n) {
     }
   }
   s->left -= n;
-  s->crc = crc32(s->crc, buf, (uInt)n);
+  if (s->check_crc) s->crc = crc32(s->crc, buf, (uInt)n);
   return 0;
 }
 
@@ -375,6 +376,7 @@ int qkd_npy_load(const char *path, const char *want, int header_only, qkd_npy *a
   if (!s) { fclose(f); return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory"); }
   s->f = f;
   s->crc = crc32(0L, Z_NULL, 0);
+  s->check_crc = want != NULL;
   int rc;
   if (!want) {
     s->left = (uint64_t)st.st_size;
