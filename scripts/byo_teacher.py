@@ -11,7 +11,7 @@ into a 4-qubit student:
 Row i of each logits file is image i of its split, in file order (qkd selects the rows its
 data-set options keep). Then:  ./build/qkdc run examples/byo_teacher.qkd
 
-Usage: /usr/bin/python3 scripts/byo_teacher.py [--epochs 3] [--seed 1] [--out runs/byo_teacher]
+Usage: /usr/bin/python3 scripts/byo_teacher.py [--epochs 6] [--seed 1] [--out runs/byo_teacher]
        [--data DIR] (the Fashion-MNIST IDX files; default: data/fashion-mnist, then
        /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist)
 Uses Debian's python3-torch and python3-numpy; reads the IDX files itself.
@@ -66,7 +66,7 @@ class ResNet(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="runs/byo_teacher")
     ap.add_argument("--data", default=None)
@@ -88,7 +88,9 @@ def main():
 
     Xtr, Ytr, Xte = tensor(xtr), torch.from_numpy(ytr.astype(np.int64)), tensor(xte)
     net = ResNet()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    steps = a.epochs * ((len(Xtr) + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
     for epoch in range(a.epochs):
@@ -103,6 +105,7 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             total += loss.item() * len(b)
         print(f"byo_teacher: epoch {epoch + 1}/{a.epochs} loss {total / len(Xtr):.4f} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
