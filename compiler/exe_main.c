@@ -1,4 +1,5 @@
 /* exe_main.c — see exe_main.h. */
+#include "qkd_blas.h"
 #include "exe_main.h"
 
 #include <stdio.h>
@@ -33,6 +34,7 @@ static void usage(const char *argv0, FILE *out) {
 }
 
 int qkd_exe_main(int argc, char **argv, const qkd_exe_program *p) {
+  qkd_blas_pin(argv); /* the same BLAS kernels on every machine: same bits (qkd_blas.h) */
   const char *out = NULL;
   int threads = 0, n_sets = 0, fresh = 0, slice_k = 0, slice_n = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);

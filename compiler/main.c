@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qkd_blas.h"
 #include "draw.h"
 #include "export.h"
 #include "qkd_time.h"
@@ -362,6 +363,7 @@ static int qkd_report_command(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  qkd_blas_pin(argv); /* the same BLAS kernels on every machine: same bits (qkd_blas.h) */
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
     usage(stdout);
     return 0;

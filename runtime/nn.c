@@ -16,6 +16,10 @@
  * (each extra thread has its own gradient block) and batches of at least this many MACs. */
 #define SPLIT_MAX_PARAMS (4L << 20)
 #define SPLIT_MIN_MACS 8e6
+/* A sliced pass always has this many slices, on however many threads (one slice after the other
+ * on one): the gradient is the same sum of the same per-slice blocks, so training gives the same
+ * bits at every thread count. 2 = the cores of the machines qkd runs on here. */
+#define SPLIT_SLICES 2
 #define QKD_NN_MAX_THREADS 16
 
 typedef struct {
@@ -68,10 +72,13 @@ struct qkd_nn {
 };
 
 static int g_threads = 1;
+static int g_sliced; /* a sliced pass is running: its GEMMs are one single-threaded call each */
 
+/* OpenBLAS always runs single-threaded: its results change with its thread count, so every
+ * parallel GEMM is qkd's own split (gemm below), fixed by the matrix sizes alone. */
 void qkd_nn_set_threads(int n) {
   g_threads = n < 1 ? 1 : n > QKD_NN_MAX_THREADS ? QKD_NN_MAX_THREADS : n;
-  openblas_set_num_threads(g_threads);
+  openblas_set_num_threads(1);
 }
 
 int qkd_nn_get_threads(void) { return g_threads; }
@@ -357,6 +364,7 @@ static qkd_nn *create_in(const qkd_net_spec *spec, qkd_shape in, int implicit_fl
 }
 
 qkd_nn *qkd_nn_create(const qkd_net_spec *spec, qkd_shape in, int implicit_flatten, int max_batch, qkd_error *err) {
+  openblas_set_num_threads(1); /* also for callers that never set a thread count (see qkd_nn_set_threads) */
   if (max_batch < 1) { qkd_fail(err, QKD_ERR_INPUT, NULL, "batch must be >= 1"); return NULL; }
   qkd_shape out;
   if (spec->n_members == 0 && spec_shapes(spec, in, implicit_flatten, NULL, &out, err) != 0) return NULL;
@@ -817,10 +825,50 @@ static void direct_dx(const dgeo *g, const float *dz, int nb, const float *w, fl
   ddx_generic(g, dz, nb, w, dzp, dx);
 }
 
-/* The direct kernels run on the calling thread: used when the pass is sliced over threads or
- * there is one thread; an unsliced pass with n threads keeps OpenBLAS's n-thread GEMMs. */
+/* ---------------------------------------------------------------------------------- gemm */
+
+/* An unsliced pass's GEMM of at least GEMM_SPLIT_MACS multiply-adds is cut into GEMM_PARTS
+ * column blocks of C, each a single-threaded OpenBLAS call, run on up to g_threads threads: the
+ * blocks, and so the bits, depend on the sizes only. Inside a sliced pass (the slices already
+ * use the threads) every GEMM is one single-threaded call. */
+#define GEMM_PARTS 4
+#define GEMM_SPLIT_MACS 4e6
+
+typedef struct {
+  int ta, tb, M, N, K, lda, ldb, ldc, parts, workers;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+} gemm_job;
+
+static void gemm_block(const gemm_job *j, int part) {
+  int j0 = (int)((long)j->N * part / j->parts), j1 = (int)((long)j->N * (part + 1) / j->parts);
+  if (j1 <= j0) return;
+  const float *B = j->tb ? j->B + (long)j0 * j->ldb : j->B + j0;
+  cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, j->M, j1 - j0, j->K,
+              j->alpha, j->A, j->lda, B, j->ldb, j->beta, j->C + j0, j->ldc);
+}
+
+static void gemm_worker(void *ctx, int w) {
+  const gemm_job *j = ctx;
+  for (int p = w; p < j->parts; p += j->workers) gemm_block(j, p);
+}
+
+/* C[M][N] = alpha op(A) op(B) + beta C, row-major (cblas_sgemm's arguments, ta/tb: transposed) */
+static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc) {
+  gemm_job j = {ta, tb, M, N, K, lda, ldb, ldc, 1, 1, alpha, beta, A, B, C};
+  if (!g_sliced && (double)M * N * K >= GEMM_SPLIT_MACS && N >= 8 * GEMM_PARTS) j.parts = GEMM_PARTS;
+  j.workers = g_threads < j.parts ? g_threads : j.parts;
+  if (j.workers > 1) qkd_nn_run_threads(j.workers, gemm_worker, &j);
+  else gemm_worker(&j, 0);
+}
+
+/* The direct kernels run on the calling thread: used in the slices of a sliced pass; an
+ * unsliced pass keeps the GEMMs (gemm: split by size over the threads). The choice never
+ * depends on the thread count, and neither do the bits. */
 static int use_direct(const qkd_nn *nn, const layer *l) {
-  return direct_ok(l) && (nn->slices > 1 || g_threads == 1);
+  return direct_ok(l) && nn->slices > 1;
 }
 
 /* Samples per im2col chunk: as many as fit COLS_FLOATS (the chunk stays in L2), but at least
@@ -889,8 +937,7 @@ static void conv_fwd(const layer *l, const float *x, int nb_all, float *y, int a
     int nb = nb_all - s0 < chunk ? nb_all - s0 : chunk;
     im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
     float *dst = nb == 1 ? y + s0 * l->out_size : w->tmp;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, F, (int)(nb * P), (int)K, 1.0f, l->w, (int)K, w->cols,
-                (int)(nb * P), 0.0f, dst, (int)(nb * P));
+    gemm(0, 0, F, (int)(nb * P), (int)K, 1.0f, l->w, (int)K, w->cols, (int)(nb * P), 0.0f, dst, (int)(nb * P));
     for (int s = 0; s < nb; s++) {
       float *ys = y + (s0 + s) * l->out_size;
       for (int f = 0; f < F; f++) {
@@ -935,15 +982,13 @@ static void conv_bwd(const layer *l, const layer *act_l, long s_off, const float
       direct_dw(&g, w->cols, w->tmp, nb, dw);
     } else {
       im2col(x + s0 * l->in_size, nb, l->in, k, l->s.stride, l->s.padding, l->out, w->cols);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols,
-                  (int)NP, 1.0f, dw, (int)K);
+      gemm(0, 1, F, (int)K, (int)NP, 1.0f, w->tmp, (int)NP, w->cols, (int)NP, 1.0f, dw, (int)K);
     }
     if (dx && dx_direct) {
       dgeo g = direct_geo(l);
       direct_dx(&g, w->tmp, nb, l->w, w->cols, dx + s0 * l->in_size);
     } else if (dx) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)NP, F, 1.0f, l->w, (int)K, w->tmp, (int)NP,
-                  0.0f, w->cols, (int)NP);
+      gemm(1, 0, (int)K, (int)NP, F, 1.0f, l->w, (int)K, w->tmp, (int)NP, 0.0f, w->cols, (int)NP);
       col2im(w->cols, nb, l->in, k, l->s.stride, l->s.padding, l->out, dx + s0 * l->in_size);
     }
   }
@@ -1234,14 +1279,14 @@ void qkd_nn_run_threads(int n, void (*fn)(void *ctx, int t), void *ctx) {
   }
 }
 
-/* The number of batch slices for a forward/backward of `batch` samples: g_threads when the net
- * is small enough for per-thread gradient blocks and the batch has enough work, else 1. Each
- * slice's scratch is allocated on first use; if that fails, fewer slices. */
+/* The number of batch slices for a forward/backward of `batch` samples: SPLIT_SLICES when the
+ * net is small enough for per-slice gradient blocks and the batch has enough work (at least 8
+ * samples a slice), else 1 — a function of the net and the batch, never of the thread count.
+ * Each slice's scratch is allocated on first use; if that fails, the process stops (fewer slices
+ * would change the bits). */
 static int slices_for(qkd_nn *nn, int batch) {
-  int n = g_threads;
-  if (n <= 1 || nn->n_params > SPLIT_MAX_PARAMS || (double)batch * (double)nn->macs < SPLIT_MIN_MACS) return 1;
-  if (n > batch / 8) n = batch / 8;
-  if (n < 2) return 1;
+  int n = SPLIT_SLICES;
+  if (nn->n_params > SPLIT_MAX_PARAMS || (double)batch * (double)nn->macs < SPLIT_MIN_MACS || batch / 8 < n) return 1;
   for (int t = 1; t < n; t++) {
     work *w = &nn->work[t];
     if (!w->cols) {
@@ -1249,9 +1294,8 @@ static int slices_for(qkd_nn *nn, int batch) {
       w->tmp = malloc(sizeof(float) * (size_t)(nn->tmp_len + 8));
       w->grads = malloc(sizeof(float) * (size_t)(nn->n_params + 1));
       if (!w->cols || !w->tmp || !w->grads) {
-        free(w->cols); free(w->tmp); free(w->grads);
-        w->cols = w->tmp = w->grads = NULL;
-        return t;
+        fprintf(stderr, "qkd: error: out of memory for a batch slice's scratch (%ld parameters)\n", nn->n_params);
+        exit(1);
       }
     }
   }
@@ -1289,8 +1333,7 @@ static void list_forward_part(qkd_nn *nn, int s0, int nb, int training, uint64_t
     case QKD_LAYER_MAXPOOL:
     case QKD_LAYER_AVGPOOL: pool_fwd(l, xin, nb, y, l->arg ? l->arg + s0 * l->out_size : NULL); break;
     case QKD_LAYER_DENSE:
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, l->s.units, (int)l->in_size, 1.0f, xin,
-                  (int)l->in_size, l->w, (int)l->in_size, 0.0f, y, l->s.units);
+      gemm(0, 1, nb, l->s.units, (int)l->in_size, 1.0f, xin, (int)l->in_size, l->w, (int)l->in_size, 0.0f, y, l->s.units);
       for (int s = 0; s < nb; s++) {
         float *ys = y + (long)s * l->s.units;
         for (int u = 0; u < l->s.units; u++) ys[u] += l->b[u];
@@ -1372,11 +1415,11 @@ static int list_backward_part(qkd_nn *nn, const float *dout, float *dx, int s0, 
         nw = 1 - nw;
         if (i > 0) d = bufs[nw] + s0 * nn->d_stride;
       }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, U, In, nb, 1.0f, dz, U, xin, In, 1.0f, dw, In);
+      gemm(1, 0, U, In, nb, 1.0f, dz, U, xin, In, 1.0f, dw, In);
       for (int s = 0; s < nb; s++)
         for (int u = 0; u < U; u++) db[u] += dz[(long)s * U + u];
       if (need_dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, In, U, 1.0f, dz, U, l->w, In, 0.0f, d, In);
+        gemm(0, 0, nb, In, U, 1.0f, dz, U, l->w, In, 0.0f, d, In);
       break;
     }
     case QKD_LAYER_FLATTEN: /* the gradient passes through unchanged */
@@ -1455,13 +1498,26 @@ static void backward_slice(void *ctx, int t) {
   p->which_out[t] = list_backward_part(p->nn, p->dout, p->dx, s0, nb, t, g, p->top, p->resume, p->stop, p->which);
 }
 
-/* runs a pass over `slices` threads, OpenBLAS single-threaded meanwhile (each slice's GEMMs
- * are small; g_threads BLAS threads again afterwards) */
+typedef struct {
+  pass *p;
+  void (*fn)(void *, int);
+  int workers;
+} slice_job;
+
+/* worker w runs slices w, w + workers, …: which thread runs a slice never changes what it computes */
+static void slice_worker(void *ctx, int w) {
+  slice_job *j = ctx;
+  for (int t = w; t < j->p->slices; t += j->workers) j->fn(j->p, t);
+}
+
+/* runs a pass's slices on min(slices, g_threads) threads */
 static void run_slices(pass *p, void (*fn)(void *, int)) {
   if (p->slices <= 1) { fn(p, 0); return; }
-  openblas_set_num_threads(1);
-  qkd_nn_run_threads(p->slices, fn, p);
-  openblas_set_num_threads(g_threads);
+  slice_job j = {p, fn, g_threads < p->slices ? g_threads : p->slices};
+  g_sliced = 1;
+  if (j.workers <= 1) slice_worker(&j, 0);
+  else qkd_nn_run_threads(j.workers, slice_worker, &j);
+  g_sliced = 0;
 }
 
 const float *qkd_nn_forward(qkd_nn *nn, const float *x, int batch, int training, uint64_t step) {
@@ -1516,7 +1572,7 @@ void qkd_nn_backward(qkd_nn *nn, const float *dout, float *dx) {
       if (p.stop == 0 && !dx) break;
       p.top = p.stop, p.resume = 1, p.which = p.which_out[0], p.first = 0;
     }
-    /* the slices' partial gradients, added in slice order: deterministic for a thread count */
+    /* the slices' partial gradients, added in slice order: the same at every thread count */
     for (int t = 1; t < p.slices; t++) {
       const float *g = nn->work[t].grads;
       for (long j = 0; j < nn->n_params; j++) nn->grads[j] += g[j];

@@ -1,5 +1,6 @@
 /* report.c — results.json, curves.csv, curves.svg, the summary table and the student weights
  * files of qkd_report.h. */
+#include "qkd_blas.h"
 #include "qkd_err.h"
 #include "qkd_report.h"
 
@@ -110,6 +111,7 @@ static void json_experiment(qkd_jw *w, const qkd_report *rep, const qkd_report_e
   qkd_jw_open(w, "provenance", '{');
   qkd_jw_int(w, "seed", e->seed);
   qkd_jw_int(w, "threads", rep->threads);
+  qkd_jw_str(w, "blas", qkd_blas_core());
   qkd_jw_open(w, "overrides", '[');
   for (int i = 0; i < rep->n_overrides; i++) qkd_jw_str(w, NULL, rep->overrides[i]);
   qkd_jw_close(w, ']');
