@@ -192,6 +192,71 @@ static const char *row_value(const grid_view *g, int r, int a) {
 }
 static const char *axis_label(const grid_view *g, int a) { return qkd_json_s(qkd_json_get(g->axes->items[a], "label")); }
 
+/* ---- replication axes ---------------------------------------------------------------------- */
+
+/* An axis whose label ends in "_seed" replicates the experiment (teacher_seed: which of several
+ * teachers of one recipe a student distils from). For one combination of the other axes (a
+ * group) the distilled accuracies x[a][s] (a: the axis's values, s: the grid's seeds) give the
+ * spread over the axis — the sample std, over a, of the means over s — beside the spread over
+ * the seeds — the std, over s, of the means over a — and the mean of the group's cells. */
+typedef struct {
+  stat all, over_axis, over_seeds;
+} spread;
+
+static int is_replication(const grid_view *G, int k) {
+  const char *l = axis_label(G, k);
+  size_t n = l ? strlen(l) : 0;
+  return n > 5 && !strcmp(l + n - 5, "_seed");
+}
+
+static long axis_div(const grid_view *G, int k) {
+  long div = 1;
+  for (int j = G->n_axes - 1; j > k; j--) div *= qkd_json_get(G->axes->items[j], "values")->n;
+  return div;
+}
+
+static int axis_count(const grid_view *G, int k) { return qkd_json_get(G->axes->items[k], "values")->n; }
+
+/* The spread over axis k of the group whose first row (axis-k value 0) is r0. */
+static spread spread_of(const grid_view *G, int k, int r0) {
+  spread sp = {0};
+  long div = axis_div(G, k);
+  int nv = axis_count(G, k), S = G->n_seeds;
+  for (int pass = 0; pass < 2; pass++) /* 0: means over seeds per value; 1: means over values per seed */
+    for (int i = 0; i < (pass ? S : nv); i++) {
+      stat m = {0};
+      for (int j = 0; j < (pass ? nv : S); j++) {
+        int a = pass ? j : i, si = pass ? i : j;
+        const qkd_json *c = G->cells[(r0 + a * div) * S + si].cell;
+        if (!c) continue;
+        stat_add(&m, run_acc(c, "distilled"));
+        if (!pass) stat_add(&sp.all, run_acc(c, "distilled"));
+      }
+      stat_add(pass ? &sp.over_seeds : &sp.over_axis, stat_mean(&m));
+    }
+  return sp;
+}
+
+static void json_spreads(qkd_jw *w, const grid_view *G) {
+  qkd_jw_open(w, "spreads", '[');
+  for (int k = 0; k < G->n_axes; k++)
+    for (int r = 0; is_replication(G, k) && r < G->n_rows; r++) {
+      if ((r / axis_div(G, k)) % axis_count(G, k)) continue;
+      spread sp = spread_of(G, k, r);
+      qkd_jw_open(w, NULL, '{');
+      qkd_jw_str(w, "axis", axis_label(G, k));
+      for (int a = 0; a < G->n_axes; a++)
+        if (a != k) qkd_jw_str(w, axis_label(G, a), row_value(G, r, a));
+      qkd_jw_int(w, "n", sp.all.n);
+      qkd_jw_num(w, "distilled_mean", stat_mean(&sp.all));
+      qkd_jw_num(w, "std_over_axis", stat_std(&sp.over_axis));
+      qkd_jw_num(w, "std_over_seeds", stat_std(&sp.over_seeds));
+      qkd_jw_num(w, "std_all", stat_std(&sp.all));
+      qkd_jw_close(w, '}');
+    }
+  qkd_jw_close(w, ']');
+}
+
 typedef struct {
   const qkd_json *first_results; /* the first DIR's results.json (plain experiments), or NULL */
   grid_view *grids;
@@ -298,6 +363,7 @@ static int emit_results(FILE *f, const void *ctx) {
       qkd_jw_close(&w, '}');
     }
     qkd_jw_close(&w, ']');
+    json_spreads(&w, G);
     qkd_jw_close(&w, '}');
   }
   qkd_jw_close(&w, ']');
@@ -354,6 +420,32 @@ static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare) {
     double s = stat_mean(&R->seconds);
     if (isfinite(s)) fprintf(f, " %.1f |\n", s);
     else fputs(" – |\n", f);
+  }
+  for (int k = 0; k < G->n_axes; k++) {
+    if (!is_replication(G, k)) continue;
+    const char *K = axis_label(G, k);
+    fprintf(f, "\nSpread of the distilled accuracy over `%s` (the std of its values' means over the seeds) beside "
+               "the spread over the seeds (the std of the seeds' means over `%s`), %%:\n\n|", K, K);
+    for (int a = 0; a < G->n_axes; a++)
+      if (a != k) fprintf(f, " %s |", axis_label(G, a));
+    fprintf(f, " n | distilled | over %s | over seeds |\n|", K);
+    for (int a = 0; a < G->n_axes + 3; a++) fputs(a < G->n_axes - 1 ? "---|" : "--:|", f);
+    fputc('\n', f);
+    for (int r = 0; r < G->n_rows; r++) {
+      if ((r / axis_div(G, k)) % axis_count(G, k)) continue;
+      spread sp = spread_of(G, k, r);
+      fputc('|', f);
+      for (int a = 0; a < G->n_axes; a++)
+        if (a != k) fprintf(f, " %s |", row_value(G, r, a));
+      fprintf(f, " %d |", sp.all.n);
+      md_pm(f, &sp.all, 0);
+      double v[2] = {stat_std(&sp.over_axis), stat_std(&sp.over_seeds)};
+      for (int i = 0; i < 2; i++) {
+        if (isfinite(v[i])) fprintf(f, " %.2f |", 100 * v[i]);
+        else fputs(" – |", f);
+      }
+      fputc('\n', f);
+    }
   }
   int missing = 0;
   for (int i = 0; i < G->n_cells; i++) missing += !G->cells[i].cell;

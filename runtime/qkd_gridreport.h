@@ -21,6 +21,11 @@
  *    notebooks' selection, for comparison only), teachers (distinct teachers), quantum_params, classical_params, control_params,
  *    seconds (mean per cell). Means and sample standard deviations (n − 1); a std of fewer than
  *    two values, or a mean of none, is null. Accuracies are last-epoch test accuracies.
+ *    "spreads": for each axis whose label ends in "_seed" (a replication axis: teacher_seed) and
+ *    each combination of the other axes, {"axis", the other axes' labels: values, n (cells),
+ *    distilled_mean, std_over_axis (the std over the axis's values of their means over the
+ *    seeds), std_over_seeds (the std over the seeds of their means over the axis), std_all};
+ *    results.md shows them as a table under the grid's. */
  *  - OUT/results.md: a table per grid (percent, mean ± std), then the missing cells.
  *  - OUT/<grid>.svg: grouped bars of test error (1 − accuracy), one group per combination, one
  *    bar per run kind (distilled, baseline, control), whiskers of ± one std; with `compare`

@@ -152,4 +152,26 @@ cmp <(grep -o '"baseline": {[^}]*' -z "$work/tshare/cells/g/teacher=t2/seed=2.js
   || fail "a shared baseline differs from the one computed on its own"
 cmp "$work/tshare/cells/g/teacher=t2/seed=2.baseline.qkw" "$work/tsolo/cells/g/teacher=t2/seed=2.baseline.qkw" \
   || fail "a shared baseline's weights differ from the ones computed on their own"
+# 10: a replication axis (teacher_seed): the report's spread over teachers and over student seeds,
+# recomputed from the cell files
+"$qkdc" run "$here/grid_spread.qkd" --out "$work/spread" --threads 2 2>"$work/spread.log" || { cat "$work/spread.log"; fail "spread grid"; }
+"$qkdc" report "$work/spread" -o "$work/spread-report" 2>/dev/null || fail "report of the spread grid"
+$py - "$work" <<'PY' || fail "the spreads differ from the cells'"
+import json, statistics as st, sys
+w = sys.argv[1]
+rep = json.load(open(w + "/spread-report/results.json"))
+sp = rep["grids"][0]["spreads"]
+assert len(sp) == 2, sp
+for g in sp:
+    x = {(t, s): json.load(open(f"{w}/spread/cells/spread/qubits={g['qubits']}/teacher_seed={t}/seed={s}.json"))["distilled"]["test_accuracy"]
+         for t in (1, 2, 3) for s in (1, 2, 3)}
+    over_t = st.stdev([st.mean(x[t, s] for s in (1, 2, 3)) for t in (1, 2, 3)])
+    over_s = st.stdev([st.mean(x[t, s] for t in (1, 2, 3)) for s in (1, 2, 3)])
+    assert g["axis"] == "teacher_seed" and g["n"] == 9, g
+    assert abs(g["std_over_axis"] - over_t) < 1e-12 and abs(g["std_over_seeds"] - over_s) < 1e-12, (g, over_t, over_s)
+    assert abs(g["distilled_mean"] - st.mean(x.values())) < 1e-12 and abs(g["std_all"] - st.stdev(x.values())) < 1e-12, g
+    assert len({json.load(open(f"{w}/spread/cells/spread/qubits={g['qubits']}/teacher_seed={t}/seed=1.json"))["teacher"]["test_accuracy"]
+                for t in (1, 2, 3)}) > 1, "the three teachers are the same"
+PY
+grep -q "over teacher_seed" "$work/spread-report/results.md" || fail "results.md has no spread table"
 echo "grid: 1 passed, 0 failed"
