@@ -25,7 +25,7 @@
  *    each combination of the other axes, {"axis", the other axes' labels: values, n (cells),
  *    distilled_mean, std_over_axis (the std over the axis's values of their means over the
  *    seeds), std_over_seeds (the std over the seeds of their means over the axis), std_all};
- *    results.md shows them as a table under the grid's. */
+ *    results.md shows them as a table under the grid's.
  *  - OUT/results.md: a table per grid (percent, mean ± std), then the missing cells.
  *  - OUT/<grid>.svg: grouped bars of test error (1 − accuracy), one group per combination, one
  *    bar per run kind (distilled, baseline, control), whiskers of ± one std; with `compare`
