@@ -2,12 +2,15 @@
 #include "qkd_blas.h"
 
 #include <stdlib.h>
+#include <strings.h>
 #include <unistd.h>
 
 char *openblas_get_corename(void); /* OpenBLAS's own, not in cblas.h */
 
 void qkd_blas_pin(char **argv) {
   if (getenv("OPENBLAS_CORETYPE")) return;
+  const char *now = openblas_get_corename();
+  if (now && strcasecmp(now, QKD_BLAS_CORE) == 0) return; /* already (and under valgrind, whose CPU has no AVX-512) */
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;

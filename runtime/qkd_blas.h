@@ -9,9 +9,11 @@
  *
  * Owns: the choice of OpenBLAS kernel type (QKD_BLAS_CORE), nothing else.
  * Promises:
- *  - qkd_blas_pin(argv): when OPENBLAS_CORETYPE is unset and the CPU has AVX2 and FMA (every
- *    machine qkd runs on here), sets it to QKD_BLAS_CORE and re-executes /proc/self/exe with the
- *    same arguments (once: the variable is set then); otherwise returns and changes nothing — a
+ *  - qkd_blas_pin(argv): when OPENBLAS_CORETYPE is unset, OpenBLAS did not choose QKD_BLAS_CORE
+ *    itself and the CPU has AVX2 and FMA (every machine qkd runs on here), sets it to
+ *    QKD_BLAS_CORE and re-executes /proc/self/exe with the same arguments (once: the variable is
+ *    set then; no exec where OpenBLAS chose those kernels anyway, e.g. under valgrind, which
+ *    would not follow it); otherwise returns and changes nothing — a
  *    user's own OPENBLAS_CORETYPE is respected, and a CPU without AVX2 keeps OpenBLAS's choice
  *    (its results may then differ in the last bits). If the exec fails it returns, unpinned.
  *  - qkd_blas_core(): the kernel type OpenBLAS is using (results.json's provenance). */
