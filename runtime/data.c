@@ -498,9 +498,9 @@ static int array_features(const char *src, int s, uint8_t **x, qkd_error *err) {
     const float *f = a.data;
     for (long i = 0; i < a.count; i++)
       if (!isfinite(f[i])) {
+        const char *what = isnan(f[i]) ? "NaN" : "infinite";
         free(a.data);
-        return qkd_fail(err, QKD_ERR_FORMAT, r.shown, "value %ld of row %ld is %s; features must be finite", i % per, i / per,
-                        isnan(f[i]) ? "NaN" : "infinite");
+        return qkd_fail(err, QKD_ERR_FORMAT, r.shown, "value %ld of row %ld is %s; features must be finite", i % per, i / per, what);
       }
   }
   *x = a.data;
