@@ -14,7 +14,7 @@ case "$mode" in
   save)
     for d in "$runs"/*/; do
       name=$(basename "$d")
-      [ -f "$d/grid.json" ] || continue
+      [ -f "$d/grid.json" ] && [ -d "$d/cells" ] || continue
       mkdir -p "results/$name"
       cp "$d/grid.json" "results/$name/grid.json"
       (cd "$d" && find cells -name '*.json' -print0) | while IFS= read -r -d '' f; do
