@@ -6,6 +6,8 @@
 #   with the paper's figures from examples/paper_reference.json beside ours.
 # Resumable: finished cells are kept, so run it again after an interruption; QKD_CELLS=K/N runs a
 # slice of each file (e.g. on several machines sharing RUNS), QKD_THREADS (default: all cores).
+# QKD_ARCHIVE=1 first restores the cells kept in results/ (scripts/archive.sh) and saves the
+# finished ones there at the end: a grid longer than one machine's life goes on on the next.
 # Prints, and appends to RUNS/times.jsonl, one JSON line per file: its wall time in this
 # invocation, the cells it finished, and the cells' own seconds summed (teachers included).
 set -uo pipefail
@@ -14,6 +16,7 @@ runs=${1:-runs}
 threads=${QKD_THREADS:-$(nproc)}
 [ -x build/qkdc ] || bash scripts/setup.sh >&2 || exit 1
 mkdir -p "$runs" || exit 1
+[ "${QKD_ARCHIVE:-0}" = 1 ] && bash scripts/archive.sh restore "$runs"
 rc=0
 for name in paper_v2 paper_v1; do
   before=$(find "$runs/$name/cells" -name '*.json' 2>/dev/null | wc -l)
@@ -33,5 +36,6 @@ PY
   echo "$line"
   echo "$line" >>"$runs/times.jsonl"
 done
+[ "${QKD_ARCHIVE:-0}" = 1 ] && bash scripts/archive.sh save "$runs"
 ./build/qkdc report "$runs/paper_v2" "$runs/paper_v1" -o docs/results --compare examples/paper_reference.json || rc=1
 exit $rc
