@@ -18,6 +18,7 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "jit_cache.h"
 #include "jit_gen.h"
 
 #include <time.h>
@@ -138,6 +139,7 @@ static void cfg_defaults(jit_gen_cfg *cfg, const qkd_jit_options *opt, int host_
   cfg->vbytes = vb;
   cfg->scratch = JIT_SCRATCH_TLS;
   cfg->prefix = "qkd_k";
+  cfg->parts = JIT_PART_FWD | JIT_PART_BWD;
 }
 
 /* ---- JIT ---------------------------------------------------------------------------------- */
@@ -150,7 +152,19 @@ typedef struct {
   jit_gen_cfg cfg;
   pthread_mutex_t mu;
   void *_Atomic fns[4]; /* fwd_f64, bwd_f64, fwd_f32, bwd_f32 */
+  char *cache_dir;      /* NULL: no object cache */
+  char *cpu, *features; /* the host's, from LLVM */
+  int cached;           /* JIT_PREC_* whose object code came from the cache */
 } jit_session;
+
+/* Frees what a session owns besides its LLJIT. */
+static void session_free(jit_session *s) {
+  pthread_mutex_destroy(&s->mu);
+  free(s->cache_dir);
+  if (s->cpu) LLVMDisposeMessage(s->cpu);
+  if (s->features) LLVMDisposeMessage(s->features);
+  free(s);
+}
 
 /* Defines name → addr as an absolute symbol in jd. */
 static int define_abs(LLVMOrcLLJITRef J, LLVMOrcJITDylibRef jd, const char *name, void *addr,
@@ -199,41 +213,101 @@ static LLVMOrcLLJITRef make_lljit(qkd_error *err) {
   return J;
 }
 
-/* Generates, optimises, adds and looks up the kernels of precision mask `prec` (JIT_PREC_*)
- * in s's LLJIT; stores their addresses in s->fns. Caller holds s->mu (or owns s alone). */
-static int add_precision(jit_session *s, int prec, qkd_error *err) {
-  int host_vb = 16;
-  LLVMTargetMachineRef tm_opt = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err);
-  if (!tm_opt) return -1;
+/* Object code for the entry points `part` (JIT_PART_*) of precision mask `prec` (JIT_PREC_*):
+ * from s's cache directory, or generated, optimised and compiled for the host (and then stored
+ * there). *buf is ours. Sets *cached on a hit. Thread-safe (its own LLVM context). */
+static int object_for(const jit_session *s, int prec, int part, LLVMMemoryBufferRef *buf, int *cached,
+                      qkd_error *err) {
+  *buf = NULL;
+  *cached = 0;
+  const char *cpu = s->cpu, *feat = s->features;
   jit_gen_cfg cfg = s->cfg;
   cfg.precisions = prec;
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext(); /* ours until the TSM */
-  LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
-  LLVMModuleRef M = LLVMModuleCreateWithNameInContext(s->ir->name ? s->ir->name : "qkd", C); /* ours */
-  int rc = build_module(M, C, tm_opt, s->ir, &cfg, err);
-  LLVMDisposeTargetMachine(tm_opt);
-  if (rc != 0) {
-    LLVMDisposeModule(M);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    return -1;
+  cfg.parts = part;
+  int rc = 0;
+  size_t key_len = 0, obj_len = 0;
+  char *key = s->cache_dir ? jit_cache_key(s->ir, &cfg, cpu, feat, &key_len) : NULL;
+  void *obj = key ? jit_cache_load(s->cache_dir, key, key_len, &obj_len) : NULL;
+  if (obj) {
+    *buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, obj_len, "qkd-kernel-object");
+    free(obj);
+    if (!*buf) rc = qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory");
+    else *cached = 1;
+  } else {
+    /* position independent, small code model: JITLink reaches the process's symbols through
+     * its own stubs wherever it places the code */
+    LLVMTargetMachineRef tm = make_tm(cpu, feat, LLVMRelocPIC, LLVMCodeModelDefault, NULL, err);
+    if (!tm) rc = -1;
+    LLVMContextRef C = tm ? LLVMContextCreate() : NULL; /* ours */
+    LLVMModuleRef M = C ? LLVMModuleCreateWithNameInContext(s->ir->name ? s->ir->name : "qkd", C) : NULL;
+    if (tm && build_module(M, C, tm, s->ir, &cfg, err) != 0) rc = -1;
+    if (rc == 0) {
+      double t0 = 1e3 * qkd_now_s();
+      char *msg = NULL;
+      if (LLVMTargetMachineEmitToMemoryBuffer(tm, M, LLVMObjectFile, &msg, buf)) {
+        rc = set_err(err, "code generation failed", msg);
+        *buf = NULL;
+      }
+      if (msg) LLVMDisposeMessage(msg);
+      if (timing_on()) fprintf(stderr, "jit: codegen %.1f ms\n", 1e3 * qkd_now_s() - t0);
+    }
+    if (M) LLVMDisposeModule(M);
+    if (C) LLVMContextDispose(C);
+    if (tm) LLVMDisposeTargetMachine(tm);
+    if (rc == 0 && key)
+      jit_cache_store(s->cache_dir, key, key_len, LLVMGetBufferStart(*buf), LLVMGetBufferSize(*buf));
   }
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(M, tsc); /* tsm owns M */
-  LLVMOrcDisposeThreadSafeContext(tsc); /* the context lives on inside tsm */
-  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(s->jit, LLVMOrcLLJITGetMainJITDylib(s->jit), tsm); /* J owns tsm */
-  if (e) {
-    LLVMOrcDisposeThreadSafeModule(tsm); /* on failure it is still ours */
-    return jit_error(e, "cannot add the module", err);
+  free(key);
+  return rc;
+}
+
+typedef struct {
+  const jit_session *s;
+  int prec, part, cached, rc;
+  LLVMMemoryBufferRef buf;
+  qkd_error err;
+} part_job;
+
+static void *part_thread(void *p) {
+  part_job *j = p;
+  j->rc = object_for(j->s, j->prec, j->part, &j->buf, &j->cached, &j->err);
+  return NULL;
+}
+
+/* Adds the object code of precision mask `prec` to s's LLJIT and looks its kernels up into
+ * s->fns. The forward and the backward entry points are separate objects (and cache entries),
+ * compiled at the same time on two threads: the backward one is the larger. Caller holds s->mu
+ * (or owns s alone). */
+static int add_precision(jit_session *s, int prec, qkd_error *err) {
+  part_job jobs[2] = {{.s = s, .prec = prec, .part = JIT_PART_FWD}, {.s = s, .prec = prec, .part = JIT_PART_BWD}};
+  pthread_t th;
+  int threaded = pthread_create(&th, NULL, part_thread, &jobs[1]) == 0;
+  part_thread(&jobs[0]);
+  if (threaded) pthread_join(th, NULL);
+  else part_thread(&jobs[1]);
+  double t0 = 1e3 * qkd_now_s();
+  int rc = 0;
+  for (int i = 0; i < 2; i++) {
+    if (jobs[i].rc != 0) {
+      if (rc == 0 && err) *err = jobs[i].err;
+      rc = -1;
+      continue;
+    }
+    if (rc != 0) { LLVMDisposeMemoryBuffer(jobs[i].buf); continue; }
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(s->jit, LLVMOrcLLJITGetMainJITDylib(s->jit), jobs[i].buf); /* takes buf */
+    if (e) rc = jit_error(e, "cannot add the object code", err);
   }
-  double tc0 = 1e3 * qkd_now_s();
+  if (rc != 0) return -1;
+  if (jobs[0].cached && jobs[1].cached) s->cached |= prec;
   static const char *names[4] = {"qkd_k_fwd_f64", "qkd_k_bwd_f64", "qkd_k_fwd_f32", "qkd_k_bwd_f32"};
   for (int i = 0; i < 4; i++) {
     if (!(prec & (i < 2 ? JIT_PREC_F64 : JIT_PREC_F32))) continue;
     LLVMOrcExecutorAddress addr = 0;
-    e = LLVMOrcLLJITLookup(s->jit, &addr, names[i]); /* materialises (codegen) on first lookup */
+    LLVMErrorRef e = LLVMOrcLLJITLookup(s->jit, &addr, names[i]); /* links the object on first lookup */
     if (e) return jit_error(e, "symbol lookup failed", err);
     atomic_store_explicit(&s->fns[i], (void *)(uintptr_t)addr, memory_order_release);
   }
-  if (timing_on()) fprintf(stderr, "jit: codegen+link %.1f ms\n", 1e3 * qkd_now_s() - tc0);
+  if (timing_on()) fprintf(stderr, "jit: link %.1f ms%s\n", 1e3 * qkd_now_s() - t0, s->cached & prec ? " (cached objects)" : "");
   return 0;
 }
 
@@ -274,17 +348,24 @@ int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd
                        qkd_error *err) {
   memset(out, 0, sizeof *out);
   if (qkd_ir_validate(ir, err) != 0) return -1;
-  int host_vb = 16;
-  LLVMTargetMachineRef probe = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, err);
-  if (!probe) return -1;
-  LLVMDisposeTargetMachine(probe);
+  pthread_once(&init_once, init_llvm);
+  if (init_failed) return set_err(err, "cannot initialise the native target", NULL);
   jit_session *s = calloc(1, sizeof *s);
   if (!s) return qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory");
+  s->cpu = LLVMGetHostCPUName();       /* ours: disposed with the session */
+  s->features = LLVMGetHostCPUFeatures();
+  int host_vb = vbytes_for(s->features);
   s->ir = ir;
   cfg_defaults(&s->cfg, opt, host_vb);
   pthread_mutex_init(&s->mu, NULL);
   for (int i = 0; i < 4; i++) atomic_init(&s->fns[i], NULL);
+  if (opt && opt->cache_dir && !(s->cache_dir = strdup(opt->cache_dir))) {
+    session_free(s);
+    return qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory");
+  }
+  double t0 = 1e3 * qkd_now_s();
   s->jit = make_lljit(err);
+  if (timing_on()) fprintf(stderr, "jit: session %.1f ms\n", 1e3 * qkd_now_s() - t0);
   /* both precisions wanted: the circuit's own now, the other on its first call */
   int all = s->cfg.precisions == (JIT_PREC_F64 | JIT_PREC_F32);
   int eager = all ? (ir->precision == QKD_PREC_F32 ? JIT_PREC_F32 : JIT_PREC_F64) : s->cfg.precisions;
@@ -293,8 +374,7 @@ int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd
       LLVMErrorRef d = LLVMOrcDisposeLLJIT(s->jit);
       if (d) LLVMConsumeError(d);
     }
-    pthread_mutex_destroy(&s->mu);
-    free(s);
+    session_free(s);
     return -1;
   }
   out->ir = ir;
@@ -320,11 +400,17 @@ void qkd_jit_release(qkd_kernel *k) {
   if (s) {
     LLVMErrorRef e = LLVMOrcDisposeLLJIT(s->jit);
     if (e) LLVMConsumeError(e);
-    pthread_mutex_destroy(&s->mu);
-    free(s);
+    session_free(s);
   }
   memset(k, 0, sizeof *k);
 }
+
+int qkd_jit_cached(const qkd_kernel *k) {
+  const jit_session *s = k && k->engine && strcmp(k->engine, "jit") == 0 ? k->engine_data : NULL;
+  return s ? s->cached : 0;
+}
+
+const char *qkd_jit_cache_dir(void) { return jit_cache_dir(); }
 
 /* ---- text IR and objects ------------------------------------------------------------------ */
 

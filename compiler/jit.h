@@ -24,7 +24,9 @@
  *   - Thread safety: compile/release/emit may be called from any thread (each compile has its own
  *     LLVM context and LLJIT); compiled kernels are re-entrant (per-call scratch is per thread).
  *   - Target: the host CPU (LLVMGetHostCPUName + LLVMGetHostCPUFeatures), passes
- *     "default<O2>" (new pass manager), functions and module verified before codegen.
+ *     "default<O2>" (new pass manager), functions and module verified before codegen. The JIT
+ *     compiles each precision to position-independent object code and links that into the
+ *     kernel's LLJIT (so the same bytes can come from the object cache below).
  *   - Errors: functions returning int give 0 on success, -1 on failure with err filled (when
  *     not NULL; runtime/qkd_err.h): no path, msg "jit: what[: LLVM's message]" (kind INTERNAL,
  *     MEMORY, or INPUT for a bad cpu), or qkd_ir_validate's. LLVM errors are consumed here and
@@ -32,7 +34,8 @@
  *   - Environment: QKD_JIT=0 means "use the interpreter"; the CALLER checks qkd_jit_enabled().
  *     QKD_JIT_OPTS (bit mask: 1 diagonal runs, 2 CNOT/SWAP permutations, 4 fusion; default 7) and
  *     QKD_JIT_VBYTES (16/32/64) override the defaults, for measurements only; QKD_JIT_TIMING=1
- *     prints the phase times of each compile (generate, verify + O2, codegen) on stderr.
+ *     prints the phase times of each compile (session, generate, verify + O2, codegen, link) on
+ *     stderr.
  *   - Compile time is linear in the circuit: about 1 ms of LLVM time per gate and precision on
  *     the dev VM plus a fixed ~50 ms (LLJIT session, scaffolding); see docs in the bench report. */
 #ifndef QKD_JIT_H
@@ -58,9 +61,22 @@ typedef struct {
   int precisions;      /* 0 = both; 1 = f64 only; 2 = f32 only (other pointers left NULL) */
   int specialise;      /* -1 = default (QKD_JIT_OPTS or all); else a mask as in QKD_JIT_OPTS */
   int vector_bytes;    /* 0 = default (QKD_JIT_VBYTES or host); else 16, 32 or 64 */
+  const char *cache_dir; /* NULL = no object cache; else the directory (created when needed) */
 } qkd_jit_options;
 int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
                        qkd_error *err);
+
+/* The object cache (compiler/jit_cache.h): with opt->cache_dir set, each precision's object code
+ * is looked up there by a key holding the whole circuit, the code generation options, the host
+ * CPU and its features, and the qkdc and LLVM versions; a hit is linked without compiling, a
+ * miss compiles and stores it (atomically; the directory stays under QKD_CACHE_MAX_MB, default
+ * 256, least recently used entries removed first). A corrupt entry is a miss with a warning; a
+ * cache that cannot be written warns once and is ignored. qkd_jit_cache_dir() is the default
+ * directory: $QKD_CACHE_DIR (empty or "off": none), else $XDG_CACHE_HOME/qkd/kernels, else
+ * $HOME/.cache/qkd/kernels. qkd_jit_cached(k): the precisions (1 f64, 2 f32) of k whose object
+ * code came from the cache so far. */
+const char *qkd_jit_cache_dir(void);
+int qkd_jit_cached(const qkd_kernel *k);
 
 /* Frees the JIT session of a kernel from qkd_jit_compile and zeroes *k (NULL/zeroed is fine). */
 void qkd_jit_release(qkd_kernel *k);

@@ -1406,9 +1406,9 @@ int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir_i
     g.VD = LLVMVectorType(g.D, (unsigned)g.V);
     char name[256];
     snprintf(name, sizeof name, "%s_fwd_%s", cfg->prefix, prec ? "f32" : "f64");
-    emit_fwd(&g, &pf, &pb, name);
+    if (cfg->parts & JIT_PART_FWD) emit_fwd(&g, &pf, &pb, name);
     snprintf(name, sizeof name, "%s_bwd_%s", cfg->prefix, prec ? "f32" : "f64");
-    emit_bwd(&g, &pf, &pb, name);
+    if (cfg->parts & JIT_PART_BWD) emit_bwd(&g, &pf, &pb, name);
   }
   for (int i = 0; i < g.ncache; i++) free(g.cache[i].key);
   free(g.cache);

@@ -18,6 +18,7 @@
 
 enum { JIT_PREC_F64 = 1, JIT_PREC_F32 = 2 };
 enum { JIT_SCRATCH_TLS = 0, JIT_SCRATCH_MALLOC = 1 };
+enum { JIT_PART_FWD = 1, JIT_PART_BWD = 2 };
 
 typedef struct {
   const char *prefix; /* symbol prefix */
@@ -25,6 +26,7 @@ typedef struct {
   int vbytes;         /* vector register bytes: 16, 32 or 64 */
   unsigned opts;      /* JIT_OPT_* */
   int scratch;        /* JIT_SCRATCH_* */
+  int parts;          /* JIT_PART_* mask: the forward and/or backward entry points */
 } jit_gen_cfg;
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,

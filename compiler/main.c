@@ -27,7 +27,7 @@ static void usage(FILE *out) {
   fputs("usage: qkdc <command> FILE.qkd [options]\n"
         "  check FILE [--dump-ir]              parse and check; --dump-ir prints every student's circuit IR\n"
         "  draw FILE [--student NAME | --cell NAME]   a text diagram of a student's circuit\n"
-        "  run FILE [--out DIR] [--set P=V]… [--threads N] [--cells K/N] [--fresh] [--export qasm3|qasm2]\n"
+        "  run FILE [--out DIR] [--set P=V]… [--threads N] [--cells K/N] [--fresh] [--no-cache] [--export qasm3|qasm2]\n"
         "                                      train teachers, run every experiment and grid cell\n"
         "  run FILE --teachers-only [--out DIR]   train and cache every teacher the program needs, then stop\n"
         "  cells FILE [--set P=V]…             the grid cells, one per line, in the order --cells slices\n"
@@ -49,6 +49,7 @@ static void usage(FILE *out) {
 typedef struct {
   const char *command, *file, *student, *out_dir, *cell;
   int dump_ir, threads, grad, qubits, fresh, slice_k, slice_n, teachers_only, submit;
+  int no_cache; /* --no-cache: compile every kernel, neither read nor write the object cache */
   const char *tasks, *partition, *time_limit, *cpus, *mem; /* qkdc slurm */
   const char *circuit, *params_file, *input_file, *encode, *exe, *cpu;
   const char *experiment, *run, *weights, *format, *sample, *features; /* qkdc export */
@@ -67,6 +68,7 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--student") && i + 1 < argc) o->student = argv[++i];
     else if (!strcmp(a, "--cell") && i + 1 < argc) o->cell = argv[++i];
     else if (!strcmp(a, "--fresh")) o->fresh = 1;
+    else if (!strcmp(a, "--no-cache")) o->no_cache = 1;
     else if (!strcmp(a, "--teachers-only")) o->teachers_only = 1;
     else if (!strcmp(a, "--submit")) o->submit = 1;
     else if (!strcmp(a, "--tasks") && i + 1 < argc) o->tasks = argv[++i];
@@ -145,13 +147,15 @@ static int parse_args(int argc, char **argv, options *o) {
   return 0;
 }
 
-/* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. */
+/* Kernels for the trainer: the LLVM JIT, or the interpreter when QKD_JIT=0. ud: the options
+ * (NULL: the defaults); the JIT's object cache unless --no-cache. */
 static int kernel_for(void *ud, const qkd_ir_circuit *ir, qkd_kernel *k, double *ms, qkd_error *err) {
-  (void)ud;
+  const options *o = ud;
   double t0 = 1e3 * qkd_now_s();
+  qkd_jit_options jo = {.specialise = -1, .cache_dir = o && o->no_cache ? NULL : qkd_jit_cache_dir()};
   if (!qkd_jit_enabled()) {
     *k = qkd_qsim_kernel(ir);
-  } else if (qkd_jit_compile(ir, k, err) != 0) {
+  } else if (qkd_jit_compile_ex(ir, &jo, k, err) != 0) {
     return -1;
   }
   *ms = 1e3 * qkd_now_s() - t0;
@@ -260,7 +264,7 @@ static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
   qkd_kernel kz, kp;
   double ms;
   qkd_error err;
-  if (kernel_for(NULL, &cz, &kz, &ms, &err) != 0 || kernel_for(NULL, &cp, &kp, &ms, &err) != 0) {
+  if (kernel_for((void *)o, &cz, &kz, &ms, &err) != 0 || kernel_for((void *)o, &cp, &kp, &ms, &err) != 0) {
     qkd_error_print(qkd_error_about(&err, "qkdc"), stderr);
     exit(2);
   }
@@ -297,7 +301,7 @@ done:
 static int cmd_run(qkd_arena *a, const qkd_model *m, const options *o) {
   qkd_run_opts ro = {.threads = o->threads, .out_dir = o->out_dir ? o->out_dir : qkd_driver_out_dir(a, o->file),
                      .overrides = o->sets, .n_overrides = o->n_sets, .kernel_for = kernel_for,
-                     .kernel_release = kernel_release, .slice_k = o->slice_k, .slice_n = o->slice_n,
+                     .kernel_ud = (void *)o, .kernel_release = kernel_release, .slice_k = o->slice_k, .slice_n = o->slice_n,
                      .fresh = o->fresh, .teachers_only = o->teachers_only, .export_qasm = o->export_qasm};
   return qkd_driver_run(m, &ro);
 }

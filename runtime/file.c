@@ -62,7 +62,8 @@ int qkd_file_write_atomic(const char *path, qkd_emit_fn emit, const void *ctx, q
   size_t n = strlen(path) + strlen(host) + 40;
   char *tmp = malloc(n);
   if (!tmp) return qkd_fail(err, QKD_ERR_MEMORY, path, "out of memory");
-  snprintf(tmp, n, "%s.tmp.%s.%ld", path, host, (long)getpid());
+  /* the thread id too: threads of one process writing one PATH get their own files */
+  snprintf(tmp, n, "%s.tmp.%s.%ld.%ld", path, host, (long)getpid(), (long)gettid());
   FILE *f = fopen(tmp, "wb");
   if (!f) {
     int e = errno;

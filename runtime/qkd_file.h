@@ -2,7 +2,8 @@
  *
  * Promises:
  *  - qkd_file_mkdir_p creates DIR and its parents (mkdir -p); an existing directory is fine.
- *  - qkd_file_write_atomic writes through `emit` into "PATH.tmp.<host>.<pid>" in PATH's directory,
+ *  - qkd_file_write_atomic writes through `emit` into "PATH.tmp.<host>.<pid>.<tid>" in PATH's directory
+ *    (the thread id: threads writing one PATH do not share a file),
  *    flushes and fsyncs it and renames it over PATH: a reader (on this machine or, over NFS,
  *    another) sees the old file or the new one, never a torn one; a failed write leaves no
  *    temporary file and the old file in place, and is an error naming PATH and the reason

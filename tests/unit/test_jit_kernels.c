@@ -224,7 +224,7 @@ static void check_variants(uint64_t seed, const qkd_ir_circuit *c, int batch) {
   for (int s = 0; s < (int)(sizeof specs / sizeof *specs); s++) {
     int v = s;
     {
-      qkd_jit_options o = {1, specs[s], vbs[v]};
+      qkd_jit_options o = {.precisions = 1, .specialise = specs[s], .vector_bytes = vbs[v]};
       qkd_kernel kj;
       qkd_error err;
       if (qkd_jit_compile_ex(c, &o, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); continue; }

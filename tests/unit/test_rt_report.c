@@ -724,7 +724,7 @@ int main(void) {
   gethostname(host, sizeof host - 1);
   for (char *h = host; *h; h++)
     if (*h == '/' || *h == '.') *h = '_';
-  snprintf(blocker, sizeof blocker, "results.json.tmp.%s.%ld", host, (long)getpid());
+  snprintf(blocker, sizeof blocker, "results.json.tmp.%s.%ld.%ld", host, (long)getpid(), (long)getpid()); /* main thread: tid = pid */
   CHECK(mkdir(pjoin(dir, blocker), 0777) == 0);
   rep.qkdc = "0.3.0";
   err = (qkd_error){0};
