@@ -2,7 +2,8 @@
 # scripts/reproduce.sh [RUNS] — the paper's experiments end to end (issue R, docs/results.md):
 #   examples/paper_v2.qkd (the v2 grid, teacher strength, small data, teacher spread) into
 #   RUNS/paper_v2 and examples/paper_v1.qkd (the v1 repository's runs) into RUNS/paper_v1,
-#   then `qkdc report` of both into docs/results/ (results.json, results.md, one chart per grid),
+#   then `qkdc report` of each into docs/results/ and docs/results/v1/ (results.json, results.md,
+#   one chart per grid),
 #   with the paper's figures from examples/paper_reference.json beside ours.
 # Resumable: finished cells are kept, so run it again after an interruption; QKD_CELLS=K/N runs a
 # slice of each file (e.g. on several machines sharing RUNS), QKD_THREADS (default: all cores).
@@ -37,5 +38,8 @@ PY
   echo "$line" >>"$runs/times.jsonl"
 done
 [ "${QKD_ARCHIVE:-0}" = 1 ] && bash scripts/archive.sh save "$runs"
-./build/qkdc report "$runs/paper_v2" "$runs/paper_v1" -o docs/results --compare examples/paper_reference.json || rc=1
+# one report per program (qkdc report merges the cells of one program): v2 in docs/results/,
+# v1 in docs/results/v1/
+./build/qkdc report "$runs/paper_v2" -o docs/results --compare examples/paper_reference.json || rc=1
+./build/qkdc report "$runs/paper_v1" -o docs/results/v1 --compare examples/paper_reference.json || rc=1
 exit $rc
