@@ -34,7 +34,7 @@ static void *xcalloc(size_t n) {
 }
 
 /* Entries (*.qko) in dir; their names into names[] (up to 16) when not NULL. */
-static int entries(const char *dir, char names[][64]) {
+static int entries(const char *dir, char names[][256]) {
   DIR *d = opendir(dir);
   if (!d) return 0;
   int n = 0;
@@ -42,7 +42,7 @@ static int entries(const char *dir, char names[][64]) {
   while ((de = readdir(d))) {
     size_t l = strlen(de->d_name);
     if (l > 4 && strcmp(de->d_name + l - 4, ".qko") == 0) {
-      if (names && n < 16) snprintf(names[n], 64, "%s", de->d_name);
+      if (names && n < 16) snprintf(names[n], 256, "%s", de->d_name);
       n++;
     }
   }
@@ -214,7 +214,7 @@ int main(void) {
   qkd_jit_release(&k4);
 
   /* find c's f64 entry: the one a fresh compile of c touches */
-  char names[16][64];
+  char names[16][256];
   int n = entries(dir, names);
   for (int i = 0; i < n; i++) {
     path_of(p, sizeof p, dir, names[i]);
@@ -322,7 +322,7 @@ int main(void) {
   qkd_jit_release(&k10);
   long total = 0;
   int kept[16] = {0}, n_kept = 0;
-  char after[16][64];
+  char after[16][256];
   int n_after = entries(dir, after);
   for (int i = 0; i < n_after; i++) {
     path_of(p, sizeof p, dir, after[i]);
