@@ -36,8 +36,9 @@
  *     QKD_JIT_VBYTES (16/32/64) override the defaults, for measurements only; QKD_JIT_TIMING=1
  *     prints the phase times of each compile (session, generate, verify + O2, codegen, link) on
  *     stderr.
- *   - Compile time is linear in the circuit: about 1 ms of LLVM time per gate and precision on
- *     the dev VM plus a fixed ~50 ms (LLJIT session, scaffolding); see docs in the bench report. */
+ *   - Compile time is linear in the circuit: O2 and instruction selection over straight-line
+ *     code, a few hundred ms for W(8, 10) per precision; the LLJIT session is ~1 ms. A hit in
+ *     the object cache skips all of it (about 3 ms for W(8, 10), bench/qsim_bench's jit_warm_ms). */
 #ifndef QKD_JIT_H
 #define QKD_JIT_H
 
