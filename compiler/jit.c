@@ -410,8 +410,6 @@ int qkd_jit_cached(const qkd_kernel *k) {
   return s ? s->cached : 0;
 }
 
-const char *qkd_jit_cache_dir(void) { return jit_cache_dir(); }
-
 /* ---- text IR and objects ------------------------------------------------------------------ */
 
 int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out) {

@@ -1,8 +1,8 @@
 /* jit_cache.c — the on-disk kernel object cache (jit_cache.h). */
 #include "jit_cache.h"
+#include "jit.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -22,7 +22,7 @@
 #define SUFFIX ".qko"
 #define MAX_ENTRY ((size_t)1 << 30)
 
-const char *jit_cache_dir(void) {
+const char *qkd_jit_cache_dir(void) {
   static char buf[4096];
   const char *d = getenv("QKD_CACHE_DIR");
   if (d) return *d && strcmp(d, "off") != 0 ? d : NULL;

@@ -19,17 +19,15 @@
  *     removes temporary files of killed writers older than a day. A failed write (read-only
  *     directory, full disk) warns once per process and is otherwise ignored: the cache never
  *     fails a compile.
- *   - jit_cache_dir: the directory a run uses by default — $QKD_CACHE_DIR if set (empty or "off":
- *     no cache), else $XDG_CACHE_HOME/qkd/kernels, else $HOME/.cache/qkd/kernels, else none
- *     (NULL). The string is static or the environment's. */
+ *   - qkd_jit_cache_dir (declared in jit.h, defined here): the directory a run uses by default —
+ *     $QKD_CACHE_DIR if set (empty or "off": no cache), else $XDG_CACHE_HOME/qkd/kernels, else
+ *     $HOME/.cache/qkd/kernels, else none (NULL). The string is static or the environment's. */
 #ifndef QKD_JIT_CACHE_H
 #define QKD_JIT_CACHE_H
 
 #include <stddef.h>
 
 #include "jit_gen.h"
-
-const char *jit_cache_dir(void);
 
 /* The key (malloc'd, NUL-terminated; its length in *len) for ir's kernels of precision mask
  * cfg->precisions and parts cfg->parts under cfg, for the target cpu/features. NULL on out of memory. */

@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -132,7 +133,34 @@ static void set_age(const char *p, time_t secs_ago) {
   struct timespec ts[2];
   ts[0].tv_sec = ts[1].tv_sec = time(NULL) - secs_ago;
   ts[0].tv_nsec = ts[1].tv_nsec = 0;
-  utimensat(0, p, ts, 0);
+  utimensat(AT_FDCWD, p, ts, 0);
+}
+
+/* The outputs of r and want agree bit for bit. */
+static int same_out(const results *r, const results *want, const qkd_ir_circuit *c) {
+  return memcmp(r->out, want->out, (size_t)BATCH * qkd_ir_outputs(c) * 8) == 0;
+}
+
+/* Ages every entry names[0..n) of dir by `secs`, compiles c (a hit), and puts in out the path of
+ * the entry the hit marked used (the newest: one of the circuit's two f64 parts). */
+static void entry_of(const qkd_ir_circuit *c, const char *dir, char names[][256], int n, time_t secs,
+                     char *out, size_t out_len) {
+  char p[800];
+  for (int i = 0; i < n; i++) {
+    path_of(p, sizeof p, dir, names[i]);
+    set_age(p, secs);
+  }
+  qkd_kernel k;
+  CHECK(compile(c, dir, &k) == 0 && qkd_jit_cached(&k) == 1);
+  qkd_jit_release(&k);
+  time_t newest = 0;
+  out[0] = 0;
+  for (int i = 0; i < n; i++) {
+    struct stat st;
+    path_of(p, sizeof p, dir, names[i]);
+    if (stat(p, &st) == 0 && st.st_mtime > newest) newest = st.st_mtime, snprintf(out, out_len, "%s", p);
+  }
+  CHECK(newest > time(NULL) - secs / 2); /* a hit marks its entry used */
 }
 
 typedef struct {
@@ -147,7 +175,7 @@ static void *compile_thread(void *p) {
   qkd_kernel k;
   if (compile(a->c, a->dir, &k) != 0) return NULL;
   results r = run(&k, a->c, 0);
-  a->ok = memcmp(r.out, a->want->out, (size_t)BATCH * qkd_ir_outputs(a->c) * 8) == 0;
+  a->ok = same_out(&r, a->want, a->c);
   free_results(&r);
   qkd_jit_release(&k);
   return NULL;
@@ -213,24 +241,11 @@ int main(void) {
   CHECK(qkd_jit_cached(&k4) == 2);
   qkd_jit_release(&k4);
 
-  /* find c's f64 entry: the one a fresh compile of c touches */
+  /* one of c's f64 entries: the one a hit of c marks used */
   char names[16][256];
   int n = entries(dir, names);
-  for (int i = 0; i < n; i++) {
-    path_of(p, sizeof p, dir, names[i]);
-    set_age(p, 1000);
-  }
-  qkd_kernel k5;
-  CHECK(compile(c, dir, &k5) == 0);
-  qkd_jit_release(&k5);
-  char f64_entry[800] = "";
-  time_t newest = 0;
-  for (int i = 0; i < n; i++) {
-    struct stat st;
-    path_of(p, sizeof p, dir, names[i]);
-    if (stat(p, &st) == 0 && st.st_mtime > newest) newest = st.st_mtime, snprintf(f64_entry, sizeof f64_entry, "%s", p);
-  }
-  CHECK(newest > time(NULL) - 500); /* a hit marks its entry used */
+  char f64_entry[800];
+  entry_of(c, dir, names, n, 1000, f64_entry, sizeof f64_entry);
 
   /* corruption: one flipped byte in the object → a miss (warned), recompiled, entry replaced */
   long size = file_size(f64_entry);
@@ -248,7 +263,7 @@ int main(void) {
   CHECK(compile(c, dir, &k6) == 0);
   CHECK(qkd_jit_cached(&k6) == 0);
   results r6 = run(&k6, c, 0);
-  CHECK(memcmp(r6.out, r1.out, (size_t)BATCH * qkd_ir_outputs(c) * 8) == 0);
+  CHECK(same_out(&r6, &r1, c));
   free_results(&r6);
   qkd_jit_release(&k6);
   CHECK(file_size(f64_entry) == size); /* rewritten whole */
@@ -267,28 +282,15 @@ int main(void) {
     qkd_kernel kt;
     CHECK(compile(c, dir, &kt) == 0 && qkd_jit_cached(&kt) == 0);
     results rt = run(&kt, c, 0);
-    CHECK(memcmp(rt.out, r1.out, (size_t)BATCH * qkd_ir_outputs(c) * 8) == 0);
+    CHECK(same_out(&rt, &r1, c));
     free_results(&rt);
     qkd_jit_release(&kt);
     CHECK(file_size(f64_entry) == size);
   }
 
   /* a valid entry of another circuit under c's name (a hash collision): a miss, never its code */
-  char other[800] = "";
-  /* c2's entry: compile c2 again, the entry it hits is the newest */
-  for (int i = 0; i < n; i++) {
-    path_of(p, sizeof p, dir, names[i]);
-    set_age(p, 2000);
-  }
-  qkd_kernel k8;
-  CHECK(compile(c2, dir, &k8) == 0 && qkd_jit_cached(&k8) == 1);
-  qkd_jit_release(&k8);
-  newest = 0;
-  for (int i = 0; i < n; i++) {
-    struct stat st;
-    path_of(p, sizeof p, dir, names[i]);
-    if (stat(p, &st) == 0 && st.st_mtime > newest) newest = st.st_mtime, snprintf(other, sizeof other, "%s", p);
-  }
+  char other[800];
+  entry_of(c2, dir, names, n, 2000, other, sizeof other);
   CHECK(strcmp(other, f64_entry) != 0);
   char cmd[2000];
   snprintf(cmd, sizeof cmd, "cp '%s' '%s'", other, f64_entry);
@@ -296,7 +298,7 @@ int main(void) {
   qkd_kernel k9;
   CHECK(compile(c, dir, &k9) == 0 && qkd_jit_cached(&k9) == 0);
   results r9 = run(&k9, c, 0);
-  CHECK(memcmp(r9.out, r1.out, (size_t)BATCH * qkd_ir_outputs(c) * 8) == 0);
+  CHECK(same_out(&r9, &r1, c));
   free_results(&r9);
   qkd_jit_release(&k9);
 
@@ -351,7 +353,7 @@ int main(void) {
   qkd_kernel k12;
   CHECK(compile(c, bad, &k12) == 0 && qkd_jit_cached(&k12) == 0);
   results r12 = run(&k12, c, 0);
-  CHECK(memcmp(r12.out, r1.out, (size_t)BATCH * qkd_ir_outputs(c) * 8) == 0);
+  CHECK(same_out(&r12, &r1, c));
   free_results(&r12);
   qkd_jit_release(&k12);
 
@@ -365,7 +367,7 @@ int main(void) {
       qkd_kernel kc;
       if (compile(c, shared, &kc) != 0) _exit(1);
       results rc = run(&kc, c, 0);
-      _exit(memcmp(rc.out, r1.out, (size_t)BATCH * qkd_ir_outputs(c) * 8) == 0 ? 0 : 1);
+      _exit(same_out(&rc, &r1, c) ? 0 : 1);
     }
   }
   pthread_t th[4];
