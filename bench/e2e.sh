@@ -13,7 +13,7 @@
 # 8-qubit seed here: the whole bench runs for hours; run it on a quiet machine. QKD_E2E_QUBITS
 # (default "4 8") and QKD_E2E_DATASETS (default "mnist fashion-mnist") narrow it;
 # QKD_E2E_MAIN=0 skips the first line (mnist_8q and w8), QKD_E2E_KD=0 the cells.
-# Stdout: JSON lines. Exit 0 whatever the figures. Uses $QKD_BUILD if set, else builds build/.
+# QKD_E2E_DIR keeps the runs and resumes (below). Stdout: JSON lines. Exit 0 whatever the figures. Uses $QKD_BUILD if set, else builds build/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${QKD_BUILD:-build}
@@ -22,8 +22,15 @@ if [ -z "${QKD_BUILD:-}" ]; then
 fi
 peer_dir=${QKD_PEER_DIR:-../shared/bench}
 threads=${QKD_THREADS:-2}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# QKD_E2E_DIR=DIR keeps the runs there and resumes: finished qkd cells and peer seeds are not
+# run again (the whole bench takes hours; run it with nohup and run it again after a stop)
+if [ -n "${QKD_E2E_DIR:-}" ]; then
+  work=$QKD_E2E_DIR
+  mkdir -p "$work" || exit 0
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 
 json() { sed -n "s/.*\"$2\": *\([^,}]*\).*/\1/p" "$1" | head -n "${3:-1}" | tail -n 1; }
 
@@ -85,6 +92,7 @@ for ds in $dataset_list; do
   for q in $qubit_list; do
     for s in $(seq 1 "$seeds"); do
       [ $have_peer = 1 ] || continue
+      [ -f "$work/peer-$ds-$q-$s.json" ] && [ -f "$work/peer-$ds-$q-$s.s" ] && continue # done before a stop
       pstart=$(date +%s.%N)
       root=data; [ -d "data/$ds" ] || root=/usr/share/datasets # Debian's dataset-fashion-mnist
       /usr/bin/python3 "$peer_dir/ref_kd_torch.py" --data "$root" --dataset "$ds" --qubits "$q" --layers 4 --teacher-epochs 3 \
