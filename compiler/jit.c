@@ -137,6 +137,7 @@ static void cfg_defaults(jit_gen_cfg *cfg, const qkd_jit_options *opt, int host_
   if (vb != 16 && vb != 32 && vb != 64) vb = host_vbytes;
   if (vb > host_vbytes) vb = host_vbytes;
   cfg->vbytes = vb;
+  cfg->block = opt && opt->block ? opt->block : jit_env_block();
   cfg->scratch = JIT_SCRATCH_TLS;
   cfg->prefix = "qkd_k";
   cfg->parts = JIT_PART_FWD | JIT_PART_BWD;

@@ -63,6 +63,8 @@ typedef struct {
   int specialise;      /* -1 = default (QKD_JIT_OPTS or all); else a mask as in QKD_JIT_OPTS */
   int vector_bytes;    /* 0 = default (QKD_JIT_VBYTES or host); else 16, 32 or 64 */
   const char *cache_dir; /* NULL = no object cache; else the directory (created when needed) */
+  int block;           /* 0 = default (QKD_JIT_BLOCK, else cache blocking chosen by the state's
+                          size); -1 = never; k ≥ 1 = blocks of 2^k amplitudes wherever possible */
 } qkd_jit_options;
 int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
                        qkd_error *err);

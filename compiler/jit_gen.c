@@ -6,6 +6,9 @@
  *   tile loop V samples at a time: encode → forward ops → outputs (fwd) or λ-init and the
  *             reverse sweep with generator overlaps (bwd) → d_features for amplitude encoding;
  *   exit      (bwd) lane sums of the gradient accumulators added to d_params in lane order.
+ * Ops run in the groups of jit_block_plan: a blocked group is a loop over cosets (Gray-code
+ * walk of the representatives) calling each op's helper on that coset only, so the coset stays
+ * in L1 across the group (block_dim chooses the size from the state's bytes).
  * Each op is a call to an internal helper specialised on its constants (physical masks, Gray-code
  * step table, which matrix entries are zero/constant/variable, generator), cached by key, so
  * equal ops share one helper and the module stays small (compile time). Values of the 2×2
@@ -535,9 +538,10 @@ static LLVMValueRef pair_helper(gen *g, int mode, const genblk *gb, LLVMValueRef
   return fn;
 }
 
-/* Emits the call of a PAIR op with matrix M (fwd: U on st0; bwd: U† on φ, λ, maybe overlap). */
-static LLVMValueRef pair_call(gen *g, const jit_op *op, int mode, const genblk *gb, const cx M[4],
-                              LLVMValueRef s0, LLVMValueRef s1) {
+/* Emits the call of a PAIR helper with matrix M (fwd: U on s0; bwd: U† on φ = s0, λ = s1, maybe
+ * the overlap) on the pairs (p, p ^ pflip), p = pbase ^ (Gray-code walk over D[0..log2 pairs)). */
+static LLVMValueRef pair_call_at(gen *g, int mode, const genblk *gb, const cx M[4], LLVMValueRef s0,
+                                 LLVMValueRef s1, LLVMValueRef pbase, uint32_t pflip, int nD, const uint32_t *D) {
   LLVMValueRef parts[8] = {M[0].re, M[0].im, M[1].re, M[1].im, M[2].re, M[2].im, M[3].re, M[3].im};
   LLVMValueRef vargs[8];
   int nargs;
@@ -547,37 +551,78 @@ static LLVMValueRef pair_call(gen *g, const jit_op *op, int mode, const genblk *
   int na = 0;
   a[na++] = s0;
   if (mode) a[na++] = s1;
-  a[na++] = ci32(g, op->pbase);
-  a[na++] = ci32(g, op->pflip);
-  a[na++] = ci32(g, 1LL << op->nfree);
-  a[na++] = const_table(g, op->D, op->nfree + 1);
+  a[na++] = pbase;
+  a[na++] = ci32(g, pflip);
+  a[na++] = ci32(g, 1LL << nD);
+  a[na++] = const_table(g, D, nD + 1);
   int vec = 0;
   for (int i = 0; i < nargs; i++) vec |= is_vec(vargs[i]);
   for (int i = 0; i < nargs; i++) a[na++] = vec ? splat(g, vargs[i]) : vargs[i];
   return LLVMBuildCall2(g->B, fty, fn, a, (unsigned)na, "");
 }
 
+/* A PAIR op over the whole state. */
+static LLVMValueRef pair_call(gen *g, const jit_op *op, int mode, const genblk *gb, const cx M[4],
+                              LLVMValueRef s0, LLVMValueRef s1) {
+  return pair_call_at(g, mode, gb, M, s0, s1, ci32(g, op->pbase), op->pflip, op->nfree, op->D);
+}
+
+/* A PAIR op of a blocked group (jit_internal.h) in the coset of representative c (i32). */
+static LLVMValueRef pair_call_coset(gen *g, const jit_op *op, const jit_opblk *ob, int dim, int mode,
+                                    const genblk *gb, const cx M[4], LLVMValueRef s0, LLVMValueRef s1,
+                                    LLVMValueRef c) {
+  LLVMValueRef off = parity(g, c, ob->r);
+  if (ob->v) off = LLVMBuildNot(g->B, off, "");
+  LLVMValueRef pb = LLVMBuildXor(g->B, c, LLVMBuildSelect(g->B, off, ci32(g, op->pflip), ci32(g, 0), ""), "");
+  return pair_call_at(g, mode, gb, M, s0, s1, pb, op->pflip, dim - 1, ob->D);
+}
+
 /* ---- DIAG helpers ------------------------------------------------------------------------- */
 
-/* Forward: st[p] *= table[p] (scalar complex table, physical order). Shared by all runs. */
-static LLVMValueRef diag_fwd_helper(gen *g, LLVMTypeRef *fty_out) {
+/* The amplitude loop of a DIAG helper: linear over the whole state (walk == 0), or (walk == 1) a
+ * Gray-code walk of one coset: p = base ^ ..., count amplitudes, steps table (count = 2^k,
+ * steps[k] = 0), from the helper's parameters wp[0..3). L->phi[0] is p; extra phis follow. */
+static LLVMValueRef walk_begin(gen *g, loop *L, int walk, const LLVMValueRef *wp, int nphi, LLVMValueRef *init) {
+  if (!walk) {
+    loop_begin(g, L, ci32(g, g->N), nphi, init);
+    return L->iv;
+  }
+  LLVMValueRef all[MAXPHI];
+  all[0] = wp[0];
+  for (int k = 0; k < nphi; k++) all[k + 1] = init[k];
+  loop_begin(g, L, wp[1], nphi + 1, all);
+  return L->phi[0];
+}
+static void walk_end(gen *g, loop *L, int walk, const LLVMValueRef *wp, LLVMValueRef p, LLVMValueRef *next) {
+  if (!walk) { loop_end(g, L, next); return; }
+  LLVMValueRef all[MAXPHI];
+  LLVMValueRef inc = LLVMBuildAdd(g->B, L->iv, ci32(g, 1), "");
+  all[0] = LLVMBuildXor(g->B, p, load(g, g->i32, gep(g, g->i32, wp[2], cttz(g, inc)), 4), "");
+  for (int k = 1; k < L->nphi; k++) all[k] = next[k - 1];
+  loop_end(g, L, all);
+}
+
+/* Forward: st[p] *= table[p] (scalar complex table, physical order), over the whole state or
+ * (walk) one coset: extra parameters base, count, steps. Shared by all runs. */
+static LLVMValueRef diag_fwd_helper(gen *g, int walk, LLVMTypeRef *fty_out) {
   char key[32];
-  snprintf(key, sizeof key, "Df%d", g->f32);
+  snprintf(key, sizeof key, "Df%d|%d", g->f32, walk);
   fcache *e = cache_find(g, key);
   if (e) { *fty_out = e->ty; return e->fn; }
-  LLVMTypeRef pt[2] = {g->ptr, g->ptr};
-  LLVMTypeRef fty = LLVMFunctionType(g->vd, pt, 2, 0);
+  LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->i32, g->i32, g->ptr};
+  LLVMTypeRef fty = LLVMFunctionType(g->vd, pt, walk ? 5 : 2, 0);
   savepos sp;
   LLVMValueRef fn = begin_helper(g, "diag", fty, &sp);
   LLVMValueRef st = LLVMGetParam(fn, 0), tab = LLVMGetParam(fn, 1);
+  LLVMValueRef wp[3] = {walk ? LLVMGetParam(fn, 2) : NULL, walk ? LLVMGetParam(fn, 3) : NULL, walk ? LLVMGetParam(fn, 4) : NULL};
   loop L;
-  loop_begin(g, &L, ci32(g, g->N), 0, NULL);
+  LLVMValueRef p = walk_begin(g, &L, walk, wp, 0, NULL);
   unsigned ts = g->f32 ? 4 : 8;
-  LLVMValueRef i2 = LLVMBuildShl(g->B, L.iv, ci32(g, 1), "");
+  LLVMValueRef i2 = LLVMBuildShl(g->B, p, ci32(g, 1), "");
   cx t = {splat(g, load(g, g->T, gep(g, g->T, tab, i2), ts)),
           splat(g, load(g, g->T, gep(g, g->T, tab, LLVMBuildOr(g->B, i2, ci32(g, 1), "")), ts))};
-  amp_store(g, st, L.iv, C_mul(g, amp_load(g, st, L.iv), t));
-  loop_end(g, &L, NULL);
+  amp_store(g, st, p, C_mul(g, amp_load(g, st, p), t));
+  walk_end(g, &L, walk, wp, p, NULL);
   LLVMBuildRetVoid(g->B);
   pos_restore(g, sp);
   cache_add(g, key, fn, fty);
@@ -628,42 +673,43 @@ static int diag_grad_masks(gen *g, const jit_op *op, uint32_t *m, dgrad *dg) {
 
 /* Backward over a run: the overlaps Im<λ|G_j|φ> of its PARAM gates (G_j diagonal, dgrad) written
  * to out[j] (<V x T>), then φ, λ *= conj(table). Specialised on the gate count and the gates'
- * dgrad; the masks come as a table argument. */
-static LLVMValueRef diag_bwd_helper(gen *g, const dgrad *dg, int ng, LLVMTypeRef *fty_out) {
+ * dgrad; the masks come as a table argument. walk: over one coset (extra parameters base,
+ * count, steps), the overlaps added to out[j]. */
+static LLVMValueRef diag_bwd_helper(gen *g, const dgrad *dg, int ng, int walk, LLVMTypeRef *fty_out) {
   size_t cap = 32 + (size_t)ng * 64, kl;
   char *key = malloc(cap);
   if (!key) { g->failed = 1; key = NULL; }
-  kl = key ? (size_t)snprintf(key, cap, "Db%d|", g->f32) : 0;
+  kl = key ? (size_t)snprintf(key, cap, "Db%d|%d|", g->f32, walk) : 0;
   for (int j = 0; key && j < ng; j++) {
     if (dg[j].type == 'z' || dg[j].type == 'c') kl += (size_t)snprintf(key + kl, cap - kl, "%c", dg[j].type);
     else kl += (size_t)snprintf(key + kl, cap - kl, "%c(%a,%a)", dg[j].type, dg[j].g0, dg[j].g1);
   }
   fcache *e = key ? cache_find(g, key) : NULL;
   if (e) { free(key); *fty_out = e->ty; return e->fn; }
-  LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->ptr, g->ptr, g->ptr};
-  LLVMTypeRef fty = LLVMFunctionType(g->vd, pt, 5, 0);
+  LLVMTypeRef pt[8] = {g->ptr, g->ptr, g->ptr, g->ptr, g->ptr, g->i32, g->i32, g->ptr};
+  LLVMTypeRef fty = LLVMFunctionType(g->vd, pt, walk ? 8 : 5, 0);
   savepos sp;
   LLVMValueRef fn = begin_helper(g, "diagbwd", fty, &sp);
   LLVMValueRef phi = LLVMGetParam(fn, 0), lam = LLVMGetParam(fn, 1), tab = LLVMGetParam(fn, 2),
                out = LLVMGetParam(fn, 3), masks = LLVMGetParam(fn, 4);
+  LLVMValueRef wp[3] = {walk ? LLVMGetParam(fn, 5) : NULL, walk ? LLVMGetParam(fn, 6) : NULL, walk ? LLVMGetParam(fn, 7) : NULL};
   /* accumulators: in registers (phis) when few, else in the out[] array */
-  int inreg = ng <= MAXPHI;
+  int inreg = ng + walk <= MAXPHI;
   LLVMValueRef init[MAXPHI], tm[MAXPHI], cm[MAXPHI];
   for (int j = 0; j < ng && inreg; j++) {
-    init[j] = LLVMConstNull(g->VT);
+    init[j] = walk ? load(g, g->VT, gepc(g, g->VT, out, j), (unsigned)g->VB) : LLVMConstNull(g->VT);
     tm[j] = load(g, g->i32, gepc(g, g->i32, masks, 2 * j), 4);
     cm[j] = load(g, g->i32, gepc(g, g->i32, masks, 2 * j + 1), 4);
   }
-  if (!inreg)
+  if (!inreg && !walk)
     for (int j = 0; j < ng; j++) store(g, LLVMConstNull(g->VT), gepc(g, g->VT, out, j), (unsigned)g->VB);
   loop L;
-  loop_begin(g, &L, ci32(g, g->N), inreg ? ng : 0, init);
-  LLVMValueRef p = L.iv;
+  LLVMValueRef p = walk_begin(g, &L, walk, wp, inreg ? ng : 0, init);
   cx f = amp_load(g, phi, p), l = amp_load(g, lam, p);
   LLVMValueRef w = ng ? F_sub(g, F_mul(g, l.re, f.im), F_mul(g, l.im, f.re)) : NULL;
   LLVMValueRef next[MAXPHI];
   for (int j = 0; j < ng; j++) {
-    LLVMValueRef acc = inreg ? L.phi[j] : load(g, g->VT, gepc(g, g->VT, out, j), (unsigned)g->VB);
+    LLVMValueRef acc = inreg ? L.phi[j + walk] : load(g, g->VT, gepc(g, g->VT, out, j), (unsigned)g->VB);
     LLVMValueRef tmj = inreg ? tm[j] : load(g, g->i32, gepc(g, g->i32, masks, 2 * j), 4);
     LLVMValueRef nv;
     if (dg[j].type == 'z' || dg[j].type == 'c') {
@@ -685,7 +731,7 @@ static LLVMValueRef diag_bwd_helper(gen *g, const dgrad *dg, int ng, LLVMTypeRef
           F_neg(g, splat(g, load(g, g->T, gep(g, g->T, tab, LLVMBuildOr(g->B, i2, ci32(g, 1), "")), ts)))};
   amp_store(g, phi, p, C_mul(g, f, t));
   amp_store(g, lam, p, C_mul(g, l, t));
-  loop_end(g, &L, next);
+  walk_end(g, &L, walk, wp, p, next);
   if (inreg)
     for (int j = 0; j < ng; j++) store(g, next[j], gepc(g, g->VT, out, j), (unsigned)g->VB);
   LLVMBuildRetVoid(g->B);
@@ -948,10 +994,49 @@ static LLVMValueRef phys(gen *g, const jit_plan *pl, LLVMValueRef k) {
 
 static layout make_layout(gen *g, const jit_plan *pf, const jit_plan *pb);
 
+/* Cache blocking (jit_internal.h): the block dimension for a sweep over nstates tile states —
+ * the largest whose block (2^dim amplitudes of each state) fits JIT_BLOCK_BYTES, used when the
+ * states hold at least 4 blocks; cfg->block overrides (-1 never, k ≥ 1 always 2^k amplitudes). */
+#define JIT_BLOCK_BYTES 32768
+static int block_dim(gen *g, int nstates) {
+  int req = g->cfg->block;
+  if (req < 0) return 0;
+  int d = req;
+  if (req == 0) {
+    uint64_t amp = 2 * (uint64_t)g->VB * (uint64_t)nstates;
+    for (d = 0; (amp << (d + 1)) <= JIT_BLOCK_BYTES; d++) {}
+    if (d < 1 || g->n < d + 2) return 0;
+  }
+  return d < g->n ? d : 0;
+}
+
+/* The coset loop of blocked group G: returns the representative c (i32); close with coset_end. */
+static LLVMValueRef coset_begin(gen *g, loop *L, const jit_group *G) {
+  LLVMValueRef z = ci32(g, 0);
+  loop_begin(g, L, ci32(g, 1LL << (g->n - G->dim)), 1, &z);
+  return L->phi[0];
+}
+static void coset_end(gen *g, loop *L, const jit_group *G) {
+  LLVMValueRef inc = LLVMBuildAdd(g->B, L->iv, ci32(g, 1), "");
+  LLVMValueRef step = load(g, g->i32, gep(g, g->i32, const_table(g, G->H, g->n - G->dim + 1), cttz(g, inc)), 4);
+  LLVMValueRef next = LLVMBuildXor(g->B, L->phi[0], step, "");
+  loop_end(g, L, &next);
+}
+
+/* A DIAG op's forward phase multiply: over the whole state, or (G blocked) the coset of c. */
+static void diag_fwd_call(gen *g, LLVMValueRef st, LLVMValueRef tab, const jit_group *G, LLVMValueRef c) {
+  int walk = G && G->dim > 0;
+  LLVMTypeRef dty;
+  LLVMValueRef df = diag_fwd_helper(g, walk, &dty);
+  LLVMValueRef a[5] = {st, tab, c, walk ? ci32(g, 1LL << G->dim) : NULL, walk ? const_table(g, G->W, G->dim + 1) : NULL};
+  LLVMBuildCall2(g->B, dty, df, a, walk ? 5 : 2, "");
+}
+
 /* The forward op sequence of plan pf as one internal function fwdops(st, base), shared by the
  * fwd and bwd entry points (the sequence is emitted once per precision: compile time). It reads
  * cos/sin from the angle table, the phase tables and the transposed features at their fixed
- * offsets from the scratch base (the entry's prologue fills them). */
+ * offsets from the scratch base (the entry's prologue fills them). Blocked groups run coset by
+ * coset. */
 static LLVMValueRef fwd_ops_fn(gen *g, const jit_plan *pf, const jit_plan *pb, LLVMTypeRef *fty_out) {
   char key[32];
   snprintf(key, sizeof key, "F%d", g->f32);
@@ -965,19 +1050,39 @@ static LLVMValueRef fwd_ops_fn(gen *g, const jit_plan *pf, const jit_plan *pb, L
   layout L = make_layout(g, pf, pb);
   g->cs = region(g, base, L.cs);
   tilectx tc = {region(g, base, L.featbuf)};
-  for (int o = 0; o < pf->n_ops; o++) {
-    const jit_op *op = &pf->ops[o];
-    if (op->kind == JIT_OP_PAIR) {
-      cx M[4];
-      group_mat(g, op, NULL, &tc, M);
-      pair_call(g, op, 0, NULL, M, st, NULL);
-    } else if (op->kind == JIT_OP_DIAG) {
-      LLVMTypeRef dty;
-      LLVMValueRef df = diag_fwd_helper(g, &dty);
-      LLVMValueRef a[2] = {st, region(g, base, L.tab_f + (uint64_t)op->table * g->N * 2 * (g->f32 ? 4 : 8))};
-      LLVMBuildCall2(g->B, dty, df, a, 2, "");
-    }
+  jit_blocking bk;
+  cx (*mats)[4] = calloc((size_t)pf->n_ops + 1, sizeof *mats);
+  if (!mats || jit_block_plan(pf, g->n, block_dim(g, 1), &bk) != 0) {
+    free(mats);
+    g->failed = 1;
+    LLVMBuildRetVoid(g->B);
+    pos_restore(g, sp);
+    return fn;
   }
+  uint64_t tsz = (uint64_t)g->N * 2 * (g->f32 ? 4 : 8);
+  for (int gi = 0; gi < bk.n_groups; gi++) {
+    const jit_group *G = &bk.g[gi];
+    for (int o = G->first; G->dim && o < G->first + G->count; o++) /* before the coset loop */
+      if (pf->ops[o].kind == JIT_OP_PAIR) group_mat(g, &pf->ops[o], NULL, &tc, mats[o]);
+    loop C;
+    LLVMValueRef c = G->dim ? coset_begin(g, &C, G) : NULL;
+    for (int o = G->first; o < G->first + G->count; o++) {
+      const jit_op *op = &pf->ops[o];
+      if (op->kind == JIT_OP_PAIR) {
+        if (G->dim) {
+          pair_call_coset(g, op, &bk.ob[o], G->dim, 0, NULL, mats[o], st, NULL, c);
+        } else {
+          group_mat(g, op, NULL, &tc, mats[o]);
+          pair_call(g, op, 0, NULL, mats[o], st, NULL);
+        }
+      } else if (op->kind == JIT_OP_DIAG) {
+        diag_fwd_call(g, st, region(g, base, L.tab_f + (uint64_t)op->table * tsz), G, c);
+      }
+    }
+    if (G->dim) coset_end(g, &C, G);
+  }
+  free(mats);
+  jit_blocking_free(&bk);
   LLVMBuildRetVoid(g->B);
   g->cs = cs_saved;
   pos_restore(g, sp);
@@ -1200,6 +1305,20 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   free(tabp);
 }
 
+/* gacc[param] += scale × the overlap sums dsum[j] of DIAG op's PARAM gates, in gate order. */
+static void diag_grads(gen *g, const jit_op *op, LLVMValueRef gacc, LLVMValueRef dsum) {
+  unsigned vb = (unsigned)g->VB;
+  int j = 0;
+  for (int i = 0; i < op->n_gates; i++) {
+    const qkd_ir_gate *gt = &g->ir->gates[op->gates[i]];
+    if (gt->angle[0].kind != QKD_ANGLE_PARAM) continue;
+    LLVMValueRef v = F_mul(g, load(g, g->VT, gepc(g, g->VT, dsum, j), vb), splat(g, cT(g, gt->angle[0].scale)));
+    LLVMValueRef ap = gepc(g, g->VT, gacc, gt->angle[0].index);
+    store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
+    j++;
+  }
+}
+
 static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char *name) {
   const qkd_ir_circuit *ir = g->ir;
   entry E;
@@ -1216,10 +1335,14 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   int nout = qkd_ir_outputs(ir), nf = ir->n_features, n = g->n;
   unsigned vb = (unsigned)g->VB;
   memzero(g, gacc, (uint64_t)(ir->n_params + 1) * (uint64_t)g->VB);
-  cx (*matb)[4] = calloc((size_t)pb->n_ops + 1, sizeof *matb);
+  cx (*matb)[4] = calloc((size_t)pb->n_ops + 1, sizeof *matb), (*mdag)[4] = calloc((size_t)pb->n_ops + 1, sizeof *mdag);
   LLVMValueRef *tpf = calloc((size_t)pf->n_tables + 1, sizeof *tpf), *tpb = calloc((size_t)pb->n_tables + 1, sizeof *tpb);
-  if (!matb || !tpf || !tpb) {
-    free(matb); free(tpf); free(tpb);
+  struct { int ngrad, off; } *dinfo = calloc((size_t)pb->n_ops + 1, sizeof *dinfo);
+  uint32_t *dmask = calloc((size_t)ir->n_gates * 2 + 2, sizeof(uint32_t));
+  dgrad *dctl = calloc((size_t)ir->n_gates + 2, sizeof(dgrad));
+  jit_blocking bk = {0};
+  if (!matb || !mdag || !tpf || !tpb || !dinfo || !dmask || !dctl || jit_block_plan(pb, n, block_dim(g, 2), &bk) != 0) {
+    free(matb); free(mdag); free(tpf); free(tpb); free(dinfo); free(dmask); free(dctl);
     g->failed = 1;
     LLVMBuildRetVoid(g->B);
     return;
@@ -1270,46 +1393,62 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
     loop_end(g, &L, NULL);
   }
 
-  /* reverse sweep */
-  for (int o = pb->n_ops - 1; o >= 0; o--) {
-    const jit_op *op = &pb->ops[o];
-    if (op->kind == JIT_OP_PAIR) {
-      cx Mt[4], Md[4];
-      const cx *M = matb[o];
-      if (group_has_feature(ir, op)) { group_mat(g, op, params, &tc, Mt); M = Mt; }
-      mat_dagger(g, M, Md);
-      if (op->grad_gate < 0) {
-        pair_call(g, op, 1, NULL, Md, phi, lam);
-        continue;
-      }
-      const qkd_ir_gate *gt = &ir->gates[op->grad_gate];
-      genblk gb = gen_block(gt->kind, op->blk);
-      LLVMValueRef ov = pair_call(g, op, 2, &gb, Md, phi, lam);
-      LLVMValueRef v = F_mul(g, ov, splat(g, cT(g, gt->angle[0].scale)));
-      LLVMValueRef ap = gepc(g, g->VT, gt->angle[0].kind == QKD_ANGLE_PARAM ? gacc : dfacc, gt->angle[0].index);
-      store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
-    } else if (op->kind == JIT_OP_DIAG) {
-      uint32_t *mk = calloc((size_t)op->n_gates * 2 + 2, sizeof(uint32_t));
-      dgrad *ctl = calloc((size_t)op->n_gates + 2, sizeof(dgrad));
-      if (!mk || !ctl) { free(mk); free(ctl); g->failed = 1; break; }
-      int ngrad = diag_grad_masks(g, op, mk, ctl);
-      LLVMTypeRef hty;
-      LLVMValueRef hf = diag_bwd_helper(g, ctl, ngrad, &hty);
-      LLVMValueRef a[5] = {phi, lam, tpb[op->table], dout,
-                           ngrad ? const_table(g, mk, 2 * ngrad) : LLVMConstNull(g->ptr)};
-      LLVMBuildCall2(g->B, hty, hf, a, 5, "");
-      free(mk);
-      free(ctl);
-      int j = 0;
-      for (int i = 0; i < op->n_gates; i++) {
-        const qkd_ir_gate *gt = &ir->gates[op->gates[i]];
-        if (gt->angle[0].kind != QKD_ANGLE_PARAM) continue;
-        LLVMValueRef v = F_mul(g, load(g, g->VT, gepc(g, g->VT, dout, j), vb), splat(g, cT(g, gt->angle[0].scale)));
-        LLVMValueRef ap = gepc(g, g->VT, gacc, gt->angle[0].index);
-        store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
-        j++;
+  /* reverse sweep, blocked groups coset by coset */
+  for (int gi = bk.n_groups - 1; gi >= 0; gi--) {
+    const jit_group *G = &bk.g[gi];
+    int last = G->first + G->count - 1;
+    /* before a coset loop: every op's U† and DIAG gradient masks, and the DIAG overlap sums zeroed */
+    int doff = 0;
+    for (int o = last; o >= G->first; o--) {
+      const jit_op *op = &pb->ops[o];
+      if (op->kind == JIT_OP_PAIR && G->dim) {
+        cx Mt[4];
+        const cx *M = matb[o];
+        if (group_has_feature(ir, op)) { group_mat(g, op, params, &tc, Mt); M = Mt; }
+        mat_dagger(g, M, mdag[o]);
+      } else if (op->kind == JIT_OP_DIAG) {
+        dinfo[o].ngrad = diag_grad_masks(g, op, dmask + 2 * (size_t)doff, dctl + doff);
+        dinfo[o].off = doff;
+        doff += dinfo[o].ngrad;
+        if (G->dim && dinfo[o].ngrad)
+          memzero(g, gepc(g, g->VT, dout, dinfo[o].off), (uint64_t)dinfo[o].ngrad * (uint64_t)g->VB);
       }
     }
+    loop C;
+    LLVMValueRef c = G->dim ? coset_begin(g, &C, G) : NULL;
+    for (int o = last; o >= G->first; o--) {
+      const jit_op *op = &pb->ops[o];
+      if (op->kind == JIT_OP_PAIR) {
+        if (!G->dim) {
+          cx Mt[4];
+          const cx *M = matb[o];
+          if (group_has_feature(ir, op)) { group_mat(g, op, params, &tc, Mt); M = Mt; }
+          mat_dagger(g, M, mdag[o]);
+        }
+        const qkd_ir_gate *gt = op->grad_gate >= 0 ? &ir->gates[op->grad_gate] : NULL;
+        genblk gb = gt ? gen_block(gt->kind, op->blk) : (genblk){0};
+        int mode = gt ? 2 : 1;
+        LLVMValueRef ov = G->dim ? pair_call_coset(g, op, &bk.ob[o], G->dim, mode, gt ? &gb : NULL, mdag[o], phi, lam, c)
+                                 : pair_call(g, op, mode, gt ? &gb : NULL, mdag[o], phi, lam);
+        if (!gt) continue;
+        LLVMValueRef v = F_mul(g, ov, splat(g, cT(g, gt->angle[0].scale)));
+        LLVMValueRef ap = gepc(g, g->VT, gt->angle[0].kind == QKD_ANGLE_PARAM ? gacc : dfacc, gt->angle[0].index);
+        store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
+      } else if (op->kind == JIT_OP_DIAG) {
+        int ngrad = dinfo[o].ngrad, walk = G->dim > 0;
+        LLVMTypeRef hty;
+        LLVMValueRef hf = diag_bwd_helper(g, dctl + dinfo[o].off, ngrad, walk, &hty);
+        LLVMValueRef a[8] = {phi, lam, tpb[op->table], gepc(g, g->VT, dout, dinfo[o].off),
+                             ngrad ? const_table(g, dmask + 2 * (size_t)dinfo[o].off, 2 * ngrad) : LLVMConstNull(g->ptr),
+                             c, walk ? ci32(g, 1LL << G->dim) : NULL, walk ? const_table(g, G->W, G->dim + 1) : NULL};
+        LLVMBuildCall2(g->B, hty, hf, a, walk ? 8 : 5, "");
+        if (!walk) diag_grads(g, op, gacc, gepc(g, g->VT, dout, dinfo[o].off));
+      }
+    }
+    if (!G->dim) continue;
+    coset_end(g, &C, G);
+    for (int o = last; o >= G->first; o--)
+      if (pb->ops[o].kind == JIT_OP_DIAG) diag_grads(g, &pb->ops[o], gacc, gepc(g, g->VT, dout, dinfo[o].off));
   }
 
   if (nf > 0) {
@@ -1359,9 +1498,8 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
   }
   scratch_free(g, E.to_free);
   LLVMBuildRetVoid(g->B);
-  free(matb);
-  free(tpf);
-  free(tpb);
+  free(matb); free(mdag); free(tpf); free(tpb); free(dinfo); free(dmask); free(dctl);
+  jit_blocking_free(&bk);
 }
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir_in,

@@ -27,6 +27,7 @@ typedef struct {
   unsigned opts;      /* JIT_OPT_* */
   int scratch;        /* JIT_SCRATCH_* */
   int parts;          /* JIT_PART_* mask: the forward and/or backward entry points */
+  int block;          /* cache blocking: 0 by size, -1 never, k ≥ 1 blocks of 2^k amplitudes */
 } jit_gen_cfg;
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,

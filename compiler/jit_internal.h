@@ -54,7 +54,7 @@ typedef struct {
   uint32_t pbase, pflip;
   int nfree;
   uint32_t D[QKD_MAX_QUBITS + 1];
-  /* DIAG: the physical row masks at this position (logical bit j of p = parity(p & row[j])). */
+  /* the physical row masks at this position (logical bit j of p = parity(p & row[j])) */
   uint32_t row[QKD_MAX_QUBITS];
   int table; /* DIAG: index of its phase table */
 } jit_op;
@@ -89,9 +89,40 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
 void jit_plan_free(jit_plan *plan);
 void jit_plan_dump(const qkd_ir_circuit *ir, const jit_plan *plan, FILE *out);
 
+/* Cache blocking (jit_block_plan): the ops cut into groups. A blocked group (dim ≥ 1) is a run
+ * of PAIR ops that each cover the whole state (one fixed bit: a one-qubit gate, or two pairs
+ * sharing a matrix), with DIAG and PERM ops among them, whose flips span at most dim dimensions:
+ * the state splits into the 2^(n-dim) cosets c + W of a dim-dimensional subspace W holding every
+ * flip, each op maps every coset to itself, so the group is applied coset by coset while one
+ * coset (2^dim amplitudes) stays in cache. W and H are Gray-code step tables (W: dim basis
+ * vectors of W; H: n - dim vectors completing a basis, walking the coset representatives c),
+ * each ending in 0. For a PAIR op k of a blocked group, ob[k]: its pairs in coset c are
+ * (p, p ^ pflip), p = c' ^ (Gray walk over D[0..dim-1)), c' = c or c ^ pflip so that
+ * parity(c' & r) == v (r: the physical row of the op's fixed bit, v: its fixed value).
+ * A group with dim 0 runs its ops over the whole state, as without blocking. */
+typedef struct {
+  int first, count, dim;
+  uint32_t W[QKD_MAX_QUBITS + 1], H[QKD_MAX_QUBITS + 1];
+} jit_group;
+typedef struct {
+  uint32_t r, v;
+  uint32_t D[QKD_MAX_QUBITS + 1];
+} jit_opblk;
+typedef struct {
+  int n_groups;
+  jit_group *g;   /* n_groups */
+  jit_opblk *ob;  /* one per op of the plan */
+} jit_blocking;
+/* Groups of plan pl (n qubits) for blocks of 2^dim amplitudes; dim ≤ 0 or dim ≥ n: one
+ * unblocked group. Returns 0, or -1 on allocation failure. */
+int jit_block_plan(const jit_plan *pl, int n, int dim, jit_blocking *out);
+void jit_blocking_free(jit_blocking *b);
+
 /* Options from QKD_JIT_OPTS (a number, default JIT_OPT_ALL) and lane bytes from QKD_JIT_VBYTES
  * (16, 32 or 64; 0 = from the target's features). */
 unsigned jit_env_opts(void);
 int jit_env_vbytes(void);
+/* Blocking from QKD_JIT_BLOCK: 0 (default) by size, -1 never, k ≥ 1 blocks of 2^k amplitudes. */
+int jit_env_block(void);
 
 #endif

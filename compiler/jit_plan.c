@@ -276,6 +276,7 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
       for (int j = 0; j < n; j++)
         if (!(op->fixed_mask >> j & 1)) op->D[op->nfree++] = col[j];
       op->D[op->nfree] = 0;
+      memcpy(op->row, row, sizeof row);
     } else if (op->kind == JIT_OP_DIAG) {
       memcpy(op->row, row, sizeof row);
     } else {
@@ -291,6 +292,107 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
   for (int j = 0; j < n; j++)
     if (col[j] != (uint32_t)1 << j) plan->identity_final = 0;
   return 0;
+}
+
+/* ---- cache blocking ----------------------------------------------------------------------- */
+
+/* GF(2) vectors: basis b[0..nb) in echelon form (distinct leading bits). */
+static uint32_t gf2_reduce(const uint32_t *b, int nb, uint32_t v) {
+  for (int i = 0; i < nb; i++) {
+    uint32_t lead = (uint32_t)1 << (31 - __builtin_clz(b[i]));
+    if (v & lead) v ^= b[i];
+  }
+  return v;
+}
+/* Adds v (independent of b) keeping the echelon form: every vector's leading bit appears in no
+ * other (a reduced basis), so one pass of gf2_reduce suffices. */
+static void gf2_insert(uint32_t *b, int *nb, uint32_t v) {
+  v = gf2_reduce(b, *nb, v);
+  uint32_t lead = (uint32_t)1 << (31 - __builtin_clz(v));
+  for (int i = 0; i < *nb; i++)
+    if (b[i] & lead) b[i] ^= v;
+  b[(*nb)++] = v;
+}
+
+/* A PAIR op that covers the whole state: one fixed bit, and its flip changes that bit. */
+static int blockable(const jit_op *op, int n, int *jf) {
+  if (op->kind != JIT_OP_PAIR || op->nfree != n - 1 || __builtin_popcount(op->fixed_mask) != 1) return 0;
+  *jf = __builtin_ctz(op->fixed_mask);
+  return __builtin_parity(op->pflip & op->row[*jf]);
+}
+
+int jit_block_plan(const jit_plan *pl, int n, int dim, jit_blocking *out) {
+  memset(out, 0, sizeof *out);
+  out->g = calloc((size_t)pl->n_ops + 1, sizeof *out->g);
+  out->ob = calloc((size_t)pl->n_ops + 1, sizeof *out->ob);
+  if (!out->g || !out->ob) { jit_blocking_free(out); return -1; }
+  if (dim <= 0 || dim >= n) {
+    out->g[0] = (jit_group){.first = 0, .count = pl->n_ops, .dim = 0};
+    out->n_groups = 1;
+    return 0;
+  }
+  for (int o = 0; o < pl->n_ops;) {
+    jit_group *G = &out->g[out->n_groups++];
+    G->first = o;
+    int jf;
+    if (pl->ops[o].kind == JIT_OP_PAIR && !blockable(&pl->ops[o], n, &jf)) {
+      G->count = 1, G->dim = 0, o++;
+      continue;
+    }
+    uint32_t w[QKD_MAX_QUBITS];
+    int nw = 0, npair = 0, k = o;
+    for (; k < pl->n_ops; k++) {
+      const jit_op *op = &pl->ops[k];
+      if (op->kind != JIT_OP_PAIR) continue;
+      if (!blockable(op, n, &jf)) break;
+      if (gf2_reduce(w, nw, op->pflip)) {
+        if (nw == dim) break;
+        gf2_insert(w, &nw, op->pflip);
+      }
+      npair++;
+    }
+    G->count = k - o;
+    o = k;
+    if (npair == 0) { G->dim = 0; continue; } /* DIAG/PERM only: one pass each, as unblocked */
+    G->dim = dim;
+    for (int j = 0; j < n && nw < dim; j++) /* W completed with the lowest bits (locality) */
+      if (gf2_reduce(w, nw, (uint32_t)1 << j)) gf2_insert(w, &nw, (uint32_t)1 << j);
+    memcpy(G->W, w, (size_t)dim * sizeof(uint32_t));
+    G->W[dim] = 0;
+    uint32_t all[QKD_MAX_QUBITS];
+    int na = nw, nh = 0;
+    memcpy(all, w, (size_t)nw * sizeof(uint32_t));
+    for (int j = 0; j < n; j++)
+      if (gf2_reduce(all, na, (uint32_t)1 << j)) {
+        gf2_insert(all, &na, (uint32_t)1 << j);
+        G->H[nh++] = (uint32_t)1 << j;
+      }
+    G->H[nh] = 0; /* nh == n - dim */
+    for (int q = G->first; q < G->first + G->count; q++) {
+      const jit_op *op = &pl->ops[q];
+      if (op->kind != JIT_OP_PAIR) continue;
+      blockable(op, n, &jf);
+      jit_opblk *b = &out->ob[q];
+      b->r = op->row[jf];
+      b->v = op->fixed_val >> jf & 1;
+      /* W0 = {x in W : parity(x & r) = 0}: each basis vector, plus pflip where it has r-parity 1 */
+      uint32_t d[QKD_MAX_QUBITS];
+      int nd = 0;
+      for (int i = 0; i < dim; i++) {
+        uint32_t x = G->W[i] ^ (__builtin_parity(G->W[i] & b->r) ? op->pflip : 0);
+        if (gf2_reduce(d, nd, x)) gf2_insert(d, &nd, x);
+      }
+      memcpy(b->D, d, (size_t)nd * sizeof(uint32_t)); /* nd == dim - 1 */
+      b->D[nd] = 0;
+    }
+  }
+  return 0;
+}
+
+void jit_blocking_free(jit_blocking *b) {
+  free(b->g);
+  free(b->ob);
+  memset(b, 0, sizeof *b);
 }
 
 void jit_plan_free(jit_plan *plan) {
@@ -317,6 +419,13 @@ unsigned jit_env_opts(void) {
   const char *s = getenv("QKD_JIT_OPTS");
   if (!s || !*s) return JIT_OPT_ALL;
   return (unsigned)strtoul(s, NULL, 0) & JIT_OPT_ALL;
+}
+
+int jit_env_block(void) {
+  const char *s = getenv("QKD_JIT_BLOCK");
+  if (!s || !*s) return 0;
+  int v = atoi(s);
+  return v < 0 ? -1 : v > QKD_MAX_QUBITS ? QKD_MAX_QUBITS : v;
 }
 
 int jit_env_vbytes(void) {

@@ -3,7 +3,8 @@
  * plus finite differences for the gradients, on random circuits from circgen.h (every gate, all
  * angle kinds, all encodings and measurements, shots, batches with partial vector tiles).
  * Also: every specialisation switched off one at a time and every vector width (same numbers),
- * bit-identical reruns, the qkd_par driver at 1/2/3 threads (bit-identical), parameter shift
+ * bit-identical reruns, the qkd_par driver at 1/2/3 threads (bit-identical), cache blocking
+ * (forced block sizes on small circuits; 9-14 qubits as chosen by size), parameter shift
  * through the kernels (qkd_par_pshift), emit-llvm and object emission. Without QKD_FULL_SWEEP (the sanitizer build) the sweep is smaller. */
 #include "circgen.h"
 #include "dense_ref.h"
@@ -53,7 +54,7 @@ static void rand_dout(uint64_t seed, double *d, size_t n) {
 }
 
 typedef struct {
-  int checks_fwd, checks_bwd, fd, f32, variants, par, pshift, pshift_shots;
+  int checks_fwd, checks_bwd, fd, f32, variants, par, pshift, pshift_shots, large;
 } counts;
 static counts cnt;
 
@@ -204,44 +205,125 @@ static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
   CHECK(kj.fwd_f64 == NULL && kj.engine_data == NULL);
 }
 
-/* Specialisations off one at a time, and every vector width: same numbers as the interpreter. */
-static void check_variants(uint64_t seed, const qkd_ir_circuit *c, int batch) {
-  /* (specialisation mask, vector bytes): each switch off at least once, each width at least twice */
-  static const int specs[] = {0, 1, 2, 4, 3, 6, 5};
-  static const int vbs[] = {16, 32, 64, 16, 64, 32, 16};
+/* The kernels compiled with each of opts[0..nopts) (f64 only): same numbers as the interpreter. */
+static void check_options(uint64_t seed, const qkd_ir_circuit *c, int batch, const qkd_jit_options *opts, int nopts) {
   int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
   double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
   circgen_inputs(c, seed, batch, params, feat);
   size_t nout = (size_t)batch * no;
   double *oi = xmalloc(nout * 8), *oj = xmalloc(nout * 8), *dout = xmalloc(nout * 8);
   double *gi = xmalloc((size_t)(np + 1) * 8), *gj = xmalloc((size_t)(np + 1) * 8);
+  double *fi = xmalloc((size_t)batch * (size_t)(nf + 1) * 8), *fj = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
   void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
   rand_dout(seed + 1, dout, nout);
   qkd_kernel ki = qkd_qsim_kernel(c);
   ki.fwd_f64(&ki, params, feat, batch, 1, 0, oi, ws);
-  ki.bwd_f64(&ki, params, feat, batch, dout, gi, NULL, ws);
-  double sc = 1.0 + maxabs(gi, (size_t)np);
-  for (int s = 0; s < (int)(sizeof specs / sizeof *specs); s++) {
-    int v = s;
-    {
-      qkd_jit_options o = {.precisions = 1, .specialise = specs[s], .vector_bytes = vbs[v]};
-      qkd_kernel kj;
-      qkd_error err;
-      if (qkd_jit_compile_ex(c, &o, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); continue; }
-      CHECK(kj.fwd_f32 == NULL && kj.fwd_f64 != NULL);
-      kj.fwd_f64(&kj, params, feat, batch, 1, 0, oj, ws);
-      memset(gj, 0, (size_t)(np + 1) * 8);
-      kj.bwd_f64(&kj, params, feat, batch, dout, gj, NULL, ws);
-      double d1 = maxabs_diff(oi, oj, nout), d2 = maxabs_diff(gi, gj, (size_t)np);
-      if (!(d1 <= 1e-10 && d2 <= 1e-10 * sc))
-        fprintf(stderr, "seed %llu spec %d vb %d: fwd %g bwd %g\n", (unsigned long long)seed, specs[s], vbs[v], d1, d2);
-      CHECK(d1 <= 1e-10);
-      CHECK(d2 <= 1e-10 * sc);
-      cnt.variants++;
-      qkd_jit_release(&kj);
-    }
+  ki.bwd_f64(&ki, params, feat, batch, dout, gi, fi, ws);
+  double sc = 1.0 + maxabs(gi, (size_t)np), scf = 1.0 + maxabs(fi, (size_t)batch * nf);
+  for (int s = 0; s < nopts; s++) {
+    qkd_jit_options o = opts[s];
+    o.precisions = 1;
+    qkd_kernel kj;
+    qkd_error err;
+    if (qkd_jit_compile_ex(c, &o, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); continue; }
+    CHECK(kj.fwd_f32 == NULL && kj.fwd_f64 != NULL);
+    kj.fwd_f64(&kj, params, feat, batch, 1, 0, oj, ws);
+    memset(gj, 0, (size_t)(np + 1) * 8);
+    kj.bwd_f64(&kj, params, feat, batch, dout, gj, fj, ws);
+    double d1 = maxabs_diff(oi, oj, nout), d2 = maxabs_diff(gi, gj, (size_t)np), d3 = maxabs_diff(fi, fj, (size_t)batch * nf);
+    if (!(d1 <= 1e-10 && d2 <= 1e-10 * sc && d3 <= 1e-10 * scf))
+      fprintf(stderr, "seed %llu n %d spec %d vb %d block %d: fwd %g bwd %g d_features %g\n", (unsigned long long)seed,
+              c->n_qubits, o.specialise, o.vector_bytes, o.block, d1, d2, d3);
+    CHECK(d1 <= 1e-10);
+    CHECK(d2 <= 1e-10 * sc);
+    CHECK(d3 <= 1e-10 * scf);
+    cnt.variants++;
+    qkd_jit_release(&kj);
   }
-  free(params); free(feat); free(oi); free(oj); free(dout); free(gi); free(gj); free(ws);
+  free(params); free(feat); free(oi); free(oj); free(dout); free(gi); free(gj); free(fi); free(fj); free(ws);
+}
+
+/* Specialisations off one at a time, and every vector width: same numbers as the interpreter. */
+static void check_variants(uint64_t seed, const qkd_ir_circuit *c, int batch) {
+  /* (specialisation mask, vector bytes): each switch off at least once, each width at least twice */
+  static const int specs[] = {0, 1, 2, 4, 3, 6, 5};
+  static const int vbs[] = {16, 32, 64, 16, 64, 32, 16};
+  qkd_jit_options o[7];
+  for (int s = 0; s < 7; s++) o[s] = (qkd_jit_options){.specialise = specs[s], .vector_bytes = vbs[s]};
+  check_options(seed, c, batch, o, 7);
+}
+
+/* Cache blocking forced at every small block size (and off), with each vector width and with
+ * the specialisations that shape the blocked groups (permutations, diagonal runs) switched off. */
+static void check_blocks(uint64_t seed, const qkd_ir_circuit *c, int batch) {
+  static const int blocks[] = {1, 2, 3, 4, 6, -1, 2, 3};
+  static const int specs[] = {-1, -1, -1, -1, -1, -1, 5, 6};
+  static const int vbs[] = {16, 32, 64, 16, 32, 64, 32, 16};
+  qkd_jit_options o[8];
+  for (int s = 0; s < 8; s++) o[s] = (qkd_jit_options){.specialise = specs[s], .vector_bytes = vbs[s], .block = blocks[s]};
+  check_options(seed, c, batch, o, 8);
+}
+
+/* 9 ≤ n ≤ 14 with the default options (cache blocking chosen by size): against the interpreter
+ * (f64 outputs, d_params, d_features), the dense reference at n ≤ 10, central finite differences
+ * of the kernel's own loss Σ dout·outputs for a few parameters, and 1 vs 2 threads bit-identical. */
+static void check_large(uint64_t seed, const qkd_ir_circuit *c, int batch, qkd_par_pool **pools) {
+  qkd_error err;
+  qkd_kernel kj;
+  qkd_jit_options opt = {.precisions = 1, .specialise = -1};
+  if (qkd_jit_compile_ex(c, &opt, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); return; }
+  qkd_kernel ki = qkd_qsim_kernel(c);
+  int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
+  size_t nout = (size_t)batch * no, nfe = (size_t)batch * nf;
+  double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((nfe + 1) * 8), *dout = xmalloc(nout * 8);
+  circgen_inputs(c, seed, batch, params, feat);
+  rand_dout(seed + 3, dout, nout);
+  double *oj = xmalloc(nout * 8), *oi = xmalloc(nout * 8), *o2 = xmalloc(nout * 8), *od = xmalloc((size_t)no * 8);
+  double *gj = xmalloc((size_t)(np + 1) * 8), *gi = xmalloc((size_t)(np + 1) * 8), *g2 = xmalloc((size_t)(np + 1) * 8);
+  double *fj = xmalloc((nfe + 1) * 8), *fi = xmalloc((nfe + 1) * 8), *f2 = xmalloc((nfe + 1) * 8);
+  void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
+  CHECK(qkd_par_fwd_f64(pools[0], &kj, params, feat, batch, seed, 0, oj) == 0);
+  CHECK(qkd_par_bwd_f64(pools[0], &kj, params, feat, batch, dout, gj, fj) == 0);
+  CHECK(qkd_par_fwd_f64(pools[1], &kj, params, feat, batch, seed, 0, o2) == 0);
+  CHECK(qkd_par_bwd_f64(pools[1], &kj, params, feat, batch, dout, g2, f2) == 0);
+  CHECK(memcmp(oj, o2, nout * 8) == 0);
+  CHECK(memcmp(gj, g2, (size_t)np * 8) == 0);
+  CHECK(memcmp(fj, f2, nfe * 8) == 0);
+  ki.fwd_f64(&ki, params, feat, batch, seed, 0, oi, ws);
+  ki.bwd_f64(&ki, params, feat, batch, dout, gi, fi, ws);
+  double d1 = maxabs_diff(oj, oi, nout), d2 = maxabs_diff(gj, gi, (size_t)np), d3 = maxabs_diff(fj, fi, nfe);
+  double sc = 1.0 + maxabs(gi, (size_t)np), scf = 1.0 + maxabs(fi, nfe);
+  if (!(d1 <= 1e-10 && d2 <= 1e-10 * sc && d3 <= 1e-10 * scf))
+    fprintf(stderr, "seed %llu n %d: jit vs interp fwd %g bwd %g d_features %g\n", (unsigned long long)seed, c->n_qubits, d1, d2, d3);
+  CHECK(d1 <= 1e-10);
+  CHECK(d2 <= 1e-10 * sc);
+  CHECK(d3 <= 1e-10 * scf);
+  if (c->n_qubits <= 10) {
+    dense_ref_outputs(c, params, nf ? feat : NULL, od);
+    double dd = maxabs_diff(oj, od, (size_t)no);
+    if (!(dd <= 1e-10)) fprintf(stderr, "seed %llu n %d: jit vs dense %g\n", (unsigned long long)seed, c->n_qubits, dd);
+    CHECK(dd <= 1e-10);
+  }
+  /* central differences of L(θ) = Σ dout·outputs(θ), three parameters */
+  for (int t = 0; t < 3 && t < np; t++) {
+    int i = (int)((seed + 7 * (uint64_t)t) % (uint64_t)np);
+    double h = 1e-5, keep = params[i], lp = 0, lm = 0;
+    params[i] = keep + h;
+    kj.fwd_f64(&kj, params, feat, batch, seed, 0, o2, ws);
+    for (size_t k = 0; k < nout; k++) lp += dout[k] * o2[k];
+    params[i] = keep - h;
+    kj.fwd_f64(&kj, params, feat, batch, seed, 0, o2, ws);
+    for (size_t k = 0; k < nout; k++) lm += dout[k] * o2[k];
+    params[i] = keep;
+    double fd = (lp - lm) / (2 * h);
+    if (!(fabs(fd - gj[i]) <= 1e-6 * (1 + fabs(fd)))) fprintf(stderr, "seed %llu n %d: fd %g adjoint %g\n", (unsigned long long)seed, c->n_qubits, fd, gj[i]);
+    CHECK(fabs(fd - gj[i]) <= 1e-6 * (1 + fabs(fd)));
+    cnt.fd++;
+  }
+  cnt.large++;
+  free(params); free(feat); free(dout); free(oj); free(oi); free(o2); free(od); free(gj); free(gi); free(g2);
+  free(fj); free(fi); free(f2); free(ws);
+  qkd_jit_release(&kj);
 }
 
 /* qkd_par at 1, 2, 3 threads: bit-identical; and equal (to rounding) to the interpreter. */
@@ -450,16 +532,18 @@ int main(void) {
     check_circuit(1000 + (uint64_t)i, c, batches[i % 6]);
     circgen_free(c);
   }
-  /* long circuits on few qubits exercise long diagonal runs, fusion and permutations */
+  /* long circuits on few qubits exercise long diagonal runs, fusion and permutations, and
+   * (forced block sizes) long blocked groups */
   circgen_opts lo = o;
   lo.min_gates = 60;
   lo.max_gates = 120;
-  lo.max_qubits = 5;
+  lo.max_qubits = 7;
   lo.p_shots = 0.0;
   for (int i = 0; i < N_CIRCUITS / 8; i++) {
     qkd_ir_circuit *c = circgen_random(5000 + (uint64_t)i, &lo);
     check_circuit(5000 + (uint64_t)i, c, 7);
     if (i % 3 == 0) check_variants(5000 + (uint64_t)i, c, 9);
+    if (i % 2 == 1) check_blocks(5000 + (uint64_t)i, c, 1 + i % 10);
     circgen_free(c);
   }
   for (int i = 0; i < N_CIRCUITS / 24; i++) {
@@ -495,14 +579,31 @@ int main(void) {
     check_pshift(11000 + (uint64_t)i, c, pools, 1 + i % 7);
     circgen_free(c);
   }
+  /* cache blocking at 9 ≤ n ≤ 14 with the blocking chosen by size (random and benchmark
+   * circuits); forced block sizes are checked on the long circuits above */
+  circgen_opts lg = o;
+  lg.p_shots = 0.0;
+  lg.min_gates = 30;
+  lg.max_gates = 80;
+  for (int n = 9; n <= 14 && pools[1]; n++) {
+    lg.min_qubits = lg.max_qubits = n;
+    qkd_ir_circuit *c = circgen_random(13000 + (uint64_t)n, &lg);
+    check_large(13000 + (uint64_t)n, c, n <= 11 ? 9 : 3, pools);
+    circgen_free(c);
+    c = circgen_hea(n, 2, n % 2 ? QKD_MEASURE_Z : QKD_MEASURE_PROBS, QKD_PREC_F64);
+    check_large(13100 + (uint64_t)n, c, n <= 11 ? 9 : 3, pools);
+    if (n <= 10) check_blocks(13100 + (uint64_t)n, c, 5);
+    circgen_free(c);
+  }
   qkd_ir_circuit *h = circgen_hea(8, 10, QKD_MEASURE_PROBS, QKD_PREC_F64);
   if (pools[2]) check_par(8999, h, pools);
   check_emit(h);
   circgen_free(h);
   for (int t = 0; t < 3; t++) qkd_par_destroy(pools[t]);
   printf("circuits: %d fwd, %d bwd, %d finite-difference, %d f32, %d variants, %d par, %d pshift exact, "
-         "%d pshift shots\n", cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par, cnt.pshift,
-         cnt.pshift_shots);
+         "%d pshift shots, %d at 9-14 qubits\n", cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par,
+         cnt.pshift, cnt.pshift_shots, cnt.large);
+  CHECK(cnt.large == 12);
   CHECK(cnt.pshift > 0 && cnt.pshift_shots > 0);
   return test_done("test_jit_kernels");
 }
