@@ -33,7 +33,8 @@ static void usage(FILE *out) {
         "  cells FILE [--set P=V]…             the grid cells, one per line, in the order --cells slices\n"
         "  slurm FILE --out DIR [--tasks N] [--partition P] [--time HH:MM:SS] [--cpus C] [--mem SIZE] [--submit]\n"
         "                                      Slurm job scripts (teachers, a cells array, report) for a grid\n"
-        "  report DIR… [-o OUT] [--compare F]  merge grid cells of run directories: results.json, .md, .svg\n"
+        "  report DIR… [-o OUT] [--compare F] [--runs]\n"
+        "                                      merge grid cells of run directories: results.json, .md, .svg\n"
         "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--grad]\n"
         "  emit-llvm FILE [--student NAME]     the LLVM IR of the specialised kernels\n"
         "  build FILE -o EXE [--cpu native|generic]   a standalone executable\n"
@@ -340,16 +341,18 @@ static void dump_ir(const qkd_model *m) {
   }
 }
 
-/* qkdc report DIR… [-o OUT] [--compare FILE.json] */
+/* qkdc report DIR… [-o OUT] [--compare FILE.json] [--runs] */
 static int qkd_report_command(int argc, char **argv) {
   const char *out = NULL, *compare = NULL;
+  int runs = 0;
   const char **dirs = calloc((size_t)argc + 1, sizeof *dirs);
   int n = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
     else if (!strcmp(argv[i], "--compare") && i + 1 < argc) compare = argv[++i];
+    else if (!strcmp(argv[i], "--runs")) runs = 1;
     else if (argv[i][0] == '-') {
-      fprintf(stderr, "qkdc: error: unknown option '%s' for 'report' (report DIR… [-o OUT] [--compare FILE.json])\n", argv[i]);
+      fprintf(stderr, "qkdc: error: unknown option '%s' for 'report' (report DIR… [-o OUT] [--compare FILE.json] [--runs])\n", argv[i]);
       free(dirs);
       return 1;
     } else dirs[n++] = argv[i];
@@ -360,7 +363,7 @@ static int qkd_report_command(int argc, char **argv) {
     return 1;
   }
   qkd_error err;
-  int rc = qkd_gridreport(dirs, n, out ? out : dirs[0], compare, stderr, &err);
+  int rc = qkd_gridreport(dirs, n, out ? out : dirs[0], compare, runs, stderr, &err);
   if (rc != 0) qkd_error_print(&err, stderr);
   free(dirs);
   return rc ? 1 : 0;

@@ -138,15 +138,20 @@ static double run_acc(const qkd_json *cell, const char *kind) {
 }
 
 /* The largest per-epoch test accuracy of a run (selection on the test set, for comparison only). */
-static double run_best(const qkd_json *cell, const char *kind) {
+static double run_best_at(const qkd_json *cell, const char *kind, int *epoch) {
   const qkd_json *l = qkd_json_get(qkd_json_get(cell, kind), "test_accuracy_per_epoch");
   double best = NAN;
+  if (epoch) *epoch = 0;
   for (int i = 0; l && l->kind == QKD_JSON_ARR && i < l->n; i++) {
     double v = qkd_json_num(l->items[i], NAN);
-    if (isfinite(v) && !(v <= best)) best = v;
+    if (isfinite(v) && !(v <= best)) {
+      best = v;
+      if (epoch) *epoch = i + 1;
+    }
   }
   return best;
 }
+static double run_best(const qkd_json *cell, const char *kind) { return run_best_at(cell, kind, NULL); }
 
 static void row_add(row *r, const qkd_json *c) {
   stat_add(&r->distilled_best, run_best(c, "distilled"));
@@ -262,6 +267,7 @@ typedef struct {
   grid_view *grids;
   int n_grids;
   const qkd_json *compare;
+  int runs; /* results.md lists every run after its grid's table */
 } merged;
 
 static void jw_stat(qkd_jw *w, const char *name, const stat *s) {
@@ -386,7 +392,45 @@ static void md_count(FILE *f, double v) {
   else fputs(" – |", f);
 }
 
-static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare) {
+/* Every run of G one by one: last-epoch accuracies, and the best epoch on the test set beside
+ * them (the v1 notebooks' selection), so a collapse or an outlier seed is not hidden in a mean. */
+static void md_runs(FILE *f, const grid_view *G) {
+  const qkd_json *seeds = qkd_json_get(G->g, "seeds");
+  fprintf(f, "\nEvery run of `%s`: test accuracy %% after the last epoch; \"best\" is the largest per-epoch test "
+             "accuracy (epoch) — selected on the test set, for comparison with the paper only; chance is 100/classes.\n\n|",
+          qkd_json_s(qkd_json_get(G->g, "name")));
+  for (int a = 0; a < G->n_axes; a++) fprintf(f, " %s |", axis_label(G, a));
+  fputs(" seed | classes | teacher | distilled | best (epoch) | baseline | best (epoch) | control |\n|", f);
+  for (int a = 0; a < G->n_axes + 8; a++) fputs(a < G->n_axes + 1 ? "---|" : "--:|", f);
+  fputc('\n', f);
+  for (int i = 0; i < G->n_cells; i++) {
+    const qkd_json *c = G->cells[i].cell;
+    if (!c) continue;
+    fputc('|', f);
+    for (int a = 0; a < G->n_axes; a++) fprintf(f, " %s |", row_value(G, i / G->n_seeds, a));
+    fprintf(f, " %.0f |", qkd_json_num(seeds->items[i % G->n_seeds], NAN));
+    md_count(f, qkd_json_num(qkd_json_get(c, "classes"), NAN));
+    const qkd_json *tt = qkd_json_get(c, "teacher_training");
+    const char *tn = qkd_json_s(qkd_json_get(tt, "name"));
+    if (tn) fprintf(f, " %s/%.0f %.2f |", tn, qkd_json_num(qkd_json_get(tt, "seed"), 0),
+                    100 * qkd_json_num(qkd_json_get(tt, "test_accuracy"), NAN));
+    else fputs(" – |", f);
+    static const char *const kinds[] = {"distilled", "baseline", "control"};
+    for (int k = 0; k < 3; k++) {
+      double v = run_acc(c, kinds[k]);
+      if (isfinite(v)) fprintf(f, " %.2f |", 100 * v);
+      else fputs(" – |", f);
+      if (k == 2) break;
+      int ep;
+      double b = run_best_at(c, kinds[k], &ep);
+      if (isfinite(b)) fprintf(f, " %.2f (%d) |", 100 * b, ep);
+      else fputs(" – |", f);
+    }
+    fputc('\n', f);
+  }
+}
+
+static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare, int runs) {
   int has_paper = 0;
   const char *lab = NULL;
   for (int r = 0; r < G->n_rows; r++) has_paper |= isfinite(compare_value(compare, G, r, &lab));
@@ -447,6 +491,7 @@ static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare) {
       fputc('\n', f);
     }
   }
+  if (runs) md_runs(f, G);
   int missing = 0;
   for (int i = 0; i < G->n_cells; i++) missing += !G->cells[i].cell;
   if (missing) {
@@ -460,7 +505,7 @@ static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare) {
 static int emit_md(FILE *f, const void *ctx) {
   const merged *M = ctx;
   fputs("# qkd grid report\n\n", f);
-  for (int g = 0; g < M->n_grids; g++) md_grid(f, &M->grids[g], M->compare);
+  for (int g = 0; g < M->n_grids; g++) md_grid(f, &M->grids[g], M->compare, M->runs);
   return 0;
 }
 
@@ -604,8 +649,8 @@ static void free_views(grid_view *v, int n) {
   free(v);
 }
 
-int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log,
-                   qkd_error *err) {
+int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, int runs,
+                   FILE *log, qkd_error *err) {
   qkd_json **man = calloc((size_t)n_dirs + 1, sizeof *man);
   qkd_json *first_results = NULL, *cmp = NULL;
   grid_view *views = NULL;
@@ -697,7 +742,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
       if (c->cell) row_add(&G->rows[i / G->n_seeds], c->cell);
     }
   }
-  merged M = {first_results, views, n_views, cmp};
+  merged M = {first_results, views, n_views, cmp, runs};
   static const struct { const char *name; qkd_emit_fn emit; } outs[] = {{"results.json", emit_results}, {"results.md", emit_md}};
   for (int i = 0; i < 2; i++) {
     free(path);
@@ -711,7 +756,7 @@ int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const c
     free(path);
     path = qkd_file_join(out, name);
     if (!path) goto oom;
-    merged one = {first_results, &views[g], 1, cmp};
+    merged one = {first_results, &views[g], 1, cmp, runs};
     if (qkd_file_write_atomic(path, emit_svg, &one, err) != 0) goto done;
   }
   if (log) {

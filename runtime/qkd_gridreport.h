@@ -26,7 +26,8 @@
  *    distilled_mean, std_over_axis (the std over the axis's values of their means over the
  *    seeds), std_over_seeds (the std over the seeds of their means over the axis), std_all};
  *    results.md shows them as a table under the grid's.
- *  - OUT/results.md: a table per grid (percent, mean ± std), then the missing cells.
+ *  - OUT/results.md: a table per grid (percent, mean ± std), with `runs` every run one by one
+ *    (seed, teacher, last-epoch accuracies and the best epoch beside them), then the missing cells.
  *  - OUT/<grid>.svg: grouped bars of test error (1 − accuracy), one group per combination, one
  *    bar per run kind (distilled, baseline, control), whiskers of ± one std; with `compare`
  *    (a JSON array of {"grid"?, axis label: value name…, "accuracy" | "error", "label"?}) a
@@ -44,8 +45,9 @@
 
 int qkd_gridreport_write_manifest(const char *dir, const qkd_model *m, const char (*keys)[17], qkd_error *err);
 
-/* Merges dirs[0..n) into out; prints a summary on log (may be NULL). 0, or -1 with err set. */
-int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, FILE *log,
-                   qkd_error *err);
+/* Merges dirs[0..n) into out; prints a summary on log (may be NULL); runs != 0 adds every run's
+ * table to results.md. 0, or -1 with err set. */
+int qkd_gridreport(const char *const *dirs, int n_dirs, const char *out, const char *compare, int runs,
+                   FILE *log, qkd_error *err);
 
 #endif

@@ -853,7 +853,7 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
     if (rc == 0 || rc == 130) {
       qkd_error err;
       const char *dirs[1] = {o->out_dir};
-      if (qkd_gridreport(dirs, 1, o->out_dir, NULL, o->log, &err) != 0) {
+      if (qkd_gridreport(dirs, 1, o->out_dir, NULL, 0, o->log, &err) != 0) {
         log_error(&r, &err);
         if (rc == 0) rc = 1;
       }

@@ -41,5 +41,5 @@ done
 # one report per program (qkdc report merges the cells of one program): v2 in docs/results/,
 # v1 in docs/results/v1/
 ./build/qkdc report "$runs/paper_v2" -o docs/results --compare examples/paper_reference.json || rc=1
-./build/qkdc report "$runs/paper_v1" -o docs/results/v1 --compare examples/paper_reference.json || rc=1
+./build/qkdc report "$runs/paper_v1" -o docs/results/v1 --compare examples/paper_reference.json --runs || rc=1
 exit $rc

@@ -131,6 +131,29 @@ assert abs(rows[("3", "angle")]["paper"] - 0.6) < 1e-12 and "paper_label" not in
 assert all(r["paper"] is None for k, r in rows.items() if k not in {("2", "amp"), ("3", "angle")})
 md = open(sys.argv[1] + "/results.md").read()
 assert "| paper |" in md and "| 50.00 |" in md and "| 60.00 |" in md
+assert "Every run of" not in md, "runs listed without --runs"
+PY
+# 7: --runs lists every run; its figures recomputed from the cell files
+"$qkdc" report "$work/full" --runs -o "$work/runs" 2>/dev/null || fail "report --runs"
+$py - "$work" <<'PY' || fail "the runs table differs from the cells"
+import json, glob, sys
+w = sys.argv[1]
+md = open(w + "/runs/results.md").read()
+table = md[md.index("Every run of `g`"):]
+lines = [l for l in table.splitlines() if l.startswith("| ") and not l.startswith("| qubits")]
+cells = {json.load(open(f))["cell"]: json.load(open(f)) for f in glob.glob(w + "/full/cells/**/*.json", recursive=True)}
+assert len(lines) == len(cells) == 8, (len(lines), len(cells))
+for l in lines:
+    f = [x.strip() for x in l.strip("|").split("|")]
+    c = cells[f"g/qubits={f[0]}/method={f[1]}/seed={f[2]}"]
+    def best(kind):
+        a = c[kind]["test_accuracy_per_epoch"]
+        i = max(range(len(a)), key=lambda k: (a[k], -k))
+        return f"{100 * a[i]:.2f} ({i + 1})"
+    want = [f"{100 * c['distilled']['test_accuracy']:.2f}", best("distilled"),
+            f"{100 * c['baseline']['test_accuracy']:.2f}", best("baseline"), f"{100 * c['control']['test_accuracy']:.2f}"]
+    assert f[5:10] == want, (l, want)
+    assert f[3] == str(c["classes"]) and f[4].endswith(f"{100 * c['teacher_training']['test_accuracy']:.2f}"), (l, c["teacher_training"])
 PY
 # 8: a built executable runs the grid (kernels for every distinct cell circuit) with the same results
 "$qkdc" build "$prog" -o "$work/exe" 2>"$work/build.log" || { cat "$work/build.log"; fail "qkdc build of a grid"; }
