@@ -1,5 +1,5 @@
-/* ir.c — validation and text dump of the flat circuit IR (qkd_ir.h); gate facts come from the
- * gate table (qkd_gates.h). */
+/* ir.c — validation, text dump and fingerprint of the flat circuit IR (qkd_ir.h); gate facts
+ * come from the gate table (qkd_gates.h), channel facts from the channel table (qkd_channels.h). */
 #include "qkd_ir.h"
 
 #include "qkd_hash.h"
@@ -22,6 +22,37 @@ double qkd_ir_angle(const qkd_angle *a, const double *params, const double *feat
 void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double *features, double *a) {
   int na = qkd_gate(g->kind)->angles;
   for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++) a[s] = s < na ? qkd_ir_angle(&g->angle[s], params, features) : 0.0;
+}
+
+int qkd_ir_noisy(const qkd_ir_circuit *c) { return c->n_channels != 0 || c->readout != NULL; }
+
+/* The channels and the read-out of a circuit whose gates are valid. */
+static int validate_noise(const qkd_ir_circuit *c, qkd_error *err) {
+#define FAIL(...) return qkd_fail(err, QKD_ERR_INTERNAL, NULL, __VA_ARGS__)
+  if (c->n_channels < 0) FAIL("negative channel count");
+  if (c->n_channels > 0 && !c->channels) FAIL("%d channels but no channel array", c->n_channels);
+  for (int i = 0; i < c->n_channels; i++) {
+    const qkd_ir_channel *ch = &c->channels[i];
+    if (!qkd_chan_is_quantum((int)ch->kind)) FAIL("channel %d: bad kind %d", i, (int)ch->kind);
+    const qkd_chan_info *info = qkd_chan(ch->kind);
+    if (ch->qubit < 0 || ch->qubit >= c->n_qubits) FAIL("channel %d (%s): qubit %d out of range", i, info->name, ch->qubit);
+    if (!qkd_chan_param_ok(ch->kind, ch->p))
+      FAIL("channel %d (%s): %s = %g outside [%g, %g]", i, info->name, info->param[0], ch->p, info->lo, info->hi);
+    if (ch->after < 0 || ch->after > c->n_gates)
+      FAIL("channel %d (%s): after %d outside 0..%d", i, info->name, ch->after, c->n_gates);
+    if (i > 0 && ch->after < c->channels[i - 1].after)
+      FAIL("channel %d (%s): after %d precedes the previous channel's %d", i, info->name, ch->after,
+           c->channels[i - 1].after);
+  }
+  const qkd_chan_info *ro = qkd_chan(QKD_CHAN_READOUT);
+  for (int q = 0; c->readout && q < c->n_qubits; q++) {
+    double pr[2] = {c->readout[q].p01, c->readout[q].p10};
+    for (int k = 0; k < 2; k++)
+      if (!qkd_chan_param_ok(QKD_CHAN_READOUT, pr[k]))
+        FAIL("readout of qubit %d: %s = %g outside [%g, %g]", q, ro->param[k], pr[k], ro->lo, ro->hi);
+  }
+  return 0;
+#undef FAIL
 }
 
 int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err) {
@@ -57,7 +88,7 @@ int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err) {
     }
   }
   if (next_param != c->n_params) FAIL("%d parameters used, n_params is %d", next_param, c->n_params);
-  return 0;
+  return validate_noise(c, err);
 #undef FAIL
 }
 
@@ -72,13 +103,21 @@ static void dump_angle(const qkd_angle *a, FILE *out) {
   if (a->offset != 0.0) fprintf(out, "%+.17g", a->offset);
 }
 
+static void dump_channel(const qkd_ir_channel *ch, FILE *out) {
+  const qkd_chan_info *info = qkd_chan(ch->kind);
+  fprintf(out, "      ~ %s q%d %s=%.17g\n", info->name, ch->qubit, info->param[0], ch->p);
+}
+
 void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out) {
   static const char *enc[] = {"none", "amplitude"};
   static const char *meas[] = {"z", "probs"};
   fprintf(out, "circuit %s qubits=%d params=%d features=%d encode=%s measure=%s shots=%d precision=%s\n",
           c->name ? c->name : "?", c->n_qubits, c->n_params, c->n_features, enc[c->encode],
           meas[c->measure], c->shots, c->precision == QKD_PREC_F32 ? "f32" : "f64");
-  for (int i = 0; i < c->n_gates; i++) {
+  int ch = 0;
+  for (int i = 0; i <= c->n_gates; i++) {
+    for (; ch < c->n_channels && c->channels[ch].after == i; ch++) dump_channel(&c->channels[ch], out);
+    if (i == c->n_gates) break;
     const qkd_ir_gate *g = &c->gates[i];
     const qkd_gate_info *info = qkd_gate(g->kind);
     fprintf(out, "  %3d %s%-4s", i, i < c->n_encoding_gates ? "enc " : "", info->name);
@@ -86,6 +125,8 @@ void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out) {
     for (int s = 0; s < info->angles; s++) dump_angle(&g->angle[s], out);
     fputc('\n', out);
   }
+  for (int q = 0; c->readout && q < c->n_qubits; q++)
+    fprintf(out, "  readout q%d p01=%.17g p10=%.17g\n", q, c->readout[q].p01, c->readout[q].p10);
 }
 
 uint64_t qkd_ir_hash(const qkd_ir_circuit *ir) {
@@ -101,6 +142,19 @@ uint64_t qkd_ir_hash(const qkd_ir_circuit *ir) {
       h = qkd_hash_bytes(h, gi, sizeof gi);
       h = qkd_hash_bytes(h, gd, sizeof gd);
     }
+  }
+  if (!qkd_ir_noisy(ir)) return h; /* noiseless: the fingerprint as before noise existed */
+  int nh[2] = {ir->n_channels, ir->readout != NULL};
+  h = qkd_hash_bytes(h, nh, sizeof nh);
+  for (int i = 0; i < ir->n_channels; i++) {
+    const qkd_ir_channel *ch = &ir->channels[i];
+    int ci[3] = {(int)ch->kind, ch->qubit, ch->after};
+    h = qkd_hash_bytes(h, ci, sizeof ci);
+    h = qkd_hash_bytes(h, &ch->p, sizeof ch->p);
+  }
+  for (int q = 0; ir->readout && q < ir->n_qubits; q++) {
+    double r[2] = {ir->readout[q].p01, ir->readout[q].p10};
+    h = qkd_hash_bytes(h, r, sizeof r);
   }
   return h;
 }

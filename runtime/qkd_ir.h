@@ -17,9 +17,21 @@
  *     all-zero vector becomes |0…0>); NONE starts at |0…0>. Gate encodings (angle, qubit, …)
  *     are ordinary gates with FEATURE angles at the front of the list.
  *   - Outputs per sample: MEASURE_Z → n numbers <Z_q>; MEASURE_PROBS → 2^n probabilities.
+ *   - Noise (optional): n_channels one-qubit channels (qkd_channels.h) in `channels`, each
+ *     with `after` = the number of gates applied before it: it acts between gates[after-1] and
+ *     gates[after] (after = 0: on the encoded state, after = n_gates: after the last gate);
+ *     `after` is non-decreasing along the list and channels of equal `after` act in list order.
+ *     `readout` (NULL: perfect) holds one (p01, p10) per qubit: each measured bit is flipped
+ *     classically, 0 → 1 with probability p01 and 1 → 0 with p10, independently per qubit, so
+ *     MEASURE_PROBS reports the distribution of the bits as read and MEASURE_Z the mean of
+ *     (−1)^(bit as read). Only the density-matrix engine (qkd_dmsim.h) runs noise; the
+ *     state-vector interpreter and the JIT run the gates alone (qkd_ir_noisy tells them apart).
+ *     A circuit without channels and without readout is exactly the noiseless circuit: same
+ *     validation, dump and qkd_ir_hash as before noise existed.
  *   - qkd_ir_validate reports the first broken invariant in a qkd_error (qkd_err.h): kind
  *     INTERNAL (a circuit that reaches it invalid is a bug of whoever built it), no path.
- * The gates array is owned by whoever built the circuit (the compiler's arena, or a test). */
+ * The gates, channels and readout arrays are owned by whoever built the circuit (the compiler's
+ * arena, or a test). */
 #ifndef QKD_IR_H
 #define QKD_IR_H
 
@@ -27,6 +39,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qkd_channels.h"
 #include "qkd_gates.h"
 
 #define QKD_MAX_QUBITS 20
@@ -52,6 +65,20 @@ typedef struct {
   int line;        /* source line of the gate call, for messages (0 if none) */
 } qkd_ir_gate;
 
+/* A noise channel on one qubit: kind a quantum channel of qkd_channels.h (not READOUT), p its
+ * parameter (in the row's range), acting after `after` gates (0..n_gates). */
+typedef struct {
+  qkd_chan_kind kind;
+  int qubit;
+  double p;
+  int after;
+} qkd_ir_channel;
+
+/* The read-out confusion of one qubit's measured bit: P(read 1 | 0), P(read 0 | 1), in [0, 1]. */
+typedef struct {
+  double p01, p10;
+} qkd_ir_readout;
+
 typedef enum { QKD_ENCODE_NONE = 0, QKD_ENCODE_AMPLITUDE } qkd_encode_kind;
 typedef enum { QKD_MEASURE_Z = 0, QKD_MEASURE_PROBS } qkd_measure_kind;
 typedef enum { QKD_PREC_F64 = 0, QKD_PREC_F32 } qkd_precision;
@@ -69,6 +96,9 @@ typedef struct {
   int n_gates;
   int n_encoding_gates;      /* gates[0..n_encoding_gates) came from a gate encoding */
   qkd_ir_gate *gates;
+  int n_channels;            /* noise channels (0: none) */
+  qkd_ir_channel *channels;  /* [n_channels], `after` non-decreasing */
+  qkd_ir_readout *readout;   /* NULL: perfect read-out; else [n_qubits] */
 } qkd_ir_circuit;
 
 /* Number of outputs per sample: n (Z) or 2^n (PROBS). */
@@ -77,12 +107,16 @@ int qkd_ir_outputs(const qkd_ir_circuit *c);
 double qkd_ir_angle(const qkd_angle *a, const double *params, const double *features);
 /* The angles of gate g for one sample into a[QKD_GATE_MAX_ANGLES] (0 past its angle count). */
 void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double *features, double *a);
+/* 1 if the circuit carries noise: channels or a read-out confusion (even one of zeros). */
+int qkd_ir_noisy(const qkd_ir_circuit *c);
 /* Checks every invariant above; on failure fills err (kind INTERNAL, no path) and returns -1,
  * else 0. */
 int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err);
-/* A 64-bit fingerprint of every field that shapes a circuit's kernels (precision aside). */
+/* A 64-bit fingerprint of every field that shapes a circuit's kernels (precision aside); noise
+ * enters it only when the circuit has some (qkd_ir_noisy), so noiseless fingerprints are stable. */
 uint64_t qkd_ir_hash(const qkd_ir_circuit *c);
-/* Text dump, one gate per line (qkdc check --dump-ir). */
+/* Text dump, one gate per line, each channel on its own line where it acts, then the read-out
+ * (qkdc check --dump-ir). */
 void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out);
 
 #endif
