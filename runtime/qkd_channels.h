@@ -1,7 +1,7 @@
 /* qkd_channels.h — the channel table: the one place that says what a noise channel is. The
- * circuit IR (ir.c: validation, dump, hash), the density-matrix engine (dmsim.c) and, later, the
- * language's `noise { }` lowering read every channel fact from here; none of them switches on a
- * channel kind. The tests' density-matrix reference (tests/unit/test_rt_dmsim.c) keeps its own
+ * circuit IR (ir.c: validation, dump, hash), the density-matrix engine (dmsim.c) and the
+ * language's noise lowering (compiler/) read every channel fact from here; none of them switches
+ * on a channel kind. The tests' density-matrix reference (tests/unit/test_rt_dmsim.c) keeps its own
  * Kraus matrices on purpose and never reads this table.
  *
  * Owns: qkd_chan_kind, the table (name, parameters and their range, Kraus operators), evaluating
