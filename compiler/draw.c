@@ -1,4 +1,5 @@
-/* draw.c — see draw.h. Every gate's symbols come from its row of the gate table (qkd_gates.h). */
+/* draw.c — see draw.h. Every gate's symbols come from its row of the gate table (qkd_gates.h),
+ * every channel's from its name in the channel table (qkd_channels.h). */
 #include "draw.h"
 
 #include <stdlib.h>
@@ -11,6 +12,27 @@ static void angle_label(const qkd_angle *a, char *buf, size_t n) {
   if (a->scale == 1.0 && a->offset == 0.0) snprintf(buf, n, "%s", src);
   else if (a->offset == 0.0) snprintf(buf, n, "%.4g*%s", a->scale, src);
   else snprintf(buf, n, "%.4g*%s%+.4g", a->scale, src, a->offset);
+}
+
+/* A channel's mark: '~' and the initials of its name's words (depolarizing ~D, bit_flip ~BF). */
+static void channel_mark(int kind, char *buf, size_t n) {
+  const char *name = qkd_chan(kind)->name;
+  size_t k = 0;
+  if (k + 1 < n) buf[k++] = '~';
+  for (const char *p = name; *p && k + 1 < n; p++)
+    if (p == name || p[-1] == '_') buf[k++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+  buf[k] = 0;
+}
+
+/* Appends to cell (64 bytes) the marks of the channels acting on qubit q after `after` gates. */
+static void append_channels(const qkd_ir_circuit *c, int after, int q, char *cell) {
+  for (int j = 0; j < c->n_channels; j++) {
+    if (c->channels[j].after != after || c->channels[j].qubit != q) continue;
+    char m[16];
+    channel_mark(c->channels[j].kind, m, sizeof m);
+    size_t used = strlen(cell);
+    snprintf(cell + used, 64 - used, "%s", m);
+  }
 }
 
 void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
@@ -55,8 +77,9 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
     for (int w = 0; w < info->qubits; w++) {
       const char *sym = info->draw[w];
       size_t len = strlen(sym);
-      if (len && sym[len - 1] == '(') snprintf(cells[g->q[w] * ncols + k], 64, "%.8s%.54s)", sym, ang);
+      if (len && sym[len - 1] == '(') snprintf(cells[g->q[w] * ncols + k], 64, "%.8s%.40s)", sym, ang);
       else snprintf(cells[g->q[w] * ncols + k], 64, "%.16s", sym);
+      append_channels(c, i + 1, g->q[w], cells[g->q[w] * ncols + k]);
     }
   }
   for (int k = 0; k < ncols; k++)
@@ -66,7 +89,9 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
     }
   int label_w = n > 10 ? 3 : 2;
   for (int q = 0; q < n; q++) {
-    fprintf(out, "q%-*d: -", label_w - 1, q);
+    char first[64] = ""; /* channels on the encoded state, before any gate */
+    append_channels(c, 0, q, first);
+    fprintf(out, "q%-*d: %s-", label_w - 1, q, first);
     for (int k = 0; k < ncols; k++) {
       const char *s = cells[q * ncols + k];
       int w = (int)strlen(s), pad = width[k] - w;
@@ -75,13 +100,29 @@ void qkd_draw_circuit(const qkd_ir_circuit *c, FILE *out) {
       for (int p = 0; p < pad - pad / 2; p++) fputc('-', out);
       fputc('-', out);
     }
-    fprintf(out, "  %s\n", c->measure == QKD_MEASURE_Z ? "<Z>" : "");
+    int ro = c->readout && (c->readout[q].p01 != 0 || c->readout[q].p10 != 0);
+    fprintf(out, "%s  %s\n", !c->readout ? "" : ro ? " ~R" : "   ", c->measure == QKD_MEASURE_Z ? "<Z>" : "");
   }
   fprintf(out, "%d qubits, %d gates (%d encoding), %d trainable parameters, %s%s", n, G, c->n_encoding_gates,
           c->n_params, c->encode == QKD_ENCODE_AMPLITUDE ? "amplitude encoding, " : "",
           c->measure == QKD_MEASURE_Z ? "measure <Z> on every qubit" : "measure basis-state probabilities");
   if (c->shots) fprintf(out, ", %d shots", c->shots);
   fputc('\n', out);
+  /* the noise legend: each channel kind and parameter once, then the read-out */
+  for (int j = 0; j < c->n_channels; j++) {
+    int seen = 0;
+    for (int i = 0; i < j && !seen; i++) seen = c->channels[i].kind == c->channels[j].kind && c->channels[i].p == c->channels[j].p;
+    if (seen) continue;
+    int count = 0;
+    for (int i = j; i < c->n_channels; i++) count += c->channels[i].kind == c->channels[j].kind && c->channels[i].p == c->channels[j].p;
+    char m[16];
+    channel_mark(c->channels[j].kind, m, sizeof m);
+    fprintf(out, "%s = %s(%s: %.6g), %d time%s\n", m, qkd_chan(c->channels[j].kind)->name, qkd_chan(c->channels[j].kind)->param[0],
+            c->channels[j].p, count, count == 1 ? "" : "s");
+  }
+  for (int q = 0; c->readout && q < n; q++)
+    if (c->readout[q].p01 != 0 || c->readout[q].p10 != 0)
+      fprintf(out, "~R on q%d = readout(p01: %.6g, p10: %.6g)\n", q, c->readout[q].p01, c->readout[q].p10);
   free(col);
   free(busy);
   free(cells);

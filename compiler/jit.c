@@ -345,10 +345,20 @@ static void lazy_bwd_f32(const qkd_kernel *k, const float *p, const float *x, in
                          float *dp, float *dx, void *ws) { LAZY_CALL(qkd_bwd_f32_fn, 3, p, x, n, dout, dp, dx, ws); }
 #undef LAZY_CALL
 
+/* The kernels apply gates alone: never a noiseless kernel for a noisy circuit. */
+static int refuse_noisy(const qkd_ir_circuit *ir, qkd_error *err) {
+  if (!qkd_ir_noisy(ir)) return 0;
+  qkd_fail(err, QKD_ERR_INPUT, NULL, "circuit '%s' has noise: the compiled kernels run noiseless circuits only "
+           "(noise runs on the density-matrix engine, not connected to qkdc run, build or emit-llvm yet)",
+           ir->name ? ir->name : "?");
+  return 1;
+}
+
 int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd_kernel *out,
                        qkd_error *err) {
   memset(out, 0, sizeof *out);
   if (qkd_ir_validate(ir, err) != 0) return -1;
+  if (refuse_noisy(ir, err)) return -1;
   pthread_once(&init_once, init_llvm);
   if (init_failed) return set_err(err, "cannot initialise the native target", NULL);
   jit_session *s = calloc(1, sizeof *s);
@@ -415,7 +425,7 @@ int qkd_jit_cached(const qkd_kernel *k) {
 
 int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out) {
   qkd_error err; /* printed as the message alone, as emit-llvm always has */
-  if (qkd_ir_validate(ir, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
+  if (qkd_ir_validate(ir, &err) != 0 || refuse_noisy(ir, &err)) { fprintf(stderr, "%s\n", err.msg); return -1; }
   int host_vb = 16;
   LLVMTargetMachineRef tm = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, &err);
   if (!tm) { fprintf(stderr, "%s\n", err.msg); return -1; }
@@ -439,7 +449,7 @@ int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out) {
 
 int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *cpu,
                         const char *symbol_prefix, qkd_error *err) {
-  if (qkd_ir_validate(ir, err) != 0) return -1;
+  if (qkd_ir_validate(ir, err) != 0 || refuse_noisy(ir, err)) return -1;
   int native = !cpu || strcmp(cpu, "native") == 0;
   if (!native && strcmp(cpu, "generic") != 0) {
     return qkd_fail(err, QKD_ERR_INPUT, NULL, "jit: cpu must be \"native\" or \"generic\": %s", cpu);

@@ -52,6 +52,7 @@ static const sema_field_schema schema[] = {
     {SEMA_IN_STUDENT, "shots", OPTIONAL, INT(1, 100000000, ">= 1")},
     {SEMA_IN_STUDENT, "head", REQUIRED, EXPR},
     {SEMA_IN_STUDENT, "precision", OPTIONAL, CHOICE(precisions)},
+    {SEMA_IN_STUDENT, "noise", OPTIONAL, EXPR},
 
     {SEMA_IN_EXPERIMENT, "data", REQUIRED, REF(QKD_DECL_DATASET)},
     {SEMA_IN_EXPERIMENT, "teacher", OPTIONAL, REF(QKD_DECL_TEACHER)},
@@ -60,6 +61,7 @@ static const sema_field_schema schema[] = {
     {SEMA_IN_EXPERIMENT, "baseline", OPTIONAL, CHOICE(booleans)},
     {SEMA_IN_EXPERIMENT, "gradient", OPTIONAL, CHOICE(gradients)},
     {SEMA_IN_EXPERIMENT, "control", OPTIONAL, CHOICE(controls)},
+    {SEMA_IN_EXPERIMENT, "eval_noise", OPTIONAL, EXPR},
     {SEMA_IN_EXPERIMENT, "train", REQUIRED, BLOCK},
 
     {SEMA_IN_TRAIN, "optimizer", REQUIRED, EXPR},

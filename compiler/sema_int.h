@@ -9,6 +9,7 @@
  *   sema_data.c    datasets
  *   sema_net.c     nets (definitions and uses), training recipes, teachers
  *   sema_student.c students (their circuits and encodings lowered by lower.c)
+ *   sema_noise.c   noise: and eval_noise: (channels lowered onto a student's circuit)
  *   sema_exp.c     losses (definitions and uses), experiments
  * Promises: every check reports located errors through the compile's qkd_diag and returns a
  * failure (NULL or -1) only once an error has been reported — by itself, or where a definition
@@ -125,6 +126,10 @@ int sema_check_net_definition(sema *S, const qkd_ast *d);
  * its own check). */
 int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int classes, qkd_m_student *st,
                        qkd_span site);
+/* ---- sema_noise.c ----------------------------------------------------------------------------
+ * `value` (a noise: or eval_noise: field's value, or NULL) lowered onto the lowered circuit c:
+ * sets c->n_channels, c->channels and c->readout (none: all empty). 0, or -1 (reported). */
+int sema_lower_noise(sema *S, const qkd_ast *value, qkd_ir_circuit *c);
 
 /* ---- sema_exp.c ------------------------------------------------------------------------------- */
 /* A loss's definition where it is written, its parameters symbolic (kl and mse allowed: the

@@ -1,5 +1,5 @@
 /* sema_student.c — `student` declarations: pre, encoding and circuit (lowered), measurement,
- * head (sema_int.h). */
+ * head, noise (sema_noise.c) (sema_int.h). */
 #include <math.h>
 #include <string.h>
 
@@ -155,6 +155,7 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
       qkd_diag_error(S->D, v->span, "head must be dense(k) or none");
     }
   }
+  if (S->D->errors == errs && lower_ok && (f = sema_get(S, d, SEMA_IN_STUDENT, "noise"))) sema_lower_noise(S, f->a, c);
   if (S->D->errors != errs || !lower_ok) return -1;
   qkd_error err;
   if (qkd_ir_validate(c, &err) != 0) {

@@ -110,6 +110,8 @@ typedef struct {
   qkd_grad_kind gradient;
   qkd_control_kind control;
   int uses_teacher;             /* the loss reads teacher logits (kl, mse) */
+  int eval_noise;               /* eval_noise: given — the test split is evaluated on eval_circuit */
+  qkd_ir_circuit eval_circuit;  /* the student's circuit with eval_noise's channels instead of its own */
   int grid_base;                /* named by a grid's `experiment:`: runs only as its cells */
   const char *key_text;         /* canonical text of the checked experiment (resume keys) */
   const char *baseline_key_text; /* the same for its baseline run alone (no teacher, loss, control) */
