@@ -58,6 +58,45 @@ typedef struct {
 } counts;
 static counts cnt;
 
+/* kj's f32 entry points against the f64 interpreter on the same float-rounded inputs: outputs to
+ * 1e-4 (plus the shot noise), d_params and d_features to 1e-4 of their scale. */
+static void check_f32(uint64_t seed, const qkd_ir_circuit *c, const qkd_kernel *kj, const double *params,
+                      const double *feat, const double *dout, int batch) {
+  qkd_kernel ki = qkd_qsim_kernel(c);
+  int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
+  size_t nout = (size_t)batch * (size_t)no, nfe = (size_t)batch * (size_t)nf;
+  float *pf = xmalloc((size_t)(np + 1) * 4), *ff = xmalloc((nfe + 1) * 4);
+  float *of = xmalloc(nout * 4), *dof = xmalloc(nout * 4), *gf = xmalloc((size_t)(np + 1) * 4);
+  float *dff = xmalloc((nfe + 1) * 4);
+  double *pr = xmalloc((size_t)(np + 1) * 8), *fr = xmalloc((nfe + 1) * 8), *dor = xmalloc(nout * 8);
+  double *oi = xmalloc(nout * 8), *gi = xmalloc((size_t)(np + 1) * 8), *fi = xmalloc((nfe + 1) * 8);
+  void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
+  for (int i = 0; i < np; i++) { pf[i] = (float)params[i]; pr[i] = pf[i]; gi[i] = 0.0; gf[i] = 0.0f; }
+  for (size_t i = 0; i < nfe; i++) { ff[i] = (float)feat[i]; fr[i] = ff[i]; }
+  for (size_t i = 0; i < nout; i++) { dof[i] = (float)dout[i]; dor[i] = dof[i]; }
+  ki.fwd_f64(&ki, pr, fr, batch, seed, 100, oi, ws);
+  kj->fwd_f32(kj, pf, ff, batch, seed, 100, of, ws);
+  double m = 0.0;
+  for (size_t i = 0; i < nout; i++) if (fabs(of[i] - oi[i]) > m) m = fabs(of[i] - oi[i]);
+  double tol = c->shots ? (c->measure == QKD_MEASURE_Z ? 2.0 : 1.0) / c->shots + 1e-4 : 1e-4;
+  if (!(m <= tol)) fprintf(stderr, "seed %llu n %d: fwd f32 %g\n", (unsigned long long)seed, c->n_qubits, m);
+  CHECK(m <= tol);
+  ki.bwd_f64(&ki, pr, fr, batch, dor, gi, fi, ws);
+  kj->bwd_f32(kj, pf, ff, batch, dof, gf, dff, ws);
+  double sg = 1.0 + maxabs(gi, (size_t)np), sf = 1.0 + maxabs(fi, nfe);
+  m = 0.0;
+  for (int i = 0; i < np; i++) if (fabs(gf[i] - gi[i]) > m) m = fabs(gf[i] - gi[i]);
+  if (!(m <= 1e-4 * sg)) fprintf(stderr, "seed %llu n %d: bwd f32 d_params %g (scale %g)\n", (unsigned long long)seed, c->n_qubits, m, sg);
+  CHECK(m <= 1e-4 * sg);
+  m = 0.0;
+  for (size_t i = 0; i < nfe; i++) if (fabs(dff[i] - fi[i]) > m) m = fabs(dff[i] - fi[i]);
+  if (!(m <= 1e-4 * sf)) fprintf(stderr, "seed %llu n %d: bwd f32 d_features %g (scale %g)\n", (unsigned long long)seed, c->n_qubits, m, sf);
+  CHECK(m <= 1e-4 * sf);
+  cnt.f32++;
+  free(pf); free(ff); free(of); free(dof); free(gf); free(dff); free(pr); free(fr); free(dor);
+  free(oi); free(gi); free(fi); free(ws);
+}
+
 /* One circuit: JIT (f64, f32) vs interpreter vs dense reference, and gradients. */
 static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
   qkd_error err;
@@ -166,39 +205,7 @@ static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
     free(o2); free(g2); free(f2);
   }
 
-  /* f32 against the f64 interpreter */
-  {
-    float *pf = xmalloc((size_t)(np + 1) * 4), *ff = xmalloc((size_t)batch * (size_t)(nf + 1) * 4);
-    float *of = xmalloc(nout * 4), *dof = xmalloc(nout * 4), *gf = xmalloc((size_t)(np + 1) * 4);
-    float *dff = xmalloc((size_t)batch * (size_t)(nf + 1) * 4);
-    double *pr = xmalloc((size_t)(np + 1) * 8), *fr = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
-    for (int i = 0; i < np; i++) { pf[i] = (float)params[i]; pr[i] = pf[i]; }
-    for (size_t i = 0; i < (size_t)batch * nf; i++) { ff[i] = (float)feat[i]; fr[i] = ff[i]; }
-    for (size_t i = 0; i < nout; i++) dof[i] = (float)dout[i];
-    double *dor = xmalloc(nout * 8);
-    for (size_t i = 0; i < nout; i++) dor[i] = dof[i];
-    ki.fwd_f64(&ki, pr, fr, batch, seed, 100, oi, ws);
-    kj.fwd_f32(&kj, pf, ff, batch, seed, 100, of, ws);
-    double m = 0.0;
-    for (size_t i = 0; i < nout; i++) if (fabs(of[i] - oi[i]) > m) m = fabs(of[i] - oi[i]);
-    double tol = c->shots ? (c->measure == QKD_MEASURE_Z ? 2.0 : 1.0) / c->shots + 1e-4 : 1e-4;
-    if (!(m <= tol)) fprintf(stderr, "seed %llu: fwd f32 %g\n", (unsigned long long)seed, m);
-    CHECK(m <= tol);
-    for (int i = 0; i < np; i++) gi[i] = 0.0;
-    ki.bwd_f64(&ki, pr, fr, batch, dor, gi, fi, ws);
-    kj.bwd_f32(&kj, pf, ff, batch, dof, gf, dff, ws);
-    double sg = 1.0 + maxabs(gi, (size_t)np), sf = 1.0 + maxabs(fi, (size_t)batch * nf);
-    m = 0.0;
-    for (int i = 0; i < np; i++) if (fabs(gf[i] - gi[i]) > m) m = fabs(gf[i] - gi[i]);
-    if (!(m <= 1e-4 * sg)) fprintf(stderr, "seed %llu: bwd f32 d_params %g (scale %g)\n", (unsigned long long)seed, m, sg);
-    CHECK(m <= 1e-4 * sg);
-    m = 0.0;
-    for (size_t i = 0; i < (size_t)batch * nf; i++) if (fabs(dff[i] - fi[i]) > m) m = fabs(dff[i] - fi[i]);
-    if (!(m <= 1e-4 * sf)) fprintf(stderr, "seed %llu: bwd f32 d_features %g (scale %g)\n", (unsigned long long)seed, m, sf);
-    CHECK(m <= 1e-4 * sf);
-    cnt.f32++;
-    free(pf); free(ff); free(of); free(dof); free(gf); free(dff); free(pr); free(fr); free(dor);
-  }
+  check_f32(seed, c, &kj, params, feat, dout, batch);
   free(params); free(feat); free(oj); free(oi); free(od); free(ws); free(dout); free(gj); free(gi);
   free(fj); free(fi); free(gn);
   qkd_jit_release(&kj);
@@ -239,6 +246,12 @@ static void check_options(uint64_t seed, const qkd_ir_circuit *c, int batch, con
     CHECK(d3 <= 1e-10 * scf);
     cnt.variants++;
     qkd_jit_release(&kj);
+    if (s % 4) continue;
+    o.precisions = 2; /* two of the option sets (blocks 1 and 6 in check_blocks): the f32 kernel too */
+    if (qkd_jit_compile_ex(c, &o, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); continue; }
+    CHECK(kj.fwd_f64 == NULL && kj.fwd_f32 != NULL);
+    check_f32(seed, c, &kj, params, feat, dout, batch);
+    qkd_jit_release(&kj);
   }
   free(params); free(feat); free(oi); free(oj); free(dout); free(gi); free(gj); free(fi); free(fj); free(ws);
 }
@@ -270,7 +283,7 @@ static void check_blocks(uint64_t seed, const qkd_ir_circuit *c, int batch) {
 static void check_large(uint64_t seed, const qkd_ir_circuit *c, int batch, qkd_par_pool **pools) {
   qkd_error err;
   qkd_kernel kj;
-  qkd_jit_options opt = {.precisions = 1, .specialise = -1};
+  qkd_jit_options opt = {.precisions = 0, .specialise = -1};
   if (qkd_jit_compile_ex(c, &opt, &kj, &err) != 0) { qkd_error_print(&err, stderr); CHECK(0); return; }
   qkd_kernel ki = qkd_qsim_kernel(c);
   int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
@@ -320,6 +333,7 @@ static void check_large(uint64_t seed, const qkd_ir_circuit *c, int batch, qkd_p
     CHECK(fabs(fd - gj[i]) <= 1e-6 * (1 + fabs(fd)));
     cnt.fd++;
   }
+  check_f32(seed, c, &kj, params, feat, dout, batch);
   cnt.large++;
   free(params); free(feat); free(dout); free(oj); free(oi); free(o2); free(od); free(gj); free(gi); free(g2);
   free(fj); free(fi); free(f2); free(ws);
