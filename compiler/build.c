@@ -56,17 +56,20 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
   int rc = 1;
   qkd_error err;
   char *objs = "";
-  /* every distinct circuit of the experiments and the grid cells, once */
-  int nk = 0;
-  const qkd_ir_circuit **circ = qkd_arena_alloc(a, sizeof *circ * (size_t)(m->n_experiments + m->n_cells + 1));
-  const char **owner = qkd_arena_alloc(a, sizeof *owner * (size_t)(m->n_experiments + m->n_cells + 1));
-  for (int i = 0; i < m->n_experiments + m->n_cells; i++) {
-    const qkd_ir_circuit *c = i < m->n_experiments ? &m->experiments[i]->student.circuit
-                                                   : &m->cells[i - m->n_experiments].experiment->student.circuit;
+  /* every distinct noiseless circuit of the experiments and the grid cells (their students' and
+   * their eval_noise: ones), once; noisy circuits run on the runtime's density-matrix engine */
+  int nk = 0, ne = m->n_experiments + m->n_cells;
+  const qkd_ir_circuit **circ = qkd_arena_alloc(a, sizeof *circ * (size_t)(2 * ne + 1));
+  const char **owner = qkd_arena_alloc(a, sizeof *owner * (size_t)(2 * ne + 1));
+  for (int i = 0; i < 2 * ne; i++) {
+    const qkd_m_experiment *e = i % ne < m->n_experiments ? m->experiments[i % ne] : m->cells[i % ne - m->n_experiments].experiment;
+    if (i >= ne && !e->eval_noise) continue;
+    const qkd_ir_circuit *c = i < ne ? &e->student.circuit : &e->eval_circuit;
+    if (qkd_ir_noisy(c)) continue;
     int seen = 0;
     for (int j = 0; j < nk && !seen; j++) seen = qkd_driver_ir_hash(circ[j]) == qkd_driver_ir_hash(c);
     if (seen) continue;
-    owner[nk] = i < m->n_experiments ? m->experiments[i]->name : m->cells[i - m->n_experiments].name;
+    owner[nk] = i % ne < m->n_experiments ? m->experiments[i % ne]->name : m->cells[i % ne - m->n_experiments].name;
     circ[nk++] = c;
   }
   for (int i = 0; i < nk; i++) {
@@ -107,6 +110,7 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
                "(qkd_fwd_f32_fn)qkd_k%d_fwd_f32, (qkd_bwd_f32_fn)qkd_k%d_bwd_f32},\n",
             (unsigned long long)qkd_driver_ir_hash(circ[i]), i, i, i, i);
   }
+  if (nk == 0) fprintf(f, "  {0},\n"); /* no compiled circuit (all noisy): an unused entry, count 0 */
   fprintf(f, "};\nint main(int argc, char **argv) {\n  qkd_exe_program p = {");
   c_string(f, m->path);
   fputs(", ", f);

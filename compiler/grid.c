@@ -97,6 +97,8 @@ static const char *describe(qkd_arena *a, const qkd_m_experiment *e, int baselin
   put_train(&t, &e->train);
   if (baseline) put(&t, "gradient=%d\n", (int)e->gradient);
   else put(&t, "baseline=%d control=%d gradient=%d\n", e->baseline, (int)e->control, (int)e->gradient);
+  if (e->eval_noise) /* only when given: the keys of noiseless experiments stay as they were */
+    put(&t, "eval_noise circuit=%016llx\n", (unsigned long long)qkd_driver_ir_hash(&e->eval_circuit));
   return t.s;
 }
 

@@ -349,8 +349,7 @@ static void lazy_bwd_f32(const qkd_kernel *k, const float *p, const float *x, in
 static int refuse_noisy(const qkd_ir_circuit *ir, qkd_error *err) {
   if (!qkd_ir_noisy(ir)) return 0;
   qkd_fail(err, QKD_ERR_INPUT, NULL, "circuit '%s' has noise: the compiled kernels run noiseless circuits only "
-           "(noise runs on the density-matrix engine, not connected to qkdc run, build or emit-llvm yet)",
-           ir->name ? ir->name : "?");
+           "(noisy ones run on the density-matrix engine, qkd_dmsim.h)", ir->name ? ir->name : "?");
   return 1;
 }
 

@@ -56,7 +56,7 @@ int qkd_jit_enabled(void);
  * (thread-safe; aborts with a message if that compile fails, which would be a backend bug). On
  * failure *out is zeroed. The caller releases a successful kernel with qkd_jit_release. A circuit
  * with noise (qkd_ir_noisy) is refused with an error here, by emit-llvm and by emit-object: the
- * kernels would apply its gates only. */
+ * kernels would apply its gates only (the runtime runs noisy circuits on qkd_dmsim.h's engine). */
 int qkd_jit_compile(const qkd_ir_circuit *ir, qkd_kernel *out, qkd_error *err);
 
 /* Tuning knobs for measurements (qkd_jit_compile uses all defaults). */

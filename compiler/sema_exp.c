@@ -198,6 +198,10 @@ qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
   e->baseline = sema_choice_field(S, d, SEMA_IN_EXPERIMENT, "baseline") == 1;
   int k = sema_choice_field(S, d, SEMA_IN_EXPERIMENT, "gradient");
   if (k >= 0) e->gradient = (qkd_grad_kind)k;
+  if (e->gradient == QKD_GRAD_PARAMETER_SHIFT && e->student.name && qkd_ir_noisy(&e->student.circuit))
+    qkd_diag_error(S->D, sema_get(S, d, SEMA_IN_EXPERIMENT, "gradient")->a->span,
+                   "gradient: parameter_shift runs the noiseless circuit, but student '%s' has noise: use adjoint "
+                   "(the density-matrix engine's adjoint gradient is exact)", e->student.name);
   if ((k = sema_choice_field(S, d, SEMA_IN_EXPERIMENT, "control")) >= 0) e->control = (qkd_control_kind)k;
   /* a data set or teacher that failed its own checks leaves parts unset without a new error */
   return S->D->errors == errs && e->data && e->student.name && e->loss ? e : NULL;

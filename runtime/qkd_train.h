@@ -54,6 +54,9 @@ typedef struct {
   uint64_t checkpoint_key;
   const char *name;                  /* for the resume message (the cell or experiment) */
   void (*note)(void *ud, const char *text); /* called with progress_ud */
+  /* eval_noise: the kernel of the same circuit with other noise, for the test split only (NULL:
+   * the training kernel); validation and training use the training kernel; a control ignores it */
+  const qkd_kernel *eval_kernel;
 } qkd_train_opts;
 
 typedef struct {

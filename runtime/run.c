@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "qkd_data.h"
+#include "qkd_dmsim.h"
 #include "qkd_file.h"
 #include "qkd_gridreport.h"
 #include "qkd_hash.h"
@@ -407,10 +408,14 @@ static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
   GROW(r->kernels, r->n_kernels);
   kernel_slot *s = &r->kernels[r->n_kernels];
   qkd_error err;
-  if (r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
+  double t0 = qkd_now_s();
+  /* a noisy circuit runs on the exact density-matrix engine (qkd_dmsim.h), the others on the
+   * caller's kernels (the JIT, a built executable's, or the interpreter) */
+  if (qkd_ir_noisy(c) ? qkd_dm_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
     log_error(r, &err);
     return NULL;
   }
+  if (qkd_ir_noisy(c)) s->ms = 1e3 * (qkd_now_s() - t0);
   s->key = key;
   *fresh = 1;
   r->n_kernels++;
@@ -528,9 +533,16 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     fprintf(o->log, "%s: teacher '%s' test accuracy %.4f on '%s'\n", what, e->teacher->name, ls->test_accuracy,
             e->data->name);
   }
-  int fresh;
+  int fresh, efresh = 0, again;
   kernel_slot *ks = kernel_of(r, &e->student.circuit, &fresh);
   if (!ks) return 2;
+  const qkd_kernel *eval_k = NULL; /* eval_noise: the test split runs on the circuit with its channels */
+  if (e->eval_noise) {
+    kernel_slot *es = kernel_of(r, &e->eval_circuit, &efresh);
+    if (!es) return 2;
+    ks = kernel_of(r, &e->student.circuit, &again); /* r->kernels may have moved */
+    eval_k = &es->k;
+  }
   x->seconds.jit = fresh ? ks->ms / 1e3 : 0;
   progress_ctx pc = {.o = o, .tty = isatty(fileno(o->log)), .what = what, .rest_s = rest_s};
   uint64_t key = qkd_hash_bytes(experiment_key(e), &o->threads, sizeof o->threads);
@@ -547,7 +559,7 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     sprintf(ckpt, "%s.%s.ckpt", stem, names[kind]);
     qkd_train_opts to = {.threads = o->threads, .cache = r->cache, .stop = o->stop, .progress = progress, .progress_ud = &pc,
                          .checkpoint = ckpt, .checkpoint_key = qkd_hash_bytes(key, &kind, sizeof kind),
-                         .name = for_cell ? what : e->name, .note = note};
+                         .name = for_cell ? what : e->name, .note = note, .eval_kernel = eval_k};
     /* a baseline depends on no teacher or loss: cells that differ only there share it */
     uint64_t bkey = qkd_hash_str(qkd_hash_bytes(QKD_HASH_INIT, &o->threads, sizeof o->threads),
                                  e->baseline_key_text ? e->baseline_key_text : "");
@@ -823,30 +835,8 @@ static void write_teachers(runner *r) {
   }
 }
 
-/* Noise is checked and lowered (the circuit IR carries channels) but the kernels run gates
- * alone: refuse a noisy student before any training rather than report noiseless numbers. */
-static int refuse_noise(const qkd_model *m, FILE *log) {
-  for (int i = 0; i < m->n_experiments; i++) {
-    const qkd_m_experiment *e = m->experiments[i];
-    if (!qkd_ir_noisy(&e->student.circuit) && !e->eval_noise) continue;
-    log_fail(log, QKD_ERR_INPUT, m->path, "experiment '%s': its student has noise: or the experiment eval_noise:, and "
-             "training or evaluating under noise is not available in `qkdc run` yet (the density-matrix engine is "
-             "being connected); remove them to run noiselessly (`qkdc check` and `qkdc draw` accept them)", e->name);
-    return 1;
-  }
-  for (int i = 0; i < m->n_cells; i++) {
-    const qkd_m_experiment *e = m->cells[i].experiment;
-    if (!qkd_ir_noisy(&e->student.circuit) && !e->eval_noise) continue;
-    log_fail(log, QKD_ERR_INPUT, m->path, "grid cell '%s': noise: and eval_noise: are not available in `qkdc run` yet "
-             "(the density-matrix engine is being connected)", m->cells[i].name);
-    return 1;
-  }
-  return 0;
-}
-
 int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   double t0 = qkd_now_s();
-  if (refuse_noise(m, o->log)) return 1;
   if (o->slice_n > 0 && m->n_cells == 0) {
     log_fail(o->log, QKD_ERR_INPUT, m->path, "--cells slices grid cells, but the program declares no grid");
     return 1;

@@ -576,7 +576,11 @@ static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
   run_ctx *r = ud;
   qkd_student_result *out = r->out;
   out->train_loss[ep] = loss;
+  /* eval_noise: the test split on the circuit with those channels (a control has no circuit) */
+  const qkd_kernel *train_k = r->s->k;
+  if (r->opts->eval_kernel && r->kind != QKD_RUN_CONTROL) r->s->k = r->opts->eval_kernel;
   out->test_accuracy[ep] = evaluate(r->s, &r->ds->test, r->eval_seed, out->test_logits);
+  r->s->k = train_k;
   out->test_logits_epoch = ep + 1;
   if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(r->s, &r->ds->val, r->eval_seed + 1, NULL);
   out->epochs = ep + 1;

@@ -4,9 +4,12 @@
 #     on: admits, calls in the order written — recomputed here from the dumped gates and the
 #     rules in docs/language.md, not from qkdc's own lowering; read-out per qubit;
 #     `qkdc draw` marks each of them on its qubit's wire and lists each kind once in its legend;
-#  2. `qkdc run` refuses a noisy student (and an eval_noise:) before training anything, exit 1,
-#     naming the experiment, with no results written; `qkdc build` and `emit-llvm` refuse it:
-#     the kernels do not run noise yet.
+#  2. `qkdc run` trains and evaluates under noise on the density-matrix engine: every p = 0
+#     gives the noiseless (JIT) run to rounding, p > 0 changes training, eval_noise: leaves
+#     training alone and evaluates the test split under its noise (full depolarisation: the
+#     constant prediction, one class's share of the labels), 1 and 2 threads the same bits;
+#  3. parameter_shift with noise is refused (it would run the noiseless circuit);
+#  4. a built executable gives the same runs; emit-llvm refuses a noisy student.
 set -euo pipefail
 qkdc=$1
 work=$(mktemp -d)
@@ -63,24 +66,60 @@ for name, mark in marks.items():
     n = sum(1 for c in chans if c[1] == name)
     assert any(l.startswith(f"{mark} = {name}(") and l.endswith(f", {n} times") for l in draw), (name, draw)
 PY
-cat > "$work/e.qkd" <<'QKD'
+# 2: training and evaluation under noise through `qkdc run` (the density-matrix engine)
+cat > "$work/r.qkd" <<'QKD'
 dataset d { source: "synthetic" classes: 0..1 shape: [1, 2, 2] }
-circuit c() { for q in qubits { ry(q, x[q]) } cnot(0, 1) }
-student s { qubits: 2 circuit: c measure: z head: dense(2) }
-experiment clean { data: d student: s loss: ce train { optimizer: adam(lr: 0.01) epochs: 1 batch: 4 } }
-experiment noisy_eval { data: d student: s loss: ce train { optimizer: adam(lr: 0.01) epochs: 1 batch: 4 }
-                        eval_noise: depolarizing(0.05) }
+circuit c() { for q in qubits { ry(q, x[q]) } cnot(0, 1) for q in qubits { ry(q, 0.3) } }
+student clean { qubits: 2 circuit: c measure: z head: dense(2) }
+student zero { qubits: 2 circuit: c measure: z head: dense(2) noise: [depolarizing(0), amplitude_damping(0), readout(0, 0)] }
+student noisy { qubits: 2 circuit: c measure: z head: dense(2) noise: depolarizing(0.05) }
+experiment a { data: d student: clean loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment b { data: d student: zero loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment c2 { data: d student: noisy loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment dead { data: d student: clean loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 }
+                  eval_noise: depolarizing(0.75) }
 QKD
-if "$qkdc" run "$work/e.qkd" --out "$work/run" 2>"$work/run.log"; then fail "qkdc run accepted eval_noise"; fi
-grep -q "experiment 'noisy_eval'.*not available in \`qkdc run\` yet" "$work/run.log" || { cat "$work/run.log"; fail "no reason given"; }
-[ ! -e "$work/run/results.json" ] || fail "a refused run wrote results"
-sed -i 's/student s { qubits: 2 circuit: c measure: z head: dense(2) }/student s { qubits: 2 circuit: c measure: z head: dense(2) noise: bit_flip(0.1) }/; s/eval_noise: depolarizing(0.05)//' "$work/e.qkd"
-if "$qkdc" run "$work/e.qkd" --out "$work/run" 2>"$work/run.log"; then fail "qkdc run accepted a noisy student"; fi
-grep -q "experiment 'clean'.*not available" "$work/run.log" || { cat "$work/run.log"; fail "no reason given for the noisy student"; }
-# qkdc build and emit-llvm refuse it too (their kernels would run the gates alone)
-if "$qkdc" build "$work/e.qkd" -o "$work/exe" 2>"$work/build.log"; then fail "qkdc build accepted a noisy student"; fi
-grep -q "circuit 's' has noise" "$work/build.log" || { cat "$work/build.log"; fail "no reason given by build"; }
-[ ! -e "$work/exe" ] || fail "a refused build wrote an executable"
-if "$qkdc" emit-llvm "$work/e.qkd" >"$work/ll" 2>"$work/ll.log"; then fail "emit-llvm accepted a noisy student"; fi
+"$qkdc" run "$work/r.qkd" --out "$work/run" --threads 2 2>"$work/run.log" || { cat "$work/run.log"; fail "a noisy run"; }
+"$qkdc" run "$work/r.qkd" --out "$work/run1" --threads 1 2>"$work/run1.log" || { cat "$work/run1.log"; fail "a noisy run, 1 thread"; }
+$py - "$work" <<'PY' || fail "training or evaluating under noise"
+import json, sys
+import numpy as np
+w = sys.argv[1]
+res = {e["experiment"]: e["distilled"] for e in json.load(open(w + "/run/results.json"))["experiments"]}
+res1 = {e["experiment"]: e["distilled"] for e in json.load(open(w + "/run1/results.json"))["experiments"]}
+# p = 0 on the density-matrix engine: the JIT's noiseless run, to rounding
+for x, y in zip(res["a"]["train_loss"], res["b"]["train_loss"]):
+    assert abs(x - y) <= 1e-9 * abs(x), (res["a"]["train_loss"], res["b"]["train_loss"])
+assert res["a"]["test_accuracy_per_epoch"] == res["b"]["test_accuracy_per_epoch"]
+# noise changes training
+assert all(abs(x - y) > 1e-6 for x, y in zip(res["a"]["train_loss"], res["c2"]["train_loss"])), res["c2"]["train_loss"]
+# eval_noise: trained exactly as `a`; tested under full depolarisation (<Z> = 0 for every image), so
+# every test image gets the head's bias: the accuracy is one class's share of the test labels
+assert res["dead"]["train_loss"] == res["a"]["train_loss"]
+labels = np.load(w + "/run/dead.test_labels.npy")
+logits = np.load(w + "/run/dead.distilled.test_logits.npy")
+assert np.allclose(logits, logits[0], atol=1e-6), "the logits under full depolarisation depend on the image"
+share = [float(np.mean(labels == k)) for k in (0, 1)]
+assert any(abs(res["dead"]["test_accuracy"] - s) < 1e-12 for s in share), (res["dead"]["test_accuracy"], share)
+assert res["a"]["test_accuracy"] > max(share) + 0.1, "the noiseless student learned nothing: the check above proves nothing"
+# the same bits on 1 and 2 threads
+for k in res:
+    assert (res[k]["train_loss"], res[k]["test_accuracy_per_epoch"]) == (res1[k]["train_loss"], res1[k]["test_accuracy_per_epoch"]), k
+PY
+# 3: parameter shift would run the noiseless circuit: refused
+sed 's/experiment c2 { data: d student: noisy loss: ce/experiment c2 { data: d student: noisy loss: ce gradient: parameter_shift/' "$work/r.qkd" > "$work/ps.qkd"
+if "$qkdc" check "$work/ps.qkd" 2>"$work/ps.log"; then fail "parameter_shift under noise accepted"; fi
+grep -q "parameter_shift runs the noiseless circuit" "$work/ps.log" || { cat "$work/ps.log"; fail "no reason given for parameter_shift"; }
+# 4: a built executable runs the noisy experiments on the runtime's engine, with the same results
+"$qkdc" build "$work/r.qkd" -o "$work/exe" 2>"$work/build.log" || { cat "$work/build.log"; fail "qkdc build of a noisy program"; }
+"$work/exe" --out "$work/exe-run" --threads 2 2>"$work/exe.log" || { cat "$work/exe.log"; fail "the built executable"; }
+$py - "$work" <<'PY' || fail "the built executable differs from qkdc run"
+import json, sys
+w = sys.argv[1]
+acc = lambda f: {e["experiment"]: e["distilled"]["train_loss"] for e in json.load(open(f))["experiments"]}
+assert acc(w + "/exe-run/results.json") == acc(w + "/run/results.json")
+PY
+# emit-llvm prints the kernels of noiseless circuits only: it refuses a noisy one
+if "$qkdc" emit-llvm "$work/r.qkd" --student noisy >"$work/ll" 2>"$work/ll.log"; then fail "emit-llvm accepted a noisy student"; fi
 grep -q "has noise" "$work/ll.log" || { cat "$work/ll.log"; fail "no reason given by emit-llvm"; }
 echo "noise: 1 passed, 0 failed"
