@@ -17,6 +17,7 @@
 #include "qkd_gridreport.h"
 #include "slurm.h"
 #include "qkd_run.h"
+#include "qkd_dmsim.h"
 #include "qsim.h"
 #include "build.h"
 #include "driver.h"
@@ -35,7 +36,7 @@ static void usage(FILE *out) {
         "                                      Slurm job scripts (teachers, a cells array, report) for a grid\n"
         "  report DIR… [-o OUT] [--compare F] [--runs]\n"
         "                                      merge grid cells of run directories: results.json, .md, .svg\n"
-        "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--grad]\n"
+        "  sim FILE --circuit CALL --qubits N [--params F] [--input F] [--encode amplitude|CALL] [--noise N] [--grad]\n"
         "  emit-llvm FILE [--student NAME]     the LLVM IR of the specialised kernels\n"
         "  build FILE -o EXE [--cpu native|generic]   a standalone executable\n"
         "  export FILE [--experiment E] [--run distilled|baseline] [--weights W.qkw] [--format qasm3|qasm2|npz]\n"
@@ -52,7 +53,7 @@ typedef struct {
   int dump_ir, threads, grad, qubits, fresh, slice_k, slice_n, teachers_only, submit;
   int no_cache; /* --no-cache: compile every kernel, neither read nor write the object cache */
   const char *tasks, *partition, *time_limit, *cpus, *mem; /* qkdc slurm */
-  const char *circuit, *params_file, *input_file, *encode, *exe, *cpu;
+  const char *circuit, *params_file, *input_file, *encode, *noise, *exe, *cpu;
   const char *experiment, *run, *weights, *format, *sample, *features; /* qkdc export */
   int export_qasm;                                                    /* qkdc run --export */
   int n_sets;
@@ -84,6 +85,7 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--params") && i + 1 < argc) o->params_file = argv[++i];
     else if (!strcmp(a, "--input") && i + 1 < argc) o->input_file = argv[++i];
     else if (!strcmp(a, "--encode") && i + 1 < argc) o->encode = argv[++i];
+    else if (!strcmp(a, "--noise") && i + 1 < argc) o->noise = argv[++i];
     else if (!strcmp(a, "--grad")) o->grad = 1;
     else if (!strcmp(a, "--experiment") && i + 1 < argc) o->experiment = argv[++i];
     else if (!strcmp(a, "--run") && i + 1 < argc) o->run = argv[++i];
@@ -216,6 +218,63 @@ static void json_rows(const char *key, const double *m, int rows, int cols) {
   printf("\n  ]");
 }
 
+/* qkdc sim --noise: the density-matrix engine's outputs (qkd_dmsim.h) — the diagonal of ρ (before
+ * read-out), the read bits' probabilities and <Z>, and with grad their Jacobians, one VJP per
+ * output row. 0, or 1 after a message. */
+static int sim_noisy(const qkd_ir_circuit *c, const double *pv, const double *xv, int grad) {
+  int n = c->n_qubits, P = c->n_params, dim = 1 << n;
+  qkd_ir_circuit cz = *c, cp = *c;
+  cz.measure = QKD_MEASURE_Z;
+  cp.measure = QKD_MEASURE_PROBS;
+  qkd_error err;
+  if (n > QKD_DM_MAX_QUBITS) {
+    fprintf(stderr, "qkdc: error: --noise simulates at most %d qubits (a density matrix of %d qubits takes %zu bytes)\n",
+            QKD_DM_MAX_QUBITS, n, qkd_dm_bytes(n));
+    return 1;
+  }
+  double *rho = malloc(qkd_dm_bytes(n)), *probs = malloc(sizeof(double) * (size_t)dim), *z = malloc(sizeof(double) * (size_t)n);
+  double *diag = malloc(sizeof(double) * (size_t)dim), *jz = calloc((size_t)n * P + 1, sizeof(double));
+  double *jp = calloc((size_t)dim * P + 1, sizeof(double)), *e = calloc((size_t)dim, sizeof(double));
+  int rc = 1;
+  if (!rho || !probs || !z || !diag || !jz || !jp || !e) {
+    fprintf(stderr, "qkdc: error: out of memory for the density matrix of %d qubits\n", n);
+    goto out;
+  }
+  if (qkd_dm_forward(&cz, pv, xv, z, NULL, &err) != 0 || qkd_dm_forward(&cp, pv, xv, probs, rho, &err) != 0) {
+    qkd_error_print(qkd_error_about(&err, "qkdc"), stderr);
+    goto out;
+  }
+  for (int i = 0; i < dim; i++) diag[i] = rho[2 * ((size_t)i * dim + i)];
+  printf("{\n  \"rho_diag\": ");
+  json_row(diag, dim);
+  printf(",\n  \"probs\": ");
+  json_row(probs, dim);
+  printf(",\n  \"z\": ");
+  json_row(z, n);
+  for (int which = 0; grad && which < 2; which++) {
+    const qkd_ir_circuit *k = which ? &cp : &cz;
+    int rows = which ? dim : n;
+    double *jac = which ? jp : jz;
+    for (int o = 0; o < rows; o++) {
+      e[o] = 1.0;
+      if (qkd_dm_vjp(k, pv, xv, e, jac + (size_t)o * P, NULL, &err) != 0) {
+        qkd_error_print(qkd_error_about(&err, "qkdc"), stderr);
+        goto out;
+      }
+      e[o] = 0.0;
+    }
+  }
+  if (grad) {
+    json_rows("jacobian_z", jz, n, P);
+    json_rows("jacobian_probs", jp, dim, P);
+  }
+  printf("\n}\n");
+  rc = 0;
+out:
+  free(rho), free(probs), free(z), free(diag), free(jz), free(jp), free(e);
+  return rc;
+}
+
 /* qkdc sim: one circuit on one input; prints one JSON object (spec §7). */
 static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
   if (!o->circuit || !o->qubits) {
@@ -240,7 +299,7 @@ static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
             o->input_file, n, 1 << n, ni);
     goto done;
   }
-  if (qkd_sema_sim_circuit(a, d, &prog, o->circuit, o->encode, n, ni > 0 ? ni : 1, &c) != 0) goto done;
+  if (qkd_sema_sim_circuit(a, d, &prog, o->circuit, o->encode, o->noise, n, ni > 0 ? ni : 1, &c) != 0) goto done;
   if (o->params_file ? np != c.n_params : 0) {
     fprintf(stderr, "%s: error: the circuit has %d trainable parameters, the file holds %d numbers\n", o->params_file,
             c.n_params, np);
@@ -255,6 +314,11 @@ static int cmd_sim(qkd_arena *a, qkd_diag *d, const options *o) {
   double *pv = calloc((size_t)P + 1, sizeof(double)), *xv = calloc((size_t)F + 1, sizeof(double));
   if (params) memcpy(pv, params, sizeof(double) * (size_t)P);
   if (input) memcpy(xv, input, sizeof(double) * (size_t)F);
+  if (qkd_ir_noisy(&c)) {
+    rc = sim_noisy(&c, pv, xv, o->grad);
+    free(pv), free(xv);
+    goto done;
+  }
   double *state = malloc(sizeof(double) * 2 * (size_t)dim), *probs = malloc(sizeof(double) * (size_t)dim);
   double *z = malloc(sizeof(double) * (size_t)n);
   qkd_qsim_state(&c, pv, xv, state);

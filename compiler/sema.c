@@ -236,7 +236,7 @@ static const qkd_ast *parse_call(qkd_arena *a, qkd_diag *d, const char *option, 
 }
 
 int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *circuit_call,
-                         const char *encode, int n, int amp_features, qkd_ir_circuit *out) {
+                         const char *encode, const char *noise, int n, int amp_features, qkd_ir_circuit *out) {
   sema S = {.A = a, .D = d, .prog = prog};
   S.ev = (qkd_eval){.arena = a, .diag = d, .max_feature = -1};
   for (int i = 0; i < prog->decls.len; i++) check_definition(&S, prog->decls.items[i]);
@@ -262,6 +262,10 @@ int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog,
   out->n_params = L.n_params;
   int reads = L.max_feature + 1;
   out->n_features = out->encode == QKD_ENCODE_AMPLITUDE ? (amp_features > reads ? amp_features : reads) : reads;
+  if (noise) {
+    const qkd_ast *nv = parse_call(a, d, "--noise", noise);
+    if (!nv || sema_lower_noise(&S, nv, out) != 0) return -1;
+  }
   qkd_error err;
   if (qkd_ir_validate(out, &err) != 0) {
     qkd_diag_error(d, (qkd_span){-1, 0, 0}, "internal error: lowered circuit is invalid: %s", err.msg);

@@ -17,8 +17,9 @@
 qkd_model *qkd_sema_check(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *root_path);
 /* For `qkdc sim`: lowers `circuit_call` (a .qkd call such as "strong(layers: 2)"), preceded by
  * the encoding `encode` ("amplitude", a call of an `encoding`, or NULL for none), on n qubits,
- * measuring `measure`. With amplitude, n_features = `amp_features` (1..2^n). Returns 0, or -1
- * after reporting. */
+ * measuring `measure`, with the channels of `noise` (a noise: value as text, docs/language.md,
+ * or NULL). With amplitude, n_features = `amp_features` (1..2^n). Returns 0, or -1 after
+ * reporting. */
 int qkd_sema_sim_circuit(qkd_arena *a, qkd_diag *d, const qkd_program_ast *prog, const char *circuit_call,
-                         const char *encode, int n, int amp_features, qkd_ir_circuit *out);
+                         const char *encode, const char *noise, int n, int amp_features, qkd_ir_circuit *out);
 #endif

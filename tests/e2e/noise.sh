@@ -9,7 +9,9 @@
 #     training alone and evaluates the test split under its noise (full depolarisation: the
 #     constant prediction, one class's share of the labels), 1 and 2 threads the same bits;
 #  3. parameter_shift with noise is refused (it would run the noiseless circuit);
-#  4. a built executable gives the same runs; emit-llvm refuses a noisy student.
+#  4. a built executable gives the same runs; emit-llvm refuses a noisy student;
+#  5. `qkdc sim --noise` (ρ's diagonal, the read-out probabilities, <Z>, Jacobians) against a
+#     NumPy density matrix built here and its central differences.
 set -euo pipefail
 qkdc=$1
 work=$(mktemp -d)
@@ -118,6 +120,57 @@ import json, sys
 w = sys.argv[1]
 acc = lambda f: {e["experiment"]: e["distilled"]["train_loss"] for e in json.load(open(f))["experiments"]}
 assert acc(w + "/exe-run/results.json") == acc(w + "/run/results.json")
+PY
+# 5: qkdc sim --noise against a density matrix computed here with NumPy (Kraus sums, PennyLane's
+#    operators; qubit 0 the most significant bit), and its Jacobian against central differences
+cat > "$work/sim.qkd" <<'QKD'
+circuit c() { for q in qubits { ry(q, x[q]) } cnot(0, 1) for q in qubits { rz(q) ry(q) } }
+QKD
+printf "0.3 0.7 0.1 0.2\n" > "$work/par.txt"
+printf "0.5 1.1\n" > "$work/in.txt"
+"$qkdc" sim "$work/sim.qkd" --circuit "c()" --qubits 2 --params "$work/par.txt" --input "$work/in.txt" \
+  --noise "[depolarizing(0.1), amplitude_damping(0.2, after: [cnot]), readout(0.05, 0.1, on: 1)]" --grad > "$work/sim.json" \
+  || fail "qkdc sim --noise"
+$py - "$work/sim.json" <<'PY' || fail "qkdc sim --noise differs from NumPy"
+import json, sys
+import numpy as np
+out = json.load(open(sys.argv[1]))
+I, X, Y, Z = np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1.0, -1.0])
+ry = lambda t: np.array([[np.cos(t / 2), -np.sin(t / 2)], [np.sin(t / 2), np.cos(t / 2)]])
+rz = lambda t: np.diag([np.exp(-0.5j * t), np.exp(0.5j * t)])
+on = lambda m, q: np.kron(m, I) if q == 0 else np.kron(I, m)
+CNOT = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]])
+dep = lambda p: [np.sqrt(1 - p) * I, np.sqrt(p / 3) * X, np.sqrt(p / 3) * Y, np.sqrt(p / 3) * Z]
+ad = lambda g: [np.array([[1, 0], [0, np.sqrt(1 - g)]]), np.array([[0, np.sqrt(g)], [0, 0]])]
+def run(theta):
+    rho = np.zeros((4, 4), complex); rho[0, 0] = 1
+    def gate(U, qs, cnot=False):
+        nonlocal rho
+        rho = U @ rho @ U.conj().T
+        for q in qs:
+            for K in ([dep(0.1)] + ([ad(0.2)] if cnot else [])):
+                rho = sum(on(k, q) @ rho @ on(k, q).conj().T for k in K)
+    for q, x in enumerate([0.5, 1.1]): gate(on(ry(x), q), [q])
+    gate(CNOT, [0, 1], cnot=True)
+    for q in range(2):  # parameters in order of appearance: rz q0, ry q0, rz q1, ry q1
+        gate(on(rz(theta[2 * q]), q), [q])
+        gate(on(ry(theta[2 * q + 1]), q), [q])
+    d = np.real(np.diag(rho))
+    C1 = np.array([[0.95, 0.1], [0.05, 0.9]])             # P(read r | true t) on qubit 1
+    p = (np.kron(np.eye(2), C1) @ d)
+    z = [p[0] + p[1] - p[2] - p[3], p[0] - p[1] + p[2] - p[3]]
+    return d, p, np.array(z)
+th = np.array([0.3, 0.7, 0.1, 0.2])
+d, p, z = run(th)
+assert np.allclose(out["rho_diag"], d, atol=1e-12), (out["rho_diag"], d)
+assert np.allclose(out["probs"], p, atol=1e-12) and abs(sum(out["probs"]) - 1) < 1e-12, (out["probs"], p)
+assert np.allclose(out["z"], z, atol=1e-12), (out["z"], z)
+h = 1e-6
+for k in range(4):
+    e = np.zeros(4); e[k] = h
+    (_, pp, zp), (_, pm, zm) = run(th + e), run(th - e)
+    assert np.allclose(np.array(out["jacobian_z"])[:, k], (zp - zm) / (2 * h), atol=1e-8), k
+    assert np.allclose(np.array(out["jacobian_probs"])[:, k], (pp - pm) / (2 * h), atol=1e-8), k
 PY
 # emit-llvm prints the kernels of noiseless circuits only: it refuses a noisy one
 if "$qkdc" emit-llvm "$work/r.qkd" --student noisy >"$work/ll" 2>"$work/ll.log"; then fail "emit-llvm accepted a noisy student"; fi
