@@ -61,16 +61,19 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
   int nk = 0, ne = m->n_experiments + m->n_cells;
   const qkd_ir_circuit **circ = qkd_arena_alloc(a, sizeof *circ * (size_t)(2 * ne + 1));
   const char **owner = qkd_arena_alloc(a, sizeof *owner * (size_t)(2 * ne + 1));
-  for (int i = 0; i < 2 * ne; i++) {
-    const qkd_m_experiment *e = i % ne < m->n_experiments ? m->experiments[i % ne] : m->cells[i % ne - m->n_experiments].experiment;
-    if (i >= ne && !e->eval_noise) continue;
-    const qkd_ir_circuit *c = i < ne ? &e->student.circuit : &e->eval_circuit;
-    if (qkd_ir_noisy(c)) continue;
-    int seen = 0;
-    for (int j = 0; j < nk && !seen; j++) seen = qkd_driver_ir_hash(circ[j]) == qkd_driver_ir_hash(c);
-    if (seen) continue;
-    owner[nk] = i % ne < m->n_experiments ? m->experiments[i % ne]->name : m->cells[i % ne - m->n_experiments].name;
-    circ[nk++] = c;
+  for (int i = 0; i < ne; i++) {
+    int cell = i >= m->n_experiments;
+    const qkd_m_experiment *e = cell ? m->cells[i - m->n_experiments].experiment : m->experiments[i];
+    const qkd_ir_circuit *cands[2] = {&e->student.circuit, e->eval_noise ? &e->eval_circuit : NULL};
+    for (int t = 0; t < 2; t++) {
+      const qkd_ir_circuit *c = cands[t];
+      if (!c || qkd_ir_noisy(c)) continue;
+      int seen = 0;
+      for (int j = 0; j < nk && !seen; j++) seen = qkd_driver_ir_hash(circ[j]) == qkd_driver_ir_hash(c);
+      if (seen) continue;
+      owner[nk] = cell ? m->cells[i - m->n_experiments].name : e->name;
+      circ[nk++] = c;
+    }
   }
   for (int i = 0; i < nk; i++) {
     char *obj = qkd_arena_printf(a, "%s/k%d.o", tmpl, i), *prefix = qkd_arena_printf(a, "qkd_k%d", i);

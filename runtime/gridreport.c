@@ -387,6 +387,12 @@ static void md_pm(FILE *f, const stat *s, int points) {
   fputs(" |", f);
 }
 
+/* A fraction as a percent cell, or – when it is missing. */
+static void md_pct(FILE *f, double v) {
+  if (isfinite(v)) fprintf(f, " %.2f |", 100 * v);
+  else fputs(" – |", f);
+}
+
 static void md_count(FILE *f, double v) {
   if (isfinite(v)) fprintf(f, " %.0f |", v);
   else fputs(" – |", f);
@@ -417,9 +423,7 @@ static void md_runs(FILE *f, const grid_view *G) {
     else fputs(" – |", f);
     static const char *const kinds[] = {"distilled", "baseline", "control"};
     for (int k = 0; k < 3; k++) {
-      double v = run_acc(c, kinds[k]);
-      if (isfinite(v)) fprintf(f, " %.2f |", 100 * v);
-      else fputs(" – |", f);
+      md_pct(f, run_acc(c, kinds[k]));
       if (k == 2) break;
       int ep;
       double b = run_best_at(c, kinds[k], &ep);
@@ -453,11 +457,7 @@ static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare, int ru
     md_pm(f, &R->control, 0);
     md_pm(f, &R->gain, 1);
     md_pm(f, &R->teacher, 0);
-    if (has_paper) {
-      double p = compare_value(compare, G, r, &lab);
-      if (isfinite(p)) fprintf(f, " %.2f |", 100 * p);
-      else fputs(" – |", f);
-    }
+    if (has_paper) md_pct(f, compare_value(compare, G, r, &lab));
     md_count(f, R->present ? R->quantum : NAN);
     md_count(f, R->present ? R->classical : NAN);
     md_count(f, R->present ? R->control_params : NAN);
@@ -484,10 +484,7 @@ static void md_grid(FILE *f, const grid_view *G, const qkd_json *compare, int ru
       fprintf(f, " %d |", sp.all.n);
       md_pm(f, &sp.all, 0);
       double v[2] = {stat_std(&sp.over_axis), stat_std(&sp.over_seeds)};
-      for (int i = 0; i < 2; i++) {
-        if (isfinite(v[i])) fprintf(f, " %.2f |", 100 * v[i]);
-        else fputs(" – |", f);
-      }
+      for (int i = 0; i < 2; i++) md_pct(f, v[i]);
       fputc('\n', f);
     }
   }

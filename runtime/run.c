@@ -408,14 +408,14 @@ static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
   GROW(r->kernels, r->n_kernels);
   kernel_slot *s = &r->kernels[r->n_kernels];
   qkd_error err;
-  double t0 = qkd_now_s();
   /* a noisy circuit runs on the exact density-matrix engine (qkd_dmsim.h), the others on the
    * caller's kernels (the JIT, a built executable's, or the interpreter) */
-  if (qkd_ir_noisy(c) ? qkd_dm_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
+  int noisy = qkd_ir_noisy(c);
+  s->ms = 0;
+  if (noisy ? qkd_dm_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
     log_error(r, &err);
     return NULL;
   }
-  if (qkd_ir_noisy(c)) s->ms = 1e3 * (qkd_now_s() - t0);
   s->key = key;
   *fresh = 1;
   r->n_kernels++;
