@@ -239,25 +239,32 @@ static void read_probs(const qkd_ir_circuit *ir, const cplx *rho, double *probs)
   confuse(ir, probs, 0);
 }
 
-/* The exact outputs of rho. */
-static void outputs_of(const qkd_ir_circuit *ir, const cplx *rho, double *probs, double *out) {
+void qkd_dm_outputs_of_diag(const qkd_ir_circuit *ir, double *diag, double *out) {
   int n = ir->n_qubits;
   size_t dim = (size_t)1 << n;
   if (ir->measure == QKD_MEASURE_PROBS) {
-    read_probs(ir, rho, out);
+    confuse(ir, diag, 0);
+    memcpy(out, diag, dim * sizeof(double));
     return;
   }
-  for (size_t i = 0; i < dim; i++) probs[i] = creal(rho[i * dim + i]);
   for (int q = 0; q < n; q++) {
     double z[2], s = 0.0;
     readout_z(ir, q, z);
-    for (size_t i = 0; i < dim; i++) s += z[(i & bit_of(n, q)) != 0] * probs[i];
+    for (size_t i = 0; i < dim; i++) s += z[(i & bit_of(n, q)) != 0] * diag[i];
     out[q] = s;
   }
 }
 
-/* The diagonal of the observable Λ = Σ_o d_o M_o into w[2^n]. */
-static void observable(const qkd_ir_circuit *ir, const double *d_out, double *w) {
+void qkd_dm_read_probs_of_diag(const qkd_ir_circuit *ir, double *diag) { confuse(ir, diag, 0); }
+
+/* The exact outputs of rho (probs: scratch of 2^n). */
+static void outputs_of(const qkd_ir_circuit *ir, const cplx *rho, double *probs, double *out) {
+  size_t dim = (size_t)1 << ir->n_qubits;
+  for (size_t i = 0; i < dim; i++) probs[i] = creal(rho[i * dim + i]);
+  qkd_dm_outputs_of_diag(ir, probs, out);
+}
+
+void qkd_dm_observable(const qkd_ir_circuit *ir, const double *d_out, double *w) {
   int n = ir->n_qubits;
   size_t dim = (size_t)1 << n;
   if (ir->measure == QKD_MEASURE_PROBS) {
@@ -346,7 +353,7 @@ int qkd_dm_vjp(const qkd_ir_circuit *ir, const double *params, const double *fea
   if (d_features) memset(d_features, 0, (size_t)ir->n_features * sizeof(double));
   double r = init_rho(ir, features, rho);
   run_forward(ir, params, features, rho, snap);
-  observable(ir, d_outputs, w);
+  qkd_dm_observable(ir, d_outputs, w);
   for (size_t i = 0; i < dim; i++) lam[i * dim + i] = w[i];
   int ch = ir->n_channels - 1, run = runs - 1;
   for (int k = ir->n_gates; k >= 0; k--) {

@@ -53,6 +53,15 @@ int qkd_dm_forward(const qkd_ir_circuit *ir, const double *params, const double 
 int qkd_dm_vjp(const qkd_ir_circuit *ir, const double *params, const double *features,
                const double *d_outputs, double *d_params, double *d_features, qkd_error *err);
 
+/* Read-out, shared with the fast kernel (qkd_dmk.h) so its arithmetic lives here only. diag is
+ * diag(ρ) (2^n true-bit probabilities). qkd_dm_outputs_of_diag: the exact outputs into
+ * out[qkd_ir_outputs(ir)] (diag is overwritten: scratch). qkd_dm_read_probs_of_diag: diag becomes
+ * the read-bit distribution. qkd_dm_observable: the diagonal w[2^n] of the observable
+ * Λ = Σ_o d_out[o] M_o (read-out included), so that Σ_o d_out[o] O_o = Σ_i w[i] ρ_ii. */
+void qkd_dm_outputs_of_diag(const qkd_ir_circuit *ir, double *diag, double *out);
+void qkd_dm_read_probs_of_diag(const qkd_ir_circuit *ir, double *diag);
+void qkd_dm_observable(const qkd_ir_circuit *ir, const double *d_out, double *w);
+
 /* The density-matrix kernel for `ir` into *k (ir not copied: it must outlive the kernel; no
  * cleanup). 0, or -1 with err (INPUT) when ir has more than QKD_DM_MAX_QUBITS qubits. */
 int qkd_dm_kernel(const qkd_ir_circuit *ir, qkd_kernel *k, qkd_error *err);

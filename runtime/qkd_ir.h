@@ -24,7 +24,7 @@
  *     `readout` (NULL: perfect) holds one (p01, p10) per qubit: each measured bit is flipped
  *     classically, 0 → 1 with probability p01 and 1 → 0 with p10, independently per qubit, so
  *     MEASURE_PROBS reports the distribution of the bits as read and MEASURE_Z the mean of
- *     (−1)^(bit as read). Only the density-matrix engine (qkd_dmsim.h) runs noise; the
+ *     (−1)^(bit as read). Only the density-matrix engines (qkd_dmsim.h, qkd_dmk.h) run noise; the
  *     state-vector interpreter and the JIT run the gates alone (qkd_ir_noisy tells them apart).
  *     A circuit without channels and without readout is exactly the noiseless circuit: same
  *     validation, dump and qkd_ir_hash as before noise existed.

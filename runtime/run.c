@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "qkd_data.h"
-#include "qkd_dmsim.h"
+#include "qkd_dmk.h"
 #include "qkd_file.h"
 #include "qkd_gridreport.h"
 #include "qkd_hash.h"
@@ -123,6 +123,7 @@ typedef struct {
   uint64_t key;
   qkd_kernel k;
   double ms;
+  int noisy; /* k is the density-matrix kernel (qkd_dmk.h), released here */
 } kernel_slot;
 
 typedef struct {
@@ -408,11 +409,12 @@ static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
   GROW(r->kernels, r->n_kernels);
   kernel_slot *s = &r->kernels[r->n_kernels];
   qkd_error err;
-  /* a noisy circuit runs on the exact density-matrix engine (qkd_dmsim.h), the others on the
+  /* a noisy circuit runs on the exact density-matrix kernel (qkd_dmk.h), the others on the
    * caller's kernels (the JIT, a built executable's, or the interpreter) */
   int noisy = qkd_ir_noisy(c);
   s->ms = 0;
-  if (noisy ? qkd_dm_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
+  s->noisy = noisy;
+  if (noisy ? qkd_dmk_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
     log_error(r, &err);
     return NULL;
   }
@@ -881,7 +883,8 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
   }
   fprintf(o->log, "total %.1f s\n", qkd_now_s() - t0);
   for (int i = 0; i < r.n_kernels; i++)
-    if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
+    if (r.kernels[i].noisy) qkd_dmk_free(&r.kernels[i].k);
+    else if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
   for (int i = 0; i < r.n_shared; i++) qkd_student_result_free(&r.shared[i].res);
   qkd_train_cache_free(r.cache);
   free(r.shared);

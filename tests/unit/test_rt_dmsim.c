@@ -14,8 +14,14 @@
  * and against the parameter-shift rule on the reference (exact under parameter-independent
  * noise); with every p = 0 (and without noise at all) equality with the state-vector
  * interpreter (qsim.h) to 1e-12; the batch kernel; known values of every channel; the IR's
- * validation, dump and fingerprint (unchanged for noiseless circuits). Links only qkdrt. */
+ * validation, dump and fingerprint (unchanged for noiseless circuits).
+ * The fast kernel (dmk.c) on every random circuit: a batch of samples (not a multiple of its
+ * lanes) against the reference per sample (outputs 1e-10) and against dmsim's VJP summed
+ * (d_params, d_features 1e-9), also forced into segments of 1 and 2 ops, f32 close, and through
+ * the thread pool on 1 and 2 threads bit-identical. Links only qkdrt. */
+#include "qkd_dmk.h"
 #include "qkd_dmsim.h"
+#include "qkd_par.h"
 #include "qkd_rng.h"
 #include "qsim.h"
 #include "testutil.h"
@@ -456,7 +462,7 @@ static void rand_inputs(const qkd_ir_circuit *c, uint64_t seed, double *params, 
 /* ==== checks on one random circuit ========================================================== */
 
 typedef struct {
-  int circuits, chan_kind[QKD_CHAN_COUNT], enc[3], z, probs, readout, fd, pshift, sv, differs, noisy_p;
+  int circuits, chan_kind[QKD_CHAN_COUNT], enc[3], z, probs, readout, fd, pshift, sv, differs, noisy_p, dmk;
   int max_n;
 } coverage;
 
@@ -619,6 +625,91 @@ static void check_kernel(const qkd_ir_circuit *c, const double *params, uint64_t
   free(pf), free(xf), free(dof), free(of), free(dpf), free(dxf);
 }
 
+/* The fast kernel (dmk.c) on circuit c: B samples against the dense reference and dmsim. */
+static void check_dmk(const qkd_ir_circuit *c, const double *params, uint64_t seed, coverage *cov) {
+  enum { B = 6 };
+  int no = qkd_ir_outputs(c), np = c->n_params, nf = c->n_features;
+  double *x = xcalloc((size_t)B * nf + 1, sizeof(double)), *dout = xcalloc((size_t)B * no, sizeof(double));
+  double *out = xcalloc((size_t)B * no, sizeof(double)), *ref = xcalloc((size_t)no, sizeof(double));
+  double *dp = xcalloc((size_t)np + 1, sizeof(double)), *dp1 = xcalloc((size_t)np + 1, sizeof(double));
+  double *dps = xcalloc((size_t)np + 1, sizeof(double));
+  double *dx = xcalloc((size_t)B * nf + 1, sizeof(double)), *dx1 = xcalloc((size_t)nf + 1, sizeof(double));
+  for (int i = 0; i < B * nf; i++) x[i] = 2 * qkd_rng_uniform(seed, 0xc1, i) - 1;
+  if (c->encode == QKD_ENCODE_AMPLITUDE) memset(x + (size_t)(B - 1) * nf, 0, (size_t)nf * sizeof(double));
+  for (int i = 0; i < B * no; i++) dout[i] = 2 * qkd_rng_uniform(seed, 0xc2, i) - 1;
+  qkd_error err;
+  ref_ws w = ref_ws_new(c->n_qubits);
+  for (int b = 0; b < B; b++) { /* the reference: outputs; dmsim: the summed VJP */
+    CHECK(qkd_dm_vjp(c, params, x + (size_t)b * nf, dout + (size_t)b * no, dps, NULL, &err) == 0);
+  }
+  for (int seg = 0; seg <= 2; seg++) {
+    char v[8];
+    snprintf(v, sizeof v, "%d", seg);
+    if (seg) setenv("QKD_DMK_SEGMENT", v, 1);
+    qkd_kernel k;
+    int ok = qkd_dmk_kernel(c, &k, &err) == 0;
+    unsetenv("QKD_DMK_SEGMENT");
+    CHECK(ok);
+    if (!ok) break;
+    CHECK(!strcmp(k.engine, "dmk"));
+    k.fwd_f64(&k, params, nf ? x : NULL, B, 7, 0, out, NULL);
+    for (int i = 0; i < np; i++) dp[i] = 0.5; /* accumulates */
+    k.bwd_f64(&k, params, nf ? x : NULL, B, dout, dp, nf ? dx : NULL, NULL);
+    double worst = 0.0, worst_d = 0.0;
+    for (int b = 0; b < B; b++) {
+      ref_run(c, params, x + (size_t)b * nf, -1, 0, 0, &w);
+      ref_outputs(c, &w, ref);
+      for (int o = 0; o < no; o++) worst = fmax(worst, fabs(out[(size_t)b * no + o] - ref[o]));
+      CHECK(qkd_dm_vjp(c, params, x + (size_t)b * nf, dout + (size_t)b * no, dp1, dx1, &err) == 0);
+      for (int f = 0; f < nf; f++) worst_d = fmax(worst_d, fabs(dx[(size_t)b * nf + f] - dx1[f]) / (1 + fabs(dx1[f])));
+    }
+    for (int i = 0; i < np; i++) worst_d = fmax(worst_d, fabs(dp[i] - 0.5 - dps[i]) / (1 + fabs(dps[i])));
+    if (worst > TOL_OUT || worst_d > 1e-9)
+      fprintf(stderr, "dmk on %s (%d qubits, segments %d): outputs off by %.3g, gradients by %.3g\n", c->name,
+              c->n_qubits, seg, worst, worst_d);
+    CHECK(worst <= TOL_OUT);
+    CHECK(worst_d <= 1e-9);
+    cov->dmk++;
+    if (seg == 0) { /* f32 entry points; the pool on 1 and 2 threads */
+      float *pf = xcalloc((size_t)np + 1, sizeof(float)), *xf = xcalloc((size_t)B * nf + 1, sizeof(float));
+      float *of = xcalloc((size_t)B * no, sizeof(float)), *dof = xcalloc((size_t)B * no, sizeof(float));
+      float *dpf = xcalloc((size_t)np + 1, sizeof(float));
+      for (int i = 0; i < np; i++) pf[i] = (float)params[i];
+      for (int i = 0; i < B * nf; i++) xf[i] = (float)x[i];
+      for (int i = 0; i < B * no; i++) dof[i] = (float)dout[i];
+      k.fwd_f32(&k, pf, nf ? xf : NULL, B, 7, 0, of, NULL);
+      k.bwd_f32(&k, pf, nf ? xf : NULL, B, dof, dpf, NULL, NULL);
+      double w32 = 0.0;
+      for (int i = 0; i < B * no; i++) w32 = fmax(w32, fabs(of[i] - out[i]));
+      for (int i = 0; i < np; i++) w32 = fmax(w32, fabs(dpf[i] - (dp[i] - 0.5)) / (1 + fabs(dp[i] - 0.5)));
+      CHECK(w32 < 1e-4);
+      enum { BP = 150 }; /* three of the pool's chunks */
+      double *xp = xcalloc((size_t)BP * nf + 1, sizeof(double)), *dop = xcalloc((size_t)BP * no, sizeof(double));
+      double *o1 = xcalloc((size_t)BP * no, sizeof(double)), *o2 = xcalloc((size_t)BP * no, sizeof(double));
+      double *g1 = xcalloc((size_t)np + 1, sizeof(double)), *g2 = xcalloc((size_t)np + 1, sizeof(double));
+      double *h1 = xcalloc((size_t)BP * nf + 1, sizeof(double)), *h2 = xcalloc((size_t)BP * nf + 1, sizeof(double));
+      for (int i = 0; i < BP * nf; i++) xp[i] = 2 * qkd_rng_uniform(seed, 0xc3, i) - 1;
+      for (int i = 0; i < BP * no; i++) dop[i] = 2 * qkd_rng_uniform(seed, 0xc4, i) - 1;
+      for (int t = 1; t <= 2; t++) {
+        qkd_par_pool *pool = qkd_par_create(t);
+        CHECK(pool != NULL);
+        if (!pool) break;
+        CHECK(qkd_par_fwd_f64(pool, &k, params, nf ? xp : NULL, BP, 3, 0, t == 1 ? o1 : o2) == 0);
+        CHECK(qkd_par_bwd_f64(pool, &k, params, nf ? xp : NULL, BP, dop, t == 1 ? g1 : g2, nf ? (t == 1 ? h1 : h2) : NULL) == 0);
+        qkd_par_destroy(pool);
+      }
+      CHECK(!memcmp(o1, o2, (size_t)BP * no * sizeof(double)));
+      CHECK(!memcmp(g1, g2, (size_t)np * sizeof(double)));
+      CHECK(!memcmp(h1, h2, (size_t)BP * nf * sizeof(double)));
+      free(pf), free(xf), free(of), free(dof), free(dpf), free(xp), free(dop), free(o1), free(o2), free(g1), free(g2);
+      free(h1), free(h2);
+    }
+    qkd_dmk_free(&k);
+  }
+  ref_ws_free(&w);
+  free(x), free(dout), free(out), free(ref), free(dp), free(dp1), free(dps), free(dx), free(dx1);
+}
+
 static void sweep_one(int i, coverage *cov) {
   noisy nc;
   rand_circuit(0x5eed0000u + (uint64_t)i, &nc);
@@ -661,6 +752,7 @@ static void sweep_one(int i, coverage *cov) {
   check_pshift(c, params, x, dout, dp, dx, &w, cov);
   check_noiseless(&nc, params, x, dout, cov);
   if (i % 8 == 0) check_kernel(c, params, (uint64_t)i);
+  check_dmk(c, params, (uint64_t)i, cov);
 
   /* noise that does something changes the outputs */
   int active = 0;
@@ -993,8 +1085,9 @@ int main(void) {
          cov.circuits, cov.max_n, cov.enc[0], cov.enc[1], cov.enc[2], cov.z, cov.probs, cov.readout);
   for (int k = 0; k < QKD_CHAN_COUNT; k++)
     if (k != QKD_CHAN_READOUT) printf(" %s %d", qkd_chan(k)->name, cov.chan_kind[k]);
-  printf("; %d finite differences, %d parameter shifts, %d state-vector comparisons; noise changed %d of %d\n",
-         cov.fd, cov.pshift, cov.sv, cov.differs, cov.noisy_p);
+  printf("; %d finite differences, %d parameter shifts, %d state-vector comparisons, %d fast-kernel batches; noise "
+         "changed %d of %d\n",
+         cov.fd, cov.pshift, cov.sv, cov.dmk, cov.differs, cov.noisy_p);
   printf("checks: %d spot, %d sweep\n", spot_checks, test_checks - spot_checks);
   return test_done("test_rt_dmsim");
 }
