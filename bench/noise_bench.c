@@ -134,16 +134,8 @@ static int workload_make(workload *w, int n, int L, int B, double p) {
   w->x = malloc(bd * sizeof(double)), w->d = malloc(bd * sizeof(double));
   w->th = malloc((size_t)w->np * sizeof(double));
   if (!w->x || !w->d || !w->th) abort();
-  for (int b = 0; b < B; b++) {
-    double *xb = w->x + (size_t)b * w->dim, ss = 0.0;
-    for (int j = 0; j < w->dim; j++) {
-      xb[j] = qkd_rng_uniform(12345, QKD_STREAM_DATA, (uint64_t)b * w->dim + j);
-      ss += xb[j] * xb[j];
-    }
-    for (int j = 0; j < w->dim; j++) xb[j] /= sqrt(ss);
-  }
+  circgen_hea_data(c, B, w->x, w->th);
   for (size_t i = 0; i < bd; i++) w->d[i] = 2.0 * qkd_rng_uniform(12345, QKD_STREAM_DATA, 3000000000ull + i) - 1.0;
-  for (int i = 0; i < w->np; i++) w->th[i] = 6.283185307179586 * qkd_rng_uniform(12345, QKD_STREAM_INIT, (uint64_t)i);
   return 0;
 }
 

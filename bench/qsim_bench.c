@@ -131,17 +131,8 @@ static int row(int n, int L, int B, int f64, int threads) {
   float *pf = malloc((size_t)B * dim * sizeof(float)), *dpf = malloc((size_t)B * dim * sizeof(float));
   float *gpf = malloc((size_t)np * sizeof(float));
   if (!x || !th || !y || !probs || !dp || !gp || !xf || !thf || !pf || !dpf || !gpf) abort();
-  for (int b = 0; b < B; b++) {
-    double ss = 0.0;
-    for (int j = 0; j < dim; j++) {
-      double v = qkd_rng_uniform(12345, QKD_STREAM_DATA, (uint64_t)b * dim + j);
-      x[(size_t)b * dim + j] = v;
-      ss += v * v;
-    }
-    for (int j = 0; j < dim; j++) x[(size_t)b * dim + j] /= sqrt(ss);
-    y[b] = (int)(qkd_rng_u64(12345, QKD_STREAM_DATA, 1000000000ull + (uint64_t)b) % CLASSES);
-  }
-  for (int i = 0; i < np; i++) th[i] = 6.283185307179586 * qkd_rng_uniform(12345, QKD_STREAM_INIT, (uint64_t)i);
+  circgen_hea_data(c, B, x, th);
+  for (int b = 0; b < B; b++) y[b] = (int)(qkd_rng_u64(12345, QKD_STREAM_DATA, 1000000000ull + (uint64_t)b) % CLASSES);
   for (size_t i = 0; i < (size_t)B * dim; i++) xf[i] = (float)x[i];
   for (int i = 0; i < np; i++) thf[i] = (float)th[i];
 

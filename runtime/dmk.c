@@ -66,7 +66,6 @@ typedef struct {
 
 typedef struct {
   op_kind kind;
-  int q[2];
   size_t bit[2]; /* strides of q[0] (and q[1]) in a basis index */
   int first, count; /* members, in application order */
   int lanes;        /* some member reads a FEATURE angle */
@@ -78,7 +77,6 @@ typedef struct {
   int perm[4];      /* PERM: pattern s moves to pattern perm[s] */
   int slot;         /* ONE, TWO: operator storage index */
   int save;         /* with angles: its ρ_in slot within its segment; else -1 */
-  int seg;
 } op;
 
 typedef struct {
@@ -143,10 +141,8 @@ static int gate_perm(int kind, int perm[4]) {
 
 typedef struct {
   plan *p;
-  int pending[QKD_MAX_QUBITS][MAX_MEMBERS];
+  member pending[QKD_MAX_QUBITS][MAX_MEMBERS]; /* each qubit's one-qubit members not yet in an op */
   int n_pending[QKD_MAX_QUBITS];
-  member *pool; /* of the pending members: pool[i] */
-  int n_pool;
 } builder;
 
 static op *new_op(plan *p, op_kind kind) {
@@ -173,12 +169,11 @@ static void flush(builder *b, int q) {
   if (b->n_pending[q] == 0) return;
   plan *p = b->p;
   op *o = new_op(p, OP_ONE);
-  o->q[0] = q;
   o->bit[0] = bit_of(p->ir->n_qubits, q);
   int nz[16];
   for (int e = 0; e < 16; e++) nz[e] = e % 5 == 0; /* identity */
   for (int k = 0; k < b->n_pending[q]; k++) {
-    member m = b->pool[b->pending[q][k]];
+    member m = b->pending[q][k];
     add_member(p, o, m);
     int mz[16], out[16];
     member_pattern(p->ir, m, mz);
@@ -210,8 +205,7 @@ static void flush(builder *b, int q) {
 
 static void pend(builder *b, int q, member m) {
   if (b->n_pending[q] == MAX_MEMBERS) flush(b, q);
-  b->pool[b->n_pool] = m;
-  b->pending[q][b->n_pending[q]++] = b->n_pool++;
+  b->pending[q][b->n_pending[q]++] = m;
 }
 
 static void plan_free(plan *p) {
@@ -221,7 +215,6 @@ static void plan_free(plan *p) {
 
 /* Segments: ops with angles cut into runs of at most `per` (per = n_grad: one segment). */
 static int plan_segments(plan *p, int per) {
-  free(p->seg_start);
   p->seg_start = malloc(((size_t)p->n_ops + 2) * sizeof(int));
   if (!p->seg_start) return -1;
   p->n_segs = 0;
@@ -232,7 +225,6 @@ static int plan_segments(plan *p, int per) {
     op *o = &p->ops[k];
     int grad = o->lanes || o->params;
     if (grad && in_seg == per) p->seg_start[p->n_segs++] = k, in_seg = 0;
-    o->seg = p->n_segs - 1;
     o->save = grad ? in_seg++ : -1;
     if (in_seg > p->max_saves) p->max_saves = in_seg;
   }
@@ -255,10 +247,9 @@ static plan *plan_build(const qkd_ir_circuit *ir) {
   size_t cap = (size_t)ir->n_gates + (size_t)ir->n_channels + 1;
   if (!p || !b) goto fail;
   p->ir = ir;
-  p->ops = malloc(cap * 2 * sizeof(op));
+  p->ops = malloc(cap * sizeof(op)); /* an op holds at least one member */
   p->members = malloc(cap * sizeof(member));
-  b->pool = malloc(cap * sizeof(member));
-  if (!p->ops || !p->members || !b->pool) goto fail;
+  if (!p->ops || !p->members) goto fail;
   b->p = p;
   int n = ir->n_qubits, ch = 0;
   for (int k = 0; k <= ir->n_gates; k++) {
@@ -273,7 +264,6 @@ static plan *plan_build(const qkd_ir_circuit *ir) {
     flush(b, g->q[1]);
     int perm[4];
     op *o = new_op(p, gate_perm(g->kind, perm) == 0 ? OP_PERM : OP_TWO);
-    o->q[0] = g->q[0], o->q[1] = g->q[1];
     o->bit[0] = bit_of(n, g->q[0]), o->bit[1] = bit_of(n, g->q[1]);
     memcpy(o->perm, perm, sizeof perm);
     add_member(p, o, (member){0, k});
@@ -287,10 +277,9 @@ static plan *plan_build(const qkd_ir_circuit *ir) {
   if ((size_t)(p->n_grad + 2) * rb > budget()) per = (int)ceil(sqrt((double)p->n_grad));
   if (force && atoi(force) > 0) per = atoi(force);
   if (plan_segments(p, per ? per : 1) != 0) goto fail;
-  free(b->pool), free(b);
+  free(b);
   return p;
 fail:
-  if (b) free(b->pool);
   free(b);
   if (p) plan_free(p);
   return NULL;
@@ -298,45 +287,39 @@ fail:
 
 /* ---- operators (one lane at a time, in scalar complex) ----------------------------------- */
 
+/* S[(s,t),(x,y)] += A[s][x] conj(B[t][y]) — one term of a superoperator, A ⊗ B* on the 2 × 2
+ * blocks (entries 2s + t), A and B 2 × 2 row-major as the tables give them. */
+static void kron_conj_add(const double (*A)[2], const double (*B)[2], sc S[16]) {
+  for (int s = 0; s < 2; s++)
+    for (int t = 0; t < 2; t++)
+      for (int x = 0; x < 2; x++)
+        for (int y = 0; y < 2; y++) {
+          sc v = sc_mul((sc){A[2 * s + x][0], A[2 * s + x][1]}, sc_conj((sc){B[2 * t + y][0], B[2 * t + y][1]}));
+          S[(2 * s + t) * 4 + 2 * x + y].r += v.r, S[(2 * s + t) * 4 + 2 * x + y].i += v.i;
+        }
+}
+
 /* A member's 4 × 4 superoperator at angles a (d >= 0: the derivative w.r.t. a[d]; gates only;
- * a channel reads no angles, a may be NULL). */
+ * a channel reads no angles, a may be NULL): a gate's U ⊗ U* (∂U ⊗ U* + U ⊗ ∂U*), a channel's
+ * Σ_k K_k ⊗ K_k*. */
 static void member_super(const qkd_ir_circuit *ir, member m, const double *a, int d, sc S[16]) {
+  memset(S, 0, 16 * sizeof *S);
   if (!m.chan) {
     double u[4][2], du[4][2];
     qkd_gate_matrix(ir->gates[m.index].kind, a, -1, u);
-    if (d >= 0) qkd_gate_matrix(ir->gates[m.index].kind, a, d, du);
-    for (int s = 0; s < 2; s++)
-      for (int t = 0; t < 2; t++)
-        for (int x = 0; x < 2; x++)
-          for (int y = 0; y < 2; y++) {
-            sc us = {u[2 * s + x][0], u[2 * s + x][1]}, ut = {u[2 * t + y][0], u[2 * t + y][1]};
-            sc v;
-            if (d < 0) v = sc_mul(us, sc_conj(ut));
-            else {
-              sc ds = {du[2 * s + x][0], du[2 * s + x][1]}, dt = {du[2 * t + y][0], du[2 * t + y][1]};
-              sc v1 = sc_mul(ds, sc_conj(ut)), v2 = sc_mul(us, sc_conj(dt));
-              v = (sc){v1.r + v2.r, v1.i + v2.i};
-            }
-            S[(2 * s + t) * 4 + 2 * x + y] = v;
-          }
+    if (d < 0) {
+      kron_conj_add(u, u, S);
+      return;
+    }
+    qkd_gate_matrix(ir->gates[m.index].kind, a, d, du);
+    kron_conj_add(du, u, S);
+    kron_conj_add(u, du, S);
     return;
   }
   const qkd_ir_channel *ch = &ir->channels[m.index];
   double kr[QKD_CHAN_MAX_KRAUS][4][2];
   qkd_chan_kraus(ch->kind, ch->p, kr);
-  int nk = qkd_chan(ch->kind)->n_kraus;
-  for (int s = 0; s < 2; s++)
-    for (int t = 0; t < 2; t++)
-      for (int x = 0; x < 2; x++)
-        for (int y = 0; y < 2; y++) {
-          sc v = {0, 0};
-          for (int k = 0; k < nk; k++) {
-            sc w = sc_mul((sc){kr[k][2 * s + x][0], kr[k][2 * s + x][1]},
-                          sc_conj((sc){kr[k][2 * t + y][0], kr[k][2 * t + y][1]}));
-            v.r += w.r, v.i += w.i;
-          }
-          S[(2 * s + t) * 4 + 2 * x + y] = v;
-        }
+  for (int k = 0; k < qkd_chan(ch->kind)->n_kraus; k++) kron_conj_add(kr[k], kr[k], S);
 }
 
 /* C = A B (4 × 4) */
@@ -852,44 +835,8 @@ static void bwd_f64(const qkd_kernel *k, const double *params, const double *fea
   free(gr.store), free(rho), free(lam), free(ckpt), free(save), free(w), free(Gsum);
 }
 
-/* ---- f32 (computes in double) ------------------------------------------------------------- */
-
-static double *widen(const float *f, size_t count) {
-  if (!f) return NULL;
-  double *d = alloc(count * sizeof(double));
-  for (size_t i = 0; i < count; i++) d[i] = f[i];
-  return d;
-}
-
-static void fwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch, uint64_t seed,
-                    uint64_t first_sample, float *outputs, void *workspace) {
-  const qkd_ir_circuit *ir = k->ir;
-  size_t no = (size_t)batch * qkd_ir_outputs(ir);
-  double *pp = widen(params, (size_t)ir->n_params), *x = widen(features, (size_t)batch * ir->n_features);
-  double *out = alloc(no * sizeof(double));
-  fwd_f64(k, pp, x, batch, seed, first_sample, out, workspace);
-  for (size_t i = 0; i < no; i++) outputs[i] = (float)out[i];
-  free(pp), free(x), free(out);
-}
-
-static void bwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch,
-                    const float *d_outputs, float *d_params, float *d_features, void *workspace) {
-  const qkd_ir_circuit *ir = k->ir;
-  size_t np = (size_t)ir->n_params, nx = (size_t)batch * ir->n_features;
-  double *pp = widen(params, np), *x = widen(features, nx);
-  double *dout = widen(d_outputs, (size_t)batch * qkd_ir_outputs(ir));
-  double *dp = calloc(np ? np : 1, sizeof(double)), *dx = d_features ? alloc((nx ? nx : 1) * sizeof(double)) : NULL;
-  if (!dp) die_memory();
-  bwd_f64(k, pp, x, batch, dout, dp, dx, workspace);
-  for (size_t i = 0; i < np; i++) d_params[i] += (float)dp[i];
-  for (size_t i = 0; dx && i < nx; i++) d_features[i] = (float)dx[i];
-  free(pp), free(x), free(dout), free(dp), free(dx);
-}
-
 int qkd_dmk_kernel(const qkd_ir_circuit *ir, qkd_kernel *k, qkd_error *err) {
-  if (ir->n_qubits > QKD_DM_MAX_QUBITS)
-    return qkd_fail(err, QKD_ERR_INPUT, NULL, "the density-matrix engine takes at most %d qubits, not %d (16·4^n bytes a sample)",
-                    QKD_DM_MAX_QUBITS, ir->n_qubits);
+  if (qkd_dm_check_size(ir, err)) return -1;
   plan *p = plan_build(ir);
   if (!p) return qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory for the density-matrix kernel's plan");
   memset(k, 0, sizeof *k);
@@ -897,8 +844,8 @@ int qkd_dmk_kernel(const qkd_ir_circuit *ir, qkd_kernel *k, qkd_error *err) {
   k->engine = "dmk";
   k->fwd_f64 = fwd_f64;
   k->bwd_f64 = bwd_f64;
-  k->fwd_f32 = fwd_f32;
-  k->bwd_f32 = bwd_f32;
+  k->fwd_f32 = qkd_kernel_fwd_f32_in_f64;
+  k->bwd_f32 = qkd_kernel_bwd_f32_in_f64;
   k->engine_data = p;
   return 0;
 }

@@ -282,7 +282,7 @@ void qkd_dm_observable(const qkd_ir_circuit *ir, const double *d_out, double *w)
 
 /* ---- entry points ------------------------------------------------------------------------- */
 
-static int too_big(const qkd_ir_circuit *ir, qkd_error *err) {
+int qkd_dm_check_size(const qkd_ir_circuit *ir, qkd_error *err) {
   if (ir->n_qubits <= QKD_DM_MAX_QUBITS) return 0;
   return qkd_fail(err, QKD_ERR_INPUT, NULL, "the density-matrix engine takes at most %d qubits, not %d (16·4^n bytes a sample)",
                   QKD_DM_MAX_QUBITS, ir->n_qubits);
@@ -295,7 +295,7 @@ static int no_memory(qkd_error *err, int n) {
 /* One sample: outputs exact; probs[2^n] (if not NULL) the read-bit distribution. */
 static int forward_sample(const qkd_ir_circuit *ir, const double *params, const double *features, double *outputs,
                           double *rho_out, double *probs, qkd_error *err) {
-  if (too_big(ir, err)) return -1;
+  if (qkd_dm_check_size(ir, err)) return -1;
   size_t dim = (size_t)1 << ir->n_qubits;
   cplx *rho = malloc(qkd_dm_bytes(ir->n_qubits));
   double *scratch = malloc(dim * sizeof(double));
@@ -341,7 +341,7 @@ static void gate_gradient(const qkd_ir_circuit *ir, int k, const double *a, cons
 
 int qkd_dm_vjp(const qkd_ir_circuit *ir, const double *params, const double *features, const double *d_outputs,
                double *d_params, double *d_features, qkd_error *err) {
-  if (too_big(ir, err)) return -1;
+  if (qkd_dm_check_size(ir, err)) return -1;
   int n = ir->n_qubits, runs = channel_runs(ir);
   size_t dim = (size_t)1 << n, mat = dim * dim, bytes = qkd_dm_bytes(n);
   cplx *rho = malloc(bytes), *lam = calloc(mat, sizeof(cplx)), *snap = runs ? malloc(bytes * (size_t)runs) : NULL;
@@ -425,60 +425,15 @@ static void bwd_f64(const qkd_kernel *k, const double *params, const double *fea
            &err);
 }
 
-/* count doubles (at least one); aborts when memory runs out. */
-static double *doubles(size_t count) {
-  double *d = calloc(count ? count : 1, sizeof(double));
-  if (!d) {
-    fprintf(stderr, "qkd dm: out of memory\n");
-    exit(2);
-  }
-  return d;
-}
-
-/* A double copy of f[count] (NULL for NULL). */
-static double *widen(const float *f, size_t count) {
-  if (!f) return NULL;
-  double *d = doubles(count);
-  for (size_t i = 0; i < count; i++) d[i] = f[i];
-  return d;
-}
-
-static void narrow(const double *d, size_t count, float *f) {
-  for (size_t i = 0; f && i < count; i++) f[i] = (float)d[i];
-}
-
-static void fwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch, uint64_t seed,
-                    uint64_t first_sample, float *outputs, void *workspace) {
-  const qkd_ir_circuit *ir = k->ir;
-  size_t no = (size_t)batch * qkd_ir_outputs(ir);
-  double *p = widen(params, (size_t)ir->n_params), *x = widen(features, (size_t)batch * ir->n_features);
-  double *out = doubles(no);
-  fwd_f64(k, p, x, batch, seed, first_sample, out, workspace);
-  narrow(out, no, outputs);
-  free(p), free(x), free(out);
-}
-
-static void bwd_f32(const qkd_kernel *k, const float *params, const float *features, int batch,
-                    const float *d_outputs, float *d_params, float *d_features, void *workspace) {
-  const qkd_ir_circuit *ir = k->ir;
-  size_t np = (size_t)ir->n_params, nx = (size_t)batch * ir->n_features;
-  double *p = widen(params, np), *x = widen(features, nx), *dout = widen(d_outputs, (size_t)batch * qkd_ir_outputs(ir));
-  double *dp = doubles(np), *dx = d_features ? doubles(nx) : NULL;
-  bwd_f64(k, p, x, batch, dout, dp, dx, workspace);
-  for (size_t i = 0; i < np; i++) d_params[i] += (float)dp[i];
-  narrow(dx, nx, d_features);
-  free(p), free(x), free(dout), free(dp), free(dx);
-}
-
 int qkd_dm_kernel(const qkd_ir_circuit *ir, qkd_kernel *k, qkd_error *err) {
-  if (too_big(ir, err)) return -1;
+  if (qkd_dm_check_size(ir, err)) return -1;
   memset(k, 0, sizeof *k);
   k->ir = ir;
   k->engine = "dm";
   k->fwd_f64 = fwd_f64;
   k->bwd_f64 = bwd_f64;
-  k->fwd_f32 = fwd_f32;
-  k->bwd_f32 = bwd_f32;
+  k->fwd_f32 = qkd_kernel_fwd_f32_in_f64;
+  k->bwd_f32 = qkd_kernel_bwd_f32_in_f64;
   k->engine_data = NULL;
   k->sample = NULL;
   return 0;

@@ -12,6 +12,7 @@
 #include "qkd_kernel.h"
 #include "qkd_rng.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,4 +170,51 @@ void qkd_kernel_sample_counts_f64(int n_qubits, qkd_measure_kind measure, int sh
     }
   }
   if (cdf != stack) free(cdf);
+}
+
+/* ---- f32 through f64 ---------------------------------------------------------------------- */
+
+/* count doubles (at least one), zeroed; exits when memory runs out. */
+static double *doubles(size_t count) {
+  double *d = calloc(count ? count : 1, sizeof(double));
+  if (!d) {
+    fprintf(stderr, "qkd kernel: out of memory\n");
+    exit(2);
+  }
+  return d;
+}
+
+/* A double copy of f[count] (NULL for NULL). */
+static double *widen(const float *f, size_t count) {
+  if (!f) return NULL;
+  double *d = doubles(count);
+  for (size_t i = 0; i < count; i++) d[i] = f[i];
+  return d;
+}
+
+static void narrow(const double *d, size_t count, float *f) {
+  for (size_t i = 0; f && i < count; i++) f[i] = (float)d[i];
+}
+
+void qkd_kernel_fwd_f32_in_f64(const qkd_kernel *k, const float *params, const float *features, int batch,
+                               uint64_t seed, uint64_t first_sample, float *outputs, void *workspace) {
+  const qkd_ir_circuit *ir = k->ir;
+  size_t no = (size_t)batch * qkd_ir_outputs(ir);
+  double *p = widen(params, (size_t)ir->n_params), *x = widen(features, (size_t)batch * ir->n_features);
+  double *out = doubles(no);
+  k->fwd_f64(k, p, x, batch, seed, first_sample, out, workspace);
+  narrow(out, no, outputs);
+  free(p), free(x), free(out);
+}
+
+void qkd_kernel_bwd_f32_in_f64(const qkd_kernel *k, const float *params, const float *features, int batch,
+                               const float *d_outputs, float *d_params, float *d_features, void *workspace) {
+  const qkd_ir_circuit *ir = k->ir;
+  size_t np = (size_t)ir->n_params, nx = (size_t)batch * ir->n_features;
+  double *p = widen(params, np), *x = widen(features, nx), *dout = widen(d_outputs, (size_t)batch * qkd_ir_outputs(ir));
+  double *dp = doubles(np), *dx = d_features ? doubles(nx) : NULL;
+  k->bwd_f64(k, p, x, batch, dout, dp, dx, workspace);
+  for (size_t i = 0; i < np; i++) d_params[i] += (float)dp[i];
+  narrow(dx, nx, d_features);
+  free(p), free(x), free(dout), free(dp), free(dx);
 }

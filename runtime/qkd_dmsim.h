@@ -28,7 +28,7 @@
  *   - qkd_dm_kernel: a qkd_kernel (qkd_kernel.h ABI, engine "dm") whose entry points run these
  *     per sample. Forward with ir->shots > 0 samples the read-bit distribution through k->sample
  *     (NULL: qkd_kernel_sample_f64), keyed by (seed, first_sample + i), as the interpreter does.
- *     The f32 entry points compute in double. The entry points ignore `workspace` (they allocate
+ *     The f32 entry points compute in double (qkd_kernel_fwd_f32_in_f64). The entry points ignore `workspace` (they allocate
  *     their own, per call) and abort (exit 2) when memory runs out. */
 #ifndef QKD_DMSIM_H
 #define QKD_DMSIM_H
@@ -36,6 +36,10 @@
 #include "qkd_kernel.h"
 
 #define QKD_DM_MAX_QUBITS 12
+
+/* 0 when ir fits the density-matrix engines (at most QKD_DM_MAX_QUBITS qubits), else -1 with err
+ * (INPUT) saying so. */
+int qkd_dm_check_size(const qkd_ir_circuit *ir, qkd_error *err);
 
 /* Bytes of one density matrix on n qubits: 16·4^n. */
 size_t qkd_dm_bytes(int n_qubits);

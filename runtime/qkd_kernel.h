@@ -56,6 +56,14 @@ struct qkd_kernel {
                                (generated code reads it at a fixed offset; keep it last) */
 };
 
+/* f32 entry points for an engine that computes in double: they widen the arguments, call
+ * k->fwd_f64 / k->bwd_f64 and narrow the results (d_params += as the ABI says). They allocate
+ * per call and abort (exit 2) when memory runs out. The density-matrix engines use them. */
+void qkd_kernel_fwd_f32_in_f64(const qkd_kernel *k, const float *params, const float *features, int batch,
+                               uint64_t seed, uint64_t first_sample, float *outputs, void *workspace);
+void qkd_kernel_bwd_f32_in_f64(const qkd_kernel *k, const float *params, const float *features, int batch,
+                               const float *d_outputs, float *d_params, float *d_features, void *workspace);
+
 /* Scratch bytes one thread needs for any kernel call on this circuit (any batch size). */
 size_t qkd_kernel_workspace_bytes(const qkd_ir_circuit *ir);
 

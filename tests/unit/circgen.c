@@ -176,6 +176,19 @@ qkd_ir_circuit *circgen_hea(int n, int L, qkd_measure_kind measure, qkd_precisio
   return c;
 }
 
+void circgen_hea_data(const qkd_ir_circuit *c, int batch, double *features, double *params) {
+  int dim = 1 << c->n_qubits;
+  for (int b = 0; b < batch; b++) {
+    double *x = features + (size_t)b * dim, ss = 0.0;
+    for (int j = 0; j < dim; j++) {
+      x[j] = qkd_rng_uniform(12345, QKD_STREAM_DATA, (uint64_t)b * dim + j);
+      ss += x[j] * x[j];
+    }
+    for (int j = 0; j < dim; j++) x[j] /= sqrt(ss);
+  }
+  for (int i = 0; i < c->n_params; i++) params[i] = 6.283185307179586 * qkd_rng_uniform(12345, QKD_STREAM_INIT, (uint64_t)i);
+}
+
 void circgen_inputs(const qkd_ir_circuit *c, uint64_t seed, int batch, double *params,
                     double *features) {
   cg_rng r = {seed ^ 0x696e70757473ull, 0};

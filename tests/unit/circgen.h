@@ -51,6 +51,12 @@ void circgen_free(qkd_ir_circuit *c);
  * release with circgen_free. Shared by bench/qsim_bench.c and the kernel tests. */
 qkd_ir_circuit *circgen_hea(int n, int L, qkd_measure_kind measure, qkd_precision precision);
 
+/* The benchmark's data for W(n, L) = c (circgen_hea): features[batch][2^n] uniform in [0, 1),
+ * each sample L2-normalised, from qkd_rng(12345, QKD_STREAM_DATA, b·2^n + j); params[n_params]
+ * uniform in [0, 2π) from qkd_rng(12345, QKD_STREAM_INIT, i). Shared by bench/qsim_bench.c and
+ * bench/noise_bench.c, so both time the same samples. */
+void circgen_hea_data(const qkd_ir_circuit *c, int batch, double *features, double *params);
+
 /* Random inputs: params[n_params] uniform in [-π, π] (if params is not NULL) and
  * features[batch][n_features] uniform in [-1, 1] (if features is not NULL). Pure in seed. */
 void circgen_inputs(const qkd_ir_circuit *c, uint64_t seed, int batch, double *params,
