@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/reproduce.sh [RUNS] — the paper's experiments end to end (issue R, docs/results.md):
-#   examples/paper_v2.qkd (the v2 grid, teacher strength, small data, teacher spread) into
+#   examples/paper_v2.qkd (the v2 grid, teacher strength, small data, teacher spread, CIFAR-10 lr) into
 #   RUNS/paper_v2 and examples/paper_v1.qkd (the v1 repository's runs) into RUNS/paper_v1,
 #   then `qkdc report` of each into docs/results/ and docs/results/v1/ (results.json, results.md,
 #   one chart per grid),
