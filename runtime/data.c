@@ -572,8 +572,8 @@ static int load_dir(qkd_dataset *ds, const char *dir, raw_split *tr, raw_split *
  * draws are qkd_rng(seed, QKD_STREAM_DATA, ·) with disjoint counter ranges. */
 static int make_synthetic(qkd_dataset *ds, const qkd_data_opts *o, raw_split *tr, raw_split *te, qkd_error *err) {
   int C = o->source_classes ? o->source_classes : 10;
-  if (o->c < 1 || o->c > 4 || o->h < 1 || o->w < 1 || o->h > 256 || o->w > 256)
-    return qkd_fail(err, QKD_ERR_INPUT, "synthetic", "shape [%d, %d, %d] is outside [1..4, 1..256, 1..256]", o->c, o->h, o->w);
+  if (o->c < 1 || o->c > 4 || o->h < 1 || o->w < 1 || o->h > 1024 || o->w > 1024)
+    return qkd_fail(err, QKD_ERR_INPUT, "synthetic", "shape [%d, %d, %d] is outside [1..4, 1..1024, 1..1024]", o->c, o->h, o->w);
   if (C < 2 || C > QKD_DATA_MAX_CLASSES) return qkd_fail(err, QKD_ERR_INPUT, "synthetic", "class count %d is outside 2..%d", C, QKD_DATA_MAX_CLASSES);
   ds->c = o->c;
   ds->h = o->h;

@@ -320,6 +320,14 @@ static void test_synthetic_and_path(void) {
   CHECK(count_label(&a.train, 0) > 50 && count_label(&a.train, 9) > 50);
   qkd_data_free(&a);
   qkd_data_free(&b);
+  /* a 2^20-pixel image (20 qubits of amplitudes) is allowed, one side past 1024 is not */
+  qkd_data_opts big = {.source = "synthetic", .c = 1, .h = 1024, .w = 1024, .seed = 3, .train_limit = 2, .test_limit = 1};
+  CHECK(qkd_data_load(&big, &a, &err) == 0);
+  CHECK(a.train.n == 2 && a.h == 1024 && a.w == 1024);
+  qkd_data_free(&a);
+  big.w = 1025;
+  CHECK(qkd_data_load(&big, &a, &err) == -1);
+  CHECK(err.kind == QKD_ERR_INPUT && strstr(err.msg, "1..1024") != NULL);
   /* missing named set: says where it looked and how to get it */
   setenv("QKD_DATA", tmp, 1);
   char dir[1024];
