@@ -20,6 +20,7 @@ typedef struct {
   uint64_t seed, first;
   void *partials; /* [n_chunks][np] of double or float */
   int n_chunks;
+  int chunk;      /* samples per chunk, qkd_par_chunk(k->ir) */
 } job;
 
 typedef struct {
@@ -47,9 +48,14 @@ typedef struct {
   int id;
 } worker_arg;
 
+int qkd_par_chunk(const qkd_ir_circuit *ir) {
+  int bits = qkd_ir_noisy(ir) ? 2 * ir->n_qubits : ir->n_qubits;
+  return (1LL << bits) <= QKD_PAR_LARGE_DIM ? QKD_PAR_CHUNK : QKD_PAR_CHUNK_LARGE;
+}
+
 static void run_chunk(const job *j, int c, void *ws) {
-  int b0 = c * QKD_PAR_CHUNK;
-  int len = j->batch - b0 < QKD_PAR_CHUNK ? j->batch - b0 : QKD_PAR_CHUNK;
+  int b0 = c * j->chunk;
+  int len = j->batch - b0 < j->chunk ? j->batch - b0 : j->chunk;
   int f32 = j->kind == JOB_FWD32 || j->kind == JOB_BWD32;
   size_t es = f32 ? sizeof(float) : sizeof(double);
   size_t fo = (size_t)b0 * (size_t)j->nf * es, oo = (size_t)b0 * (size_t)j->nout * es;
@@ -153,7 +159,8 @@ static int run_job(qkd_par_pool *p, job *j, size_t elem) {
       p->ws[i].ws = w;
       p->ws[i].size = need;
     }
-  j->n_chunks = (j->batch + QKD_PAR_CHUNK - 1) / QKD_PAR_CHUNK;
+  j->chunk = qkd_par_chunk(j->k->ir);
+  j->n_chunks = (j->batch + j->chunk - 1) / j->chunk;
   size_t psize = (size_t)j->n_chunks * (size_t)(j->np > 0 ? j->np : 1) * elem;
   if (elem && p->partials_size < psize) {
     void *b = malloc(psize);

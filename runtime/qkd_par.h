@@ -2,12 +2,13 @@
  * small persistent thread pool.
  *
  * Contract:
- *   - The batch is cut into fixed chunks of QKD_PAR_CHUNK samples (the last may be shorter),
- *     independent of the thread count; threads take chunks dynamically. Never threads over the
- *     amplitudes of one state: each kernel call is single-threaded on its own workspace
- *     (qkd_kernel_workspace_bytes, one per thread, owned by the pool).
- *   - Forward: chunk c is one kernel call with first_sample + c*QKD_PAR_CHUNK, so shot sampling
- *     is unchanged by the split. Outputs are per sample: identical for every thread count.
+ *   - The batch is cut into fixed chunks of qkd_par_chunk(ir) samples (the last may be
+ *     shorter): a function of the circuit alone, never of the thread count; threads take chunks
+ *     dynamically. Never threads over the amplitudes of one state: each kernel call is
+ *     single-threaded on its own workspace (qkd_kernel_workspace_bytes, one per thread, owned by
+ *     the pool).
+ *   - Forward: chunk c is one kernel call with first_sample + c*chunk, so shot sampling is
+ *     unchanged by the split. Outputs are per sample: identical for every thread count.
  *   - Backward: chunk c accumulates into its own zeroed partial d_params; after all chunks the
  *     partials are added to d_params in chunk order 0, 1, 2, …. d_params (+=) and d_features
  *     (overwritten, may be NULL) are therefore bit-identical for every thread count (for a given
@@ -21,7 +22,15 @@
 
 #include "qkd_kernel.h"
 
-#define QKD_PAR_CHUNK 64
+#define QKD_PAR_CHUNK 64       /* samples per chunk while a sample's state is small */
+#define QKD_PAR_CHUNK_LARGE 16 /* past QKD_PAR_LARGE_DIM amplitudes per sample */
+#define QKD_PAR_LARGE_DIM 1024
+
+/* The chunk of a circuit's batches: QKD_PAR_CHUNK while a sample's state has at most
+ * QKD_PAR_LARGE_DIM amplitudes (2^n, or 4^n for a noisy circuit's density matrix), else
+ * QKD_PAR_CHUNK_LARGE — so the batches of 64 that large circuits are trained with still give
+ * every thread work (a multiple of every kernel's lane count). */
+int qkd_par_chunk(const qkd_ir_circuit *ir);
 
 typedef struct qkd_par_pool qkd_par_pool;
 
