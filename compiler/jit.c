@@ -53,23 +53,26 @@ static void init_llvm(void) {
   init_failed = LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter();
 }
 
-/* Vector register bytes the features allow. */
-static int vbytes_for(const char *features) {
+/* What a target's features allow: vector register bytes, fused multiply-add. */
+typedef struct { int vbytes, fma; } target_caps;
+static target_caps caps_of(const char *features) {
   const char *p = features;
-  int avx512 = 0, avx = 0;
+  int avx512 = 0, avx = 0, fma = 0;
   while (p && *p) {
     const char *e = strchr(p, ',');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     if (len == 8 && strncmp(p, "+avx512f", 8) == 0) avx512 = 1;
     if (len == 4 && strncmp(p, "+avx", 4) == 0) avx = 1;
+    if (len == 4 && strncmp(p, "+fma", 4) == 0) fma = 1;
     p = e ? e + 1 : NULL;
   }
-  return avx512 ? 64 : avx ? 32 : 16;
+  target_caps c = {avx512 ? 64 : avx ? 32 : 16, fma || avx512};
+  return c;
 }
 
 /* A target machine for cpu/features (NULL = host). Returns NULL with err set on failure. */
 static LLVMTargetMachineRef make_tm(const char *cpu, const char *features, LLVMRelocMode reloc,
-                                    LLVMCodeModel cm, int *vbytes, qkd_error *err) {
+                                    LLVMCodeModel cm, target_caps *caps, qkd_error *err) {
   pthread_once(&init_once, init_llvm);
   if (init_failed) { set_err(err, "cannot initialise the native target", NULL); return NULL; }
   char *triple = LLVMGetDefaultTargetTriple(); /* ours: disposed below */
@@ -83,7 +86,7 @@ static LLVMTargetMachineRef make_tm(const char *cpu, const char *features, LLVMR
   } else {
     tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelDefault, reloc, cm);
     if (!tm) set_err(err, "cannot create a target machine", NULL);
-    if (vbytes) *vbytes = vbytes_for(features);
+    if (caps) *caps = caps_of(features);
   }
   if (msg) LLVMDisposeMessage(msg);
   LLVMDisposeMessage(triple);
@@ -128,14 +131,15 @@ static int build_module(LLVMModuleRef M, LLVMContextRef C, LLVMTargetMachineRef 
   return 0;
 }
 
-static void cfg_defaults(jit_gen_cfg *cfg, const qkd_jit_options *opt, int host_vbytes) {
+static void cfg_defaults(jit_gen_cfg *cfg, const qkd_jit_options *opt, const target_caps *caps) {
   cfg->precisions = JIT_PREC_F64 | JIT_PREC_F32;
   if (opt && opt->precisions == 1) cfg->precisions = JIT_PREC_F64;
   if (opt && opt->precisions == 2) cfg->precisions = JIT_PREC_F32;
   cfg->opts = opt && opt->specialise >= 0 ? (unsigned)opt->specialise & JIT_OPT_ALL : jit_env_opts();
   int vb = opt && opt->vector_bytes ? opt->vector_bytes : jit_env_vbytes();
-  if (vb != 16 && vb != 32 && vb != 64) vb = host_vbytes;
-  if (vb > host_vbytes) vb = host_vbytes;
+  if (vb != 16 && vb != 32 && vb != 64) vb = caps->vbytes;
+  if (vb > caps->vbytes) vb = caps->vbytes;
+  cfg->fma = caps->fma;
   cfg->vbytes = vb;
   cfg->block = opt && opt->block ? opt->block : jit_env_block();
   cfg->scratch = JIT_SCRATCH_TLS;
@@ -364,9 +368,9 @@ int qkd_jit_compile_ex(const qkd_ir_circuit *ir, const qkd_jit_options *opt, qkd
   if (!s) return qkd_fail(err, QKD_ERR_MEMORY, NULL, "jit: out of memory");
   s->cpu = LLVMGetHostCPUName();       /* ours: disposed with the session */
   s->features = LLVMGetHostCPUFeatures();
-  int host_vb = vbytes_for(s->features);
+  target_caps host = caps_of(s->features);
   s->ir = ir;
-  cfg_defaults(&s->cfg, opt, host_vb);
+  cfg_defaults(&s->cfg, opt, &host);
   pthread_mutex_init(&s->mu, NULL);
   for (int i = 0; i < 4; i++) atomic_init(&s->fns[i], NULL);
   if (opt && opt->cache_dir && !(s->cache_dir = strdup(opt->cache_dir))) {
@@ -425,11 +429,11 @@ int qkd_jit_cached(const qkd_kernel *k) {
 int qkd_jit_emit_llvm(const qkd_ir_circuit *ir, FILE *out) {
   qkd_error err; /* printed as the message alone, as emit-llvm always has */
   if (qkd_ir_validate(ir, &err) != 0 || refuse_noisy(ir, &err)) { fprintf(stderr, "%s\n", err.msg); return -1; }
-  int host_vb = 16;
-  LLVMTargetMachineRef tm = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host_vb, &err);
+  target_caps host;
+  LLVMTargetMachineRef tm = make_tm(NULL, NULL, LLVMRelocDefault, LLVMCodeModelJITDefault, &host, &err);
   if (!tm) { fprintf(stderr, "%s\n", err.msg); return -1; }
   jit_gen_cfg cfg;
-  cfg_defaults(&cfg, NULL, host_vb);
+  cfg_defaults(&cfg, NULL, &host);
   LLVMContextRef C = LLVMContextCreate(); /* ours */
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(ir->name ? ir->name : "qkd", C);
   int rc = build_module(M, C, tm, ir, &cfg, &err);
@@ -453,12 +457,12 @@ int qkd_jit_emit_object(const qkd_ir_circuit *ir, const char *path, const char *
   if (!native && strcmp(cpu, "generic") != 0) {
     return qkd_fail(err, QKD_ERR_INPUT, NULL, "jit: cpu must be \"native\" or \"generic\": %s", cpu);
   }
-  int vb = 16;
-  LLVMTargetMachineRef tm = native ? make_tm(NULL, NULL, LLVMRelocPIC, LLVMCodeModelDefault, &vb, err)
-                                   : make_tm("x86-64", "", LLVMRelocPIC, LLVMCodeModelDefault, &vb, err);
+  target_caps caps;
+  LLVMTargetMachineRef tm = native ? make_tm(NULL, NULL, LLVMRelocPIC, LLVMCodeModelDefault, &caps, err)
+                                   : make_tm("x86-64", "", LLVMRelocPIC, LLVMCodeModelDefault, &caps, err);
   if (!tm) return -1;
   jit_gen_cfg cfg;
-  cfg_defaults(&cfg, NULL, vb);
+  cfg_defaults(&cfg, NULL, &caps);
   cfg.scratch = JIT_SCRATCH_MALLOC;
   cfg.prefix = symbol_prefix && *symbol_prefix ? symbol_prefix : "qkd_k";
   LLVMContextRef C = LLVMContextCreate(); /* ours */

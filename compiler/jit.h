@@ -11,8 +11,11 @@
  *     (NULL: qkd_kernel_sample_f64) keyed by (seed, first_sample + i); backward recomputes the
  *     forward.
  *     Results are deterministic: same inputs and same batch → bit-identical outputs/gradients.
- *     They agree with the interpreter (runtime/qsim.c) to rounding, not bit for bit (gates may be
- *     fused, reordered where they commute, and computed with FMA).
+ *     Every rounding is fixed by the generated IR (no fast-math flags, not even `contract`;
+ *     multiply-adds are explicit llvm.fma where the target has FMA), so optimisation level and
+ *     instruction selection never change a bit. They agree with the interpreter
+ *     (runtime/qsim.c) to rounding, not bit for bit (gates may be fused, reordered where they
+ *     commute, and computed with FMA).
  *   - Generated code: one tile of V samples per pass ("lanes across samples": amplitude p of a
  *     tile holds V real parts, then V imaginary parts), V = vector register bytes / sizeof(T)
  *     (host features: 64 with AVX-512F, 32 with AVX, else 16). Specialisations: one pass per run

@@ -56,12 +56,6 @@ static LLVMValueRef ci64(gen *g, long long v) { return LLVMConstInt(g->i64, (uns
 static LLVMValueRef cT(gen *g, double v) { return LLVMConstReal(g->T, v); }
 static int is_vec(LLVMValueRef v) { return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind; }
 
-static LLVMValueRef fmf(LLVMValueRef v) {
-  if (LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
-    LLVMSetFastMathFlags(v, LLVMFastMathAllowContract);
-  return v;
-}
-
 static LLVMValueRef splat_n(gen *g, LLVMValueRef s, int lanes) {
   if (is_vec(s)) return s;
   LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)lanes);
@@ -81,23 +75,50 @@ static void unify(gen *g, LLVMValueRef *a, LLVMValueRef *b) {
   if (is_vec(*a) && !is_vec(*b)) *b = splat(g, *b);
   else if (!is_vec(*a) && is_vec(*b)) *a = splat(g, *a);
 }
+/* Floating-point arithmetic carries no fast-math flags (not even `contract`): every rounding is
+ * fixed by the IR, so any pass pipeline and any instruction selector give the same bits (the
+ * tiers of jit.c rely on it). Multiply-adds are fused here, explicitly: with cfg->fma, F_add and
+ * F_sub of a product (an fmul instruction, the left operand's first) emit llvm.fma on the
+ * product's operands, rounded once; the fmul, if nothing else uses it, is dead code. */
 static LLVMValueRef F_mul(gen *g, LLVMValueRef a, LLVMValueRef b) {
   if (!a || !b) return NULL;
   unify(g, &a, &b);
-  return fmf(LLVMBuildFMul(g->B, a, b, ""));
+  return LLVMBuildFMul(g->B, a, b, "");
+}
+static LLVMValueRef F_neg(gen *g, LLVMValueRef a) { return a ? LLVMBuildFNeg(g->B, a, "") : NULL; }
+/* x · y + z, one rounding */
+static LLVMValueRef F_fma(gen *g, LLVMValueRef x, LLVMValueRef y, LLVMValueRef z) {
+  if (is_vec(x) || is_vec(y) || is_vec(z)) { x = splat(g, x); y = splat(g, y); z = splat(g, z); }
+  LLVMTypeRef ty = LLVMTypeOf(x), fty;
+  unsigned id = LLVMLookupIntrinsicID("llvm.fma", 8);
+  fty = LLVMIntrinsicGetType(g->C, id, &ty, 1);
+  LLVMValueRef a[3] = {x, y, z};
+  return LLVMBuildCall2(g->B, fty, LLVMGetIntrinsicDeclaration(g->M, id, &ty, 1), a, 3, "");
+}
+/* v is a product to fuse: its factors in *x, *y */
+static int fusable(gen *g, LLVMValueRef v, LLVMValueRef *x, LLVMValueRef *y) {
+  if (!g->cfg->fma || !LLVMIsAInstruction(v) || LLVMGetInstructionOpcode(v) != LLVMFMul) return 0;
+  *x = LLVMGetOperand(v, 0);
+  *y = LLVMGetOperand(v, 1);
+  return 1;
 }
 static LLVMValueRef F_add(gen *g, LLVMValueRef a, LLVMValueRef b) {
   if (!a) return b;
   if (!b) return a;
+  LLVMValueRef x, y;
+  if (fusable(g, a, &x, &y)) return F_fma(g, x, y, b);
+  if (fusable(g, b, &x, &y)) return F_fma(g, x, y, a);
   unify(g, &a, &b);
-  return fmf(LLVMBuildFAdd(g->B, a, b, ""));
+  return LLVMBuildFAdd(g->B, a, b, "");
 }
-static LLVMValueRef F_neg(gen *g, LLVMValueRef a) { return a ? LLVMBuildFNeg(g->B, a, "") : NULL; }
 static LLVMValueRef F_sub(gen *g, LLVMValueRef a, LLVMValueRef b) {
   if (!b) return a;
   if (!a) return F_neg(g, b);
+  LLVMValueRef x, y;
+  if (fusable(g, a, &x, &y)) return F_fma(g, x, y, F_neg(g, b));
+  if (fusable(g, b, &x, &y)) return F_fma(g, F_neg(g, x), y, a);
   unify(g, &a, &b);
-  return fmf(LLVMBuildFSub(g->B, a, b, ""));
+  return LLVMBuildFSub(g->B, a, b, "");
 }
 static cx C_mul(gen *g, cx x, cx y) {
   cx r = {F_sub(g, F_mul(g, x.re, y.re), F_mul(g, x.im, y.im)),
@@ -322,7 +343,7 @@ static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const ti
   }
   LLVMValueRef sc = LLVMConstReal(g->D, 0.5 * a->scale), of = LLVMConstReal(g->D, 0.5 * a->offset);
   if (is_vec(th)) { sc = splat(g, sc); of = splat(g, of); }
-  LLVMValueRef half = fmf(LLVMBuildFAdd(g->B, fmf(LLVMBuildFMul(g->B, th, sc, "")), of, "half"));
+  LLVMValueRef half = F_add(g, F_mul(g, th, sc), of);
   LLVMValueRef cc = call1(g, "llvm.cos", half), ss = call1(g, "llvm.sin", half);
   if (g->f32) {
     cc = LLVMBuildFPTrunc(g->B, cc, is_vec(cc) ? g->VT : g->T, "");
@@ -947,7 +968,7 @@ static LLVMValueRef feat_norm2(gen *g, LLVMValueRef featbuf) {
   loop_begin(g, &L, ci32(g, g->ir->n_features), 1, &z);
   LLVMValueRef x = load(g, g->VT, gep(g, g->VT, featbuf, L.iv), (unsigned)g->VB);
   if (g->f32) x = LLVMBuildFPExt(g->B, x, g->VD, "");
-  LLVMValueRef nx = fmf(LLVMBuildFAdd(g->B, L.phi[0], fmf(LLVMBuildFMul(g->B, x, x, "")), ""));
+  LLVMValueRef nx = F_add(g, L.phi[0], F_mul(g, x, x));
   loop_end(g, &L, &nx);
   return nx;
 }
@@ -1143,8 +1164,8 @@ static void angle_table(gen *g, LLVMValueRef params, LLVMValueRef cs) {
   LLVMValueRef gi = load(g, g->i32, gep(g, g->i32, gpt, i2), 4), pi = load(g, g->i32, gep(g, g->i32, gpt, i21), 4);
   LLVMValueRef th = load(g, g->T, gep(g, g->T, params, pi), ts);
   if (g->f32) th = LLVMBuildFPExt(g->B, th, g->D, "");
-  LLVMValueRef half = fmf(LLVMBuildFAdd(g->B, fmf(LLVMBuildFMul(g->B, th, load(g, g->D, gep(g, g->D, sot, i2), 8), "")),
-                                        load(g, g->D, gep(g, g->D, sot, i21), 8), "half"));
+  LLVMValueRef half = F_add(g, F_mul(g, th, load(g, g->D, gep(g, g->D, sot, i2), 8)),
+                            load(g, g->D, gep(g, g->D, sot, i21), 8));
   LLVMValueRef c = call1(g, "llvm.cos", half), sn = call1(g, "llvm.sin", half);
   if (g->f32) { c = LLVMBuildFPTrunc(g->B, c, g->T, ""); sn = LLVMBuildFPTrunc(g->B, sn, g->T, ""); }
   LLVMValueRef o = LLVMBuildShl(g->B, gi, ci32(g, 1), "");
@@ -1461,18 +1482,18 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
       loop_begin(g, &L, ci32(g, nf), 1, &z);
       LLVMValueRef x = to_D(g, load(g, g->VT, gep(g, g->VT, featbuf, L.iv), vb));
       LLVMValueRef lr = to_D(g, load(g, g->VT, gep(g, g->VT, lam, LLVMBuildShl(g->B, L.iv, ci32(g, 1), "")), vb));
-      LLVMValueRef nd = fmf(LLVMBuildFAdd(g->B, L.phi[0], fmf(LLVMBuildFMul(g->B, fmf(LLVMBuildFMul(g->B, x, inv, "")), fmf(LLVMBuildFMul(g->B, lr, two, "")), "")), ""));
+      LLVMValueRef nd = F_add(g, L.phi[0], F_mul(g, F_mul(g, x, inv), F_mul(g, lr, two)));
       loop_end(g, &L, &nd);
       LLVMValueRef dot = nd;
       loop L3;
       loop_begin(g, &L3, ci32(g, nf), 0, NULL);
       LLVMValueRef x3 = to_D(g, load(g, g->VT, gep(g, g->VT, featbuf, L3.iv), vb));
       LLVMValueRef lr3 = to_D(g, load(g, g->VT, gep(g, g->VT, lam, LLVMBuildShl(g->B, L3.iv, ci32(g, 1), "")), vb));
-      LLVMValueRef gi = fmf(LLVMBuildFMul(g->B, lr3, two, ""));
-      LLVMValueRef psi0 = fmf(LLVMBuildFMul(g->B, x3, inv, ""));
-      LLVMValueRef dx = fmf(LLVMBuildFMul(g->B, fmf(LLVMBuildFSub(g->B, gi, fmf(LLVMBuildFMul(g->B, psi0, dot, "")), "")), inv, ""));
+      LLVMValueRef gi = F_mul(g, lr3, two);
+      LLVMValueRef psi0 = F_mul(g, x3, inv);
+      LLVMValueRef dx = F_mul(g, F_sub(g, gi, F_mul(g, psi0, dot)), inv);
       LLVMValueRef ap = gep(g, g->VT, dfacc, L3.iv);
-      LLVMValueRef nv = fmf(LLVMBuildFAdd(g->B, to_D(g, load(g, g->VT, ap, vb)), dx, ""));
+      LLVMValueRef nv = F_add(g, to_D(g, load(g, g->VT, ap, vb)), dx);
       store(g, to_T(g, nv), ap, vb);
       loop_end(g, &L3, NULL);
     }

@@ -28,6 +28,7 @@ typedef struct {
   int scratch;        /* JIT_SCRATCH_* */
   int parts;          /* JIT_PART_* mask: the forward and/or backward entry points */
   int block;          /* cache blocking: 0 by size, -1 never, k ≥ 1 blocks of 2^k amplitudes */
+  int fma;            /* the target has fused multiply-add: products feeding sums become llvm.fma */
 } jit_gen_cfg;
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,
