@@ -60,10 +60,11 @@ static fcache *cache_find(gen *g, const char *key);
 static fcache *cache_add(gen *g, const char *key, LLVMValueRef fn, LLVMTypeRef ty);
 static LLVMValueRef load(gen *g, LLVMTypeRef ty, LLVMValueRef p, unsigned align);
 
-/* Vector constant c as a load from a private constant global (one per constant). The quick
- * tier's instruction selector (FastISel) cannot materialise vector constants: one in a block
- * (or in a phi of its successor) hands the whole block to SelectionDAG, the bulk of that tier's
- * compile time. The O2 pipeline folds the load back into the constant: the same value. */
+/* Vector constant c as a load from a private global (one per constant). The quick tier's
+ * instruction selector (FastISel) cannot materialise vector constants: one in a block (or in a
+ * phi of its successor) hands the whole block to SelectionDAG, the bulk of that tier's compile
+ * time. The global is not marked constant, so the quick tier's early-cse keeps the load; O2's
+ * globalopt sees it is never written and folds it back into the constant: the same value. */
 static LLVMValueRef vconst(gen *g, LLVMValueRef c) {
   char key[48];
   snprintf(key, sizeof key, "V|%p", (void *)c); /* constants are unique in their context */
@@ -72,7 +73,6 @@ static LLVMValueRef vconst(gen *g, LLVMValueRef c) {
   if (!gv) {
     gv = LLVMAddGlobal(g->M, LLVMTypeOf(c), "qkd.vc");
     LLVMSetInitializer(gv, c);
-    LLVMSetGlobalConstant(gv, 1);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
     LLVMSetUnnamedAddr(gv, 1);
     LLVMSetAlignment(gv, 64);
