@@ -232,8 +232,25 @@ typedef struct {
   LLVMValueRef phi[MAXPHI];
 } loop;
 
-/* Starts `for (iv = 0; iv < count; iv++)` (count ≥ 1 required) with extra phis (initial values). */
+/* Starts `for (iv = 0; iv < count; iv++)` (count ≥ 1 required) with extra phis (initial values).
+ * A loop that carries vectors is entered from a block of its own, where initial values that are
+ * vector constants (vconst loads) are loaded: FastISel (the quick tier) handles neither phis nor
+ * loads of some vector types (<16 x double>), and a miss hands the rest of its block to
+ * SelectionDAG — better that one-branch block than a long one before it. */
 static void loop_begin(gen *g, loop *L, LLVMValueRef count, int nphi, LLVMValueRef *init) {
+  int vec = 0;
+  for (int k = 0; k < nphi; k++) vec |= is_vec(init[k]);
+  if (vec) {
+    LLVMBasicBlockRef b = LLVMAppendBasicBlockInContext(g->C, g->fn, "loop.pre");
+    LLVMBuildBr(g->B, b);
+    LLVMPositionBuilderAtEnd(g->B, b);
+    for (int k = 0; k < nphi; k++) {
+      LLVMValueRef v = init[k], gv = LLVMIsALoadInst(v) ? LLVMGetOperand(v, 0) : NULL;
+      if (!gv || !LLVMIsAGlobalVariable(gv)) continue;
+      init[k] = load(g, LLVMTypeOf(v), gv, LLVMGetAlignment(v));
+      if (!LLVMGetFirstUse(v)) LLVMInstructionEraseFromParent(v);
+    }
+  }
   L->b_pre = LLVMGetInsertBlock(g->B);
   L->b_body = LLVMAppendBasicBlockInContext(g->C, g->fn, "loop");
   L->b_exit = LLVMAppendBasicBlockInContext(g->C, g->fn, "loop.end");
@@ -1545,7 +1562,7 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
     /* amplitude encoding: d x = (g − ψ0 (ψ0·g)) / |x|, g = 2 Re λ (in double) */
     if (ir->encode == QKD_ENCODE_AMPLITUDE) {
       LLVMValueRef pos, inv = inv_norm(g, feat_norm2(g, featbuf), &pos);
-      LLVMValueRef two = splat(g, LLVMConstReal(g->D, 2.0));
+      LLVMValueRef two = LLVMConstReal(g->D, 2.0); /* splatted in the loops (F_mul), not before them */
       loop L;
       LLVMValueRef z = vzero(g, g->VD);
       loop_begin(g, &L, ci32(g, nf), 1, &z);
