@@ -10,7 +10,6 @@
  * the next compile is a hit at O2 at once. */
 #include "circgen.h"
 #include "jit.h"
-#include "qkd_par.h"
 #include "qkd_rng.h"
 #include "testutil.h"
 
