@@ -14,8 +14,12 @@
  * Environment: QKD_PEER_DIR (default ../shared/bench), QKD_BENCH_REPS (default 7, ≥ 5),
  * QKD_BENCH_NO_PEER=1 skips the peer (fields null).
  * Stdout: one JSON object per row, nothing else. samples_per_s = B / median repetition time
- * (after one warm-up); jit_ms = time of qkd_jit_compile_ex for the row's precision (fwd + bwd),
- * without the object cache; jit_warm_ms = the median of 5 compiles found in a filled cache;
+ * (after one warm-up) of the O2 kernels; quick_samples_per_s the same for the quick tier's
+ * (compiled with QKD_JIT_TIER_QUICK); jit_ms = time of qkd_jit_compile_ex for the row's
+ * precision (fwd + bwd), without the object cache: the cold compile, which returns after the
+ * quick tier (tiered, the default; QKD_JIT_TIER=0: after O2); jit_o2_ms = from the same start
+ * until qkd_jit_wait returned (the O2 kernels in use); jit_warm_ms = the median of 5 compiles
+ * found in a filled cache;
  * the peer is reported at its best of 1 and 2 threads (its own median of 5 after a warm-up);
  * ratio = samples_per_s / peer_samples_per_s. Always exits 0 unless the JIT itself fails. */
 #include "circgen.h"
@@ -119,24 +123,64 @@ static double peer_best(int n, int L, int B, int f64) {
   return best;
 }
 
+/* One row's data and buffers. */
+typedef struct {
+  int n, L, B, dim, np, f64;
+  double *x, *th, *probs, *dp, *gp;
+  float *xf, *thf, *pf, *dpf, *gpf;
+  int *y;
+} work;
+
+/* Median seconds of `reps` repetitions (after a warm-up) of forward, loss, backward through k. */
+static double time_kernel(const work *w, const qkd_kernel *k, qkd_par_pool *pool, int reps, double *loss) {
+  double *times = malloc((size_t)reps * sizeof(double));
+  if (!times) abort();
+  size_t all = (size_t)w->B * w->dim;
+  for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+    double s = now_s();
+    if (w->f64) {
+      qkd_par_fwd_f64(pool, k, w->th, w->x, w->B, 1, 0, w->probs);
+      *loss = loss_grad(w->probs, w->y, w->B, w->dim, w->dp);
+      memset(w->gp, 0, (size_t)w->np * sizeof(double));
+      qkd_par_bwd_f64(pool, k, w->th, w->x, w->B, w->dp, w->gp, NULL);
+    } else {
+      qkd_par_fwd_f32(pool, k, w->thf, w->xf, w->B, 1, 0, w->pf);
+      for (size_t i = 0; i < all; i++) w->probs[i] = w->pf[i];
+      *loss = loss_grad(w->probs, w->y, w->B, w->dim, w->dp);
+      for (size_t i = 0; i < all; i++) w->dpf[i] = (float)w->dp[i];
+      memset(w->gpf, 0, (size_t)w->np * sizeof(float));
+      qkd_par_bwd_f32(pool, k, w->thf, w->xf, w->B, w->dpf, w->gpf, NULL);
+    }
+    if (r >= 0) times[r] = now_s() - s;
+  }
+  qsort(times, (size_t)reps, sizeof(double), cmp_d);
+  double med = times[reps / 2];
+  fprintf(stderr, "qsim_bench: W(%d,%d,%d) %s %s loss %.6f median %.3f ms (min %.3f, max %.3f)\n", w->n, w->L, w->B,
+          w->f64 ? "f64" : "f32", qkd_jit_optimised(k) ? "O2" : "quick", *loss, med * 1e3, times[0] * 1e3,
+          times[reps - 1] * 1e3);
+  free(times);
+  return med;
+}
+
 static int row(int n, int L, int B, int f64, int threads) {
   qkd_ir_circuit *c = circgen_hea(n, L, QKD_MEASURE_PROBS, f64 ? QKD_PREC_F64 : QKD_PREC_F32);
-  int dim = 1 << n, np = c->n_params;
+  work w = {.n = n, .L = L, .B = B, .dim = 1 << n, .np = c->n_params, .f64 = f64};
+  int dim = w.dim, np = w.np;
   /* data: features uniform [0,1) normalised, labels in 0..9, params uniform [0, 2π) */
-  double *x = malloc((size_t)B * dim * sizeof(double)), *th = malloc((size_t)np * sizeof(double));
-  int *y = malloc((size_t)B * sizeof(int));
-  double *probs = malloc((size_t)B * dim * sizeof(double)), *dp = malloc((size_t)B * dim * sizeof(double));
-  double *gp = malloc((size_t)np * sizeof(double));
-  float *xf = malloc((size_t)B * dim * sizeof(float)), *thf = malloc((size_t)np * sizeof(float));
-  float *pf = malloc((size_t)B * dim * sizeof(float)), *dpf = malloc((size_t)B * dim * sizeof(float));
-  float *gpf = malloc((size_t)np * sizeof(float));
-  if (!x || !th || !y || !probs || !dp || !gp || !xf || !thf || !pf || !dpf || !gpf) abort();
-  circgen_hea_data(c, B, x, th);
-  for (int b = 0; b < B; b++) y[b] = (int)(qkd_rng_u64(12345, QKD_STREAM_DATA, 1000000000ull + (uint64_t)b) % CLASSES);
-  for (size_t i = 0; i < (size_t)B * dim; i++) xf[i] = (float)x[i];
-  for (int i = 0; i < np; i++) thf[i] = (float)th[i];
+  w.x = malloc((size_t)B * dim * sizeof(double)), w.th = malloc((size_t)np * sizeof(double));
+  w.y = malloc((size_t)B * sizeof(int));
+  w.probs = malloc((size_t)B * dim * sizeof(double)), w.dp = malloc((size_t)B * dim * sizeof(double));
+  w.gp = malloc((size_t)np * sizeof(double));
+  w.xf = malloc((size_t)B * dim * sizeof(float)), w.thf = malloc((size_t)np * sizeof(float));
+  w.pf = malloc((size_t)B * dim * sizeof(float)), w.dpf = malloc((size_t)B * dim * sizeof(float));
+  w.gpf = malloc((size_t)np * sizeof(float));
+  if (!w.x || !w.th || !w.y || !w.probs || !w.dp || !w.gp || !w.xf || !w.thf || !w.pf || !w.dpf || !w.gpf) abort();
+  circgen_hea_data(c, B, w.x, w.th);
+  for (int b = 0; b < B; b++) w.y[b] = (int)(qkd_rng_u64(12345, QKD_STREAM_DATA, 1000000000ull + (uint64_t)b) % CLASSES);
+  for (size_t i = 0; i < (size_t)B * dim; i++) w.xf[i] = (float)w.x[i];
+  for (int i = 0; i < np; i++) w.thf[i] = (float)w.th[i];
 
-  qkd_kernel k;
+  qkd_kernel k, kq;
   qkd_error err;
   qkd_jit_options o = {.precisions = f64 ? 1 : 2, .specialise = -1};
   double t0 = now_s();
@@ -145,34 +189,23 @@ static int row(int n, int L, int B, int f64, int threads) {
     return -1;
   }
   double jit_ms = (now_s() - t0) * 1e3;
+  qkd_jit_wait(&k);
+  double o2_ms = (now_s() - t0) * 1e3;
   double warm_ms = warm_compile_ms(c, &o);
+  qkd_jit_options oq = o;
+  oq.tier = QKD_JIT_TIER_QUICK;
+  if (qkd_jit_compile_ex(c, &oq, &kq, &err) != 0) {
+    fprintf(stderr, "qsim_bench: %s\n", err.msg);
+    return -1;
+  }
   qkd_par_pool *pool = qkd_par_create(threads);
   if (!pool) abort();
   const char *rs = getenv("QKD_BENCH_REPS");
   int reps = rs && atoi(rs) >= 5 ? atoi(rs) : 7;
-  double *times = malloc((size_t)reps * sizeof(double)), loss = 0.0;
-  if (!times) abort();
-  for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-    double s = now_s();
-    if (f64) {
-      qkd_par_fwd_f64(pool, &k, th, x, B, 1, 0, probs);
-      loss = loss_grad(probs, y, B, dim, dp);
-      memset(gp, 0, (size_t)np * sizeof(double));
-      qkd_par_bwd_f64(pool, &k, th, x, B, dp, gp, NULL);
-    } else {
-      qkd_par_fwd_f32(pool, &k, thf, xf, B, 1, 0, pf);
-      for (size_t i = 0; i < (size_t)B * dim; i++) probs[i] = pf[i];
-      loss = loss_grad(probs, y, B, dim, dp);
-      for (size_t i = 0; i < (size_t)B * dim; i++) dpf[i] = (float)dp[i];
-      memset(gpf, 0, (size_t)np * sizeof(float));
-      qkd_par_bwd_f32(pool, &k, thf, xf, B, dpf, gpf, NULL);
-    }
-    if (r >= 0) times[r] = now_s() - s;
-  }
-  qsort(times, (size_t)reps, sizeof(double), cmp_d);
-  double med = times[reps / 2], sps = B / med;
-  fprintf(stderr, "qsim_bench: W(%d,%d,%d) %s T=%d loss %.6f median %.3f ms (min %.3f, max %.3f)\n", n, L, B,
-          f64 ? "f64" : "f32", threads, loss, med * 1e3, times[0] * 1e3, times[reps - 1] * 1e3);
+  double loss = 0.0, loss_q = 0.0;
+  double sps = B / time_kernel(&w, &k, pool, reps, &loss);
+  double sps_q = B / time_kernel(&w, &kq, pool, reps, &loss_q);
+  if (memcmp(&loss, &loss_q, sizeof loss) != 0) fprintf(stderr, "qsim_bench: the tiers' losses differ\n");
   double peer = peer_best(n, L, B, f64);
   char ps[64], rt[64];
   if (peer > 0) {
@@ -183,14 +216,15 @@ static int row(int n, int L, int B, int f64, int threads) {
     snprintf(rt, sizeof rt, "null");
   }
   printf("{\"qubits\": %d, \"layers\": %d, \"batch\": %d, \"precision\": \"%s\", \"threads\": %d, "
-         "\"samples_per_s\": %.1f, \"peer\": \"torch\", \"peer_samples_per_s\": %s, \"ratio\": %s, "
-         "\"jit_ms\": %.1f, \"jit_warm_ms\": %.2f}\n",
-         n, L, B, f64 ? "f64" : "f32", threads, sps, ps, rt, jit_ms, warm_ms);
+         "\"samples_per_s\": %.1f, \"quick_samples_per_s\": %.1f, \"peer\": \"torch\", \"peer_samples_per_s\": %s, "
+         "\"ratio\": %s, \"jit_ms\": %.1f, \"jit_o2_ms\": %.1f, \"jit_warm_ms\": %.2f}\n",
+         n, L, B, f64 ? "f64" : "f32", threads, sps, sps_q, ps, rt, jit_ms, o2_ms, warm_ms);
   fflush(stdout);
   qkd_par_destroy(pool);
   qkd_jit_release(&k);
-  free(times); free(x); free(th); free(y); free(probs); free(dp); free(gp);
-  free(xf); free(thf); free(pf); free(dpf); free(gpf);
+  qkd_jit_release(&kq);
+  free(w.x); free(w.th); free(w.y); free(w.probs); free(w.dp); free(w.gp);
+  free(w.xf); free(w.thf); free(w.pf); free(w.dpf); free(w.gpf);
   circgen_free(c);
   return 0;
 }

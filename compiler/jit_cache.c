@@ -45,8 +45,8 @@ char *jit_cache_key(const qkd_ir_circuit *ir, const jit_gen_cfg *cfg, const char
   LLVMGetVersion(&maj, &min, &pat);
   fprintf(f, "qkd kernel object\nqkdc %s\nllvm %u.%u.%u\ncpu %s\nfeatures %s\n", QKD_VERSION, maj, min,
           pat, cpu, features);
-  fprintf(f, "cfg %s %d %d %u %d %d %d\n", cfg->prefix, cfg->precisions, cfg->vbytes, cfg->opts, cfg->scratch,
-          cfg->parts, cfg->block);
+  fprintf(f, "cfg %s %d %d %u %d %d %d %d\n", cfg->prefix, cfg->precisions, cfg->vbytes, cfg->opts, cfg->scratch,
+          cfg->parts, cfg->block, cfg->fma);
   fprintf(f, "circuit %d %d %d %d %d %d %d %d\n", ir->n_qubits, ir->n_params, ir->n_features,
           (int)ir->encode, (int)ir->measure, ir->shots, ir->n_gates, ir->n_encoding_gates);
   for (int i = 0; i < ir->n_gates; i++) {

@@ -56,11 +56,31 @@ static LLVMValueRef ci64(gen *g, long long v) { return LLVMConstInt(g->i64, (uns
 static LLVMValueRef cT(gen *g, double v) { return LLVMConstReal(g->T, v); }
 static int is_vec(LLVMValueRef v) { return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind; }
 
-static LLVMValueRef fmf(LLVMValueRef v) {
-  if (LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
-    LLVMSetFastMathFlags(v, LLVMFastMathAllowContract);
-  return v;
+static fcache *cache_find(gen *g, const char *key);
+static fcache *cache_add(gen *g, const char *key, LLVMValueRef fn, LLVMTypeRef ty);
+static LLVMValueRef load(gen *g, LLVMTypeRef ty, LLVMValueRef p, unsigned align);
+
+/* Vector constant c as a load from a private global (one per constant). The quick tier's
+ * instruction selector (FastISel) cannot materialise vector constants: one in a block (or in a
+ * phi of its successor) hands the whole block to SelectionDAG, the bulk of that tier's compile
+ * time. The global is not marked constant, so the quick tier's early-cse keeps the load; O2's
+ * globalopt sees it is never written and folds it back into the constant: the same value. */
+static LLVMValueRef vconst(gen *g, LLVMValueRef c) {
+  char key[48];
+  snprintf(key, sizeof key, "V|%p", (void *)c); /* constants are unique in their context */
+  fcache *e = cache_find(g, key);
+  LLVMValueRef gv = e ? e->fn : NULL;
+  if (!gv) {
+    gv = LLVMAddGlobal(g->M, LLVMTypeOf(c), "qkd.vc");
+    LLVMSetInitializer(gv, c);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddr(gv, 1);
+    LLVMSetAlignment(gv, 64);
+    cache_add(g, key, gv, LLVMTypeOf(c));
+  }
+  return load(g, LLVMTypeOf(c), gv, 64);
 }
+static LLVMValueRef vzero(gen *g, LLVMTypeRef vty) { return vconst(g, LLVMConstNull(vty)); }
 
 static LLVMValueRef splat_n(gen *g, LLVMValueRef s, int lanes) {
   if (is_vec(s)) return s;
@@ -68,7 +88,7 @@ static LLVMValueRef splat_n(gen *g, LLVMValueRef s, int lanes) {
   if (LLVMIsConstant(s)) {
     LLVMValueRef el[64];
     for (int i = 0; i < lanes; i++) el[i] = s;
-    return LLVMConstVector(el, (unsigned)lanes);
+    return vconst(g, LLVMConstVector(el, (unsigned)lanes));
   }
   LLVMValueRef v = LLVMBuildInsertElement(g->B, LLVMGetPoison(vt), s, ci32(g, 0), "");
   return LLVMBuildShuffleVector(g->B, v, LLVMGetPoison(vt),
@@ -81,23 +101,50 @@ static void unify(gen *g, LLVMValueRef *a, LLVMValueRef *b) {
   if (is_vec(*a) && !is_vec(*b)) *b = splat(g, *b);
   else if (!is_vec(*a) && is_vec(*b)) *a = splat(g, *a);
 }
+/* Floating-point arithmetic carries no fast-math flags (not even `contract`): every rounding is
+ * fixed by the IR, so any pass pipeline and any instruction selector give the same bits (the
+ * tiers of jit.c rely on it). Multiply-adds are fused here, explicitly: with cfg->fma, F_add and
+ * F_sub of a product (an fmul instruction, the left operand's first) emit llvm.fma on the
+ * product's operands, rounded once; the fmul, if nothing else uses it, is dead code. */
 static LLVMValueRef F_mul(gen *g, LLVMValueRef a, LLVMValueRef b) {
   if (!a || !b) return NULL;
   unify(g, &a, &b);
-  return fmf(LLVMBuildFMul(g->B, a, b, ""));
+  return LLVMBuildFMul(g->B, a, b, "");
+}
+static LLVMValueRef F_neg(gen *g, LLVMValueRef a) { return a ? LLVMBuildFNeg(g->B, a, "") : NULL; }
+/* x · y + z, one rounding */
+static LLVMValueRef F_fma(gen *g, LLVMValueRef x, LLVMValueRef y, LLVMValueRef z) {
+  if (is_vec(x) || is_vec(y) || is_vec(z)) { x = splat(g, x); y = splat(g, y); z = splat(g, z); }
+  LLVMTypeRef ty = LLVMTypeOf(x), fty;
+  unsigned id = LLVMLookupIntrinsicID("llvm.fma", 8);
+  fty = LLVMIntrinsicGetType(g->C, id, &ty, 1);
+  LLVMValueRef a[3] = {x, y, z};
+  return LLVMBuildCall2(g->B, fty, LLVMGetIntrinsicDeclaration(g->M, id, &ty, 1), a, 3, "");
+}
+/* v is a product to fuse: its factors in *x, *y */
+static int fusable(gen *g, LLVMValueRef v, LLVMValueRef *x, LLVMValueRef *y) {
+  if (!g->cfg->fma || !LLVMIsAInstruction(v) || LLVMGetInstructionOpcode(v) != LLVMFMul) return 0;
+  *x = LLVMGetOperand(v, 0);
+  *y = LLVMGetOperand(v, 1);
+  return 1;
 }
 static LLVMValueRef F_add(gen *g, LLVMValueRef a, LLVMValueRef b) {
   if (!a) return b;
   if (!b) return a;
+  LLVMValueRef x, y;
+  if (fusable(g, a, &x, &y)) return F_fma(g, x, y, b);
+  if (fusable(g, b, &x, &y)) return F_fma(g, x, y, a);
   unify(g, &a, &b);
-  return fmf(LLVMBuildFAdd(g->B, a, b, ""));
+  return LLVMBuildFAdd(g->B, a, b, "");
 }
-static LLVMValueRef F_neg(gen *g, LLVMValueRef a) { return a ? LLVMBuildFNeg(g->B, a, "") : NULL; }
 static LLVMValueRef F_sub(gen *g, LLVMValueRef a, LLVMValueRef b) {
   if (!b) return a;
   if (!a) return F_neg(g, b);
+  LLVMValueRef x, y;
+  if (fusable(g, a, &x, &y)) return F_fma(g, x, y, F_neg(g, b));
+  if (fusable(g, b, &x, &y)) return F_fma(g, F_neg(g, x), y, a);
   unify(g, &a, &b);
-  return fmf(LLVMBuildFSub(g->B, a, b, ""));
+  return LLVMBuildFSub(g->B, a, b, "");
 }
 static cx C_mul(gen *g, cx x, cx y) {
   cx r = {F_sub(g, F_mul(g, x.re, y.re), F_mul(g, x.im, y.im)),
@@ -107,8 +154,8 @@ static cx C_mul(gen *g, cx x, cx y) {
 static cx C_add(gen *g, cx x, cx y) { cx r = {F_add(g, x.re, y.re), F_add(g, x.im, y.im)}; return r; }
 static cx C_conj(gen *g, cx x) { cx r = {x.re, F_neg(g, x.im)}; return r; }
 static LLVMValueRef or_zero(gen *g, LLVMValueRef v, LLVMTypeRef ty) {
-  (void)g;
-  return v ? v : LLVMConstNull(ty);
+  if (v) return v;
+  return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? vzero(g, ty) : LLVMConstNull(ty);
 }
 
 static LLVMValueRef intrinsic(gen *g, const char *name, LLVMTypeRef *tys, int ntys, LLVMTypeRef *fty) {
@@ -185,8 +232,25 @@ typedef struct {
   LLVMValueRef phi[MAXPHI];
 } loop;
 
-/* Starts `for (iv = 0; iv < count; iv++)` (count ≥ 1 required) with extra phis (initial values). */
+/* Starts `for (iv = 0; iv < count; iv++)` (count ≥ 1 required) with extra phis (initial values).
+ * A loop that carries vectors is entered from a block of its own, where initial values that are
+ * vector constants (vconst loads) are loaded: FastISel (the quick tier) handles neither phis nor
+ * loads of some vector types (<16 x double>), and a miss hands the rest of its block to
+ * SelectionDAG — better that one-branch block than a long one before it. */
 static void loop_begin(gen *g, loop *L, LLVMValueRef count, int nphi, LLVMValueRef *init) {
+  int vec = 0;
+  for (int k = 0; k < nphi; k++) vec |= is_vec(init[k]);
+  if (vec) {
+    LLVMBasicBlockRef b = LLVMAppendBasicBlockInContext(g->C, g->fn, "loop.pre");
+    LLVMBuildBr(g->B, b);
+    LLVMPositionBuilderAtEnd(g->B, b);
+    for (int k = 0; k < nphi; k++) {
+      LLVMValueRef v = init[k], gv = LLVMIsALoadInst(v) ? LLVMGetOperand(v, 0) : NULL;
+      if (!gv || !LLVMIsAGlobalVariable(gv)) continue;
+      init[k] = load(g, LLVMTypeOf(v), gv, LLVMGetAlignment(v));
+      if (!LLVMGetFirstUse(v)) LLVMInstructionEraseFromParent(v);
+    }
+  }
   L->b_pre = LLVMGetInsertBlock(g->B);
   L->b_body = LLVMAppendBasicBlockInContext(g->C, g->fn, "loop");
   L->b_exit = LLVMAppendBasicBlockInContext(g->C, g->fn, "loop.end");
@@ -322,7 +386,7 @@ static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const ti
   }
   LLVMValueRef sc = LLVMConstReal(g->D, 0.5 * a->scale), of = LLVMConstReal(g->D, 0.5 * a->offset);
   if (is_vec(th)) { sc = splat(g, sc); of = splat(g, of); }
-  LLVMValueRef half = fmf(LLVMBuildFAdd(g->B, fmf(LLVMBuildFMul(g->B, th, sc, "")), of, "half"));
+  LLVMValueRef half = F_add(g, F_mul(g, th, sc), of);
   LLVMValueRef cc = call1(g, "llvm.cos", half), ss = call1(g, "llvm.sin", half);
   if (g->f32) {
     cc = LLVMBuildFPTrunc(g->B, cc, is_vec(cc) ? g->VT : g->T, "");
@@ -413,7 +477,7 @@ static LLVMValueRef overlap(gen *g, const genblk *gb, cx fa, cx fb, cx la, cx lb
     t = F_add(g, t, K_mul(g, gb->v[3][0], IMC(lb, fb)));
     t = F_add(g, t, K_mul(g, x, F_add(g, IMC(la, fb), IMC(lb, fa))));
     t = F_add(g, t, K_mul(g, y, F_sub(g, REC(la, fb), REC(lb, fa))));
-    return t ? t : LLVMConstNull(g->VT);
+    return t ? t : vzero(g, g->VT);
   }
   }
 #undef IMC
@@ -514,7 +578,7 @@ static LLVMValueRef pair_helper(gen *g, int mode, const genblk *gb, LLVMValueRef
   }
   LLVMValueRef st[2] = {LLVMGetParam(fn, 0), nst > 1 ? LLVMGetParam(fn, 1) : NULL};
   loop L;
-  LLVMValueRef init[2] = {pbase, LLVMConstNull(g->VT)};
+  LLVMValueRef init[2] = {pbase, vzero(g, g->VT)};
   loop_begin(g, &L, pairs, mode == 2 ? 2 : 1, init);
   LLVMValueRef p = L.phi[0], q = LLVMBuildXor(g->B, p, pflip, "");
   cx a[2], b[2];
@@ -697,12 +761,12 @@ static LLVMValueRef diag_bwd_helper(gen *g, const dgrad *dg, int ng, int walk, L
   int inreg = ng + walk <= MAXPHI;
   LLVMValueRef init[MAXPHI], tm[MAXPHI], cm[MAXPHI];
   for (int j = 0; j < ng && inreg; j++) {
-    init[j] = walk ? load(g, g->VT, gepc(g, g->VT, out, j), (unsigned)g->VB) : LLVMConstNull(g->VT);
+    init[j] = walk ? load(g, g->VT, gepc(g, g->VT, out, j), (unsigned)g->VB) : vzero(g, g->VT);
     tm[j] = load(g, g->i32, gepc(g, g->i32, masks, 2 * j), 4);
     cm[j] = load(g, g->i32, gepc(g, g->i32, masks, 2 * j + 1), 4);
   }
   if (!inreg && !walk)
-    for (int j = 0; j < ng; j++) store(g, LLVMConstNull(g->VT), gepc(g, g->VT, out, j), (unsigned)g->VB);
+    for (int j = 0; j < ng; j++) store(g, vzero(g, g->VT), gepc(g, g->VT, out, j), (unsigned)g->VB);
   loop L;
   LLVMValueRef p = walk_begin(g, &L, walk, wp, inreg ? ng : 0, init);
   cx f = amp_load(g, phi, p), l = amp_load(g, lam, p);
@@ -787,33 +851,76 @@ static LLVMValueRef diag_table_helper(gen *g, LLVMTypeRef *fty_out) {
   return fn;
 }
 
+/* A diagonal gate's entries {d0.re, d0.im, d1.re, d1.im} (the patterns of its jit_diag_form f)
+ * from c = cos, s = sin of half its angle. */
+static void diag_entries(gen *g, const qkd_ir_gate *gt, const jit_diag_form *f, LLVMValueRef c, LLVMValueRef s,
+                         LLVMValueRef v[4]) {
+  const qkd_gate_info *info = qkd_gate(gt->kind);
+  int D = 1 << info->qubits;
+  cx d0 = entry_val(g, &info->m[f->p0 * D + f->p0], c, s), d1 = entry_val(g, &info->m[f->p1 * D + f->p1], c, s);
+  v[0] = or_zero(g, d0.re, g->T);
+  v[1] = or_zero(g, d0.im, g->T);
+  v[2] = or_zero(g, d1.re, g->T);
+  v[3] = or_zero(g, d1.im, g->T);
+}
+
 /* Builds a run's phase table (prologue): the gates' diagonal entries into ph (scratch, 4 T per
- * gate), then the table helper. */
+ * gate), then the table helper. PARAM gates of one kind and form share one loop over a table of
+ * (cos/sin slot, ph slot) pairs instead of a copy of the code each (compile time). */
 static void diag_table(gen *g, const jit_op *op, LLVMValueRef params, LLVMValueRef tab, LLVMValueRef ph) {
   const qkd_ir_circuit *ir = g->ir;
   int n = g->n, ng = op->n_gates;
   unsigned ts = g->f32 ? 4 : 8;
-  uint32_t *mk = calloc((size_t)ng * 2 + 2, sizeof(uint32_t));
-  if (!mk) { g->failed = 1; return; }
+  uint32_t *mk = calloc((size_t)ng * 2 + 2, sizeof(uint32_t)), *sl = calloc((size_t)ng * 2 + 2, sizeof(uint32_t));
+  jit_diag_form *f = calloc((size_t)ng + 1, sizeof *f);
+  char *done = calloc((size_t)ng + 1, 1);
+  if (!mk || !sl || !f || !done) { free(mk); free(sl); free(f); free(done); g->failed = 1; return; }
   for (int i = 0; i < ng; i++) {
+    jit_diag_form_of(&ir->gates[op->gates[i]], n, &f[i]); /* the planner put it in the run: it has a form */
+    mk[2 * i] = phys_mask(g, op, f[i].tm);
+    mk[2 * i + 1] = phys_mask(g, op, f[i].cm);
+  }
+  for (int i = 0; i < ng; i++) {
+    if (done[i]) continue;
     const qkd_ir_gate *gt = &ir->gates[op->gates[i]];
-    LLVMValueRef c, s;
-    gate_cs(g, gt, params, NULL, &c, &s);
-    const qkd_gate_info *info = qkd_gate(gt->kind);
-    int D = 1 << info->qubits;
-    jit_diag_form f;
-    jit_diag_form_of(gt, n, &f); /* the planner put it in the run: it has a form */
-    cx d0 = entry_val(g, &info->m[f.p0 * D + f.p0], c, s), d1 = entry_val(g, &info->m[f.p1 * D + f.p1], c, s);
-    LLVMValueRef v[4] = {d0.re, d0.im, d1.re, d1.im};
-    for (int k = 0; k < 4; k++) store(g, or_zero(g, v[k], g->T), gepc(g, g->T, ph, 4 * i + k), ts);
-    mk[2 * i] = phys_mask(g, op, f.tm);
-    mk[2 * i + 1] = phys_mask(g, op, f.cm);
+    int same = 0;
+    for (int j = i; j < ng && gt->angle[0].kind == QKD_ANGLE_PARAM; j++) {
+      const qkd_ir_gate *gj = &ir->gates[op->gates[j]];
+      if (gj->kind != gt->kind || gj->angle[0].kind != QKD_ANGLE_PARAM || f[j].p0 != f[i].p0 || f[j].p1 != f[i].p1)
+        continue;
+      sl[2 * same] = (uint32_t)(2 * (gj - ir->gates));
+      sl[2 * same + 1] = (uint32_t)(4 * j);
+      same++;
+      done[j] = 1;
+    }
+    LLVMValueRef c, s, v[4];
+    if (same < 2) {
+      gate_cs(g, gt, params, NULL, &c, &s);
+      diag_entries(g, gt, &f[i], c, s, v);
+      for (int k = 0; k < 4; k++) store(g, v[k], gepc(g, g->T, ph, 4 * i + k), ts);
+      done[i] = 1;
+      continue;
+    }
+    LLVMValueRef st = const_table(g, sl, 2 * same);
+    loop L;
+    loop_begin(g, &L, ci32(g, same), 0, NULL);
+    LLVMValueRef k2 = LLVMBuildShl(g->B, L.iv, ci32(g, 1), "");
+    LLVMValueRef ci = load(g, g->i32, gep(g, g->i32, st, k2), 4);
+    LLVMValueRef pi = load(g, g->i32, gep(g, g->i32, st, LLVMBuildOr(g->B, k2, ci32(g, 1), "")), 4);
+    c = load(g, g->T, gep(g, g->T, g->cs, ci), ts);
+    s = load(g, g->T, gep(g, g->T, g->cs, LLVMBuildOr(g->B, ci, ci32(g, 1), "")), ts);
+    diag_entries(g, gt, &f[i], c, s, v);
+    for (int k = 0; k < 4; k++) store(g, v[k], gep(g, g->T, ph, LLVMBuildAdd(g->B, pi, ci32(g, k), "")), ts);
+    loop_end(g, &L, NULL);
   }
   LLVMTypeRef fty;
   LLVMValueRef fn = diag_table_helper(g, &fty);
   LLVMValueRef a[4] = {tab, ph, const_table(g, mk, 2 * ng), ci32(g, ng)};
   LLVMBuildCall2(g->B, fty, fn, a, 4, "");
   free(mk);
+  free(sl);
+  free(f);
+  free(done);
 }
 
 /* ---- workspace layout --------------------------------------------------------------------- */
@@ -943,19 +1050,19 @@ static void transpose(gen *g, LLVMValueRef buf, LLVMValueRef rows_a, int count, 
 /* Squared norm (as <V x double>) of the tile's amplitude-encoded features. */
 static LLVMValueRef feat_norm2(gen *g, LLVMValueRef featbuf) {
   loop L;
-  LLVMValueRef z = LLVMConstNull(g->VD);
+  LLVMValueRef z = vzero(g, g->VD);
   loop_begin(g, &L, ci32(g, g->ir->n_features), 1, &z);
   LLVMValueRef x = load(g, g->VT, gep(g, g->VT, featbuf, L.iv), (unsigned)g->VB);
   if (g->f32) x = LLVMBuildFPExt(g->B, x, g->VD, "");
-  LLVMValueRef nx = fmf(LLVMBuildFAdd(g->B, L.phi[0], fmf(LLVMBuildFMul(g->B, x, x, "")), ""));
+  LLVMValueRef nx = F_add(g, L.phi[0], F_mul(g, x, x));
   loop_end(g, &L, &nx);
   return nx;
 }
 /* 1/|x| per lane, 0 for an all-zero vector; *pos = |x| > 0. */
 static LLVMValueRef inv_norm(gen *g, LLVMValueRef ss, LLVMValueRef *pos) {
-  *pos = LLVMBuildFCmp(g->B, LLVMRealOGT, ss, LLVMConstNull(g->VD), "");
+  *pos = LLVMBuildFCmp(g->B, LLVMRealOGT, ss, vzero(g, g->VD), "");
   LLVMValueRef r = LLVMBuildFDiv(g->B, splat(g, LLVMConstReal(g->D, 1.0)), call1(g, "llvm.sqrt", ss), "");
-  return LLVMBuildSelect(g->B, *pos, r, LLVMConstNull(g->VD), "inv");
+  return LLVMBuildSelect(g->B, *pos, r, vzero(g, g->VD), "inv");
 }
 static LLVMValueRef to_T(gen *g, LLVMValueRef vd) { return g->f32 ? LLVMBuildFPTrunc(g->B, vd, g->VT, "") : vd; }
 static LLVMValueRef to_D(gen *g, LLVMValueRef vt) { return g->f32 ? LLVMBuildFPExt(g->B, vt, g->VD, "") : vt; }
@@ -1143,8 +1250,8 @@ static void angle_table(gen *g, LLVMValueRef params, LLVMValueRef cs) {
   LLVMValueRef gi = load(g, g->i32, gep(g, g->i32, gpt, i2), 4), pi = load(g, g->i32, gep(g, g->i32, gpt, i21), 4);
   LLVMValueRef th = load(g, g->T, gep(g, g->T, params, pi), ts);
   if (g->f32) th = LLVMBuildFPExt(g->B, th, g->D, "");
-  LLVMValueRef half = fmf(LLVMBuildFAdd(g->B, fmf(LLVMBuildFMul(g->B, th, load(g, g->D, gep(g, g->D, sot, i2), 8), "")),
-                                        load(g, g->D, gep(g, g->D, sot, i21), 8), "half"));
+  LLVMValueRef half = F_add(g, F_mul(g, th, load(g, g->D, gep(g, g->D, sot, i2), 8)),
+                            load(g, g->D, gep(g, g->D, sot, i21), 8));
   LLVMValueRef c = call1(g, "llvm.cos", half), sn = call1(g, "llvm.sin", half);
   if (g->f32) { c = LLVMBuildFPTrunc(g->B, c, g->T, ""); sn = LLVMBuildFPTrunc(g->B, sn, g->T, ""); }
   LLVMValueRef o = LLVMBuildShl(g->B, gi, ci32(g, 1), "");
@@ -1283,7 +1390,7 @@ static void emit_fwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
     transpose(g, outbuf, E.rows_b, nout, 1, lanes);
   } else {
     LLVMValueRef init[QKD_MAX_QUBITS];
-    for (int q = 0; q < n; q++) init[q] = LLVMConstNull(g->VT);
+    for (int q = 0; q < n; q++) init[q] = vzero(g, g->VT);
     loop L;
     loop_begin(g, &L, ci32(g, g->N), n, init);
     cx a = amp_load(g, phi, L.iv);
@@ -1312,7 +1419,7 @@ static void diag_grads(gen *g, const jit_op *op, LLVMValueRef gacc, LLVMValueRef
   for (int i = 0; i < op->n_gates; i++) {
     const qkd_ir_gate *gt = &g->ir->gates[op->gates[i]];
     if (gt->angle[0].kind != QKD_ANGLE_PARAM) continue;
-    LLVMValueRef v = F_mul(g, load(g, g->VT, gepc(g, g->VT, dsum, j), vb), splat(g, cT(g, gt->angle[0].scale)));
+    LLVMValueRef v = K_mul(g, gt->angle[0].scale, load(g, g->VT, gepc(g, g->VT, dsum, j), vb));
     LLVMValueRef ap = gepc(g, g->VT, gacc, gt->angle[0].index);
     store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
     j++;
@@ -1431,7 +1538,7 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
         LLVMValueRef ov = G->dim ? pair_call_coset(g, op, &bk.ob[o], G->dim, mode, gt ? &gb : NULL, mdag[o], phi, lam, c)
                                  : pair_call(g, op, mode, gt ? &gb : NULL, mdag[o], phi, lam);
         if (!gt) continue;
-        LLVMValueRef v = F_mul(g, ov, splat(g, cT(g, gt->angle[0].scale)));
+        LLVMValueRef v = K_mul(g, gt->angle[0].scale, ov);
         LLVMValueRef ap = gepc(g, g->VT, gt->angle[0].kind == QKD_ANGLE_PARAM ? gacc : dfacc, gt->angle[0].index);
         store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);
       } else if (op->kind == JIT_OP_DIAG) {
@@ -1455,24 +1562,24 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
     /* amplitude encoding: d x = (g − ψ0 (ψ0·g)) / |x|, g = 2 Re λ (in double) */
     if (ir->encode == QKD_ENCODE_AMPLITUDE) {
       LLVMValueRef pos, inv = inv_norm(g, feat_norm2(g, featbuf), &pos);
-      LLVMValueRef two = splat(g, LLVMConstReal(g->D, 2.0));
+      LLVMValueRef two = LLVMConstReal(g->D, 2.0); /* splatted in the loops (F_mul), not before them */
       loop L;
-      LLVMValueRef z = LLVMConstNull(g->VD);
+      LLVMValueRef z = vzero(g, g->VD);
       loop_begin(g, &L, ci32(g, nf), 1, &z);
       LLVMValueRef x = to_D(g, load(g, g->VT, gep(g, g->VT, featbuf, L.iv), vb));
       LLVMValueRef lr = to_D(g, load(g, g->VT, gep(g, g->VT, lam, LLVMBuildShl(g->B, L.iv, ci32(g, 1), "")), vb));
-      LLVMValueRef nd = fmf(LLVMBuildFAdd(g->B, L.phi[0], fmf(LLVMBuildFMul(g->B, fmf(LLVMBuildFMul(g->B, x, inv, "")), fmf(LLVMBuildFMul(g->B, lr, two, "")), "")), ""));
+      LLVMValueRef nd = F_add(g, L.phi[0], F_mul(g, F_mul(g, x, inv), F_mul(g, lr, two)));
       loop_end(g, &L, &nd);
       LLVMValueRef dot = nd;
       loop L3;
       loop_begin(g, &L3, ci32(g, nf), 0, NULL);
       LLVMValueRef x3 = to_D(g, load(g, g->VT, gep(g, g->VT, featbuf, L3.iv), vb));
       LLVMValueRef lr3 = to_D(g, load(g, g->VT, gep(g, g->VT, lam, LLVMBuildShl(g->B, L3.iv, ci32(g, 1), "")), vb));
-      LLVMValueRef gi = fmf(LLVMBuildFMul(g->B, lr3, two, ""));
-      LLVMValueRef psi0 = fmf(LLVMBuildFMul(g->B, x3, inv, ""));
-      LLVMValueRef dx = fmf(LLVMBuildFMul(g->B, fmf(LLVMBuildFSub(g->B, gi, fmf(LLVMBuildFMul(g->B, psi0, dot, "")), "")), inv, ""));
+      LLVMValueRef gi = F_mul(g, lr3, two);
+      LLVMValueRef psi0 = F_mul(g, x3, inv);
+      LLVMValueRef dx = F_mul(g, F_sub(g, gi, F_mul(g, psi0, dot)), inv);
       LLVMValueRef ap = gep(g, g->VT, dfacc, L3.iv);
-      LLVMValueRef nv = fmf(LLVMBuildFAdd(g->B, to_D(g, load(g, g->VT, ap, vb)), dx, ""));
+      LLVMValueRef nv = F_add(g, to_D(g, load(g, g->VT, ap, vb)), dx);
       store(g, to_T(g, nv), ap, vb);
       loop_end(g, &L3, NULL);
     }

@@ -8,7 +8,10 @@
  * imaginary parts (<V x T> each), so every gate is pure lane-wise vector arithmetic.
  * Scratch: the caller's workspace if qkd_kernel_workspace_bytes(ir) is large enough, else
  * qkd_jit_scratch(bytes) (cfg->scratch == JIT_SCRATCH_TLS, the JIT) or malloc/free per call
- * (JIT_SCRATCH_MALLOC, object files). The caller owns C and M; nothing here takes ownership. */
+ * (JIT_SCRATCH_MALLOC, object files). The caller owns C and M; nothing here takes ownership.
+ * Floating point: no fast-math flags; multiply-adds are explicit llvm.fma (cfg->fma), so any pass
+ * pipeline and instruction selector give the same bits (jit_backend.h's two tiers). The IR is
+ * shaped for the quick tier's FastISel too: vector constants are loads from private globals. */
 #ifndef QKD_JIT_GEN_H
 #define QKD_JIT_GEN_H
 
@@ -28,6 +31,7 @@ typedef struct {
   int scratch;        /* JIT_SCRATCH_* */
   int parts;          /* JIT_PART_* mask: the forward and/or backward entry points */
   int block;          /* cache blocking: 0 by size, -1 never, k ≥ 1 blocks of 2^k amplitudes */
+  int fma;            /* the target has fused multiply-add: products feeding sums become llvm.fma */
 } jit_gen_cfg;
 
 int jit_gen_module(LLVMContextRef C, LLVMModuleRef M, const qkd_ir_circuit *ir,

@@ -4,7 +4,8 @@
  * the circuit (one ulp of an angle) is a miss; corrupt, truncated and foreign entries are misses
  * (corrupt ones warned about and replaced); the size bound removes the least recently used
  * entries; an unwritable directory compiles without the cache; threads and processes that share
- * a directory all get working kernels and leave valid entries; stale temporary files go. */
+ * a directory all get working kernels and leave valid entries; stale temporary files go.
+ * Entries are stored by the background O2 tier: compile() and run() wait for it (qkd_jit_wait). */
 #include "circgen.h"
 #include "jit.h"
 #include "qkd_rng.h"
@@ -86,6 +87,7 @@ static results run(const qkd_kernel *k, const qkd_ir_circuit *c, int with_f32) {
     free(p32);
     free(x32);
   }
+  qkd_jit_wait(k); /* a lazily compiled f32 has stored its O2 objects */
   free(params); free(feat); free(dout); free(ws);
   return r;
 }
@@ -112,11 +114,13 @@ static void check_against_interpreter(const results *r, const qkd_ir_circuit *c)
   free_results(&ri);
 }
 
+/* A tiered compile (the default) whose background O2 tier has finished: its objects stored. */
 static int compile(const qkd_ir_circuit *c, const char *dir, qkd_kernel *k) {
   qkd_jit_options o = {.specialise = -1, .cache_dir = dir};
   qkd_error err;
   int rc = qkd_jit_compile_ex(c, &o, k, &err);
   if (rc != 0) fprintf(stderr, "compile: %s\n", err.msg);
+  else qkd_jit_wait(k);
   return rc;
 }
 
