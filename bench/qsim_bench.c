@@ -12,7 +12,8 @@
  * Usage: qsim_bench                      the default table (rows below)
  *        qsim_bench N L B f64|f32 T     one row
  * Environment: QKD_PEER_DIR (default ../shared/bench), QKD_BENCH_REPS (default 7, ≥ 5),
- * QKD_BENCH_NO_PEER=1 skips the peer (fields null).
+ * QKD_BENCH_NO_PEER=1 skips the peer (fields null), QKD_BENCH_NO_QUICK=1 the quick tier's kernels
+ * (quick_samples_per_s null; bench/scale.sh, which reads only the O2 figures).
  * Stdout: one JSON object per row, nothing else. samples_per_s = B / median repetition time
  * (after one warm-up) of the O2 kernels; quick_samples_per_s the same for the quick tier's
  * (compiled with QKD_JIT_TIER_QUICK); jit_ms = time of qkd_jit_compile_ex for the row's
@@ -192,9 +193,11 @@ static int row(int n, int L, int B, int f64, int threads) {
   qkd_jit_wait(&k);
   double o2_ms = (now_s() - t0) * 1e3;
   double warm_ms = warm_compile_ms(c, &o);
+  const char *nq = getenv("QKD_BENCH_NO_QUICK");
+  int quick = !(nq && !strcmp(nq, "1"));
   qkd_jit_options oq = o;
   oq.tier = QKD_JIT_TIER_QUICK;
-  if (qkd_jit_compile_ex(c, &oq, &kq, &err) != 0) {
+  if (quick && qkd_jit_compile_ex(c, &oq, &kq, &err) != 0) {
     fprintf(stderr, "qsim_bench: %s\n", err.msg);
     return -1;
   }
@@ -204,8 +207,11 @@ static int row(int n, int L, int B, int f64, int threads) {
   int reps = rs && atoi(rs) >= 5 ? atoi(rs) : 7;
   double loss = 0.0, loss_q = 0.0;
   double sps = B / time_kernel(&w, &k, pool, reps, &loss);
-  double sps_q = B / time_kernel(&w, &kq, pool, reps, &loss_q);
-  if (memcmp(&loss, &loss_q, sizeof loss) != 0) fprintf(stderr, "qsim_bench: the tiers' losses differ\n");
+  char qs[64] = "null";
+  if (quick) {
+    snprintf(qs, sizeof qs, "%.1f", B / time_kernel(&w, &kq, pool, reps, &loss_q));
+    if (memcmp(&loss, &loss_q, sizeof loss) != 0) fprintf(stderr, "qsim_bench: the tiers' losses differ\n");
+  }
   double peer = peer_best(n, L, B, f64);
   char ps[64], rt[64];
   if (peer > 0) {
@@ -216,13 +222,13 @@ static int row(int n, int L, int B, int f64, int threads) {
     snprintf(rt, sizeof rt, "null");
   }
   printf("{\"qubits\": %d, \"layers\": %d, \"batch\": %d, \"precision\": \"%s\", \"threads\": %d, "
-         "\"samples_per_s\": %.1f, \"quick_samples_per_s\": %.1f, \"peer\": \"torch\", \"peer_samples_per_s\": %s, "
+         "\"samples_per_s\": %.1f, \"quick_samples_per_s\": %s, \"peer\": \"torch\", \"peer_samples_per_s\": %s, "
          "\"ratio\": %s, \"jit_ms\": %.1f, \"jit_o2_ms\": %.1f, \"jit_warm_ms\": %.2f}\n",
-         n, L, B, f64 ? "f64" : "f32", threads, sps, sps_q, ps, rt, jit_ms, o2_ms, warm_ms);
+         n, L, B, f64 ? "f64" : "f32", threads, sps, qs, ps, rt, jit_ms, o2_ms, warm_ms);
   fflush(stdout);
   qkd_par_destroy(pool);
   qkd_jit_release(&k);
-  qkd_jit_release(&kq);
+  if (quick) qkd_jit_release(&kq);
   free(w.x); free(w.th); free(w.y); free(w.probs); free(w.dp); free(w.gp);
   free(w.xf); free(w.thf); free(w.pf); free(w.dpf); free(w.gpf);
   circgen_free(c);

@@ -44,7 +44,7 @@ for n in $qubits; do
   best_kernel2=null
   for t in $threads; do
     echo "scale.sh: kernels W($n,10,$B) $t thread(s)" >&2
-    QKD_BENCH_NO_PEER=1 QKD_BENCH_REPS=$reps /usr/bin/time -f '%M' -o "$work/rss" \
+    QKD_BENCH_NO_PEER=1 QKD_BENCH_NO_QUICK=1 QKD_BENCH_REPS=$reps /usr/bin/time -f '%M' -o "$work/rss" \
       "$build/bench/qsim_bench" "$n" 10 "$B" f64 "$t" >"$work/k.json" 2>"$work/k.log"
     sps=$(field "$work/k.json" samples_per_s); [ -n "$sps" ] || sps=null
     row+=", \"kernel_t${t}_samples_per_s\": $sps, \"kernel_t${t}_peak_rss_kb\": $(rss_kb "$work/rss")"
