@@ -4,6 +4,7 @@
  * links it with the front end and runtime static libraries of this build. The executable needs
  * no LLVM at run time. Temporary files live in a private directory removed afterwards. */
 #include "build.h"
+#include "qkd_traj.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,16 +58,25 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
   qkd_error err;
   char *objs = "";
   /* every distinct noiseless circuit of the experiments and the grid cells (their students' and
-   * their eval_noise: ones), once; noisy circuits run on the runtime's density-matrix engine */
-  int nk = 0, ne = m->n_experiments + m->n_cells;
+   * their eval_noise: ones), once; noisy circuits run on the runtime's density-matrix engine,
+   * or as trajectories of a noiseless circuit (qkd_traj.h), which is compiled here */
+  int nk = 0, ne = m->n_experiments + m->n_cells, nt = 0;
   const qkd_ir_circuit **circ = qkd_arena_alloc(a, sizeof *circ * (size_t)(2 * ne + 1));
   const char **owner = qkd_arena_alloc(a, sizeof *owner * (size_t)(2 * ne + 1));
+  qkd_traj *trajs = qkd_arena_alloc(a, sizeof *trajs * (size_t)(2 * ne + 1));
   for (int i = 0; i < ne; i++) {
     int cell = i >= m->n_experiments;
     const qkd_m_experiment *e = cell ? m->cells[i - m->n_experiments].experiment : m->experiments[i];
     const qkd_ir_circuit *cands[2] = {&e->student.circuit, e->eval_noise ? &e->eval_circuit : NULL};
     for (int t = 0; t < 2; t++) {
       const qkd_ir_circuit *c = cands[t];
+      if (c && c->trajectories) {
+        if (qkd_traj_init(&trajs[nt], c, c->trajectories, &err) != 0) {
+          fprintf(stderr, "%s: error: %s\n", m->path, err.msg);
+          goto done;
+        }
+        c = &trajs[nt++].circuit;
+      }
       if (!c || qkd_ir_noisy(c)) continue;
       int seen = 0;
       for (int j = 0; j < nk && !seen; j++) seen = qkd_driver_ir_hash(circ[j]) == qkd_driver_ir_hash(c);
@@ -131,6 +141,7 @@ int qkd_build_executable(qkd_arena *a, const qkd_diag *d, const qkd_model *m, co
           m->n_experiments == 1 ? "" : "s", m->n_cells, m->n_cells == 1 ? "" : "s", nk, nk == 1 ? "" : "s", cpu);
   rc = 0;
 done:
+  for (int i = 0; i < nt; i++) qkd_traj_free(&trajs[i]);
   run_cmd(qkd_arena_printf(a, "rm -rf '%s'", tmpl));
   return rc;
 }

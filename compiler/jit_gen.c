@@ -1051,7 +1051,7 @@ static void transpose(gen *g, LLVMValueRef buf, LLVMValueRef rows_a, int count, 
 static LLVMValueRef feat_norm2(gen *g, LLVMValueRef featbuf) {
   loop L;
   LLVMValueRef z = vzero(g, g->VD);
-  loop_begin(g, &L, ci32(g, g->ir->n_features), 1, &z);
+  loop_begin(g, &L, ci32(g, qkd_ir_amplitudes(g->ir)), 1, &z);
   LLVMValueRef x = load(g, g->VT, gep(g, g->VT, featbuf, L.iv), (unsigned)g->VB);
   if (g->f32) x = LLVMBuildFPExt(g->B, x, g->VD, "");
   LLVMValueRef nx = F_add(g, L.phi[0], F_mul(g, x, x));
@@ -1078,7 +1078,7 @@ static void encode(gen *g, LLVMValueRef st, const tilectx *tc) {
   }
   LLVMValueRef pos, inv = inv_norm(g, feat_norm2(g, tc->featbuf), &pos);
   loop L;
-  loop_begin(g, &L, ci32(g, ir->n_features), 0, NULL);
+  loop_begin(g, &L, ci32(g, qkd_ir_amplitudes(ir)), 0, NULL);
   LLVMValueRef x = to_D(g, load(g, g->VT, gep(g, g->VT, tc->featbuf, L.iv), (unsigned)g->VB));
   store(g, to_T(g, LLVMBuildFMul(g->B, x, inv, "")),
         gep(g, g->VT, st, LLVMBuildShl(g->B, L.iv, ci32(g, 1), "")), (unsigned)g->VB);
@@ -1565,14 +1565,15 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
       LLVMValueRef two = LLVMConstReal(g->D, 2.0); /* splatted in the loops (F_mul), not before them */
       loop L;
       LLVMValueRef z = vzero(g, g->VD);
-      loop_begin(g, &L, ci32(g, nf), 1, &z);
+      int na = qkd_ir_amplitudes(ir);
+      loop_begin(g, &L, ci32(g, na), 1, &z);
       LLVMValueRef x = to_D(g, load(g, g->VT, gep(g, g->VT, featbuf, L.iv), vb));
       LLVMValueRef lr = to_D(g, load(g, g->VT, gep(g, g->VT, lam, LLVMBuildShl(g->B, L.iv, ci32(g, 1), "")), vb));
       LLVMValueRef nd = F_add(g, L.phi[0], F_mul(g, F_mul(g, x, inv), F_mul(g, lr, two)));
       loop_end(g, &L, &nd);
       LLVMValueRef dot = nd;
       loop L3;
-      loop_begin(g, &L3, ci32(g, nf), 0, NULL);
+      loop_begin(g, &L3, ci32(g, na), 0, NULL);
       LLVMValueRef x3 = to_D(g, load(g, g->VT, gep(g, g->VT, featbuf, L3.iv), vb));
       LLVMValueRef lr3 = to_D(g, load(g, g->VT, gep(g, g->VT, lam, LLVMBuildShl(g->B, L3.iv, ci32(g, 1), "")), vb));
       LLVMValueRef gi = F_mul(g, lr3, two);

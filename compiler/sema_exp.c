@@ -190,7 +190,8 @@ qkd_m_experiment *sema_check_experiment(sema *S, const qkd_ast *d) {
   }
   if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "eval_noise")) && e->student.name && errs >= 0) {
     e->eval_circuit = e->student.circuit; /* the same gates; eval_noise's channels instead */
-    if (sema_lower_noise(S, f->a, &e->eval_circuit) == 0) e->eval_noise = 1;
+    if (sema_lower_noise(S, f->a, &e->eval_circuit) == 0 && sema_noise_engine(S, &e->student, &e->eval_circuit, f->a->span) == 0)
+      e->eval_noise = 1;
   }
   if ((f = sema_get(S, d, SEMA_IN_EXPERIMENT, "loss")))
     e->loss = build_loss(S, NULL, f->a, e->teacher != NULL || sema_field(&d->items, "teacher") != NULL, &e->uses_teacher);

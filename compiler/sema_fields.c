@@ -22,6 +22,7 @@ static const char *const precisions[] = {"f64", "f32", NULL};               /* q
 static const char *const booleans[] = {"false", "true", NULL};
 static const char *const gradients[] = {"adjoint", "parameter_shift", NULL}; /* qkd_grad_kind */
 static const char *const controls[] = {"none", "classical", "matched", NULL}; /* qkd_control_kind */
+static const char *const noise_engines[] = {"auto", "exact", "trajectories", NULL}; /* qkd_noise_engine */
 
 /* Every field and block of each scope, in the order messages list them. */
 static const sema_field_schema schema[] = {
@@ -53,6 +54,8 @@ static const sema_field_schema schema[] = {
     {SEMA_IN_STUDENT, "head", REQUIRED, EXPR},
     {SEMA_IN_STUDENT, "precision", OPTIONAL, CHOICE(precisions)},
     {SEMA_IN_STUDENT, "noise", OPTIONAL, EXPR},
+    {SEMA_IN_STUDENT, "noise_engine", OPTIONAL, CHOICE(noise_engines)},
+    {SEMA_IN_STUDENT, "trajectories", OPTIONAL, INT(1, 1000000, ">= 1")},
 
     {SEMA_IN_EXPERIMENT, "data", REQUIRED, REF(QKD_DECL_DATASET)},
     {SEMA_IN_EXPERIMENT, "teacher", OPTIONAL, REF(QKD_DECL_TEACHER)},

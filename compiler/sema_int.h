@@ -130,6 +130,11 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
  * `value` (a noise: or eval_noise: field's value, or NULL) lowered onto the lowered circuit c:
  * sets c->n_channels, c->channels and c->readout (none: all empty). 0, or -1 (reported). */
 int sema_lower_noise(sema *S, const qkd_ast *value, qkd_ir_circuit *c);
+/* After the noise of c (the student's circuit, or eval_noise's) is lowered: c->trajectories from
+ * st's noise_engine and trajectories (0 for a noiseless circuit or the exact engine). Errors (at
+ * site): trajectories asked for with a channel that is not a Pauli channel, the exact engine past
+ * its qubit limit, shots with read-out on trajectories. 0, or -1 (reported). */
+int sema_noise_engine(sema *S, const qkd_m_student *st, qkd_ir_circuit *c, qkd_span site);
 
 /* ---- sema_exp.c ------------------------------------------------------------------------------- */
 /* A loss's definition where it is written, its parameters symbolic (kl and mse allowed: the

@@ -13,6 +13,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "qkd_dmsim.h"
+#include "qkd_traj.h"
 #include "sema_int.h"
 
 enum { AFTER_ALL, AFTER_ONE, AFTER_TWO, AFTER_LIST };
@@ -192,5 +194,29 @@ int sema_lower_noise(sema *S, const qkd_ast *value, qkd_ir_circuit *c) {
     if (qkd_chan_is_quantum(sp[i].kind) && !acts[i])
       qkd_diag_warning(S->D, sp[i].call->span, "%s never acts: no gate of the circuit matches its after: and on:",
                        qkd_chan(sp[i].kind)->name);
+  return 0;
+}
+
+int sema_noise_engine(sema *S, const qkd_m_student *st, qkd_ir_circuit *c, qkd_span site) {
+  c->trajectories = 0;
+  if (!qkd_ir_noisy(c)) return 0;
+  qkd_error err;
+  int pauli = qkd_traj_supported(c, &err) == 0, n = c->n_qubits;
+  int traj = st->noise_engine == QKD_NOISE_TRAJECTORIES || (st->noise_engine == QKD_NOISE_AUTO && pauli && n >= QKD_TRAJ_AUTO_QUBITS);
+  if (!traj) {
+    if (n <= QKD_DM_MAX_QUBITS) return 0;
+    qkd_diag_error(S->D, site, "the exact density-matrix engine takes at most %d qubits, not %d (16·4^n bytes a sample)%s",
+                   QKD_DM_MAX_QUBITS, n, pauli ? ": use noise_engine: trajectories" : "");
+    return -1;
+  }
+  if (!pauli) {
+    qkd_diag_error(S->D, site, "noise_engine: trajectories: %s", err.msg);
+    return -1;
+  }
+  if (c->shots && c->readout) {
+    qkd_diag_error(S->D, site, "shots with readout noise are not supported on trajectories yet: use noise_engine: exact, or no readout");
+    return -1;
+  }
+  c->trajectories = st->n_trajectories > 0 ? st->n_trajectories : 1;
   return 0;
 }

@@ -156,6 +156,12 @@ int sema_build_student(sema *S, const qkd_ast *d, const qkd_m_dataset *data, int
     }
   }
   if (S->D->errors == errs && lower_ok && (f = sema_get(S, d, SEMA_IN_STUDENT, "noise"))) sema_lower_noise(S, f->a, c);
+  if ((k = sema_choice_field(S, d, SEMA_IN_STUDENT, "noise_engine")) >= 0) st->noise_engine = (qkd_noise_engine)k;
+  if (sema_int_field(S, d, SEMA_IN_STUDENT, "trajectories", &x) == 0) st->n_trajectories = (int)x;
+  if (S->D->errors == errs && lower_ok) {
+    const qkd_ast *fe = sema_get(S, d, SEMA_IN_STUDENT, "noise_engine"), *fn = sema_get(S, d, SEMA_IN_STUDENT, "noise");
+    sema_noise_engine(S, st, c, fe ? fe->a->span : fn ? fn->a->span : d->name_span);
+  }
   if (S->D->errors != errs || !lower_ok) return -1;
   qkd_error err;
   if (qkd_ir_validate(c, &err) != 0) {

@@ -161,14 +161,14 @@ static double init_rho(const qkd_ir_circuit *ir, const double *features, cplx *r
   memset(rho, 0, dim * dim * sizeof(cplx));
   double ss = 0.0;
   if (ir->encode == QKD_ENCODE_AMPLITUDE)
-    for (int i = 0; i < ir->n_features; i++) ss += features[i] * features[i];
+    for (int i = 0; i < qkd_ir_amplitudes(ir); i++) ss += features[i] * features[i];
   if (ss == 0.0) {
     rho[0] = 1;
     return ir->encode == QKD_ENCODE_AMPLITUDE ? 0.0 : 1.0;
   }
   double r = sqrt(ss);
-  for (int i = 0; i < ir->n_features; i++)
-    for (int j = 0; j < ir->n_features; j++) rho[(size_t)i * dim + j] = (features[i] / r) * (features[j] / r);
+  for (int i = 0; i < qkd_ir_amplitudes(ir); i++)
+    for (int j = 0; j < qkd_ir_amplitudes(ir); j++) rho[(size_t)i * dim + j] = (features[i] / r) * (features[j] / r);
   return r;
 }
 
@@ -372,7 +372,7 @@ int qkd_dm_vjp(const qkd_ir_circuit *ir, const double *params, const double *fea
   }
   if (d_features && ir->encode == QKD_ENCODE_AMPLITUDE && r > 0.0) {
     /* g_i = 2 Re (Λ_0 ψ0)_i over the encoded amplitudes; df/dx = (g − ψ0 (ψ0·g)) / r */
-    int nf = ir->n_features;
+    int nf = qkd_ir_amplitudes(ir);
     double dot = 0.0;
     for (int i = 0; i < nf; i++) {
       cplx s = 0;

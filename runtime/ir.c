@@ -24,6 +24,11 @@ void qkd_ir_gate_angles(const qkd_ir_gate *g, const double *params, const double
   for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++) a[s] = s < na ? qkd_ir_angle(&g->angle[s], params, features) : 0.0;
 }
 
+int qkd_ir_amplitudes(const qkd_ir_circuit *c) {
+  if (c->encode != QKD_ENCODE_AMPLITUDE) return 0;
+  return c->n_amplitudes ? c->n_amplitudes : c->n_features;
+}
+
 int qkd_ir_noisy(const qkd_ir_circuit *c) { return c->n_channels != 0 || c->readout != NULL; }
 
 /* The channels and the read-out of a circuit whose gates are valid. */
@@ -63,8 +68,12 @@ int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err) {
     FAIL("negative count");
   if (c->n_encoding_gates < 0 || c->n_encoding_gates > c->n_gates)
     FAIL("encoding gate count %d outside 0..%d", c->n_encoding_gates, c->n_gates);
-  if (c->encode == QKD_ENCODE_AMPLITUDE && (c->n_features < 1 || c->n_features > (1 << c->n_qubits)))
-    FAIL("amplitude encoding of %d features on %d qubits", c->n_features, c->n_qubits);
+  if (c->n_amplitudes < 0 || c->n_amplitudes > c->n_features || (c->n_amplitudes && c->encode != QKD_ENCODE_AMPLITUDE))
+    FAIL("amplitude count %d with %d features", c->n_amplitudes, c->n_features);
+  if (c->encode == QKD_ENCODE_AMPLITUDE && (qkd_ir_amplitudes(c) < 1 || qkd_ir_amplitudes(c) > (1 << c->n_qubits)))
+    FAIL("amplitude encoding of %d features on %d qubits", qkd_ir_amplitudes(c), c->n_qubits);
+  if (c->trajectories < 0 || (c->trajectories && !qkd_ir_noisy(c)))
+    FAIL("%d trajectories on a %s circuit", c->trajectories, qkd_ir_noisy(c) ? "noisy" : "noiseless");
   int next_param = 0;
   for (int i = 0; i < c->n_gates; i++) {
     const qkd_ir_gate *g = &c->gates[i];
@@ -111,9 +120,12 @@ static void dump_channel(const qkd_ir_channel *ch, FILE *out) {
 void qkd_ir_dump(const qkd_ir_circuit *c, FILE *out) {
   static const char *enc[] = {"none", "amplitude"};
   static const char *meas[] = {"z", "probs"};
-  fprintf(out, "circuit %s qubits=%d params=%d features=%d encode=%s measure=%s shots=%d precision=%s\n",
+  fprintf(out, "circuit %s qubits=%d params=%d features=%d encode=%s measure=%s shots=%d precision=%s",
           c->name ? c->name : "?", c->n_qubits, c->n_params, c->n_features, enc[c->encode],
           meas[c->measure], c->shots, c->precision == QKD_PREC_F32 ? "f32" : "f64");
+  if (c->n_amplitudes) fprintf(out, " amplitudes=%d", c->n_amplitudes);
+  if (c->trajectories) fprintf(out, " trajectories=%d", c->trajectories);
+  fputc('\n', out);
   int ch = 0;
   for (int i = 0; i <= c->n_gates; i++) {
     for (; ch < c->n_channels && c->channels[ch].after == i; ch++) dump_channel(&c->channels[ch], out);
@@ -133,6 +145,7 @@ uint64_t qkd_ir_hash(const qkd_ir_circuit *ir) {
   uint64_t h = QKD_HASH_INIT;
   int head[7] = {ir->n_qubits, ir->n_params, ir->n_features, (int)ir->encode, (int)ir->measure, ir->shots, ir->n_gates};
   h = qkd_hash_bytes(h, head, sizeof head);
+  if (ir->n_amplitudes) h = qkd_hash_bytes(h, &ir->n_amplitudes, sizeof ir->n_amplitudes); /* 0: as before */
   for (int i = 0; i < ir->n_gates; i++) {
     const qkd_ir_gate *g = &ir->gates[i];
     int na = qkd_gate(g->kind)->angles;
@@ -146,6 +159,7 @@ uint64_t qkd_ir_hash(const qkd_ir_circuit *ir) {
   if (!qkd_ir_noisy(ir)) return h; /* noiseless: the fingerprint as before noise existed */
   int nh[2] = {ir->n_channels, ir->readout != NULL};
   h = qkd_hash_bytes(h, nh, sizeof nh);
+  if (ir->trajectories) h = qkd_hash_bytes(h, &ir->trajectories, sizeof ir->trajectories); /* 0: as before */
   for (int i = 0; i < ir->n_channels; i++) {
     const qkd_ir_channel *ch = &ir->channels[i];
     int ci[3] = {(int)ch->kind, ch->qubit, ch->after};

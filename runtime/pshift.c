@@ -54,11 +54,11 @@ int qkd_par_pshift(qkd_par_pool *pool, const qkd_kernel *k, const double *params
   double *pbuf = malloc(sizeof(double) * ((size_t)np + 1)), *obuf = NULL, *xbuf = NULL;
   float *p32 = NULL, *x32 = NULL, *o32 = NULL;
   if (!reads || !shared || !fslot || !pbuf) goto out;
-  /* (with amplitude encoding a feature is also an amplitude: never shifted through its column) */
+  /* (a feature that is also an amplitude is never shifted through its column) */
   for (int i = 0; d_features && i < ng; i++)
     for (int s = 0; s < qkd_gate(ir->gates[i].kind)->angles; s++) {
       const qkd_angle *a = &ir->gates[i].angle[s];
-      if (a->kind == QKD_ANGLE_FEATURE && a->scale != 0.0) reads[a->index] += ir->encode == QKD_ENCODE_AMPLITUDE ? 2 : 1;
+      if (a->kind == QKD_ANGLE_FEATURE && a->scale != 0.0) reads[a->index] += a->index < qkd_ir_amplitudes(ir) ? 2 : 1;
     }
   int nfs = 0, E = 0, any_shared = 0;
   for (int i = 0; i < ng; i++)

@@ -13,9 +13,11 @@
  *     (FEATURE) or nothing (CONST: the angle is `offset`).
  *   - A gate acts on q[0..qubits) and reads angle[0..angles) of its row in qkd_gates.h (u3's
  *     angles in the order θ, φ, λ); controlled gates take (control, target).
- *   - Encoding: AMPLITUDE L2-normalises features[0..n_features) and zero-pads to 2^n (an
- *     all-zero vector becomes |0…0>); NONE starts at |0…0>. Gate encodings (angle, qubit, …)
- *     are ordinary gates with FEATURE angles at the front of the list.
+ *   - Encoding: AMPLITUDE L2-normalises the amplitudes features[0..qkd_ir_amplitudes(c)) and
+ *     zero-pads to 2^n (an all-zero vector becomes |0…0>); NONE starts at |0…0>. Gate encodings
+ *     (angle, qubit, …) are ordinary gates with FEATURE angles at the front of the list. The
+ *     amplitudes are all n_features unless n_amplitudes says fewer: the features past them are
+ *     read by gates only (the Pauli choices of Monte-Carlo trajectories, qkd_traj.h).
  *   - Outputs per sample: MEASURE_Z → n numbers <Z_q>; MEASURE_PROBS → 2^n probabilities.
  *   - Noise (optional): n_channels one-qubit channels (qkd_channels.h) in `channels`, each
  *     with `after` = the number of gates applied before it: it acts between gates[after-1] and
@@ -89,6 +91,8 @@ typedef struct {
   int n_params;              /* trainable parameters */
   int n_features;            /* features read per sample: AMPLITUDE → the amplitude count (≤ 2^n);
                                 otherwise 1 + the largest FEATURE index (0 if none) */
+  int n_amplitudes;          /* AMPLITUDE: 0 (every feature is an amplitude) or the amplitude
+                                count, 1..n_features; must be 0 for other encodings */
   qkd_encode_kind encode;
   qkd_measure_kind measure;
   int shots;                 /* 0 = exact outputs; N > 0 = sampled from N measurements */
@@ -99,9 +103,15 @@ typedef struct {
   int n_channels;            /* noise channels (0: none) */
   qkd_ir_channel *channels;  /* [n_channels], `after` non-decreasing */
   qkd_ir_readout *readout;   /* NULL: perfect read-out; else [n_qubits] */
+  int trajectories;          /* a noisy circuit's engine: 0 = exact (density matrix, qkd_dmk.h),
+                                N > 0 = N Monte-Carlo trajectories per sample (qkd_traj.h);
+                                0 for a noiseless circuit */
 } qkd_ir_circuit;
 
 /* Number of outputs per sample: n (Z) or 2^n (PROBS). */
+/* AMPLITUDE: the number of leading features that are amplitudes (n_amplitudes, or n_features
+ * when it is 0); 0 for other encodings. */
+int qkd_ir_amplitudes(const qkd_ir_circuit *c);
 int qkd_ir_outputs(const qkd_ir_circuit *c);
 /* The value of one angle for one sample (0 for NONE). */
 double qkd_ir_angle(const qkd_angle *a, const double *params, const double *features);

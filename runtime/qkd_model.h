@@ -81,6 +81,11 @@ typedef enum {
   QKD_PRE_NET       /* net { layers }, output flattened */
 } qkd_pre_kind;
 
+/* `noise_engine:` — auto: trajectories from QKD_TRAJ_AUTO_QUBITS qubits when every channel is a
+ * Pauli channel (qkd_traj.h), else the exact density matrix (qkd_dmk.h). */
+typedef enum { QKD_NOISE_AUTO = 0, QKD_NOISE_EXACT, QKD_NOISE_TRAJECTORIES } qkd_noise_engine;
+#define QKD_TRAJ_AUTO_QUBITS 8
+
 typedef struct {
   const char *name;
   int qubits;
@@ -91,6 +96,8 @@ typedef struct {
   qkd_ir_circuit circuit;    /* encoding + circuit + measurement, lowered */
   int head_dense;            /* 0: head none (the first C outputs are the logits); else k = C */
   int n_classes;
+  qkd_noise_engine noise_engine; /* how a noisy circuit runs (the circuits carry the outcome: */
+  int n_trajectories;            /* qkd_ir_circuit.trajectories); trajectories per sample [1] */
 } qkd_m_student;
 
 typedef enum { QKD_GRAD_ADJOINT = 0, QKD_GRAD_PARAMETER_SHIFT } qkd_grad_kind;

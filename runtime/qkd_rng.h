@@ -18,7 +18,8 @@ enum {
   QKD_STREAM_DATA = 5,     /* synthetic data sets */
   QKD_STREAM_SPLIT = 6,    /* validation hold-out */
   QKD_STREAM_AUGMENT = 7,  /* training-image augmentation (crop offsets, flips) */
-  QKD_STREAM_SHUFFLE_STUDENT = 8 /* epoch shuffles of a student's training: never a teacher's with the same seed */
+  QKD_STREAM_SHUFFLE_STUDENT = 8, /* epoch shuffles of a student's training: never a teacher's with the same seed */
+  QKD_STREAM_TRAJ = 9             /* Monte-Carlo trajectories' Pauli choices (qkd_traj.h) */
 };
 
 static inline uint64_t qkd_rng_mix(uint64_t z) {

@@ -27,6 +27,7 @@
 #include "qkd_err.h"
 #include "qkd_kernel.h"
 #include "qkd_model.h"
+#include "qkd_traj.h"
 
 /* What runs of one process share: fitted PCAs (per data set and k), so a grid's baseline,
  * distilled and control runs and its seeds fit each PCA once. Owned by the caller. */
@@ -57,6 +58,10 @@ typedef struct {
   /* eval_noise: the kernel of the same circuit with other noise, for the test split only (NULL:
    * the training kernel); validation and training use the training kernel; a control ignores it */
   const qkd_kernel *eval_kernel;
+  /* Trajectories (qkd_traj.h): when the student's circuit (or eval_noise's) runs as Monte-Carlo
+   * trajectories, its plan; the kernel (eval_kernel) then runs traj->circuit (eval_traj->circuit).
+   * NULL: the kernel runs the circuit itself. */
+  const qkd_traj *traj, *eval_traj;
 } qkd_train_opts;
 
 typedef struct {

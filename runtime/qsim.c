@@ -109,11 +109,12 @@ static double init_state(const qkd_ir_circuit *ir, const double *features, cplx 
   size_t dim = (size_t)1 << ir->n_qubits;
   memset(psi, 0, dim * sizeof(cplx));
   if (ir->encode == QKD_ENCODE_AMPLITUDE) {
+    int na = qkd_ir_amplitudes(ir);
     double ss = 0.0;
-    for (int i = 0; i < ir->n_features; i++) ss += features[i] * features[i];
+    for (int i = 0; i < na; i++) ss += features[i] * features[i];
     if (ss > 0.0) {
       double r = sqrt(ss);
-      for (int i = 0; i < ir->n_features; i++) psi[i] = features[i] / r;
+      for (int i = 0; i < na; i++) psi[i] = features[i] / r;
       return r;
     }
     psi[0] = 1;
@@ -219,9 +220,10 @@ static void adjoint_sample(const qkd_ir_circuit *ir, const double *params, const
   }
   if (d_feat && ir->encode == QKD_ENCODE_AMPLITUDE && r > 0.0) {
     /* ψ0_i = x_i / r; g_i = 2 Re λ_i; df/dx = (g − ψ0 (ψ0·g)) / r */
+    int na = qkd_ir_amplitudes(ir);
     double dot = 0.0;
-    for (int i = 0; i < ir->n_features; i++) dot += (features[i] / r) * 2.0 * creal(lam[i]);
-    for (int i = 0; i < ir->n_features; i++)
+    for (int i = 0; i < na; i++) dot += (features[i] / r) * 2.0 * creal(lam[i]);
+    for (int i = 0; i < na; i++)
       d_feat[i] += (2.0 * creal(lam[i]) - (features[i] / r) * dot) / r;
   }
 }

@@ -14,6 +14,7 @@
 
 #include "qkd_data.h"
 #include "qkd_dmk.h"
+#include "qkd_traj.h"
 #include "qkd_file.h"
 #include "qkd_gridreport.h"
 #include "qkd_hash.h"
@@ -124,6 +125,7 @@ typedef struct {
   qkd_kernel k;
   double ms;
   int noisy; /* k is the density-matrix kernel (qkd_dmk.h), released here */
+  qkd_traj *traj; /* a noisy circuit run by trajectories: k runs traj->circuit; NULL otherwise */
 } kernel_slot;
 
 typedef struct {
@@ -409,12 +411,25 @@ static kernel_slot *kernel_of(runner *r, const qkd_ir_circuit *c, int *fresh) {
   GROW(r->kernels, r->n_kernels);
   kernel_slot *s = &r->kernels[r->n_kernels];
   qkd_error err;
-  /* a noisy circuit runs on the exact density-matrix kernel (qkd_dmk.h), the others on the
-   * caller's kernels (the JIT, a built executable's, or the interpreter) */
-  int noisy = qkd_ir_noisy(c);
+  /* a noisy circuit runs on the exact density-matrix kernel (qkd_dmk.h) or as trajectories of
+   * a noiseless one (qkd_traj.h), the others on the caller's kernels (the JIT, a built
+   * executable's, or the interpreter) */
+  int noisy = qkd_ir_noisy(c) && !c->trajectories;
   s->ms = 0;
   s->noisy = noisy;
-  if (noisy ? qkd_dmk_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, c, &s->k, &s->ms, &err) != 0) {
+  s->traj = NULL;
+  const qkd_ir_circuit *run = c;
+  if (c->trajectories) {
+    if (!(s->traj = malloc(sizeof *s->traj))) goto oom;
+    if (qkd_traj_init(s->traj, c, c->trajectories, &err) != 0) {
+      free(s->traj);
+      log_error(r, &err);
+      return NULL;
+    }
+    run = &s->traj->circuit;
+  }
+  if (noisy ? qkd_dmk_kernel(c, &s->k, &err) != 0 : r->o->kernel_for(r->o->kernel_ud, run, &s->k, &s->ms, &err) != 0) {
+    if (s->traj) qkd_traj_free(s->traj), free(s->traj);
     log_error(r, &err);
     return NULL;
   }
@@ -539,11 +554,13 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
   kernel_slot *ks = kernel_of(r, &e->student.circuit, &fresh);
   if (!ks) return 2;
   const qkd_kernel *eval_k = NULL; /* eval_noise: the test split runs on the circuit with its channels */
+  const qkd_traj *eval_traj = NULL;
   if (e->eval_noise) {
     kernel_slot *es = kernel_of(r, &e->eval_circuit, &efresh);
     if (!es) return 2;
     ks = kernel_of(r, &e->student.circuit, &again); /* r->kernels may have moved */
     eval_k = &es->k;
+    eval_traj = es->traj;
   }
   x->seconds.jit = fresh ? ks->ms / 1e3 : 0;
   progress_ctx pc = {.o = o, .tty = isatty(fileno(o->log)), .what = what, .rest_s = rest_s};
@@ -561,7 +578,8 @@ static int run_experiment(runner *r, const qkd_m_experiment *e, int for_cell, co
     sprintf(ckpt, "%s.%s.ckpt", stem, names[kind]);
     qkd_train_opts to = {.threads = o->threads, .cache = r->cache, .stop = o->stop, .progress = progress, .progress_ud = &pc,
                          .checkpoint = ckpt, .checkpoint_key = qkd_hash_bytes(key, &kind, sizeof kind),
-                         .name = for_cell ? what : e->name, .note = note, .eval_kernel = eval_k};
+                         .name = for_cell ? what : e->name, .note = note, .eval_kernel = eval_k,
+                         .traj = ks->traj, .eval_traj = eval_traj};
     /* a baseline depends on no teacher or loss: cells that differ only there share it */
     uint64_t bkey = qkd_hash_str(qkd_hash_bytes(QKD_HASH_INIT, &o->threads, sizeof o->threads),
                                  e->baseline_key_text ? e->baseline_key_text : "");
@@ -882,9 +900,11 @@ int qkd_run_program(const qkd_model *m, const qkd_run_opts *o) {
     rc = 1;
   }
   fprintf(o->log, "total %.1f s\n", qkd_now_s() - t0);
-  for (int i = 0; i < r.n_kernels; i++)
+  for (int i = 0; i < r.n_kernels; i++) {
     if (r.kernels[i].noisy) qkd_dmk_free(&r.kernels[i].k);
     else if (o->kernel_release) o->kernel_release(o->kernel_ud, &r.kernels[i].k);
+    if (r.kernels[i].traj) qkd_traj_free(r.kernels[i].traj), free(r.kernels[i].traj);
+  }
   for (int i = 0; i < r.n_shared; i++) qkd_student_result_free(&r.shared[i].res);
   qkd_train_cache_free(r.cache);
   free(r.shared);

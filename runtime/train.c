@@ -33,6 +33,8 @@ struct student {
   const qkd_m_student *st;
   const qkd_dataset *ds;
   const qkd_kernel *k;
+  const qkd_traj *traj;      /* the circuit runs as trajectories: k runs traj->circuit (NULL: k runs it) */
+  double *tfeat, *tout, *tdout, *tdfeat; /* trajectory rows [B·T][W], [B·T][O] (NULL without) */
   int B, C, F, O, P, img;
   qkd_nn *pre, *head;        /* trainable pre (dense, net) and head (dense) */
   qkd_nn *mid;               /* a control run: dense(O) tanh in place of the circuit */
@@ -68,6 +70,7 @@ static void student_free(student *s) {
   qkd_nn_optim_free(&s->head_opt);
   qkd_nn_optim_free(&s->circ_opt);
   free(s->theta); free(s->dtheta);
+  free(s->tfeat); free(s->tout); free(s->tdout); free(s->tdfeat);
   free(s->x); free(s->feat_f); free(s->out_f); free(s->dout_f); free(s->dfeat_f); free(s->dlogits_f);
   free(s->feat); free(s->out); free(s->dout); free(s->dfeat); free(s->logits); free(s->dlogits); free(s->tlogits);
   free(s->y); free(s->idx);
@@ -149,9 +152,10 @@ void qkd_student_initial_circuit(const qkd_m_experiment *e, double *theta) {
 }
 
 static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset *ds, const qkd_kernel *k,
-                        int control, int threads, qkd_train_cache *cache, qkd_error *err) {
+                        const qkd_traj *traj, const qkd_traj *eval_traj, int control, int threads,
+                        qkd_train_cache *cache, qkd_error *err) {
   memset(s, 0, sizeof *s);
-  s->e = e, s->st = &e->student, s->ds = ds, s->k = k;
+  s->e = e, s->st = &e->student, s->ds = ds, s->k = k, s->traj = control ? NULL : traj;
   const qkd_m_student *st = s->st;
   s->B = e->train.batch;
   s->C = ds->n_classes;
@@ -240,12 +244,26 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
   ALLOC(s->tlogits, (long)B * s->C);
   ALLOC(s->y, B);
   ALLOC(s->idx, B);
+  long kw = (long)B * W, ko = (long)B * s->O; /* the kernel's rows: samples, or trajectories */
+  const qkd_traj *tj[2] = {s->traj, control ? NULL : eval_traj};
+  for (int i = 0; i < 2; i++)
+    if (tj[i]) {
+      long rows = (long)B * tj[i]->trajectories;
+      if (rows * tj[i]->W > kw) kw = rows * tj[i]->W;
+      if (rows * s->O > ko) ko = rows * s->O;
+    }
+  if (tj[0] || tj[1]) {
+    ALLOC(s->tfeat, kw);
+    ALLOC(s->tdfeat, kw);
+    ALLOC(s->tout, ko);
+    ALLOC(s->tdout, ko);
+  }
   s->f32 = st->circuit.precision == QKD_PREC_F32;
   if (s->f32) {
-    ALLOC(s->feat32, (long)B * W);
-    ALLOC(s->dfeat32, (long)B * W);
-    ALLOC(s->out32, (long)B * s->O);
-    ALLOC(s->dout32, (long)B * s->O);
+    ALLOC(s->feat32, kw);
+    ALLOC(s->dfeat32, kw);
+    ALLOC(s->out32, ko);
+    ALLOC(s->dout32, ko);
     ALLOC(s->theta32, s->P);
     ALLOC(s->dtheta32, s->P);
   }
@@ -256,7 +274,8 @@ oom:
   return -1;
 }
 
-/* Features (float, [n][F]) → circuit outputs s->out through the kernel. */
+/* Features (float, [n][F]) → circuit outputs s->out through the kernel (as trajectories: the
+ * kernel runs n·T rows of the trajectory circuit, qkd_traj.h). */
 static void forward_circuit(student *s, const float *f, int n, uint64_t shot_seed, uint64_t first_sample) {
   for (long i = 0; i < (long)n * s->F; i++) s->feat[i] = f[i];
   if (s->st->circuit.encode == QKD_ENCODE_AMPLITUDE && s->count_zero)
@@ -265,14 +284,24 @@ static void forward_circuit(student *s, const float *f, int n, uint64_t shot_see
       for (int j = 0; j < s->F && zero; j++) zero = s->feat[(long)b * s->F + j] == 0.0;
       s->zero_vectors += zero;
     }
-  if (s->f32) {
-    for (long i = 0; i < (long)n * s->F; i++) s->feat32[i] = (float)s->feat[i];
-    for (int i = 0; i < s->P; i++) s->theta32[i] = (float)s->theta[i];
-    qkd_par_fwd_f32(s->pool, s->k, s->theta32, s->feat32, n, shot_seed, first_sample, s->out32);
-    for (long i = 0; i < (long)n * s->O; i++) s->out[i] = s->out32[i];
-  } else {
-    qkd_par_fwd_f64(s->pool, s->k, s->theta, s->feat, n, shot_seed, first_sample, s->out);
+  const qkd_traj *t = s->traj;
+  const double *x = s->feat;
+  double *o = s->out;
+  long rows = n, W = s->F;
+  if (t) {
+    qkd_traj_expand(t, s->feat, n, shot_seed, first_sample, s->tfeat);
+    x = s->tfeat, o = s->tout, rows = (long)n * t->trajectories, W = t->W;
+    first_sample *= (uint64_t)t->trajectories; /* shot keys: one per row */
   }
+  if (s->f32) {
+    for (long i = 0; i < rows * W; i++) s->feat32[i] = (float)x[i];
+    for (int i = 0; i < s->P; i++) s->theta32[i] = (float)s->theta[i];
+    qkd_par_fwd_f32(s->pool, s->k, s->theta32, s->feat32, (int)rows, shot_seed, first_sample, s->out32);
+    for (long i = 0; i < rows * s->O; i++) o[i] = s->out32[i];
+  } else {
+    qkd_par_fwd_f64(s->pool, s->k, s->theta, x, (int)rows, shot_seed, first_sample, o);
+  }
+  if (t) qkd_traj_reduce(t, s->tout, n, s->out);
 }
 
 /* A control run: features → (fixed projection) → dense(O) tanh → s->out. */
@@ -336,18 +365,27 @@ static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sampl
     return;
   }
   double *dfeat = s->pre ? s->dfeat : NULL;
-  if (s->e->gradient == QKD_GRAD_PARAMETER_SHIFT)
+  const qkd_traj *t = s->traj;
+  const double *x = s->feat, *dout = s->dout;
+  double *df = dfeat;
+  long rows = n, W = s->F;
+  if (t) { /* the rows forward_circuit ran: their features are still in s->tfeat */
+    qkd_traj_spread(t, s->dout, n, s->tdout);
+    x = s->tfeat, dout = s->tdout, df = dfeat ? s->tdfeat : NULL, rows = (long)n * t->trajectories, W = t->W;
+  }
+  if (s->e->gradient == QKD_GRAD_PARAMETER_SHIFT) /* never with noise (sema), so never with trajectories */
     qkd_par_pshift(s->pool, s->k, s->theta, s->feat, n, s->dout, shot_seed, first_sample, s->dtheta, dfeat);
   else if (s->f32) {
-    for (long i = 0; i < (long)n * s->O; i++) s->dout32[i] = (float)s->dout[i];
+    for (long i = 0; i < rows * s->O; i++) s->dout32[i] = (float)dout[i];
     memset(s->dtheta32, 0, sizeof(float) * (size_t)s->P);
-    qkd_par_bwd_f32(s->pool, s->k, s->theta32, s->feat32, n, s->dout32, s->dtheta32, dfeat ? s->dfeat32 : NULL);
+    qkd_par_bwd_f32(s->pool, s->k, s->theta32, s->feat32, (int)rows, s->dout32, s->dtheta32, df ? s->dfeat32 : NULL);
     for (int i = 0; i < s->P; i++) s->dtheta[i] += s->dtheta32[i];
-    if (dfeat)
-      for (long i = 0; i < (long)n * s->F; i++) dfeat[i] = s->dfeat32[i];
+    if (df)
+      for (long i = 0; i < rows * W; i++) df[i] = s->dfeat32[i];
   } else {
-    qkd_par_bwd_f64(s->pool, s->k, s->theta, s->feat, n, s->dout, s->dtheta, dfeat);
+    qkd_par_bwd_f64(s->pool, s->k, s->theta, x, (int)rows, dout, s->dtheta, df);
   }
+  if (t && dfeat) qkd_traj_gather(t, s->tdfeat, n, dfeat);
   if (s->pre) {
     for (long i = 0; i < (long)n * s->F; i++) s->dfeat_f[i] = (float)s->dfeat[i];
     qkd_nn_backward(s->pre, s->dfeat_f, NULL);
@@ -578,9 +616,10 @@ static int run_epoch_done(void *ud, int ep, double loss, const qkd_loop *L) {
   out->train_loss[ep] = loss;
   /* eval_noise: the test split on the circuit with those channels (a control has no circuit) */
   const qkd_kernel *train_k = r->s->k;
-  if (r->opts->eval_kernel && r->kind != QKD_RUN_CONTROL) r->s->k = r->opts->eval_kernel;
+  const qkd_traj *train_t = r->s->traj;
+  if (r->opts->eval_kernel && r->kind != QKD_RUN_CONTROL) r->s->k = r->opts->eval_kernel, r->s->traj = r->opts->eval_traj;
   out->test_accuracy[ep] = evaluate(r->s, &r->ds->test, r->eval_seed, out->test_logits);
-  r->s->k = train_k;
+  r->s->k = train_k, r->s->traj = train_t;
   out->test_logits_epoch = ep + 1;
   if (out->validation_accuracy) out->validation_accuracy[ep] = evaluate(r->s, &r->ds->val, r->eval_seed + 1, NULL);
   out->epochs = ep + 1;
@@ -627,7 +666,7 @@ int qkd_train_student(const qkd_m_experiment *e, const qkd_dataset *ds, const qk
   memset(out, 0, sizeof *out);
   double t0 = qkd_now_s();
   student s;
-  if (student_init(&s, e, ds, kernel, control, opts->threads, opts->cache, err) != 0) {
+  if (student_init(&s, e, ds, kernel, opts->traj, opts->eval_traj, control, opts->threads, opts->cache, err) != 0) {
     student_free(&s);
     return -1;
   }
@@ -775,7 +814,7 @@ qkd_student *qkd_student_create_run(const qkd_m_experiment *e, const qkd_dataset
     return NULL;
   }
   int control = kind == QKD_RUN_CONTROL ? (e->control ? (int)e->control : QKD_CONTROL_CLASSICAL) : 0;
-  if (student_init(s, e, ds, kernel, control, threads, NULL, err) != 0) {
+  if (student_init(s, e, ds, kernel, NULL, NULL, control, threads, NULL, err) != 0) {
     student_free(s);
     free(s);
     return NULL;
@@ -844,7 +883,7 @@ int qkd_student_sample_features(const qkd_m_experiment *e, const qkd_dataset *ds
                     sp->n - 1);
   qkd_kernel k = qkd_qsim_kernel(&e->student.circuit); /* never run: the features come before it */
   student s;
-  if (student_init(&s, e, ds, &k, 0, 1, NULL, err) != 0) {
+  if (student_init(&s, e, ds, &k, NULL, NULL, 0, 1, NULL, err) != 0) {
     student_free(&s);
     return -1;
   }

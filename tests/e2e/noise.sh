@@ -80,6 +80,15 @@ experiment b { data: d student: zero loss: ce train { optimizer: adam(lr: 0.05) 
 experiment c2 { data: d student: noisy loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
 experiment dead { data: d student: clean loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 }
                   eval_noise: depolarizing(0.75) }
+student tzero { qubits: 2 circuit: c measure: z head: dense(2) noise: [depolarizing(0), phase_damping(0)]
+                noise_engine: trajectories trajectories: 3 }
+student tnoisy { qubits: 2 circuit: c measure: z head: dense(2) noise_engine: trajectories trajectories: 4
+                 noise: [depolarizing(0.05), phase_damping(0.1), readout(0.02, 0.04)] }
+student tclean { qubits: 2 circuit: c measure: z head: dense(2) noise_engine: trajectories trajectories: 16 }
+experiment tz { data: d student: tzero loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment tn { data: d student: tnoisy loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment te { data: d student: tclean loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 }
+                eval_noise: depolarizing(0.2) }
 QKD
 "$qkdc" run "$work/r.qkd" --out "$work/run" --threads 2 2>"$work/run.log" || { cat "$work/run.log"; fail "a noisy run"; }
 "$qkdc" run "$work/r.qkd" --out "$work/run1" --threads 1 2>"$work/run1.log" || { cat "$work/run1.log"; fail "a noisy run, 1 thread"; }
@@ -104,10 +113,32 @@ assert np.allclose(logits, logits[0], atol=1e-6), "the logits under full depolar
 share = [float(np.mean(labels == k)) for k in (0, 1)]
 assert any(abs(res["dead"]["test_accuracy"] - s) < 1e-12 for s in share), (res["dead"]["test_accuracy"], share)
 assert res["a"]["test_accuracy"] > max(share) + 0.1, "the noiseless student learned nothing: the check above proves nothing"
+# trajectories: every p = 0 is the noiseless run, bit for bit; p > 0 changes training; eval_noise
+# on trajectories leaves training alone and moves the test logits
+assert (res["tz"]["train_loss"], res["tz"]["test_accuracy_per_epoch"]) == (res["a"]["train_loss"], res["a"]["test_accuracy_per_epoch"])
+assert all(abs(x - y) > 1e-6 for x, y in zip(res["a"]["train_loss"], res["tn"]["train_loss"])), res["tn"]["train_loss"]
+assert res["te"]["train_loss"] == res["a"]["train_loss"]
+la, le = np.load(w + "/run/a.distilled.test_logits.npy"), np.load(w + "/run/te.distilled.test_logits.npy")
+assert la.shape == le.shape and np.abs(la - le).max() > 1e-3, "eval_noise on trajectories changed nothing"
 # the same bits on 1 and 2 threads
 for k in res:
     assert (res[k]["train_loss"], res[k]["test_accuracy_per_epoch"]) == (res1[k]["train_loss"], res1[k]["test_accuracy_per_epoch"]), k
 PY
+# 2b: trajectories run Pauli channels only; the exact engine stops at 12 qubits
+sed 's/noise: depolarizing(0.05) }/noise: amplitude_damping(0.05) noise_engine: trajectories }/' "$work/r.qkd" > "$work/ad.qkd"
+if "$qkdc" check "$work/ad.qkd" 2>"$work/ad.log"; then fail "amplitude_damping on trajectories accepted"; fi
+grep -q "ad.qkd:5:.*amplitude_damping is not a Pauli channel" "$work/ad.log" || { cat "$work/ad.log"; fail "no reason given for amplitude_damping"; }
+cat > "$work/big.qkd" <<'QKD'
+dataset d { source: "synthetic" classes: 0..1 shape: [1, 2, 2] }
+circuit c() { for q in qubits { ry(q, x[q % 4]) } }
+student s { qubits: 13 circuit: c measure: z head: dense(2) noise: depolarizing(0.01) noise_engine: exact }
+experiment e { data: d student: s loss: ce train { optimizer: adam(lr: 0.05) epochs: 1 batch: 8 } }
+QKD
+if "$qkdc" check "$work/big.qkd" 2>"$work/big.log"; then fail "exact noise on 13 qubits accepted"; fi
+grep -q "at most 12 qubits.*use noise_engine: trajectories" "$work/big.log" || { cat "$work/big.log"; fail "no reason given for 13 qubits"; }
+sed 's/ noise_engine: exact//' "$work/big.qkd" > "$work/big2.qkd"
+"$qkdc" check "$work/big2.qkd" --dump-ir > "$work/big2.txt" 2>"$work/big2.log" || { cat "$work/big2.log"; fail "auto engine at 13 qubits"; }
+grep -q "trajectories=1" "$work/big2.txt" || { head -3 "$work/big2.txt"; fail "auto did not choose trajectories at 13 qubits"; }
 # 3: parameter shift would run the noiseless circuit: refused
 sed 's/experiment c2 { data: d student: noisy loss: ce/experiment c2 { data: d student: noisy loss: ce gradient: parameter_shift/' "$work/r.qkd" > "$work/ps.qkd"
 if "$qkdc" check "$work/ps.qkd" 2>"$work/ps.log"; then fail "parameter_shift under noise accepted"; fi

@@ -33,6 +33,7 @@ circgen_opts circgen_defaults(void) {
   o.p_param = 0.6;
   o.p_feature = 0.2;
   o.amp_feature_angles = 1;
+  o.p_extra_features = 0.0;
   o.precision = QKD_PREC_F64;
   return o;
 }
@@ -74,6 +75,10 @@ qkd_ir_circuit *circgen_random(uint64_t seed, const circgen_opts *opts) {
   if (cg_unif(&r) < o.p_amplitude) {
     c->encode = QKD_ENCODE_AMPLITUDE;
     c->n_features = cg_int(&r, 1, 1 << n);
+    if (o.p_extra_features > 0 && cg_unif(&r) < o.p_extra_features) {
+      c->n_amplitudes = c->n_features;
+      c->n_features += cg_int(&r, 1, 3);
+    }
     pool = o.amp_feature_angles ? c->n_features : 0;
   } else if (cg_unif(&r) < o.p_gate_encoding) {
     c->encode = QKD_ENCODE_NONE;

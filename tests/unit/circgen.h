@@ -30,6 +30,8 @@ typedef struct {
   double p_param, p_feature;  /* angle kinds of ansatz rotations: PARAM, FEATURE, else CONST
                                  (defaults 0.6, 0.2); FEATURE only if the circuit has features */
   int amp_feature_angles;     /* allow FEATURE angles in AMPLITUDE circuits (default 1) */
+  double p_extra_features;    /* AMPLITUDE: probability of 1–3 features past the amplitudes
+                                 (n_amplitudes < n_features), read by gates only (default 0) */
   qkd_precision precision;    /* copied into the circuit (default QKD_PREC_F64) */
 } circgen_opts;
 

@@ -212,10 +212,10 @@ void dense_ref_state(const qkd_ir_circuit *c, const double *params, const double
   psi[0] = cx_make(1, 0);
   if (c->encode == QKD_ENCODE_AMPLITUDE) {
     double norm2 = 0;
-    for (int i = 0; i < c->n_features; i++) norm2 += features[i] * features[i];
+    for (int i = 0; i < qkd_ir_amplitudes(c); i++) norm2 += features[i] * features[i];
     if (norm2 != 0) {
       double nrm = sqrt(norm2);
-      for (int i = 0; i < c->n_features; i++) psi[i] = cx_make(features[i] / nrm, 0);
+      for (int i = 0; i < qkd_ir_amplitudes(c); i++) psi[i] = cx_make(features[i] / nrm, 0);
     }
   }
   for (int k = 0; k < c->n_gates; k++) {

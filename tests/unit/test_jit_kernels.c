@@ -546,6 +546,16 @@ int main(void) {
     check_circuit(1000 + (uint64_t)i, c, batches[i % 6]);
     circgen_free(c);
   }
+  /* amplitude encoding with features past the amplitudes (n_amplitudes: trajectories' Pauli
+   * choices, qkd_traj.h), read by gates only */
+  circgen_opts ao = o;
+  ao.p_amplitude = 1.0, ao.p_extra_features = 1.0, ao.p_feature = 0.4, ao.p_shots = 0.0;
+  for (int i = 0; i < N_CIRCUITS / 4; i++) {
+    qkd_ir_circuit *c = circgen_random(3000 + (uint64_t)i, &ao);
+    CHECK(c->n_amplitudes > 0 && c->n_amplitudes < c->n_features);
+    check_circuit(3000 + (uint64_t)i, c, batches[i % 6]);
+    circgen_free(c);
+  }
   /* long circuits on few qubits exercise long diagonal runs, fusion and permutations, and
    * (forced block sizes) long blocked groups */
   circgen_opts lo = o;
