@@ -152,9 +152,9 @@ static int row(int n, int L, int B, int threads, double p, int T) {
           threads, p, T, sps, csps);
   double z = check_z(c, &t, &kt, pool, x, th);
   printf("{\"bench\": \"trajectories\", \"qubits\": %d, \"layers\": %d, \"batch\": %d, \"threads\": %d, \"p\": %g, "
-         "\"trajectories\": %d, \"channels\": %d, \"slots\": %d, \"samples_per_s\": %.1f, \"noiseless_samples_per_s\": %.1f, "
+         "\"trajectories\": %d, \"channels\": %d, \"slot_bits\": %d, \"samples_per_s\": %.1f, \"noiseless_samples_per_s\": %.1f, "
          "\"ratio\": %.3f, \"check_max_z\": %.2f, \"ok\": %s, \"load_1m\": %.2f}\n",
-         n, L, B, threads, p, t.trajectories, nc, t.n_slots, sps, csps, sps / csps, z, z <= 5 ? "true" : "false", load);
+         n, L, B, threads, p, t.trajectories, nc, t.n_bits, sps, csps, sps / csps, z, z <= 5 ? "true" : "false", load);
   fflush(stdout);
   qkd_par_destroy(pool);
   qkd_jit_release(&kt), qkd_jit_release(&kc);

@@ -372,6 +372,14 @@ static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const ti
     *s = cT(g, sin(0.5 * a->offset));
     return;
   }
+  if (a->kind == QKD_ANGLE_BIT) { /* one of two constant angles per lane: a select, no sin/cos */
+    LLVMValueRef v = load(g, g->VT, gepc(g, g->VT, tc->featbuf, a->index), (unsigned)g->VB);
+    LLVMValueRef on = LLVMBuildFCmp(g->B, LLVMRealUNE, v, LLVMConstNull(g->VT), "bit");
+    double h1 = 0.5 * (a->scale + a->offset), h0 = 0.5 * a->offset;
+    *c = LLVMBuildSelect(g->B, on, splat(g, cT(g, cos(h1))), splat(g, cT(g, cos(h0))), "");
+    *s = LLVMBuildSelect(g->B, on, splat(g, cT(g, sin(h1))), splat(g, cT(g, sin(h0))), "");
+    return;
+  }
   LLVMValueRef th;
   if (a->kind == QKD_ANGLE_PARAM) {
     (void)params;
@@ -398,8 +406,27 @@ static void gate_cs(gen *g, const qkd_ir_gate *gt, LLVMValueRef params, const ti
 
 static int group_has_feature(const qkd_ir_circuit *ir, const jit_op *op) {
   for (int i = 0; i < op->n_gates; i++)
-    if (ir->gates[op->gates[i]].angle[0].kind == QKD_ANGLE_FEATURE) return 1;
+    if (ir->gates[op->gates[i]].angle[0].kind == QKD_ANGLE_FEATURE || ir->gates[op->gates[i]].angle[0].kind == QKD_ANGLE_BIT)
+      return 1;
   return 0;
+}
+
+/* A bwd group's overlap at its output, taken back to its grad gate's output: the Pauli slots
+ * after the grad gate (jit_plan.c) flip its sign in the lanes where a slot's bit is set and the
+ * slot's axis differs from the generator's (S G S† = −G). ov unchanged when there are none. */
+static LLVMValueRef post_slot_sign(gen *g, const jit_op *op, const tilectx *tc, LLVMValueRef ov) {
+  int at = -1;
+  for (int i = 0; i < op->n_gates; i++)
+    if (op->gates[i] == op->grad_gate) at = i;
+  int axis = jit_pauli_axis(&g->ir->gates[op->grad_gate]);
+  for (int i = at + 1; i < op->n_gates; i++) {
+    const qkd_ir_gate *s = &g->ir->gates[op->gates[i]];
+    if (jit_pauli_slot(s) == axis) continue; /* commutes */
+    LLVMValueRef v = load(g, g->VT, gepc(g, g->VT, tc->featbuf, s->angle[0].index), (unsigned)g->VB);
+    LLVMValueRef on = LLVMBuildFCmp(g->B, LLVMRealUNE, v, LLVMConstNull(g->VT), "slot");
+    ov = LLVMBuildSelect(g->B, on, LLVMBuildFNeg(g->B, ov, ""), ov, "");
+  }
+  return ov;
 }
 
 /* The product matrix of a PAIR op's gates (last gate leftmost) on the op's pair. */
@@ -1538,6 +1565,7 @@ static void emit_bwd(gen *g, const jit_plan *pf, const jit_plan *pb, const char 
         LLVMValueRef ov = G->dim ? pair_call_coset(g, op, &bk.ob[o], G->dim, mode, gt ? &gb : NULL, mdag[o], phi, lam, c)
                                  : pair_call(g, op, mode, gt ? &gb : NULL, mdag[o], phi, lam);
         if (!gt) continue;
+        ov = post_slot_sign(g, op, &tc, ov);
         LLVMValueRef v = K_mul(g, gt->angle[0].scale, ov);
         LLVMValueRef ap = gepc(g, g->VT, gt->angle[0].kind == QKD_ANGLE_PARAM ? gacc : dfacc, gt->angle[0].index);
         store(g, F_add(g, load(g, g->VT, ap, vb), v), ap, vb);

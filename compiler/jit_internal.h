@@ -44,7 +44,8 @@ typedef struct {
   int *gates;    /* indices into ir->gates (points into the plan's index pool) */
   /* PAIR: the op enumerates logical k with bits `fixed_mask` equal to `fixed_val` (target bit 0,
    * control bit 1, ...) and pairs k with k ^ flip. `grad_gate` (bwd plans only) is the one gate
-   * of the group whose angle is PARAM/FEATURE (always the last one), or -1. */
+   * of the group whose angle is PARAM/FEATURE (the last one, or followed only by Pauli slots
+   * when its generator is a Pauli: jit_pauli_slot), or -1. */
   int target;            /* a one-qubit gate's qubit (fusion), a controlled gate's target, else -1 */
   uint32_t fixed_mask, fixed_val, flip;
   int blk[2];            /* the basis patterns of (p, p ^ flip) in the gates' matrices */
@@ -77,6 +78,12 @@ typedef struct {
   int p0, p1;
 } jit_diag_form;
 int jit_diag_form_of(const qkd_ir_gate *g, int n_qubits, jit_diag_form *f);
+
+/* 1, 2, 3 when g is a one-qubit, one-angle gate whose generator is X, Y, Z (RX, RY, RZ); else 0.
+ * jit_pauli_slot: the same for a gate that is a Pauli or the identity per sample: a BIT angle
+ * of scale ±π and offset 0 (exp(∓iπG/2) ∝ G, a trajectory's Pauli slot, qkd_traj.h); else 0. */
+int jit_pauli_axis(const qkd_ir_gate *g);
+int jit_pauli_slot(const qkd_ir_gate *g);
 
 /* *out = ir with every gate of several angles replaced by its decomposition steps (out->gates
  * malloc'd, free with free()); returns 1 then, 0 when ir has no such gate (*out = *ir, nothing

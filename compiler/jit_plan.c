@@ -8,14 +8,17 @@
  *     absorbs them;
  *   - a single-qubit gate fuses into the last op touching its qubit when that op is an
  *     uncontrolled PAIR on the same qubit (JIT_OPT_FUSE); for backward plans only while the group
- *     has no angle gate yet, so the one PARAM/FEATURE gate of a group is always its last gate
- *     (its generator overlap is taken right after the group);
+ *     has no angle gate yet, so the one PARAM/FEATURE gate of a group is its last gate (its
+ *     generator overlap is taken right after the group) — or is followed only by Pauli slots
+ *     (jit_pauli_slot) when its generator is a Pauli: a slot S maps the generator G to
+ *     S G S† = ±G, so the overlap after the group is the one after G times a sign per lane;
  *   - anything else is its own PAIR op, one per pair of its matrix (two pairs with the same
  *     matrix and generator that differ in one fixed bit share one op).
  * Reordering only ever swaps commuting gates, so the plan computes the same unitary, and the
  * adjoint method is exact for any product decomposition of it. */
 #include "jit_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,25 @@ static uint32_t qmask(const qkd_ir_gate *g) {
 
 static int is_angle_gate(const qkd_ir_gate *g) {
   return g->angle[0].kind == QKD_ANGLE_PARAM || g->angle[0].kind == QKD_ANGLE_FEATURE;
+}
+
+int jit_pauli_axis(const qkd_ir_gate *g) {
+  const qkd_gate_info *info = qkd_gate(g->kind);
+  if (info->qubits != 1 || info->angles != 1) return 0;
+  static const double P[3][4][2] = {{{0, 0}, {1, 0}, {1, 0}, {0, 0}}, {{0, 0}, {0, -1}, {0, 1}, {0, 0}},
+                                    {{1, 0}, {0, 0}, {0, 0}, {-1, 0}}};
+  for (int a = 0; a < 3; a++) {
+    int same = 1;
+    for (int e = 0; e < 4; e++) same &= info->gen[e].re == P[a][e][0] && info->gen[e].im == P[a][e][1];
+    if (same) return a + 1;
+  }
+  return 0;
+}
+
+int jit_pauli_slot(const qkd_ir_gate *g) {
+  const qkd_angle *a = &g->angle[0];
+  if (a->kind != QKD_ANGLE_BIT || a->offset != 0.0 || fabs(a->scale) != M_PI) return 0;
+  return jit_pauli_axis(g);
 }
 
 /* The logical mask of a basis pattern of gate g (pattern bit 0 = the last qubit of the gate). */
@@ -225,7 +247,8 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
     const qkd_ir_gate *g = &ir->gates[gi];
     uint32_t m = qmask(g);
     jit_diag_form df;
-    if ((opts & JIT_OPT_DIAG_RUNS) && g->angle[0].kind != QKD_ANGLE_FEATURE && jit_diag_form_of(g, n, &df) == 0) {
+    if ((opts & JIT_OPT_DIAG_RUNS) && g->angle[0].kind != QKD_ANGLE_FEATURE && g->angle[0].kind != QKD_ANGLE_BIT &&
+        jit_diag_form_of(g, n, &df) == 0) {
       run[nrun++] = gi;
       runmask |= m;
       continue;
@@ -245,7 +268,8 @@ int jit_plan_build(const qkd_ir_circuit *ir, unsigned opts, int for_bwd, jit_pla
       if (last >= 0) {
         jit_op *L = &plan->ops[last];
         if (L->kind == JIT_OP_PAIR && L->target == g->q[0] && L->fixed_mask == L->flip &&
-            L->n_gates < JIT_MAX_FUSE && (!for_bwd || L->grad_gate < 0)) {
+            L->n_gates < JIT_MAX_FUSE &&
+            (!for_bwd || L->grad_gate < 0 || (jit_pauli_slot(g) && jit_pauli_axis(&ir->gates[L->grad_gate])))) {
           add_gate(&b, L, gi);
           if (for_bwd && is_angle_gate(g)) L->grad_gate = gi;
           continue;

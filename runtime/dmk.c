@@ -159,7 +159,7 @@ static void add_member(plan *p, op *o, member m) {
   o->count++;
   if (!m.chan) {
     const qkd_ir_gate *g = &p->ir->gates[m.index];
-    o->lanes |= gate_has(g, QKD_ANGLE_FEATURE);
+    o->lanes |= gate_has(g, QKD_ANGLE_FEATURE) || gate_has(g, QKD_ANGLE_BIT);
     o->params |= gate_has(g, QKD_ANGLE_PARAM);
   }
 }

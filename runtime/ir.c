@@ -14,6 +14,7 @@ double qkd_ir_angle(const qkd_angle *a, const double *params, const double *feat
   switch (a->kind) {
   case QKD_ANGLE_PARAM: return a->scale * params[a->index] + a->offset;
   case QKD_ANGLE_FEATURE: return a->scale * features[a->index] + a->offset;
+  case QKD_ANGLE_BIT: return (features[a->index] != 0.0 ? a->scale : 0.0) + a->offset;
   case QKD_ANGLE_CONST: return a->offset;
   default: return 0.0;
   }
@@ -89,7 +90,8 @@ int qkd_ir_validate(const qkd_ir_circuit *c, qkd_error *err) {
         if (a->index != next_param) FAIL("gate %d (%s): parameter %d out of order (expected %d)", i, info->name, a->index, next_param);
         next_param++;
       }
-      if (a->kind == QKD_ANGLE_FEATURE) {
+      if ((int)a->kind < 0 || a->kind > QKD_ANGLE_BIT) FAIL("gate %d (%s): bad angle kind %d", i, info->name, (int)a->kind);
+      if (a->kind == QKD_ANGLE_FEATURE || a->kind == QKD_ANGLE_BIT) {
         if (a->index < 0) FAIL("gate %d (%s): negative feature index", i, info->name);
         if (a->index >= c->n_features) /* also for AMPLITUDE: the row has n_features */
           FAIL("gate %d (%s): feature %d beyond n_features %d", i, info->name, a->index, c->n_features);
@@ -107,6 +109,7 @@ static void dump_angle(const qkd_angle *a, FILE *out) {
   case QKD_ANGLE_CONST: fprintf(out, " %.17g", a->offset); return;
   case QKD_ANGLE_PARAM: fprintf(out, " p%d", a->index); break;
   case QKD_ANGLE_FEATURE: fprintf(out, " x%d", a->index); break;
+  case QKD_ANGLE_BIT: fprintf(out, " bit(x%d)", a->index); break;
   }
   if (a->scale != 1.0) fprintf(out, "*%.17g", a->scale);
   if (a->offset != 0.0) fprintf(out, "%+.17g", a->offset);

@@ -10,7 +10,8 @@
  *   - Trainable parameters are numbered 0..n_params-1 in order of appearance; every PARAM index
  *     appears exactly once (parameters are never shared between gates).
  *   - An angle is `scale * source + offset`, source = params[index] (PARAM), features[index]
- *     (FEATURE) or nothing (CONST: the angle is `offset`).
+ *     (FEATURE), 1 or 0 as features[index] is non-zero or not (BIT) or nothing (CONST: the angle
+ *     is `offset`). A BIT angle has no gradient: d_features gets nothing through it.
  *   - A gate acts on q[0..qubits) and reads angle[0..angles) of its row in qkd_gates.h (u3's
  *     angles in the order θ, φ, λ); controlled gates take (control, target).
  *   - Encoding: AMPLITUDE L2-normalises the amplitudes features[0..qkd_ir_amplitudes(c)) and
@@ -50,7 +51,9 @@ typedef enum {
   QKD_ANGLE_NONE = 0, /* the gate has no angle */
   QKD_ANGLE_CONST,    /* offset */
   QKD_ANGLE_PARAM,    /* scale * params[index] + offset */
-  QKD_ANGLE_FEATURE   /* scale * features[index] + offset */
+  QKD_ANGLE_FEATURE,  /* scale * features[index] + offset */
+  QKD_ANGLE_BIT       /* scale * (features[index] != 0) + offset: a per-sample choice between two
+                         angles (trajectories' Pauli slots, qkd_traj.h); never differentiated */
 } qkd_angle_kind;
 
 typedef struct {

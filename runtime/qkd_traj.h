@@ -10,17 +10,29 @@
  *     ρ → Σ_P p_P P ρ P with p_P = χ_PP. depolarizing, bit_flip, phase_flip and phase_damping
  *     are (phase_damping(γ) is phase_flip((1 − √(1−γ))/2)); amplitude_damping is not, and a
  *     circuit carrying it is refused (kind INPUT): it needs the exact engine (qkd_dmk.h).
- *   - The trajectory circuit (t->circuit) has the noisy circuit's gates with a slot after each
- *     channel's position: RZ(π b) then RX(π a) on the channel's qubit, a and b ∈ {0, 1} two extra
- *     features per slot (I: 0 0, X: 1 0, Z: 0 1, Y: 1 1, equal to P up to a global phase). Its
- *     features are the noisy circuit's F, then 2 per slot (n_amplitudes keeps amplitude
+ *   - Each trajectory draws one Pauli per channel (with the channel's probabilities) and is the
+ *     circuit with those Paulis applied: an unbiased estimate of the noisy outputs. The Paulis are
+ *     not applied where they are drawn: each is carried forward (its "frame", x and z bits per
+ *     qubit, linear over GF(2) in the draws) through every Clifford gate (a gate with no angle
+ *     or constant angles that maps every Pauli to a Pauli: CNOT, CZ, SWAP, H, X, S, …, decided
+ *     from the gate table's matrix, not the gate's kind) by its conjugation map, and applied as
+ *     a slot right before the next non-Clifford gate on that qubit, all the Paulis carried there
+ *     merged into one (P·Q ∝ the Pauli of XOR'd bits: every sign is a global phase). A slot is
+ *     RZ(π b) then RX(π a) (either left out where its bit is never set), X^a Z^b up to a global
+ *     phase, with a and b extra features read by BIT angles (qkd_ir.h: the engines select
+ *     between the two angles, no sin/cos, no gradient). Before the measurement, z bits change
+ *     no outcome and are dropped; x bits become a last slot. So the slots fuse into the gates'
+ *     passes instead of adding their own.
+ *   - The trajectory circuit (t->circuit) has the noisy circuit's gates with those slots. Its
+ *     features are the noisy circuit's F, then one per slot bit (n_amplitudes keeps amplitude
  *     encoding on the first F); it has no channels and no read-out. A channel whose Pauli
- *     probabilities are all 0 gets no slot, so a circuit with every parameter 0 is exactly the
+ *     probabilities are all 0 is never drawn, so a circuit with every parameter 0 is exactly the
  *     noiseless circuit (and runs one trajectory per sample: t->trajectories is then 1).
  *   - qkd_traj_expand: T = t->trajectories rows per sample (row b·T + j is trajectory j of
- *     sample b): the sample's features, then its Pauli choices, drawn from qkd_rng keyed by
- *     (seed, first_sample + b), stream QKD_STREAM_TRAJ, counter j·slots + s. Results never depend
- *     on how a batch is split or on the thread count.
+ *     sample b): the sample's features, then its slot bits, from the Paulis of the drawn
+ *     channels (t->draws) chosen with qkd_rng keyed by (seed, first_sample + b), stream
+ *     QKD_STREAM_TRAJ, counter j·draws + d. Results never depend on how a batch is split or on
+ *     the thread count.
  *   - qkd_traj_reduce: each sample's outputs are the mean of its T rows (summed in row order),
  *     then the read-out confusion (qkd_channels.h): MEASURE_Z maps ⟨Z_q⟩ to the read-out value
  *     (affine), MEASURE_PROBS applies ⊗_q C_q. Each trajectory's outputs are an unbiased
@@ -29,7 +41,8 @@
  *     sample's output cotangent goes through the read-out's transpose, divided by T, to each of
  *     its rows; d_features sums a sample's rows over its first F columns. The kernel's VJP on
  *     the rows is exact for each trajectory, so the gradient is unbiased in expectation.
- * Nothing here allocates per call; t owns its gates and slots. */
+ * Nothing here allocates per call; t owns its gates, draws and bits. One t is used by one thread
+ * at a time (qkd_traj_expand writes t->scratch). */
 #ifndef QKD_TRAJ_H
 #define QKD_TRAJ_H
 
@@ -39,15 +52,27 @@
 typedef struct {
   int channel;       /* index into the noisy circuit's channels */
   double px, py, pz; /* the probabilities of X, Y, Z (I: the rest) */
-} qkd_traj_slot;
+} qkd_traj_draw;
+
+/* One slot bit: a feature of the trajectory circuit = XOR of draw bits (2d: draw d's x, 2d + 1:
+ * its z). */
+typedef struct {
+  int feature;
+  int n;
+  const int *src; /* n draw bits (into t->pool) */
+} qkd_traj_bit;
 
 typedef struct {
   const qkd_ir_circuit *noisy; /* not owned */
   qkd_ir_circuit circuit;      /* the trajectory circuit (gates owned) */
-  int trajectories;            /* T ≥ 1 per sample (1 when there is no slot) */
-  int n_slots;
-  qkd_traj_slot *slots;        /* owned, in the noisy circuit's channel order */
+  int trajectories;            /* T ≥ 1 per sample (1 when nothing is drawn) */
+  int n_draws;
+  qkd_traj_draw *draws;        /* owned: the channels with a non-identity Pauli, in order */
+  int n_bits;
+  qkd_traj_bit *bits;          /* owned */
+  int *pool;                   /* owned: the bits' sources */
   int F, W, O;                 /* features of the noisy circuit, of the trajectory circuit, outputs */
+  unsigned char *scratch;      /* owned: qkd_traj_expand's draws (so it is not reentrant on one t) */
 } qkd_traj;
 
 /* 0 if every channel of c is a Pauli channel, else -1 with err (INPUT) naming the first that is

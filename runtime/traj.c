@@ -50,6 +50,165 @@ int qkd_traj_supported(const qkd_ir_circuit *c, qkd_error *err) {
   return 0;
 }
 
+/* ---- Clifford gates: the conjugation map of a gate instance, from the gate table's matrix ---- */
+
+/* The image of a Pauli on a gate's qubits under U·P·U†, as x and z bit masks over the gate's
+ * qubits (bit j: qubit q[j]). */
+typedef struct {
+  int x, z;
+} pmask;
+
+/* The D×D matrix of the Pauli with masks (x, z) on nq qubits (q[0] the high bit of a pattern),
+ * X^x Z^z per qubit (Y up to a phase). */
+static void pauli_matrix(int nq, pmask m, cplx *P) {
+  int D = 1 << nq;
+  for (int r = 0; r < D; r++)
+    for (int c = 0; c < D; c++) {
+      cplx v = 1;
+      for (int j = 0; j < nq; j++) {
+        int b = nq - 1 - j, rb = r >> b & 1, cb = c >> b & 1;
+        int P1 = (m.x >> j & 1) * 1 + (m.z >> j & 1) * 2; /* 0 I, 1 X, 2 Z, 3 XZ */
+        cplx e = P1 == 0 ? (rb == cb) : P1 == 1 ? (rb != cb) : P1 == 2 ? (rb == cb) * (cb ? -1 : 1)
+                                                                      : (rb != cb) * (cb ? -1 : 1);
+        v *= e;
+      }
+      P[r * D + c] = v;
+    }
+}
+
+/* 1 and img[2·j] = image of X_j, img[2·j + 1] = image of Z_j when gate g (no angle or constant
+ * angles) maps every Pauli to a Pauli up to a phase; else 0. */
+static int clifford_map(const qkd_ir_gate *g, pmask img[2 * QKD_GATE_MAX_QUBITS]) {
+  const qkd_gate_info *info = qkd_gate(g->kind);
+  for (int s = 0; s < info->angles; s++)
+    if (g->angle[s].kind != QKD_ANGLE_CONST) return 0;
+  double a[QKD_GATE_MAX_ANGLES];
+  qkd_ir_gate_angles(g, NULL, NULL, a);
+  int nq = info->qubits, D = 1 << nq;
+  double m[QKD_GATE_DIM * QKD_GATE_DIM][2];
+  qkd_gate_matrix(g->kind, a, -1, m);
+  cplx U[QKD_GATE_DIM * QKD_GATE_DIM], P[QKD_GATE_DIM * QKD_GATE_DIM], M[QKD_GATE_DIM * QKD_GATE_DIM], Q[QKD_GATE_DIM * QKD_GATE_DIM];
+  for (int i = 0; i < D * D; i++) U[i] = m[i][0] + I * m[i][1];
+  for (int j = 0; j < nq; j++)
+    for (int w = 0; w < 2; w++) {
+      pauli_matrix(nq, w ? (pmask){0, 1 << j} : (pmask){1 << j, 0}, P);
+      for (int r = 0; r < D; r++) /* M = U P U† */
+        for (int c = 0; c < D; c++) {
+          cplx v = 0;
+          for (int k = 0; k < D; k++)
+            for (int l = 0; l < D; l++) v += U[r * D + k] * P[k * D + l] * conj(U[c * D + l]);
+          M[r * D + c] = v;
+        }
+      int found = 0;
+      for (int x = 0; x < D && !found; x++)
+        for (int z = 0; z < D && !found; z++) {
+          pauli_matrix(nq, (pmask){x, z}, Q);
+          cplx t = 0;
+          for (int i = 0; i < D * D; i++) t += conj(Q[i]) * M[i];
+          t /= D; /* Tr(Q† M) / D: a phase of modulus 1 when M ∝ Q */
+          if (fabs(cabs(t) - 1) < 1e-9) img[2 * j + w] = (pmask){x, z}, found = 1;
+        }
+      if (!found) return 0;
+    }
+  return 1;
+}
+
+/* ---- building the trajectory circuit -------------------------------------------------------- */
+
+/* A set of draw bits (a GF(2) combination): a bitset of `words` uint64. */
+typedef struct {
+  int n, words;
+  uint64_t *frame; /* [2 n][words]: x then z of every qubit */
+  uint64_t *tmp;   /* [2 · QKD_GATE_MAX_QUBITS][words] */
+} frame;
+
+static uint64_t *fx(frame *f, int q) { return f->frame + (size_t)(2 * q) * f->words; }
+static uint64_t *fz(frame *f, int q) { return f->frame + (size_t)(2 * q + 1) * f->words; }
+static int set_empty(const uint64_t *s, int words) {
+  for (int i = 0; i < words; i++)
+    if (s[i]) return 0;
+  return 1;
+}
+
+typedef struct {
+  qkd_traj *t;
+  qkd_ir_circuit *o;
+  frame *f;
+  int n_pool, cap_pool, cap_bits;
+  int err;
+} builder;
+
+/* A new slot bit from set s (a feature index, its sources appended to the pool); -1 on OOM. */
+static int add_bit(builder *b, const uint64_t *s) {
+  qkd_traj *t = b->t;
+  int cnt = 0;
+  for (int i = 0; i < b->f->words; i++) cnt += __builtin_popcountll(s[i]);
+  if (b->n_pool + cnt > b->cap_pool) {
+    int cap = 2 * (b->n_pool + cnt) + 64;
+    int *p = realloc(t->pool, sizeof(int) * (size_t)cap);
+    if (!p) return b->err = -1;
+    t->pool = p, b->cap_pool = cap;
+  }
+  if (t->n_bits == b->cap_bits) {
+    int cap = 2 * b->cap_bits + 16;
+    qkd_traj_bit *p = realloc(t->bits, sizeof *p * (size_t)cap);
+    if (!p) return b->err = -1;
+    t->bits = p, b->cap_bits = cap;
+  }
+  int at = b->n_pool;
+  for (int i = 0; i < b->f->words; i++)
+    for (uint64_t w = s[i]; w; w &= w - 1) t->pool[b->n_pool++] = i * 64 + __builtin_ctzll(w);
+  t->bits[t->n_bits] = (qkd_traj_bit){t->F + t->n_bits, cnt, NULL};
+  t->bits[t->n_bits].src = (const int *)(intptr_t)at; /* an offset until the pool stops moving */
+  return t->F + t->n_bits++;
+}
+
+/* Applies qubit q's carried Pauli as a slot (RZ(π b), RX(π a)) at the end of o's gates; z
+ * dropped when `no_z` (right before the measurement). */
+static void emit_slot(builder *b, int q, int line, int no_z) {
+  frame *f = b->f;
+  int kinds[2] = {QKD_GATE_RZ, QKD_GATE_RX};
+  uint64_t *sets[2] = {fz(f, q), fx(f, q)};
+  for (int r = 0; r < 2; r++) {
+    if ((r == 0 && no_z) || set_empty(sets[r], f->words)) continue;
+    int feat = add_bit(b, sets[r]);
+    if (feat < 0) return;
+    qkd_ir_gate *sg = &b->o->gates[b->o->n_gates++];
+    memset(sg, 0, sizeof *sg);
+    sg->kind = (qkd_gate_kind)kinds[r];
+    sg->q[0] = q;
+    sg->angle[0] = (qkd_angle){QKD_ANGLE_BIT, feat, M_PI, 0.0};
+    sg->line = line;
+  }
+  memset(fx(f, q), 0, sizeof(uint64_t) * (size_t)f->words);
+  memset(fz(f, q), 0, sizeof(uint64_t) * (size_t)f->words);
+}
+
+/* The carried Pauli through Clifford gate g (conjugation map img). */
+static void push_through(frame *f, const qkd_ir_gate *g, const pmask *img) {
+  int nq = qkd_gate(g->kind)->qubits, W = f->words;
+  uint64_t *nx[QKD_GATE_MAX_QUBITS], *nz[QKD_GATE_MAX_QUBITS];
+  for (int k = 0; k < nq; k++) {
+    nx[k] = f->tmp + (size_t)(2 * k) * W, nz[k] = f->tmp + (size_t)(2 * k + 1) * W;
+    memset(nx[k], 0, sizeof(uint64_t) * (size_t)(2 * W));
+  }
+  for (int j = 0; j < nq; j++)
+    for (int w = 0; w < 2; w++) {
+      const uint64_t *src = w ? fz(f, g->q[j]) : fx(f, g->q[j]);
+      pmask m = img[2 * j + w];
+      for (int k = 0; k < nq; k++) {
+        if (m.x >> k & 1)
+          for (int i = 0; i < W; i++) nx[k][i] ^= src[i];
+        if (m.z >> k & 1)
+          for (int i = 0; i < W; i++) nz[k][i] ^= src[i];
+      }
+    }
+  for (int k = 0; k < nq; k++) {
+    memcpy(fx(f, g->q[k]), nx[k], sizeof(uint64_t) * (size_t)W);
+    memcpy(fz(f, g->q[k]), nz[k], sizeof(uint64_t) * (size_t)W);
+  }
+}
+
 int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_error *err) {
   memset(t, 0, sizeof *t);
   if (trajectories < 1) return qkd_fail(err, QKD_ERR_INTERNAL, NULL, "%d trajectories", trajectories);
@@ -58,71 +217,107 @@ int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_er
   t->trajectories = trajectories;
   t->F = c->n_features;
   t->O = qkd_ir_outputs(c);
-  t->slots = malloc(sizeof *t->slots * (size_t)(c->n_channels + 1));
-  if (!t->slots) goto oom;
+  int n = c->n_qubits;
+  frame f = {n, 0, NULL, NULL};
+  builder b = {t, &t->circuit, &f, 0, 0, 0, 0};
+  t->draws = malloc(sizeof *t->draws * (size_t)(c->n_channels + 1));
+  if (!t->draws) goto oom;
+  int *draw_of = malloc(sizeof(int) * (size_t)(c->n_channels + 1));
+  if (!draw_of) goto oom;
   for (int i = 0; i < c->n_channels; i++) {
     double p[3];
     qkd_traj_pauli(c->channels[i].kind, c->channels[i].p, p);
-    if (p[0] == 0 && p[1] == 0 && p[2] == 0) continue; /* the identity: no slot */
-    t->slots[t->n_slots++] = (qkd_traj_slot){i, p[0], p[1], p[2]};
+    draw_of[i] = -1;
+    if (p[0] == 0 && p[1] == 0 && p[2] == 0) continue; /* the identity: never drawn */
+    draw_of[i] = t->n_draws;
+    t->draws[t->n_draws++] = (qkd_traj_draw){i, p[0], p[1], p[2]};
   }
-  t->W = t->F + 2 * t->n_slots;
-  if (!t->n_slots) t->trajectories = 1; /* every trajectory would be the same */
+  f.words = (2 * t->n_draws + 63) / 64 + 1;
+  f.frame = calloc((size_t)(2 * n) * f.words, sizeof(uint64_t));
+  f.tmp = calloc((size_t)(2 * QKD_GATE_MAX_QUBITS) * f.words, sizeof(uint64_t));
   qkd_ir_circuit *o = &t->circuit;
   *o = *c;
   o->n_channels = 0, o->channels = NULL, o->readout = NULL, o->trajectories = 0;
-  o->n_features = t->W;
-  if (c->encode == QKD_ENCODE_AMPLITUDE && t->n_slots) o->n_amplitudes = qkd_ir_amplitudes(c);
-  o->n_gates = c->n_gates + 2 * t->n_slots;
-  o->gates = malloc(sizeof *o->gates * (size_t)(o->n_gates + 1));
-  if (!o->gates) goto oom;
-  int k = 0, s = 0;
-  for (int g = 0; g <= c->n_gates; g++) {
-    for (; s < t->n_slots && c->channels[t->slots[s].channel].after == g; s++) {
-      const qkd_ir_channel *ch = &c->channels[t->slots[s].channel];
-      int line = g > 0 ? c->gates[g - 1].line : 0;
-      for (int r = 0; r < 2; r++) { /* RZ(π b), then RX(π a) */
-        qkd_ir_gate *sg = &o->gates[k++];
-        memset(sg, 0, sizeof *sg);
-        sg->kind = r == 0 ? QKD_GATE_RZ : QKD_GATE_RX;
-        sg->q[0] = ch->qubit;
-        sg->angle[0] = (qkd_angle){QKD_ANGLE_FEATURE, t->F + 2 * s + (r == 0 ? 1 : 0), M_PI, 0.0};
-        sg->line = line;
-      }
-      if (g < c->n_encoding_gates) o->n_encoding_gates += 2;
-    }
-    if (g < c->n_gates) o->gates[k++] = c->gates[g];
+  o->n_gates = 0, o->n_encoding_gates = 0;
+  /* at most two slot gates per qubit before each gate, and at the end */
+  o->gates = malloc(sizeof *o->gates * (size_t)(c->n_gates + 2 * (size_t)n * (c->n_gates + 1) + 1));
+  if (!f.frame || !f.tmp || !o->gates) {
+    free(draw_of);
+    goto oom;
   }
+  int ch = 0;
+  for (int g = 0; g <= c->n_gates; g++) {
+    for (; ch < c->n_channels && c->channels[ch].after == g; ch++) { /* channels acting before gate g */
+      int d = draw_of[ch];
+      if (d < 0) continue;
+      int q = c->channels[ch].qubit;
+      fx(&f, q)[(2 * d) / 64] ^= (uint64_t)1 << (2 * d % 64);
+      fz(&f, q)[(2 * d + 1) / 64] ^= (uint64_t)1 << ((2 * d + 1) % 64);
+    }
+    if (g == c->n_gates) {
+      for (int q = 0; q < n; q++) emit_slot(&b, q, g > 0 ? c->gates[g - 1].line : 0, 1);
+      break;
+    }
+    const qkd_ir_gate *gt = &c->gates[g];
+    pmask img[2 * QKD_GATE_MAX_QUBITS];
+    if (clifford_map(gt, img)) {
+      push_through(&f, gt, img);
+    } else {
+      for (int k = 0; k < qkd_gate(gt->kind)->qubits; k++) emit_slot(&b, gt->q[k], gt->line, 0);
+    }
+    if (g < c->n_encoding_gates) o->n_encoding_gates = o->n_gates + 1;
+    o->gates[o->n_gates++] = *gt;
+  }
+  free(draw_of);
+  free(f.frame), free(f.tmp);
+  f.frame = f.tmp = NULL;
+  if (b.err || !(t->scratch = malloc((size_t)(2 * t->n_draws + 1)))) goto oom;
+  for (int i = 0; i < t->n_bits; i++) t->bits[i].src = t->pool + (intptr_t)t->bits[i].src;
+  t->W = t->F + t->n_bits;
+  o->n_features = t->W;
+  if (c->encode == QKD_ENCODE_AMPLITUDE && t->n_bits) o->n_amplitudes = qkd_ir_amplitudes(c);
+  if (!t->n_draws) t->trajectories = 1; /* every trajectory would be the same */
   if (qkd_ir_validate(o, err) != 0) {
     qkd_traj_free(t);
     return -1;
   }
   return 0;
 oom:
+  free(f.frame), free(f.tmp);
   qkd_traj_free(t);
   return qkd_fail(err, QKD_ERR_MEMORY, NULL, "out of memory building the trajectories of '%s'", c->name ? c->name : "?");
 }
 
 void qkd_traj_free(qkd_traj *t) {
-  free(t->slots);
+  free(t->draws);
+  free(t->scratch);
+  free(t->bits);
+  free(t->pool);
   free(t->circuit.gates);
   memset(t, 0, sizeof *t);
 }
 
 void qkd_traj_expand(const qkd_traj *t, const double *features, int batch, uint64_t seed, uint64_t first_sample,
                      double *rows) {
-  int T = t->trajectories, S = t->n_slots;
+  int T = t->trajectories, D = t->n_draws;
+  unsigned char *bit = t->scratch; /* [2 D]: x, z of every draw */
   for (int b = 0; b < batch; b++) {
     uint64_t key = qkd_rng_u64(seed, QKD_STREAM_TRAJ, first_sample + (uint64_t)b);
     for (int j = 0; j < T; j++) {
       double *r = rows + ((size_t)b * T + j) * (size_t)t->W;
       memcpy(r, features + (size_t)b * t->F, sizeof(double) * (size_t)t->F);
-      for (int s = 0; s < S; s++) {
-        const qkd_traj_slot *sl = &t->slots[s];
-        double u = qkd_rng_uniform(key, QKD_STREAM_TRAJ, (uint64_t)j * (uint64_t)S + (uint64_t)s);
-        int P = u < sl->px ? 1 : u < sl->px + sl->py ? 2 : u < sl->px + sl->py + sl->pz ? 3 : 0;
-        r[t->F + 2 * s] = P == 1 || P == 2;     /* a: RX(π) */
-        r[t->F + 2 * s + 1] = P == 2 || P == 3; /* b: RZ(π) */
+      for (int d = 0; d < D; d++) {
+        const qkd_traj_draw *dr = &t->draws[d];
+        double u = qkd_rng_uniform(key, QKD_STREAM_TRAJ, (uint64_t)j * (uint64_t)D + (uint64_t)d);
+        int P = u < dr->px ? 1 : u < dr->px + dr->py ? 2 : u < dr->px + dr->py + dr->pz ? 3 : 0; /* I X Y Z */
+        bit[2 * d] = P == 1 || P == 2;
+        bit[2 * d + 1] = P == 2 || P == 3;
+      }
+      for (int i = 0; i < t->n_bits; i++) {
+        const qkd_traj_bit *tb = &t->bits[i];
+        int v = 0;
+        for (int k = 0; k < tb->n; k++) v ^= bit[tb->src[k]];
+        r[tb->feature] = v;
       }
     }
   }

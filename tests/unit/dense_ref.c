@@ -198,6 +198,7 @@ static double angle_of(const qkd_angle *a, const double *params, const double *f
   case QKD_ANGLE_CONST: return a->offset;
   case QKD_ANGLE_PARAM: return a->scale * params[a->index] + a->offset;
   case QKD_ANGLE_FEATURE: return a->scale * features[a->index] + a->offset;
+  case QKD_ANGLE_BIT: return (features[a->index] != 0.0 ? a->scale : 0.0) + a->offset;
   default: return 0.0;
   }
 }

@@ -11,6 +11,7 @@
 #include "jit.h"
 #include "qkd_par.h"
 #include "qkd_rng.h"
+#include "qkd_traj.h"
 #include "qsim.h"
 #include "testutil.h"
 
@@ -54,7 +55,7 @@ static void rand_dout(uint64_t seed, double *d, size_t n) {
 }
 
 typedef struct {
-  int checks_fwd, checks_bwd, fd, f32, variants, par, pshift, pshift_shots, large;
+  int checks_fwd, checks_bwd, fd, f32, variants, par, pshift, pshift_shots, large, traj;
 } counts;
 static counts cnt;
 
@@ -98,6 +99,14 @@ static void check_f32(uint64_t seed, const qkd_ir_circuit *c, const qkd_kernel *
 }
 
 /* One circuit: JIT (f64, f32) vs interpreter vs dense reference, and gradients. */
+/* 1 if feature j is read by a BIT angle (a trajectory's Pauli slot). */
+static int bit_feature(const qkd_ir_circuit *c, int j) {
+  for (int i = 0; i < c->n_gates; i++)
+    for (int s = 0; s < QKD_GATE_MAX_ANGLES; s++)
+      if (c->gates[i].angle[s].kind == QKD_ANGLE_BIT && c->gates[i].angle[s].index == j) return 1;
+  return 0;
+}
+
 static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
   qkd_error err;
   qkd_kernel kj;
@@ -110,6 +119,9 @@ static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
   int np = c->n_params, nf = c->n_features, no = qkd_ir_outputs(c);
   double *params = xmalloc((size_t)(np + 1) * 8), *feat = xmalloc((size_t)batch * (size_t)(nf + 1) * 8);
   circgen_inputs(c, seed * 31 + 7, batch, params, feat);
+  for (int j = 0; j < nf; j++) /* the features BIT angles read: 0 or 1, both met */
+    if (bit_feature(c, j))
+      for (int b = 0; b < batch; b++) feat[(size_t)b * nf + j] = qkd_rng_uniform(seed, 91, (uint64_t)(b * nf + j)) < 0.5;
   size_t nout = (size_t)batch * (size_t)no;
   double *oj = xmalloc(nout * 8), *oi = xmalloc(nout * 8), *od = xmalloc((size_t)no * 8);
   void *ws = xmalloc(qkd_kernel_workspace_bytes(c));
@@ -183,6 +195,10 @@ static void check_circuit(uint64_t seed, const qkd_ir_circuit *c, int batch) {
       double ss = 0.0;
       for (int j = 0; j < nf; j++) ss += feat[j] * feat[j];
       if (c->encode == QKD_ENCODE_AMPLITUDE && ss < 1e-6) continue;
+      if (bit_feature(c, idx)) { /* no gradient by definition, and a step at 0 */
+        CHECK(f1[idx] == 0.0);
+        continue;
+      }
       dense_ref_fd(c, params, feat, DENSE_WRT_FEATURE, idx, 1e-5, fdv);
       double v = 0.0;
       for (int o = 0; o < no; o++) v += dout[o] * fdv[o];
@@ -556,6 +572,28 @@ int main(void) {
     check_circuit(3000 + (uint64_t)i, c, batches[i % 6]);
     circgen_free(c);
   }
+  /* trajectory circuits (qkd_traj.h): random circuits with random Pauli channels, carried
+   * through Clifford gates into slots of BIT angles, fused after grad gates in backward plans */
+  for (int i = 0; i < N_CIRCUITS / 2; i++) {
+    circgen_opts to = o;
+    to.p_shots = 0.0;
+    qkd_ir_circuit *c = circgen_random(4000 + (uint64_t)i, &to);
+    qkd_ir_channel ch[24];
+    int m = 0;
+    for (int g = 0; g < c->n_gates && m < 24; g++)
+      if (qkd_rng_uniform(4000 + (uint64_t)i, 92, (uint64_t)g) < 0.6)
+        ch[m++] = (qkd_ir_channel){g % 3 == 0 ? QKD_CHAN_DEPOLARIZING : g % 3 == 1 ? QKD_CHAN_BIT_FLIP : QKD_CHAN_PHASE_DAMPING,
+                                   c->gates[g].q[0], 0.1, g + 1};
+    c->channels = ch, c->n_channels = m, c->trajectories = 1;
+    qkd_traj t;
+    qkd_error err;
+    CHECK(qkd_traj_init(&t, c, 1, &err) == 0);
+    if (t.n_bits) cnt.traj++;
+    check_circuit(4000 + (uint64_t)i, &t.circuit, batches[i % 6]);
+    qkd_traj_free(&t);
+    c->channels = NULL, c->n_channels = 0, c->trajectories = 0;
+    circgen_free(c);
+  }
   /* long circuits on few qubits exercise long diagonal runs, fusion and permutations, and
    * (forced block sizes) long blocked groups */
   circgen_opts lo = o;
@@ -625,9 +663,10 @@ int main(void) {
   circgen_free(h);
   for (int t = 0; t < 3; t++) qkd_par_destroy(pools[t]);
   printf("circuits: %d fwd, %d bwd, %d finite-difference, %d f32, %d variants, %d par, %d pshift exact, "
-         "%d pshift shots, %d at 9-14 qubits\n", cnt.checks_fwd, cnt.checks_bwd, cnt.fd, cnt.f32, cnt.variants, cnt.par,
-         cnt.pshift, cnt.pshift_shots, cnt.large);
+         "%d pshift shots, %d at 9-14 qubits, %d trajectory circuits with slots\n", cnt.checks_fwd, cnt.checks_bwd, cnt.fd,
+         cnt.f32, cnt.variants, cnt.par, cnt.pshift, cnt.pshift_shots, cnt.large, cnt.traj);
   CHECK(cnt.large == 12);
+  CHECK(cnt.traj >= N_CIRCUITS / 4);
   CHECK(cnt.pshift > 0 && cnt.pshift_shots > 0);
   return test_done("test_jit_kernels");
 }

@@ -179,7 +179,7 @@ static void check_zero(uint64_t seed) {
   qkd_traj t;
   qkd_error err;
   CHECK(qkd_traj_init(&t, c, 3, &err) == 0);
-  CHECK(t.n_slots == 0 && t.W == c->n_features && t.circuit.n_gates == c->n_gates && t.trajectories == 1);
+  CHECK(t.n_draws == 0 && t.n_bits == 0 && t.W == c->n_features && t.circuit.n_gates == c->n_gates && t.trajectories == 1);
   CHECK(qkd_ir_hash(&t.circuit) == qkd_ir_hash(clean));
   int B = 5, F = c->n_features, O = qkd_ir_outputs(c);
   double *params = xcalloc((size_t)c->n_params + 1, sizeof(double)), *x = xcalloc((size_t)B * F + 1, sizeof(double));
