@@ -1719,7 +1719,7 @@ void *qkd_jit_scratch(uint64_t bytes) {
   }
   if (s->size < bytes) {
     free(s->p);
-    s->p = aligned_alloc(64, (size_t)r64(bytes));
+    s->p = qkd_kernel_alloc((size_t)r64(bytes));
     if (!s->p) abort();
     s->size = bytes;
   }

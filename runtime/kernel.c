@@ -15,8 +15,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+#define HUGE_PAGE ((size_t)2 << 20)
+void *qkd_kernel_alloc(size_t bytes) {
+  size_t align = 64, size = round64(bytes ? bytes : 1);
+#ifdef MADV_HUGEPAGE
+  if (bytes >= HUGE_PAGE) align = HUGE_PAGE, size = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+#endif
+  void *p = NULL;
+  if (posix_memalign(&p, align, size) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  if (align == HUGE_PAGE) (void)madvise(p, size, MADV_HUGEPAGE); /* advice only: a refusal costs nothing */
+#endif
+  return p;
+}
 
 size_t qkd_kernel_workspace_bytes(const qkd_ir_circuit *ir) {
   size_t dim = (size_t)1 << ir->n_qubits;

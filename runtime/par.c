@@ -153,7 +153,7 @@ static int run_job(qkd_par_pool *p, job *j, size_t elem) {
   size_t need = qkd_kernel_workspace_bytes(j->k->ir);
   for (int i = 0; i < p->threads; i++)
     if (p->ws[i].size < need) {
-      void *w = malloc(need);
+      void *w = qkd_kernel_alloc(need);
       if (!w) return -1;
       free(p->ws[i].ws);
       p->ws[i].ws = w;

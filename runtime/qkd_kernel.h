@@ -64,6 +64,13 @@ void qkd_kernel_fwd_f32_in_f64(const qkd_kernel *k, const float *params, const f
 void qkd_kernel_bwd_f32_in_f64(const qkd_kernel *k, const float *params, const float *features, int batch,
                                const float *d_outputs, float *d_params, float *d_features, void *workspace);
 
+/* Memory for kernel states: 64-byte aligned; from 2 MiB up, 2 MiB aligned with transparent huge
+ * pages asked for (MADV_HUGEPAGE: the kernels walk a large state with strides of many pages,
+ * which 4 KiB pages turn into TLB misses; where they are not granted it is ordinary memory).
+ * NULL when out of memory; release with free(). The thread pool's workspaces and the JIT's
+ * per-thread scratch come from here. */
+void *qkd_kernel_alloc(size_t bytes);
+
 /* Scratch bytes one thread needs for any kernel call on this circuit (any batch size). */
 size_t qkd_kernel_workspace_bytes(const qkd_ir_circuit *ir);
 
