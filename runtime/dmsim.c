@@ -158,17 +158,18 @@ static void apply_channel(cplx *rho, int n, const qkd_ir_channel *ch, int dual) 
 /* The initial ρ; returns |x| for amplitude encoding (0 for a zero vector), else 1. */
 static double init_rho(const qkd_ir_circuit *ir, const double *features, cplx *rho) {
   size_t dim = (size_t)1 << ir->n_qubits;
+  int na = qkd_ir_amplitudes(ir);
   memset(rho, 0, dim * dim * sizeof(cplx));
   double ss = 0.0;
   if (ir->encode == QKD_ENCODE_AMPLITUDE)
-    for (int i = 0; i < qkd_ir_amplitudes(ir); i++) ss += features[i] * features[i];
+    for (int i = 0; i < na; i++) ss += features[i] * features[i];
   if (ss == 0.0) {
     rho[0] = 1;
     return ir->encode == QKD_ENCODE_AMPLITUDE ? 0.0 : 1.0;
   }
   double r = sqrt(ss);
-  for (int i = 0; i < qkd_ir_amplitudes(ir); i++)
-    for (int j = 0; j < qkd_ir_amplitudes(ir); j++) rho[(size_t)i * dim + j] = (features[i] / r) * (features[j] / r);
+  for (int i = 0; i < na; i++)
+    for (int j = 0; j < na; j++) rho[(size_t)i * dim + j] = (features[i] / r) * (features[j] / r);
   return r;
 }
 
@@ -225,8 +226,7 @@ static void confuse(const qkd_ir_circuit *ir, double *v, int transpose) {
   }
 }
 
-/* z[t] = the read-out value of Z_q (mean of (−1)^(read bit)) given true bit t. */
-static void readout_z(const qkd_ir_circuit *ir, int q, double z[2]) {
+void qkd_dm_readout_z(const qkd_ir_circuit *ir, int q, double z[2]) {
   double m[2][2];
   readout_of(ir, q, m);
   for (int t = 0; t < 2; t++) z[t] = m[0][t] - m[1][t];
@@ -249,7 +249,7 @@ void qkd_dm_outputs_of_diag(const qkd_ir_circuit *ir, double *diag, double *out)
   }
   for (int q = 0; q < n; q++) {
     double z[2], s = 0.0;
-    readout_z(ir, q, z);
+    qkd_dm_readout_z(ir, q, z);
     for (size_t i = 0; i < dim; i++) s += z[(i & bit_of(n, q)) != 0] * diag[i];
     out[q] = s;
   }
@@ -275,7 +275,7 @@ void qkd_dm_observable(const qkd_ir_circuit *ir, const double *d_out, double *w)
   memset(w, 0, dim * sizeof(double));
   for (int q = 0; q < n; q++) {
     double z[2];
-    readout_z(ir, q, z);
+    qkd_dm_readout_z(ir, q, z);
     for (size_t i = 0; i < dim; i++) w[i] += d_out[q] * z[(i & bit_of(n, q)) != 0];
   }
 }

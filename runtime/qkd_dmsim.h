@@ -64,6 +64,9 @@ int qkd_dm_vjp(const qkd_ir_circuit *ir, const double *params, const double *fea
  * Λ = Σ_o d_out[o] M_o (read-out included), so that Σ_o d_out[o] O_o = Σ_i w[i] ρ_ii. */
 void qkd_dm_outputs_of_diag(const qkd_ir_circuit *ir, double *diag, double *out);
 void qkd_dm_read_probs_of_diag(const qkd_ir_circuit *ir, double *diag);
+/* z[t] = the read-out value of Z_q (the mean of (−1)^(read bit)) given true bit t (1, −1 without
+ * read-out). */
+void qkd_dm_readout_z(const qkd_ir_circuit *ir, int q, double z[2]);
 void qkd_dm_observable(const qkd_ir_circuit *ir, const double *d_out, double *w);
 
 /* The density-matrix kernel for `ir` into *k (ir not copied: it must outlive the kernel; no

@@ -115,9 +115,10 @@ static int clifford_map(const qkd_ir_gate *g, pmask img[2 * QKD_GATE_MAX_QUBITS]
 
 /* ---- building the trajectory circuit -------------------------------------------------------- */
 
-/* A set of draw bits (a GF(2) combination): a bitset of `words` uint64. */
+/* The carried Paulis: per qubit, its x and z bits as sets of draw bits (GF(2) combinations),
+ * each a bitset of `words` uint64. */
 typedef struct {
-  int n, words;
+  int words;
   uint64_t *frame; /* [2 n][words]: x then z of every qubit */
   uint64_t *tmp;   /* [2 · QKD_GATE_MAX_QUBITS][words] */
 } frame;
@@ -218,7 +219,7 @@ int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_er
   t->F = c->n_features;
   t->O = qkd_ir_outputs(c);
   int n = c->n_qubits;
-  frame f = {n, 0, NULL, NULL};
+  frame f = {0, NULL, NULL};
   builder b = {t, &t->circuit, &f, 0, 0, 0, 0};
   t->draws = malloc(sizeof *t->draws * (size_t)(c->n_channels + 1));
   if (!t->draws) goto oom;
@@ -323,12 +324,11 @@ void qkd_traj_expand(const qkd_traj *t, const double *features, int batch, uint6
   }
 }
 
-/* The read-out of ⟨Z_q⟩: value = c0 + c1 ⟨Z_q⟩ (from the confusion matrix C[r][t]). */
+/* The read-out of ⟨Z_q⟩: value = c0 + c1 ⟨Z_q⟩ (qkd_dm_readout_z: z given true 0 and 1). */
 static void z_affine(const qkd_ir_circuit *c, int q, double *c0, double *c1) {
-  double m[2][2];
-  qkd_chan_readout_matrix(c->readout ? c->readout[q].p01 : 0.0, c->readout ? c->readout[q].p10 : 0.0, m);
-  double z0 = m[0][0] - m[1][0], z1 = m[0][1] - m[1][1]; /* read-out Z given true 0, 1 */
-  *c0 = 0.5 * (z0 + z1), *c1 = 0.5 * (z0 - z1);
+  double z[2];
+  qkd_dm_readout_z(c, q, z);
+  *c0 = 0.5 * (z[0] + z[1]), *c1 = 0.5 * (z[0] - z[1]);
 }
 
 void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, double *outputs) {
