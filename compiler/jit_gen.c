@@ -475,9 +475,8 @@ static genblk gen_block(qkd_gate_kind k, const int *blk) {
       b.v[2 * r + q][0] = e->re;
       b.v[2 * r + q][1] = e->im;
     }
-  static const double X[4][2] = {{0, 0}, {1, 0}, {1, 0}, {0, 0}}, Y[4][2] = {{0, 0}, {0, -1}, {0, 1}, {0, 0}},
-                      Z[4][2] = {{1, 0}, {0, 0}, {0, 0}, {-1, 0}};
-  b.code = !memcmp(b.v, X, sizeof X) ? GEN_X : !memcmp(b.v, Y, sizeof Y) ? GEN_Y : !memcmp(b.v, Z, sizeof Z) ? GEN_Z : GEN_ANY;
+  int axis = jit_pauli_of((const double(*)[2])b.v); /* 1, 2, 3 = GEN_X, GEN_Y, GEN_Z */
+  b.code = axis ? axis : GEN_ANY;
   return b;
 }
 

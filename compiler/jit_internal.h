@@ -83,6 +83,8 @@ int jit_diag_form_of(const qkd_ir_gate *g, int n_qubits, jit_diag_form *f);
  * jit_pauli_slot: the same for a gate that is a Pauli or the identity per sample: a BIT angle
  * of scale ±π and offset 0 (exp(∓iπG/2) ∝ G, a trajectory's Pauli slot, qkd_traj.h); else 0. */
 int jit_pauli_axis(const qkd_ir_gate *g);
+/* 1, 2, 3 when the 2×2 matrix v (re, im of v00 v01 v10 v11) is X, Y, Z exactly; else 0. */
+int jit_pauli_of(const double v[4][2]);
 int jit_pauli_slot(const qkd_ir_gate *g);
 
 /* *out = ir with every gate of several angles replaced by its decomposition steps (out->gates

@@ -35,17 +35,20 @@ static int is_angle_gate(const qkd_ir_gate *g) {
   return g->angle[0].kind == QKD_ANGLE_PARAM || g->angle[0].kind == QKD_ANGLE_FEATURE;
 }
 
+int jit_pauli_of(const double v[4][2]) {
+  static const double P[3][4][2] = {{{0, 0}, {1, 0}, {1, 0}, {0, 0}}, {{0, 0}, {0, -1}, {0, 1}, {0, 0}},
+                                    {{1, 0}, {0, 0}, {0, 0}, {-1, 0}}};
+  for (int a = 0; a < 3; a++)
+    if (!memcmp(v, P[a], sizeof P[a])) return a + 1;
+  return 0;
+}
+
 int jit_pauli_axis(const qkd_ir_gate *g) {
   const qkd_gate_info *info = qkd_gate(g->kind);
   if (info->qubits != 1 || info->angles != 1) return 0;
-  static const double P[3][4][2] = {{{0, 0}, {1, 0}, {1, 0}, {0, 0}}, {{0, 0}, {0, -1}, {0, 1}, {0, 0}},
-                                    {{1, 0}, {0, 0}, {0, 0}, {-1, 0}}};
-  for (int a = 0; a < 3; a++) {
-    int same = 1;
-    for (int e = 0; e < 4; e++) same &= info->gen[e].re == P[a][e][0] && info->gen[e].im == P[a][e][1];
-    if (same) return a + 1;
-  }
-  return 0;
+  double v[4][2];
+  for (int e = 0; e < 4; e++) v[e][0] = info->gen[e].re, v[e][1] = info->gen[e].im;
+  return jit_pauli_of(v);
 }
 
 int jit_pauli_slot(const qkd_ir_gate *g) {
