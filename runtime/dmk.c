@@ -661,21 +661,22 @@ static void apply_op(const group *gr, lc *rho, const op *o, int dual) {
 static void init_rho(const group *gr, lc *rho, double r[L]) {
   const qkd_ir_circuit *ir = gr->p->ir;
   size_t dim = (size_t)1 << ir->n_qubits;
+  int na = qkd_ir_amplitudes(ir);
   memset(rho, 0, dim * dim * sizeof(lc));
   for (int l = 0; l < L; l++) {
     r[l] = 1.0;
     const double *x = gr->feat[l];
     double ss = 0.0;
     if (ir->encode == QKD_ENCODE_AMPLITUDE && x && l < gr->live)
-      for (int i = 0; i < qkd_ir_amplitudes(ir); i++) ss += x[i] * x[i];
+      for (int i = 0; i < na; i++) ss += x[i] * x[i];
     if (ss == 0.0) {
       rho[0].r[l] = 1.0;
       r[l] = ir->encode == QKD_ENCODE_AMPLITUDE ? 0.0 : 1.0;
       continue;
     }
     r[l] = sqrt(ss);
-    for (int i = 0; i < qkd_ir_amplitudes(ir); i++)
-      for (int j = 0; j < qkd_ir_amplitudes(ir); j++) rho[(size_t)i * dim + j].r[l] = (x[i] / r[l]) * (x[j] / r[l]);
+    for (int i = 0; i < na; i++)
+      for (int j = 0; j < na; j++) rho[(size_t)i * dim + j].r[l] = (x[i] / r[l]) * (x[j] / r[l]);
   }
 }
 
