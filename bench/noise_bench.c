@@ -39,6 +39,7 @@
  * Stdout: one JSON object per (engine, n, L, B, threads), nothing else: samples_per_s =
  * timed_batch / median repetition; ratio = samples_per_s / peer_samples_per_s. Progress on
  * stderr. Exits 0 unless the arguments are wrong (1). */
+#include "benchutil.h"
 #include "circgen.h"
 #include "qkd_dmsim.h"
 #include "qkd_npy.h"
@@ -60,22 +61,9 @@
 #define DM_DIV 50 /* dm is timed on B / DM_DIV samples */
 #define TOL 1e-10
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static int env_int(const char *name, int dflt, int lo) {
   const char *s = getenv(name);
   return s && *s && atoi(s) >= lo ? atoi(s) : dflt;
-}
-
-static double load_1m(void) {
-  double l = -1;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f && fscanf(f, "%lf", &l) != 1) l = -1;
-  if (f) fclose(f);
-  return l;
 }
 
 static double max_abs_diff(const double *a, const double *b, size_t n) {
@@ -163,7 +151,7 @@ static double time_engine(qkd_par_pool *pool, const qkd_kernel *k, const workloa
     if (r >= 0) t[r] = qkd_now_s() - s;
   }
   if (r == reps) {
-    qsort(t, (size_t)reps, sizeof *t, cmp_d);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     med = t[reps / 2], *tmin = t[0], *tmax = t[reps - 1];
   }
   free(out); free(gp); free(t);
@@ -379,7 +367,7 @@ static void rows(int n, int L, int B, double p, const int *threads, int nt) {
         continue;
       }
       int is_dm = strcmp(engines[e].name, "dm") == 0, Bt = is_dm ? Bdm : B;
-      double tmin = 0, tmax = 0, l0 = load_1m();
+      double tmin = 0, tmax = 0, l0 = bench_load_1m();
       double med = time_engine(pool, &k, &w, Bt, reps, &tmin, &tmax);
       double sps = med > 0 ? Bt / med : -1;
       fprintf(stderr, "noise_bench: %s W(%d,%d,%d) p=%g T=%d median %.3f s (min %.3f, max %.3f)\n",

@@ -23,6 +23,7 @@
  * found in a filled cache;
  * the peer is reported at its best of 1 and 2 threads (its own median of 5 after a warm-up);
  * ratio = samples_per_s / peer_samples_per_s. Always exits 0 unless the JIT itself fails. */
+#include "benchutil.h"
 #include "circgen.h"
 #include "jit.h"
 #include "qkd_par.h"
@@ -59,11 +60,6 @@ static double loss_grad(const double *probs, const int *y, int B, int dim, doubl
   return loss / B;
 }
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* Median time of 5 compiles of c from a filled object cache (a temporary directory). */
 static double warm_compile_ms(const qkd_ir_circuit *c, const qkd_jit_options *base) {
   char dir[] = "/tmp/qsim_bench_cache_XXXXXX";
@@ -85,7 +81,7 @@ static double warm_compile_ms(const qkd_ir_circuit *c, const qkd_jit_options *ba
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "qsim_bench: cannot remove %s\n", dir);
   if (!ok) return -1;
-  qsort(t, 5, sizeof *t, cmp_d);
+  qsort(t, 5, sizeof *t, bench_cmp_double);
   return t[2];
 }
 
@@ -154,7 +150,7 @@ static double time_kernel(const work *w, const qkd_kernel *k, qkd_par_pool *pool
     }
     if (r >= 0) times[r] = now_s() - s;
   }
-  qsort(times, (size_t)reps, sizeof(double), cmp_d);
+  qsort(times, (size_t)reps, sizeof(double), bench_cmp_double);
   double med = times[reps / 2];
   fprintf(stderr, "qsim_bench: W(%d,%d,%d) %s %s loss %.6f median %.3f ms (min %.3f, max %.3f)\n", w->n, w->L, w->B,
           w->f64 ? "f64" : "f32", qkd_jit_optimised(k) ? "O2" : "quick", *loss, med * 1e3, times[0] * 1e3,

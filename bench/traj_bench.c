@@ -25,6 +25,7 @@
  * repetition), noiseless_samples_per_s, ratio = samples_per_s / noiseless_samples_per_s,
  * load_1m (the 1-minute load average before the row). Progress on stderr. Exits 0 unless the
  * arguments are wrong (1). */
+#include "benchutil.h"
 #include "circgen.h"
 #include "jit.h"
 #include "qkd_dmk.h"
@@ -39,19 +40,6 @@
 #include <string.h>
 
 #define CHECK_T 4000
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double load_1m(void) {
-  double l = -1;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f && fscanf(f, "%lf", &l) != 1) l = -1;
-  if (f) fclose(f);
-  return l;
-}
 
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -93,7 +81,7 @@ static double check_z(const qkd_ir_circuit *c, const qkd_traj *t, const qkd_kern
 }
 
 static int row(int n, int L, int B, int threads, double p, int T) {
-  double load = load_1m();
+  double load = bench_load_1m();
   qkd_ir_circuit *c = circgen_hea(n, L, QKD_MEASURE_PROBS, QKD_PREC_F64);
   int nc = 0;
   for (int g = 0; g < c->n_gates; g++) nc += qkd_gate(c->gates[g].kind)->qubits;
@@ -145,8 +133,8 @@ static int row(int n, int L, int B, int threads, double p, int T) {
     double t2 = qkd_now_s();
     if (r) tt[r - 1] = t1 - t0, tc[r - 1] = t2 - t1;
   }
-  qsort(tt, (size_t)reps, sizeof(double), cmp_d);
-  qsort(tc, (size_t)reps, sizeof(double), cmp_d);
+  qsort(tt, (size_t)reps, sizeof(double), bench_cmp_double);
+  qsort(tc, (size_t)reps, sizeof(double), bench_cmp_double);
   double sps = B / tt[reps / 2], csps = B / tc[reps / 2];
   fprintf(stderr, "traj_bench: W(%d,%d,%d) %d threads p %g T %d: %.0f vs noiseless %.0f samples/s; checking\n", n, L, B,
           threads, p, T, sps, csps);
