@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { JOB_FWD64, JOB_BWD64, JOB_FWD32, JOB_BWD32 } job_kind;
+typedef enum { JOB_FWD64, JOB_BWD64, JOB_FWD32, JOB_BWD32, JOB_FOR } job_kind;
 
 typedef struct {
   job_kind kind;
@@ -21,6 +21,8 @@ typedef struct {
   void *partials; /* [n_chunks][np] of double or float */
   int n_chunks;
   int chunk;      /* samples per chunk, qkd_par_chunk(k->ir) */
+  void (*fn)(void *ud, int c); /* JOB_FOR: the work of chunk c */
+  void *ud;
 } job;
 
 typedef struct {
@@ -54,6 +56,10 @@ int qkd_par_chunk(const qkd_ir_circuit *ir) {
 }
 
 static void run_chunk(const job *j, int c, void *ws) {
+  if (j->kind == JOB_FOR) {
+    j->fn(j->ud, c);
+    return;
+  }
   int b0 = c * j->chunk;
   int len = j->batch - b0 < j->chunk ? j->batch - b0 : j->chunk;
   int f32 = j->kind == JOB_FWD32 || j->kind == JOB_BWD32;
@@ -73,6 +79,7 @@ static void run_chunk(const job *j, int c, void *ws) {
   case JOB_FWD32: k->fwd_f32(k, j->params, f, len, j->seed, first, (float *)((char *)j->outputs + oo), ws); break;
   case JOB_BWD64: k->bwd_f64(k, j->params, f, len, (const double *)((const char *)j->d_outputs + oo), part, df, ws); break;
   case JOB_BWD32: k->bwd_f32(k, j->params, f, len, (const float *)((const char *)j->d_outputs + oo), part, df, ws); break;
+  case JOB_FOR: break; /* handled above */
   }
 }
 
@@ -147,6 +154,8 @@ void qkd_par_destroy(qkd_par_pool *p) {
 
 int qkd_par_threads(const qkd_par_pool *p) { return p ? p->threads : 1; }
 
+static void dispatch(qkd_par_pool *p, const job *j);
+
 /* Workspaces for every participant and the partials buffer, then the job itself. */
 static int run_job(qkd_par_pool *p, job *j, size_t elem) {
   if (j->batch <= 0) return 0;
@@ -170,6 +179,12 @@ static int run_job(qkd_par_pool *p, job *j, size_t elem) {
     p->partials_size = psize;
   }
   j->partials = p->partials;
+  dispatch(p, j);
+  return 0;
+}
+
+/* Publishes j and runs its chunks on every participant; returns when all are done. */
+static void dispatch(qkd_par_pool *p, const job *j) {
   p->cur = *j;
   atomic_store(&p->next_chunk, 0);
   int wake = p->threads > 1 && j->n_chunks > 1;
@@ -186,7 +201,16 @@ static int run_job(qkd_par_pool *p, job *j, size_t elem) {
     while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
   }
-  return 0;
+}
+
+void qkd_par_for(qkd_par_pool *p, int n, void (*fn)(void *ud, int c), void *ud) {
+  job j;
+  memset(&j, 0, sizeof j);
+  j.kind = JOB_FOR, j.fn = fn, j.ud = ud, j.n_chunks = n;
+  if (!p)
+    for (int c = 0; c < n; c++) fn(ud, c);
+  else if (n > 0)
+    dispatch(p, &j);
 }
 
 static job base_job(job_kind kind, const qkd_kernel *k, int batch) {

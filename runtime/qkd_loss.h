@@ -8,11 +8,18 @@
 #ifndef QKD_LOSS_H
 #define QKD_LOSS_H
 #include "qkd_model.h"
+#include "qkd_par.h"
 
 /* student [B][C] logits, teacher [B][C] (NULL when the loss reads no teacher), labels [B] in
- * 0..C-1. Writes d_student [B][C] = dLoss/dstudent (may be NULL) and returns the loss. */
+ * 0..C-1. Writes d_student [B][C] = dLoss/dstudent (may be NULL) and returns the loss; NaN (and
+ * d_student untouched) if memory ran out or the expression has more than 256 terms.
+ * Each term's softmaxes are computed once per batch, however often the expression uses its
+ * value. The _par form does the per-row work (softmaxes, the gradient rows) on the pool's
+ * threads (qkd_par_for; NULL: the caller's): the same bits for every pool and thread count. */
 double qkd_loss_eval(const qkd_loss *loss, const double *student, const double *teacher, const int *labels, int B,
                      int C, double *d_student);
+double qkd_loss_eval_par(const qkd_loss *loss, const double *student, const double *teacher, const int *labels,
+                         int B, int C, double *d_student, qkd_par_pool *pool);
 /* Whether the loss reads teacher logits. */
 int qkd_loss_uses_teacher(const qkd_loss *loss);
 /* Writes the loss in .qkd syntax ("ce + 8.1 * kl(T: 3)") into buf. */

@@ -1,5 +1,5 @@
 /* qkd_par.h — the threaded batch driver: runs any qkd_kernel (qkd_kernel.h) over a batch on a
- * small persistent thread pool.
+ * small persistent thread pool (and, through qkd_par_for, other per-row work of the trainer's).
  *
  * Contract:
  *   - The batch is cut into fixed chunks of qkd_par_chunk(ir) samples (the last may be
@@ -53,6 +53,11 @@ int qkd_par_fwd_f32(qkd_par_pool *pool, const qkd_kernel *k, const float *params
 int qkd_par_bwd_f32(qkd_par_pool *pool, const qkd_kernel *k, const float *params,
                     const float *features, int batch, const float *d_outputs, float *d_params,
                     float *d_features);
+
+/* Runs fn(ud, c) for c = 0 … n-1 on the pool's threads (the caller's included; chunks taken
+ * dynamically, so fn must make each c's result independent of which thread runs it) and
+ * returns when every call has returned (pool NULL: in order on the caller's). The same one-caller-at-a-time rule as the kernels'. */
+void qkd_par_for(qkd_par_pool *pool, int n, void (*fn)(void *ud, int c), void *ud);
 
 /* Parameter-shift gradient in VJP form (`gradient: parameter_shift`) through k's FORWARD entry
  * points on this pool (JIT kernels, every thread; f32 entry points when k->ir->precision is

@@ -589,7 +589,7 @@ static double run_step(void *ud, int epoch, const int *idx, int b, long step, ui
   if (r->teacher_train)
     for (int i = 0; i < b; i++)
       for (int c = 0; c < C; c++) s->tlogits[(long)i * C + c] = r->teacher_train[(long)s->idx[i] * C + c];
-  double l = qkd_loss_eval(r->loss, s->logits, r->teacher_train ? s->tlogits : NULL, s->y, b, C, s->dlogits);
+  double l = qkd_loss_eval_par(r->loss, s->logits, r->teacher_train ? s->tlogits : NULL, s->y, b, C, s->dlogits, s->pool);
   if (s->pre) qkd_nn_zero_grad(s->pre);
   if (s->head) qkd_nn_zero_grad(s->head);
   if (s->mid) qkd_nn_zero_grad(s->mid);
@@ -865,7 +865,7 @@ double qkd_student_loss_grad(qkd_student *s, const qkd_loss *loss, const int *id
   if (teacher)
     for (int r = 0; r < n; r++)
       for (int c = 0; c < s->C; c++) s->tlogits[(long)r * s->C + c] = teacher[(long)idx[r] * s->C + c];
-  double l = qkd_loss_eval(loss, s->logits, teacher ? s->tlogits : NULL, s->y, n, s->C, grad ? s->dlogits : NULL);
+  double l = qkd_loss_eval_par(loss, s->logits, teacher ? s->tlogits : NULL, s->y, n, s->C, grad ? s->dlogits : NULL, s->pool);
   if (!grad) return l;
   if (s->pre) qkd_nn_zero_grad(s->pre);
   if (s->head) qkd_nn_zero_grad(s->head);

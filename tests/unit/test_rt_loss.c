@@ -1,6 +1,7 @@
 /* test_rt_loss.c — loss expressions against hand-computed values, and their gradients against
  * central finite differences. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "qkd_loss.h"
@@ -66,5 +67,38 @@ int main(void) {
     }
   }
   CHECK(qkd_loss_uses_teacher(&kd) && !qkd_loss_uses_teacher(&ce));
+
+  /* a node the expression shares (a DAG): ce + ce is twice ce, value and gradient */
+  qkd_loss twice = {QKD_LOSS_ADD, 0, &ce, &ce};
+  double d1[6], d2[6];
+  CHECK_NEAR(qkd_loss_eval(&twice, s, t, y, 2, 3, d2), 2 * qkd_loss_eval(&ce, s, t, y, 2, 3, d1), 1e-15);
+  for (int i = 0; i < 6; i++) CHECK_NEAR(d2[i], 2 * d1[i], 1e-15);
+
+  /* the rows on a pool: the same bits as on the caller's thread, for every thread count and a
+   * batch that is not a whole number of chunks */
+  enum { BB = 333, CC = 10 };
+  static double S[BB * CC], Tt[BB * CC], D0[BB * CC], D1[BB * CC];
+  static int Y[BB];
+  uint64_t r = 12345;
+  for (int i = 0; i < BB * CC; i++) {
+    r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+    S[i] = (double)(r >> 11) / 9007199254740992.0 * 8 - 4;
+    r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+    Tt[i] = (double)(r >> 11) / 9007199254740992.0 * 8 - 4;
+  }
+  for (int b = 0; b < BB; b++) Y[b] = (b * 7) % CC;
+  for (size_t k = 0; k < sizeof losses / sizeof losses[0]; k++) {
+    double v0 = qkd_loss_eval_par(losses[k], S, Tt, Y, BB, CC, D0, NULL);
+    CHECK(isfinite(v0));
+    for (int threads = 1; threads <= 3; threads++) {
+      qkd_par_pool *pool = qkd_par_create(threads);
+      CHECK(pool != NULL);
+      if (!pool) continue;
+      double v1 = qkd_loss_eval_par(losses[k], S, Tt, Y, BB, CC, D1, pool);
+      CHECK(memcmp(&v0, &v1, sizeof v0) == 0);
+      CHECK(memcmp(D0, D1, sizeof D0) == 0);
+      qkd_par_destroy(pool);
+    }
+  }
   return test_done("test_rt_loss");
 }
