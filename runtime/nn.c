@@ -1,5 +1,6 @@
 /* nn.c — layers, nets (lists and `mean`), forward and backward of qkd_nn.h. */
 #include "qkd_nn.h"
+#include "qkd_par.h"
 #include "qkd_rng.h"
 
 #include <cblas.h>
@@ -901,7 +902,12 @@ static void act_fwd(int act, const float *x, float *y, long n) {
 /* d[n] = dy[n] * act'(from the activation's output y) */
 static void act_bwd(int act, const float *y, const float *dy, float *d, long n) {
   switch (act) {
-  case QKD_LAYER_RELU: for (long j = 0; j < n; j++) d[j] = y[j] > 0 ? dy[j] : 0.0f; break;
+  case QKD_LAYER_RELU: /* both loads unconditional: a select the compiler vectorises, not a branch per element */
+    for (long j = 0; j < n; j++) {
+      float g = dy[j];
+      d[j] = y[j] > 0 ? g : 0.0f;
+    }
+    break;
   case QKD_LAYER_TANH: for (long j = 0; j < n; j++) d[j] = dy[j] * (1.0f - y[j] * y[j]); break;
   case QKD_LAYER_SIGMOID: for (long j = 0; j < n; j++) d[j] = dy[j] * y[j] * (1.0f - y[j]); break;
   default: memcpy(d, dy, sizeof(float) * (size_t)n); break;
@@ -1263,8 +1269,7 @@ static void *thread_main(void *p) {
 }
 
 /* a thread that cannot start runs on the caller afterwards (same work, same result) */
-void qkd_nn_run_threads(int n, void (*fn)(void *ctx, int t), void *ctx) {
-  if (n > QKD_NN_MAX_THREADS) n = QKD_NN_MAX_THREADS;
+static void run_spawned(int n, void (*fn)(void *ctx, int t), void *ctx) {
   pthread_t tid[QKD_NN_MAX_THREADS];
   thread_arg args[QKD_NN_MAX_THREADS];
   int started[QKD_NN_MAX_THREADS] = {0};
@@ -1277,6 +1282,42 @@ void qkd_nn_run_threads(int n, void (*fn)(void *ctx, int t), void *ctx) {
     if (started[t]) pthread_join(tid[t], NULL);
     else fn(ctx, t);
   }
+}
+
+/* The nets' persistent workers (qkd_par.h's pool, g_threads threads, made on first use and
+ * remade when the count changes; kept to the end of the process): a training step runs a few of
+ * these jobs, and a thread created per job cost more than some jobs themselves. One job at a
+ * time uses the pool; a job started while it is busy (another thread's) spawns its threads. */
+static qkd_par_pool *g_pool;
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void pool_job(void *ud, int c) {
+  const thread_arg *a = ud;
+  a->fn(a->ctx, c);
+}
+
+void qkd_nn_run_threads(int n, void (*fn)(void *ctx, int t), void *ctx) {
+  if (n > QKD_NN_MAX_THREADS) n = QKD_NN_MAX_THREADS;
+  if (n <= 1) {
+    fn(ctx, 0);
+    return;
+  }
+  if (pthread_mutex_trylock(&g_pool_mu) != 0) {
+    run_spawned(n, fn, ctx);
+    return;
+  }
+  if (g_pool && qkd_par_threads(g_pool) != g_threads) {
+    qkd_par_destroy(g_pool);
+    g_pool = NULL;
+  }
+  if (!g_pool && g_threads > 1) g_pool = qkd_par_create(g_threads);
+  if (g_pool && qkd_par_threads(g_pool) >= n) {
+    thread_arg a = {fn, ctx, 0};
+    qkd_par_for(g_pool, n, pool_job, &a); /* each t's work is fixed by t: same result on any thread */
+  } else {
+    run_spawned(n, fn, ctx);
+  }
+  pthread_mutex_unlock(&g_pool_mu);
 }
 
 /* The number of batch slices for a forward/backward of `batch` samples: SPLIT_SLICES when the

@@ -52,7 +52,8 @@ typedef struct {
 
 int qkd_par_chunk(const qkd_ir_circuit *ir) {
   int bits = qkd_ir_noisy(ir) ? 2 * ir->n_qubits : ir->n_qubits;
-  return (1LL << bits) <= QKD_PAR_LARGE_DIM ? QKD_PAR_CHUNK : QKD_PAR_CHUNK_LARGE;
+  long long dim = 1LL << bits;
+  return dim <= QKD_PAR_SMALL_DIM ? QKD_PAR_CHUNK : dim <= QKD_PAR_LARGE_DIM ? QKD_PAR_CHUNK_MID : QKD_PAR_CHUNK_LARGE;
 }
 
 static void run_chunk(const job *j, int c, void *ws) {

@@ -43,8 +43,9 @@
  * another thread is inside the runtime. */
 void qkd_nn_set_threads(int n);
 int qkd_nn_get_threads(void);
-/* The runtime's fork-join: fn(ctx, t) for t in [0, n) on n threads, t = 0 on the caller;
- * returns when all are done. */
+/* The runtime's fork-join: fn(ctx, t) once for each t in [0, n), on up to n threads (the caller's
+ * included; persistent workers, so which thread runs which t is not fixed: t alone must decide
+ * what a call does); returns when all are done. */
 void qkd_nn_run_threads(int n, void (*fn)(void *ctx, int t), void *ctx);
 
 /* ------------------------------------------------------------------------------------- net */
@@ -103,8 +104,8 @@ typedef struct {
 
 /* Adam: PyTorch defaults eps = 1e-8, no weight decay; m and v start at 0 and
  * p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
- * Element-wise in float; blocks of >= 1M parameters are split over qkd_nn_get_threads()
- * threads (the result does not depend on the split).
+ * Element-wise in float (SSE or AVX lanes, never a contracted multiply-add); blocks of >= 32,768
+ * parameters are split over qkd_nn_get_threads() threads (the result depends on neither).
  * SGD: buf = momentum * buf + g (buf = g on the first step), p -= lr * buf. Returns -1 on OOM. */
 int qkd_nn_optim_init(qkd_nn_optim *o, int kind, double lr, double beta1, double beta2, double momentum, long n);
 /* The same optimizer over double parameters (a circuit's angles): moments dm, dv in double (both

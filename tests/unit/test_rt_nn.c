@@ -630,32 +630,45 @@ static void test_optim(void) {
   CHECK(perm && same && diff > 50 && sdiff > 50);
 }
 
-/* a block big enough for the vector loop and the thread split: the float formula element-wise */
+/* blocks big enough for the vector loops (AVX or SSE, and the scalar tail: n = 8k + 3) and the
+ * thread split: the float formula element by element, in its order, gives the same bits (no
+ * multiply-add is contracted on either side), on 1 thread and on 2 */
 static void test_optim_big(void) {
-  long n = (1L << 20) + 3;
-  float *p = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n), *q = malloc(sizeof(float) * (size_t)n);
-  float *m = calloc((size_t)n, sizeof(float)), *v = calloc((size_t)n, sizeof(float));
-  fill(p, n, 21, 1.0);
-  memcpy(q, p, sizeof(float) * (size_t)n);
-  qkd_nn_optim o;
-  CHECK(qkd_nn_optim_init(&o, QKD_NN_ADAM, 1e-2, 0.9, 0.999, 0, n) == 0);
-  qkd_nn_set_threads(2);
-  int bad = 0;
-  for (int t = 1; t <= 3; t++) {
-    fill(g, n, 30 + (uint64_t)t, 0.5);
-    qkd_nn_optim_step(&o, p, g);
-    float step = (float)(1e-2 / (1.0 - pow(0.9, t))), isb2 = (float)(1.0 / sqrt(1.0 - pow(0.999, t)));
-    for (long i = 0; i < n; i++) {
-      m[i] = 0.9f * m[i] + (1.0f - 0.9f) * g[i];
-      v[i] = 0.999f * v[i] + (1.0f - 0.999f) * g[i] * g[i];
-      q[i] -= step * m[i] / (sqrtf(v[i]) * isb2 + 1e-8f);
-      if (fabsf(q[i] - p[i]) > 1e-6f * (1.0f + fabsf(q[i])) && bad++ < 3) fprintf(stderr, "adam[%ld]: %g vs %g\n", i, p[i], q[i]);
+  long sizes[2] = {100003, (1L << 20) + 3};
+  for (int z = 0; z < 2; z++) {
+    long n = sizes[z];
+    float *p = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n), *q = malloc(sizeof(float) * (size_t)n);
+    float *p1 = malloc(sizeof(float) * (size_t)n);
+    float *m = calloc((size_t)n, sizeof(float)), *v = calloc((size_t)n, sizeof(float));
+    fill(p, n, 21, 1.0);
+    memcpy(q, p, sizeof(float) * (size_t)n);
+    memcpy(p1, p, sizeof(float) * (size_t)n);
+    qkd_nn_optim o, o1;
+    CHECK(qkd_nn_optim_init(&o, QKD_NN_ADAM, 1e-2, 0.9, 0.999, 0, n) == 0);
+    CHECK(qkd_nn_optim_init(&o1, QKD_NN_ADAM, 1e-2, 0.9, 0.999, 0, n) == 0);
+    int bad = 0, moved = 0;
+    for (int t = 1; t <= 3; t++) {
+      fill(g, n, 30 + (uint64_t)t, 0.5);
+      qkd_nn_set_threads(2);
+      qkd_nn_optim_step(&o, p, g);
+      qkd_nn_set_threads(1);
+      qkd_nn_optim_step(&o1, p1, g);
+      float step = (float)(1e-2 / (1.0 - pow(0.9, t))), isb2 = (float)(1.0 / sqrt(1.0 - pow(0.999, t)));
+      for (long i = 0; i < n; i++) {
+        m[i] = 0.9f * m[i] + (1.0f - 0.9f) * g[i];
+        v[i] = 0.999f * v[i] + (1.0f - 0.999f) * g[i] * g[i];
+        float before = q[i];
+        q[i] -= step * m[i] / (sqrtf(v[i]) * isb2 + 1e-8f);
+        moved += q[i] != before;
+        if ((q[i] != p[i] || p1[i] != p[i]) && bad++ < 3)
+          fprintf(stderr, "adam n=%ld [%ld]: %.9g (2 threads) %.9g (1) vs %.9g\n", n, i, p[i], p1[i], q[i]);
+      }
     }
+    CHECK(bad == 0 && moved > n);
+    qkd_nn_optim_free(&o);
+    qkd_nn_optim_free(&o1);
+    free(p); free(p1); free(g); free(q); free(m); free(v);
   }
-  qkd_nn_set_threads(1);
-  CHECK(bad == 0);
-  qkd_nn_optim_free(&o);
-  free(p); free(g); free(q); free(m); free(v);
 }
 
 static void test_pca(void) {
