@@ -526,18 +526,22 @@ static void col2im(const float *cols, int nb, qkd_shape in, int k, int stride, i
 #define DIRECT_MAX_TAPS 200
 
 
-static void detect_simd(void) {
+int qkd_nn_simd(void) {
   const char *e = getenv("QKD_NN_SIMD");
-  g_avx2 = 0;
+  int level = 0;
 #if QKD_X86_DISPATCH
   if (!(e && e[0] == '0')) {
     __builtin_cpu_init();
-    g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (__builtin_cpu_supports("avx")) level = 1;
+    if (level && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 2;
   }
 #else
   (void)e;
 #endif
+  return level;
 }
+
+static void detect_simd(void) { g_avx2 = qkd_nn_simd() >= 2; }
 
 typedef struct {
   int C, F, k, pad, H, W, Ho, Wo, Hp, Wq, nv;

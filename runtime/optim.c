@@ -111,13 +111,12 @@ __attribute__((target("avx"))) static long adam_avx(float *restrict p, const flo
   return i;
 }
 
+/* qkd_nn_simd, asked once (it reads the environment and the CPU): every thread gets the same */
 static int has_avx(void) {
-  static _Atomic int known = -1; /* every thread computes the same value */
+  static _Atomic int known = -1;
   int k = atomic_load_explicit(&known, memory_order_relaxed);
   if (k < 0) {
-    __builtin_cpu_init();
-    const char *e = getenv("QKD_NN_SIMD"); /* as for the nets' kernels: 0 forces the baseline build */
-    k = !(e && e[0] == '0') && __builtin_cpu_supports("avx");
+    k = qkd_nn_simd() >= 1;
     atomic_store_explicit(&known, k, memory_order_relaxed);
   }
   return k;

@@ -33,16 +33,18 @@
 #include "qkd_net.h"
 
 /* --------------------------------------------------------------------------------- threads */
-/* Threads for the runtime (n < 1 means 1, at most 16), process-wide: OpenBLAS's thread count
- * (openblas_set_num_threads) and the runtime's own threads. A net with at most 4M parameters
- * and enough work per batch cuts each forward/backward batch into n contiguous slices, one per
- * thread (OpenBLAS single-threaded meanwhile); each slice accumulates into its own gradient
- * block and the blocks are added in slice order, so results are deterministic for a given
- * thread count (though not bit-equal across thread counts). Bigger nets use OpenBLAS's threads
- * for their GEMMs and the runtime's for the optimizer step. Set it before training, not while
+/* Threads for the runtime (n < 1 means 1, at most 16), process-wide; OpenBLAS always runs
+ * single-threaded. A net with at most 4M parameters and enough work per batch cuts each
+ * forward/backward batch into 2 contiguous slices whatever n is (run on min(2, n) threads);
+ * each slice accumulates into its own gradient block and the blocks are added in slice order.
+ * Other passes cut their big GEMMs into column blocks fixed by the sizes. Results are therefore
+ * bit-equal across thread counts (nn.c, docs/runtime.md). Set it before training, not while
  * another thread is inside the runtime. */
 void qkd_nn_set_threads(int n);
 int qkd_nn_get_threads(void);
+/* The vector ISA of the nets' kernels and the optimizer, from the CPU: 2 AVX2 + FMA, 1 AVX only,
+ * 0 the baseline build (also whenever QKD_NN_SIMD=0 is in the environment). */
+int qkd_nn_simd(void);
 /* The runtime's fork-join: fn(ctx, t) once for each t in [0, n), on up to n threads (the caller's
  * included; persistent workers, so which thread runs which t is not fixed: t alone must decide
  * what a call does); returns when all are done. */
