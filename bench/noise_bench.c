@@ -10,7 +10,7 @@
  * qsim_bench: features uniform [0, 1) normalised, params uniform [0, 2π), and a fixed upstream
  * gradient d_outputs uniform [−1, 1) (stream DATA, counters from 3·10^9), so the loss is
  * Σ outputs · d_outputs. One repetition = qkd_par_fwd_f64 then qkd_par_bwd_f64 over the batch on a
- * pool of THREADS threads, as qsim_bench (the batch cut into qkd_par_chunk(circuit)-sample chunks: a
+ * pool of THREADS threads, as qsim_bench (the batch cut into qkd_par_chunk(circuit, batch)-sample chunks: a
  * batch of fewer chunks than threads leaves threads idle, and the row's note says so).
  *
  * Engines: "dm" (qkd_dm_kernel, the reference: slow, so it is timed on max(1, B/50) samples:
@@ -398,7 +398,7 @@ static void rows(int n, int L, int B, double p, const int *threads, int nt) {
       int ok = cl == 0;
       if (ok) snprintf(check, sizeof check, "%s", Kp > 0 ? "ok" : "ok (engines only: no peer)");
       char note[256] = "";
-      int chunk = qkd_par_chunk(w.c), chunks = (Bt + chunk - 1) / chunk;
+      int chunk = qkd_par_chunk(w.c, Bt), chunks = (Bt + chunk - 1) / chunk;
       if (is_dm)
         snprintf(note, sizeof note, "reference engine, timed on max(1, B/%d) = %d samples%s", DM_DIV, Bt,
                  chunks < T ? "; fewer qkd_par chunks than threads: some threads idle" : "");

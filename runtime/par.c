@@ -20,7 +20,7 @@ typedef struct {
   uint64_t seed, first;
   void *partials; /* [n_chunks][np] of double or float */
   int n_chunks;
-  int chunk;      /* samples per chunk, qkd_par_chunk(k->ir) */
+  int chunk;      /* samples per chunk, qkd_par_chunk(k->ir, batch) */
   void (*fn)(void *ud, int c); /* JOB_FOR: the work of chunk c */
   void *ud;
 } job;
@@ -50,10 +50,12 @@ typedef struct {
   int id;
 } worker_arg;
 
-int qkd_par_chunk(const qkd_ir_circuit *ir) {
+int qkd_par_chunk(const qkd_ir_circuit *ir, int batch) {
   int bits = qkd_ir_noisy(ir) ? 2 * ir->n_qubits : ir->n_qubits;
   long long dim = 1LL << bits;
-  return dim <= QKD_PAR_SMALL_DIM ? QKD_PAR_CHUNK : dim <= QKD_PAR_LARGE_DIM ? QKD_PAR_CHUNK_MID : QKD_PAR_CHUNK_LARGE;
+  if (dim <= QKD_PAR_SMALL_DIM) return QKD_PAR_CHUNK;
+  if (dim <= QKD_PAR_LARGE_DIM) return batch >= 2 * QKD_PAR_CHUNK ? QKD_PAR_CHUNK : QKD_PAR_CHUNK_MID;
+  return QKD_PAR_CHUNK_LARGE;
 }
 
 static void run_chunk(const job *j, int c, void *ws) {
@@ -169,7 +171,7 @@ static int run_job(qkd_par_pool *p, job *j, size_t elem) {
       p->ws[i].ws = w;
       p->ws[i].size = need;
     }
-  j->chunk = qkd_par_chunk(j->k->ir);
+  j->chunk = qkd_par_chunk(j->k->ir, j->batch);
   j->n_chunks = (j->batch + j->chunk - 1) / j->chunk;
   size_t psize = (size_t)j->n_chunks * (size_t)(j->np > 0 ? j->np : 1) * elem;
   if (elem && p->partials_size < psize) {

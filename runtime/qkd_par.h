@@ -2,8 +2,8 @@
  * small persistent thread pool (and, through qkd_par_for, other per-row work of the trainer's).
  *
  * Contract:
- *   - The batch is cut into fixed chunks of qkd_par_chunk(ir) samples (the last may be
- *     shorter): a function of the circuit alone, never of the thread count; threads take chunks
+ *   - The batch is cut into fixed chunks of qkd_par_chunk(ir, batch) samples (the last may be
+ *     shorter): a function of the circuit and the batch size, never of the thread count; threads take chunks
  *     dynamically. Never threads over the amplitudes of one state: each kernel call is
  *     single-threaded on its own workspace (qkd_kernel_workspace_bytes, one per thread, owned by
  *     the pool).
@@ -23,19 +23,21 @@
 #include "qkd_kernel.h"
 
 #define QKD_PAR_CHUNK 64       /* samples per chunk while a sample's state is small */
-#define QKD_PAR_CHUNK_MID 32   /* past QKD_PAR_SMALL_DIM amplitudes per sample */
+#define QKD_PAR_CHUNK_MID 32   /* past QKD_PAR_SMALL_DIM amplitudes, in a batch of < 2 QKD_PAR_CHUNK */
 #define QKD_PAR_CHUNK_LARGE 16 /* past QKD_PAR_LARGE_DIM amplitudes per sample */
 #define QKD_PAR_SMALL_DIM 64
 #define QKD_PAR_LARGE_DIM 1024
 
-/* The chunk of a circuit's batches, by the amplitudes a sample's state has (2^n, or 4^n for a
- * noisy circuit's density matrix): QKD_PAR_CHUNK up to QKD_PAR_SMALL_DIM, QKD_PAR_CHUNK_MID up
- * to QKD_PAR_LARGE_DIM, else QKD_PAR_CHUNK_LARGE — so the batches of 64 that students are
- * trained with give both threads work from 7 qubits (4 with noise) on, while the smallest
- * circuits keep the dispatch to one per batch; every chunk is a multiple of every kernel's lane
- * count. (A student of 8 qubits trains in 20 % less time with 32 than with 64; one of 4 or 5
- * qubits in 8 % more; one of 4 noisy qubits in 35 % less.) */
-int qkd_par_chunk(const qkd_ir_circuit *ir);
+/* The chunk of a batch of `batch` samples through a circuit, by the amplitudes a sample's state
+ * has (2^n, or 4^n for a noisy circuit's density matrix): QKD_PAR_CHUNK up to QKD_PAR_SMALL_DIM;
+ * up to QKD_PAR_LARGE_DIM, QKD_PAR_CHUNK when the batch holds two of them, else
+ * QKD_PAR_CHUNK_MID; past it QKD_PAR_CHUNK_LARGE. So the batches of 64 that students are trained
+ * with give both threads work from 7 qubits (4 with noise) on, while the smallest circuits and
+ * the big batches keep the fewest dispatches; every chunk is a multiple of every kernel's lane
+ * count, and it depends on the circuit and the batch, never on the thread count. (A student of 8
+ * qubits trains in 38 % less time with 32 than with 64; one of 4 or 5 qubits in 8 % more; one
+ * of 4 noisy qubits in 35 % less; W(8, 10, 1000) on 2 threads ran 1–7 % slower with 32.) */
+int qkd_par_chunk(const qkd_ir_circuit *ir, int batch);
 
 typedef struct qkd_par_pool qkd_par_pool;
 
