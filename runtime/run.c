@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "qkd_data.h"
@@ -200,6 +201,24 @@ static char *teacher_file(const runner *r, const char *name, uint64_t key, const
   return p;
 }
 
+/* A teacher file of this key in DIR/teachers/ under any teacher's name (malloc'd), or NULL: the
+ * key never covers the name, so two teachers of one recipe share one training, in one process
+ * and across the processes (slices, tasks, later runs) that share the directory. */
+static char *teacher_file_by_key(const runner *r, uint64_t key, const char *ext) {
+  char *dir = qkd_file_join(r->o->out_dir, "teachers");
+  DIR *d = dir ? opendir(dir) : NULL;
+  char tail[64], *found = NULL;
+  snprintf(tail, sizeof tail, ".%016llx.%s", (unsigned long long)key, ext);
+  size_t tn = strlen(tail);
+  for (struct dirent *de; d && !found && (de = readdir(d));) {
+    size_t n = strlen(de->d_name);
+    if (n > tn && de->d_name[0] != '.' && !strcmp(de->d_name + n - tn, tail)) found = qkd_file_join(dir, de->d_name);
+  }
+  if (d) closedir(d);
+  free(dir);
+  return found;
+}
+
 /* Trains (or loads) teacher t once per distinct (architecture, recipe, data); returns its slot.
  * own_cache: the cache file to use when the teacher declares none (grid cells), or NULL. */
 /* A file's identity in a key: its base name and size. */
@@ -262,14 +281,20 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   qkd_recipe rc = recipe(&t->train);
   qkd_shape in = {ds->c, ds->h, ds->w, 0};
   uint64_t key = qkd_cache_key(&t->net, in, &rc, &r->data[di]->opts, ds);
-  key = qkd_hash_str(key, t->name);
-  key = qkd_hash_str(key, t->cache ? t->cache : "");
+  key = qkd_hash_str(key, t->cache ? t->cache : ""); /* not the name: a teacher is its net, recipe and data */
   int ti = teacher_slot_find(r, key, t, di);
   if (ti != r->n_teachers) return ti; /* an earlier slot, or -1 */
   teacher_slot *s = &r->teachers[ti];
   if (t->cache) s->cache = strdup(t->cache);
   else if (for_cell) { /* grid cells keep their teachers in the run directory */
     s->cache = teacher_file(r, t->name, key, "qkw");
+    struct stat sb;
+    char *other = s->cache && stat(s->cache, &sb) != 0 ? teacher_file_by_key(r, key, "qkw") : NULL;
+    if (other) { /* trained before under another name */
+      fprintf(r->o->log, "teacher '%s': the same net, recipe and data as %s\n", t->name, other);
+      free(s->cache);
+      s->cache = other;
+    }
     qkd_error err;
     char *dir = s->cache ? qkd_file_join(r->o->out_dir, "teachers") : NULL;
     if (dir && qkd_file_mkdir_p(dir, &err) != 0) {

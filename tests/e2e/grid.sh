@@ -197,4 +197,23 @@ for g in sp:
                 for t in (1, 2, 3)}) > 1, "the three teachers are the same"
 PY
 grep -q "over teacher_seed" "$work/spread-report/results.md" || fail "results.md has no spread table"
+# 11: teachers are keyed by net, recipe and data, never by name: ta and tb (the same teacher under
+# two names) train once, tc (another seed) trains; in one process, and across two slices of one
+# run directory (the second slice finds ta's file under tb's key)
+"$qkdc" run "$here/grid_alias.qkd" --out "$work/alias" --threads 1 2>"$work/alias.log" || { cat "$work/alias.log"; fail "alias grid"; }
+[ "$(grep -c "^teacher '.*': [0-9]* parameters" "$work/alias.log")" = 2 ] || { cat "$work/alias.log"; fail "ta and tb were not trained once"; }
+acc() { grep -o '"teacher": {[^}]*' "$1" | grep -o '"test_accuracy": [0-9.e-]*'; }
+[ "$(acc "$work/alias/cells/alias/teacher=ta/seed=1.json")" = "$(acc "$work/alias/cells/alias/teacher=tb/seed=1.json")" ] ||
+  fail "ta and tb report different teachers"
+"$qkdc" run "$here/grid_alias.qkd" --out "$work/alias2" --cells 1/3 --threads 1 2>"$work/alias2a.log" || fail "alias slice 1/3"
+"$qkdc" run "$here/grid_alias.qkd" --out "$work/alias2" --cells 2/3 --threads 1 2>"$work/alias2b.log" || fail "alias slice 2/3"
+grep -q "teacher 'tb': the same net, recipe and data as .*/teachers/ta\.[0-9a-f]*\.qkw" "$work/alias2b.log" ||
+  { cat "$work/alias2b.log"; fail "slice 2 did not find ta's file for tb"; }
+grep -q "teacher 'tb': test accuracy [0-9.]* (cached)" "$work/alias2b.log" || fail "slice 2 trained tb again"
+dacc() { grep -o '"distilled": {[^}]*' "$1" | grep -o '"test_accuracy": [0-9.e-]*'; }
+[ "$(dacc "$work/alias/cells/alias/teacher=ta/seed=1.json")" = "$(dacc "$work/alias/cells/alias/teacher=tb/seed=1.json")" ] &&
+[ "$(dacc "$work/alias2/cells/alias/teacher=tb/seed=1.json")" = "$(dacc "$work/alias/cells/alias/teacher=tb/seed=1.json")" ] ||
+  fail "a student of tb differs from one of ta"
+[ "$(acc "$work/alias2/cells/alias/teacher=tb/seed=1.json")" = "$(acc "$work/alias/cells/alias/teacher=tb/seed=1.json")" ] ||
+  fail "tb from ta's file is another teacher"
 echo "grid: 1 passed, 0 failed"
