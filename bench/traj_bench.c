@@ -122,7 +122,7 @@ static int row(int n, int L, int B, int threads, double p, int T) {
     double t0 = qkd_now_s();
     qkd_traj_expand(&t, x, B, 99, (uint64_t)r * (uint64_t)B, rows);
     qkd_par_fwd_f64(pool, &kt, th, rows, R, 0, 0, ro);
-    qkd_traj_reduce(&t, ro, B, out);
+    qkd_traj_reduce(&t, ro, B, 0, 0, out);
     qkd_traj_spread(&t, d, B, rd);
     memset(g, 0, sizeof(double) * (size_t)np);
     qkd_par_bwd_f64(pool, &kt, th, rows, R, rd, g, NULL);

@@ -213,10 +213,6 @@ int sema_noise_engine(sema *S, const qkd_m_student *st, qkd_ir_circuit *c, qkd_s
     qkd_diag_error(S->D, site, "noise_engine: trajectories: %s", err.msg);
     return -1;
   }
-  if (c->shots && c->readout) {
-    qkd_diag_error(S->D, site, "shots with readout noise are not supported on trajectories yet: use noise_engine: exact, or no readout");
-    return -1;
-  }
   c->trajectories = st->n_trajectories > 0 ? st->n_trajectories : 1;
   return 0;
 }

@@ -37,12 +37,19 @@
  *     then the read-out confusion (qkd_channels.h): MEASURE_Z maps ⟨Z_q⟩ to the read-out value
  *     (affine), MEASURE_PROBS applies ⊗_q C_q. Each trajectory's outputs are an unbiased
  *     estimate of the exact ones (Tr(O Φ(ρ)) = Σ_P p_P Tr(O P ρ P) channel by channel).
+ *   - Shots: with c->shots = S > 0 the rows run without shots and measure the 2^n probabilities
+ *     (t->RO of them); qkd_traj_reduce averages a sample's T rows, applies the read-out ⊗_q C_q
+ *     and draws S shots from that read-bit distribution (qkd_kernel_sample_f64, keyed as the
+ *     noiseless kernel's shots), so a sample sees S shots whatever T is, with read-out on each.
+ *     The expected sampled outputs are the reduce's exact ones.
  *   - qkd_traj_spread / qkd_traj_gather: the backward of reduce and of the feature copy: a
- *     sample's output cotangent goes through the read-out's transpose, divided by T, to each of
- *     its rows; d_features sums a sample's rows over its first F columns. The kernel's VJP on
- *     the rows is exact for each trajectory, so the gradient is unbiased in expectation.
+ *     sample's output cotangent goes through the read-out's transpose (with shots: the diagonal
+ *     of the observable it weighs, qkd_dm_observable), divided by T, to each of its rows; the
+ *     gradient is that of the exact (expected) outputs, as every kernel's with shots;
+ *     d_features sums a sample's rows over its first F columns. The kernel's VJP on the rows is
+ *     exact for each trajectory, so the gradient is unbiased in expectation.
  * Nothing here allocates per call; t owns its gates, draws and bits. One t is used by one thread
- * at a time (qkd_traj_expand writes t->scratch). */
+ * at a time (qkd_traj_expand writes t->scratch, qkd_traj_reduce t->probs). */
 #ifndef QKD_TRAJ_H
 #define QKD_TRAJ_H
 
@@ -72,7 +79,9 @@ typedef struct {
   qkd_traj_bit *bits;          /* owned */
   int *pool;                   /* owned: the bits' sources */
   int F, W, O;                 /* features of the noisy circuit, of the trajectory circuit, outputs */
+  int RO;                      /* outputs of a row: O, or 2^n when the noisy circuit has shots */
   unsigned char *scratch;      /* owned: qkd_traj_expand's draws (so it is not reentrant on one t) */
+  double *probs;               /* owned: qkd_traj_reduce's mean distribution [2^n] with shots, else NULL */
 } qkd_traj;
 
 /* 0 if every channel of c is a Pauli channel, else -1 with err (INPUT) naming the first that is
@@ -88,9 +97,11 @@ void qkd_traj_free(qkd_traj *t);
 /* features [batch][F] → rows [batch·T][W]. */
 void qkd_traj_expand(const qkd_traj *t, const double *features, int batch, uint64_t seed, uint64_t first_sample,
                      double *rows);
-/* row outputs [batch·T][O] → outputs [batch][O]. */
-void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, double *outputs);
-/* d_outputs [batch][O] → row cotangents [batch·T][O]. */
+/* row outputs [batch·T][RO] → outputs [batch][O]; with shots, sample b's are drawn with
+ * qkd_rng keyed by (seed, first_sample + b), as a noiseless kernel's. */
+void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, uint64_t seed, uint64_t first_sample,
+                     double *outputs);
+/* d_outputs [batch][O] → row cotangents [batch·T][RO]. */
 void qkd_traj_spread(const qkd_traj *t, const double *d_outputs, int batch, double *row_d_outputs);
 /* row d_features [batch·T][W] → d_features [batch][F] (overwritten). */
 void qkd_traj_gather(const qkd_traj *t, const double *row_d_features, int batch, double *d_features);

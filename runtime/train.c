@@ -250,7 +250,7 @@ static int student_init(student *s, const qkd_m_experiment *e, const qkd_dataset
     if (tj[i]) {
       long rows = (long)B * tj[i]->trajectories;
       if (rows * tj[i]->W > kw) kw = rows * tj[i]->W;
-      if (rows * s->O > ko) ko = rows * s->O;
+      if (rows * tj[i]->RO > ko) ko = rows * tj[i]->RO;
     }
   if (tj[0] || tj[1]) {
     ALLOC(s->tfeat, kw);
@@ -287,21 +287,20 @@ static void forward_circuit(student *s, const float *f, int n, uint64_t shot_see
   const qkd_traj *t = s->traj;
   const double *x = s->feat;
   double *o = s->out;
-  long rows = n, W = s->F;
-  if (t) {
+  long rows = n, W = s->F, RO = s->O;
+  if (t) { /* the rows have no shots (qkd_traj_reduce draws them) */
     qkd_traj_expand(t, s->feat, n, shot_seed, first_sample, s->tfeat);
-    x = s->tfeat, o = s->tout, rows = (long)n * t->trajectories, W = t->W;
-    first_sample *= (uint64_t)t->trajectories; /* shot keys: one per row */
+    x = s->tfeat, o = s->tout, rows = (long)n * t->trajectories, W = t->W, RO = t->RO;
   }
   if (s->f32) {
     for (long i = 0; i < rows * W; i++) s->feat32[i] = (float)x[i];
     for (int i = 0; i < s->P; i++) s->theta32[i] = (float)s->theta[i];
     qkd_par_fwd_f32(s->pool, s->k, s->theta32, s->feat32, (int)rows, shot_seed, first_sample, s->out32);
-    for (long i = 0; i < rows * s->O; i++) o[i] = s->out32[i];
+    for (long i = 0; i < rows * RO; i++) o[i] = s->out32[i];
   } else {
     qkd_par_fwd_f64(s->pool, s->k, s->theta, x, (int)rows, shot_seed, first_sample, o);
   }
-  if (t) qkd_traj_reduce(t, s->tout, n, s->out);
+  if (t) qkd_traj_reduce(t, s->tout, n, shot_seed, first_sample, s->out);
 }
 
 /* A control run: features → (fixed projection) → dense(O) tanh → s->out. */
@@ -368,15 +367,15 @@ static void backward(student *s, int n, uint64_t shot_seed, uint64_t first_sampl
   const qkd_traj *t = s->traj;
   const double *x = s->feat, *dout = s->dout;
   double *df = dfeat;
-  long rows = n, W = s->F;
+  long rows = n, W = s->F, RO = s->O;
   if (t) { /* the rows forward_circuit ran: their features are still in s->tfeat */
     qkd_traj_spread(t, s->dout, n, s->tdout);
-    x = s->tfeat, dout = s->tdout, df = dfeat ? s->tdfeat : NULL, rows = (long)n * t->trajectories, W = t->W;
+    x = s->tfeat, dout = s->tdout, df = dfeat ? s->tdfeat : NULL, rows = (long)n * t->trajectories, W = t->W, RO = t->RO;
   }
   if (s->e->gradient == QKD_GRAD_PARAMETER_SHIFT) /* never with noise (sema), so never with trajectories */
     qkd_par_pshift(s->pool, s->k, s->theta, s->feat, n, s->dout, shot_seed, first_sample, s->dtheta, dfeat);
   else if (s->f32) {
-    for (long i = 0; i < rows * s->O; i++) s->dout32[i] = (float)dout[i];
+    for (long i = 0; i < rows * RO; i++) s->dout32[i] = (float)dout[i];
     memset(s->dtheta32, 0, sizeof(float) * (size_t)s->P);
     qkd_par_bwd_f32(s->pool, s->k, s->theta32, s->feat32, (int)rows, s->dout32, s->dtheta32, df ? s->dfeat32 : NULL);
     for (int i = 0; i < s->P; i++) s->dtheta[i] += s->dtheta32[i];

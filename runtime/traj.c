@@ -8,6 +8,7 @@
 
 #include "qkd_channels.h"
 #include "qkd_dmsim.h"
+#include "qkd_kernel.h"
 #include "qkd_rng.h"
 
 typedef double complex cplx;
@@ -239,6 +240,7 @@ int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_er
   qkd_ir_circuit *o = &t->circuit;
   *o = *c;
   o->n_channels = 0, o->channels = NULL, o->readout = NULL, o->trajectories = 0;
+  if (c->shots > 0) o->shots = 0, o->measure = QKD_MEASURE_PROBS; /* rows give the distribution; reduce draws */
   o->n_gates = 0, o->n_encoding_gates = 0;
   /* at most two slot gates per qubit before each gate, and at the end */
   o->gates = malloc(sizeof *o->gates * (size_t)(c->n_gates + 2 * (size_t)n * (c->n_gates + 1) + 1));
@@ -273,6 +275,8 @@ int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_er
   free(f.frame), free(f.tmp);
   f.frame = f.tmp = NULL;
   if (b.err || !(t->scratch = malloc((size_t)(2 * t->n_draws + 1)))) goto oom;
+  t->RO = qkd_ir_outputs(o);
+  if (c->shots > 0 && !(t->probs = malloc(sizeof(double) * ((size_t)1 << n)))) goto oom;
   for (int i = 0; i < t->n_bits; i++) t->bits[i].src = t->pool + (intptr_t)t->bits[i].src;
   t->W = t->F + t->n_bits;
   o->n_features = t->W;
@@ -292,6 +296,7 @@ oom:
 void qkd_traj_free(qkd_traj *t) {
   free(t->draws);
   free(t->scratch);
+  free(t->probs);
   free(t->bits);
   free(t->pool);
   free(t->circuit.gates);
@@ -331,15 +336,21 @@ static void z_affine(const qkd_ir_circuit *c, int q, double *c0, double *c1) {
   *c0 = 0.5 * (z[0] + z[1]), *c1 = 0.5 * (z[0] - z[1]);
 }
 
-void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, double *outputs) {
-  int T = t->trajectories, O = t->O;
+void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, uint64_t seed, uint64_t first_sample,
+                     double *outputs) {
+  int T = t->trajectories, O = t->O, RO = t->RO;
   const qkd_ir_circuit *c = t->noisy;
   for (int b = 0; b < batch; b++) {
-    double *o = outputs + (size_t)b * O;
-    for (int i = 0; i < O; i++) {
+    double *o = outputs + (size_t)b * O, *m = c->shots > 0 ? t->probs : o;
+    for (int i = 0; i < RO; i++) {
       double s = 0;
-      for (int j = 0; j < T; j++) s += row_outputs[((size_t)b * T + j) * O + i];
-      o[i] = s / T;
+      for (int j = 0; j < T; j++) s += row_outputs[((size_t)b * T + j) * RO + i];
+      m[i] = s / T;
+    }
+    if (c->shots > 0) { /* as the exact engine: the read-bit distribution, then the shots */
+      qkd_dm_read_probs_of_diag(c, m);
+      qkd_kernel_sample_f64(c->n_qubits, c->measure, c->shots, m, seed, first_sample + (uint64_t)b, o);
+      continue;
     }
     if (!c->readout) continue;
     if (c->measure == QKD_MEASURE_PROBS) {
@@ -355,13 +366,13 @@ void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, do
 }
 
 void qkd_traj_spread(const qkd_traj *t, const double *d_outputs, int batch, double *row_d_outputs) {
-  int T = t->trajectories, O = t->O;
+  int T = t->trajectories, O = t->O, RO = t->RO;
   const qkd_ir_circuit *c = t->noisy;
   for (int b = 0; b < batch; b++) {
-    double *first = row_d_outputs + (size_t)b * T * O;
+    double *first = row_d_outputs + (size_t)b * T * RO;
     const double *d = d_outputs + (size_t)b * O;
-    if (c->readout && c->measure == QKD_MEASURE_PROBS) {
-      qkd_dm_observable(c, d, first); /* (⊗ C_q)ᵀ d */
+    if (c->shots > 0 || (c->readout && c->measure == QKD_MEASURE_PROBS)) {
+      qkd_dm_observable(c, d, first); /* the rows' distribution weighed by Λ (read-out included) */
     } else {
       for (int q = 0; q < O; q++) {
         double c0 = 0, c1 = 1;
@@ -369,8 +380,8 @@ void qkd_traj_spread(const qkd_traj *t, const double *d_outputs, int batch, doub
         first[q] = c1 * d[q];
       }
     }
-    for (int i = 0; i < O; i++) first[i] /= T;
-    for (int j = 1; j < T; j++) memcpy(first + (size_t)j * O, first, sizeof(double) * (size_t)O);
+    for (int i = 0; i < RO; i++) first[i] /= T;
+    for (int j = 1; j < T; j++) memcpy(first + (size_t)j * RO, first, sizeof(double) * (size_t)RO);
   }
 }
 

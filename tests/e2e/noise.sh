@@ -8,6 +8,7 @@
 #     gives the noiseless (JIT) run to rounding, p > 0 changes training, eval_noise: leaves
 #     training alone and evaluates the test split under its noise (full depolarisation: the
 #     constant prediction, one class's share of the labels), 1 and 2 threads the same bits;
+#     on trajectories, shots with read-out run, and at p = 0 give the noiseless shots' run;
 #  3. parameter_shift with noise is refused (it would run the noiseless circuit);
 #  4. a built executable gives the same runs; emit-llvm refuses a noisy student;
 #  5. `qkdc sim --noise` (ρ's diagonal, the read-out probabilities, <Z>, Jacobians) against a
@@ -89,6 +90,14 @@ experiment tz { data: d student: tzero loss: ce train { optimizer: adam(lr: 0.05
 experiment tn { data: d student: tnoisy loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
 experiment te { data: d student: tclean loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 }
                 eval_noise: depolarizing(0.2) }
+student sclean { qubits: 2 circuit: c measure: z head: dense(2) shots: 32 }
+student szero { qubits: 2 circuit: c measure: z head: dense(2) shots: 32 noise: [depolarizing(0), readout(0, 0)]
+                noise_engine: trajectories trajectories: 5 }
+student snoisy { qubits: 2 circuit: c measure: probs head: dense(2) shots: 32 trajectories: 3
+                 noise: [depolarizing(0.05), readout(0.05, 0.1)] noise_engine: trajectories }
+experiment sa { data: d student: sclean loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment sz { data: d student: szero loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
+experiment sn { data: d student: snoisy loss: ce train { optimizer: adam(lr: 0.05) epochs: 3 batch: 8 } }
 QKD
 "$qkdc" run "$work/r.qkd" --out "$work/run" --threads 2 2>"$work/run.log" || { cat "$work/run.log"; fail "a noisy run"; }
 "$qkdc" run "$work/r.qkd" --out "$work/run1" --threads 1 2>"$work/run1.log" || { cat "$work/run1.log"; fail "a noisy run, 1 thread"; }
@@ -120,6 +129,10 @@ assert all(abs(x - y) > 1e-6 for x, y in zip(res["a"]["train_loss"], res["tn"]["
 assert res["te"]["train_loss"] == res["a"]["train_loss"]
 la, le = np.load(w + "/run/a.distilled.test_logits.npy"), np.load(w + "/run/te.distilled.test_logits.npy")
 assert la.shape == le.shape and np.abs(la - le).max() > 1e-3, "eval_noise on trajectories changed nothing"
+# shots on trajectories: with every p = 0 the noiseless shots (same keys), bit for bit; with
+# read-out and noise a run of its own
+assert (res["sz"]["train_loss"], res["sz"]["test_accuracy_per_epoch"]) == (res["sa"]["train_loss"], res["sa"]["test_accuracy_per_epoch"])
+assert all(abs(x - y) > 1e-6 for x, y in zip(res["sa"]["train_loss"], res["sn"]["train_loss"])), res["sn"]["train_loss"]
 # the same bits on 1 and 2 threads
 for k in res:
     assert (res[k]["train_loss"], res[k]["test_accuracy_per_epoch"]) == (res1[k]["train_loss"], res1[k]["test_accuracy_per_epoch"]), k

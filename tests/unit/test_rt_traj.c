@@ -14,6 +14,12 @@
  *     circuit;
  *   - every channel at p = 0: no slot, the trajectory circuit is the noiseless one and its
  *     outputs are the interpreter's on the noiseless circuit, bit for bit;
+ *   - shots (with and without read-out, Z and probabilities, 1 and 3 trajectories): every
+ *     sampled output is a multiple of 1/S (S shots a sample, not S a trajectory); the mean of
+ *     N samples' sampled outputs lies within 5 standard errors of the exact read-out values
+ *     (qkd_dm_forward), and the gradient (spread + the rows' VJP) of the exact VJP; with every
+ *     p = 0 the sampled outputs are the noiseless interpreter's with the same shot keys, bit
+ *     for bit;
  *   - draws keyed by sample: a batch expanded whole or in two parts (first_sample), and run
  *     through the thread pool on 1 and 2 threads, gives the same bits. Links only qkdrt. */
 #include "circgen.h"
@@ -144,7 +150,7 @@ static void check_unbiased(uint64_t seed) {
   for (int r = 0; r < N_TRAJ; r++) {
     const double *row = rows + (size_t)r * W;
     k.fwd_f64(&k, params, row, 1, 0, 0, rout, ws);
-    qkd_traj_reduce(&t, rout, 1, out);
+    qkd_traj_reduce(&t, rout, 1, 0, 0, out);
     for (int i = 0; i < O; i++) acc(&mo[i], out[i]);
     qkd_traj_spread(&t, d, 1, rd);
     memset(dp, 0, sizeof(double) * (size_t)(P + 1));
@@ -190,13 +196,91 @@ static void check_zero(uint64_t seed) {
   qkd_kernel k = qkd_qsim_kernel(&t.circuit), kc = qkd_qsim_kernel(clean);
   void *ws = xcalloc(qkd_kernel_workspace_bytes(clean), 1);
   k.fwd_f64(&k, params, rows, B, 9, 0, rout, ws);
-  qkd_traj_reduce(&t, rout, B, out);
+  qkd_traj_reduce(&t, rout, B, 0, 0, out);
   kc.fwd_f64(&kc, params, x, B, 9, 0, ref, ws); /* (circgen's defaults: exact outputs, no shots) */
   CHECK(memcmp(out, ref, sizeof(double) * (size_t)B * O) == 0);
   free(params), free(x), free(rows), free(rout), free(out), free(ref), free(ws);
   qkd_traj_free(&t);
   c->channels = NULL, c->n_channels = 0, c->readout = NULL;
   circgen_free(c), circgen_free(clean);
+}
+
+/* Shots on trajectories: S a sample whatever T is, drawn from the read-bit distribution. */
+#define SHOT_SAMPLES 4000
+static void check_shots(uint64_t seed, int T, int zero) {
+  circgen_opts o = circgen_defaults();
+  o.min_qubits = 1, o.max_qubits = 3, o.max_gates = 10;
+  qkd_ir_circuit *c = circgen_random(seed, &o);
+  qkd_ir_channel ch[8];
+  qkd_ir_readout ro[QKD_MAX_QUBITS];
+  add_noise(c, seed, ch, ro, zero);
+  int S = 7 + (int)(seed % 5); /* few shots: the sampled values are coarse */
+  qkd_error err;
+  qkd_traj t;
+  c->shots = S;
+  CHECK(qkd_ir_validate(c, &err) == 0);
+  if (qkd_traj_init(&t, c, T, &err) != 0) {
+    CHECK(!"qkd_traj_init failed");
+    c->channels = NULL, c->n_channels = 0, c->readout = NULL;
+    circgen_free(c);
+    return;
+  }
+  int n = c->n_qubits, P = c->n_params, F = c->n_features, O = qkd_ir_outputs(c), W = t.W, RO = t.RO, Tn = t.trajectories;
+  CHECK(RO == 1 << n && t.circuit.shots == 0 && t.circuit.measure == QKD_MEASURE_PROBS);
+  double *params = xcalloc((size_t)P + 1, sizeof(double)), *x = xcalloc((size_t)F + 1, sizeof(double));
+  circgen_inputs(c, seed + 1, 1, params, x);
+  double *d = xcalloc((size_t)O, sizeof(double));
+  for (int i = 0; i < O; i++) d[i] = 2 * qkd_rng_uniform(seed, 78, (uint64_t)i) - 1;
+  double *want = xcalloc((size_t)O, sizeof(double)), *want_dp = xcalloc((size_t)P + 1, sizeof(double));
+  c->shots = 0; /* the exact values */
+  CHECK(qkd_dm_forward(c, params, F ? x : NULL, want, NULL, &err) == 0);
+  CHECK(qkd_dm_vjp(c, params, F ? x : NULL, d, want_dp, NULL, &err) == 0);
+  c->shots = S;
+  int N = SHOT_SAMPLES;
+  double *xs = xcalloc((size_t)N * (F + 1), sizeof(double)), *rows = xcalloc((size_t)N * Tn * (W + 1), sizeof(double));
+  for (int r = 0; r < N; r++) memcpy(xs + (size_t)r * F, x, sizeof(double) * (size_t)F);
+  qkd_traj_expand(&t, xs, N, seed, 0, rows);
+  qkd_kernel k = qkd_qsim_kernel(&t.circuit);
+  void *ws = xcalloc(qkd_kernel_workspace_bytes(&t.circuit), 1);
+  double *rout = xcalloc((size_t)N * Tn * RO, sizeof(double)), *out = xcalloc((size_t)N * O, sizeof(double));
+  double *rd = xcalloc((size_t)Tn * RO, sizeof(double)), *dp = xcalloc((size_t)P + 1, sizeof(double));
+  k.fwd_f64(&k, params, rows, N * Tn, 0, 0, rout, ws);
+  qkd_traj_reduce(&t, rout, N, 31, 500, out);
+  moments *mo = xcalloc((size_t)O, sizeof(moments)), *mp = xcalloc((size_t)P + 1, sizeof(moments));
+  int coarse = 1;
+  for (int r = 0; r < N; r++) {
+    for (int i = 0; i < O; i++) {
+      double v = out[(size_t)r * O + i] * S; /* a count (probabilities) or S − 2·count (Z) */
+      coarse &= fabs(v - nearbyint(v)) < 1e-9;
+      acc(&mo[i], out[(size_t)r * O + i]);
+    }
+    qkd_traj_spread(&t, d, 1, rd);
+    memset(dp, 0, sizeof(double) * (size_t)(P + 1));
+    k.bwd_f64(&k, params, rows + (size_t)r * Tn * W, Tn, rd, dp, NULL, ws);
+    for (int i = 0; i < P; i++) acc(&mp[i], dp[i]);
+  }
+  CHECK(coarse);
+  int bad = 0;
+  for (int i = 0; i < O; i++) bad += !within(&mo[i], N, want[i]);
+  for (int i = 0; i < P; i++) bad += !within(&mp[i], N, want_dp[i]);
+  if (bad) fprintf(stderr, "shots, circuit seed %llu, T %d: %d estimates beyond %g standard errors\n", (unsigned long long)seed, T, bad, SIGMAS);
+  CHECK(bad == 0);
+  if (zero) { /* nothing drawn: the noiseless interpreter's shots, same keys */
+    qkd_ir_circuit *clean = circgen_copy(c);
+    clean->channels = NULL, clean->n_channels = 0, clean->readout = NULL, clean->trajectories = 0;
+    qkd_kernel kc = qkd_qsim_kernel(clean);
+    void *wc = xcalloc(qkd_kernel_workspace_bytes(clean), 1);
+    double *ref = xcalloc((size_t)N * O, sizeof(double));
+    kc.fwd_f64(&kc, params, xs, N, 31, 500, ref, wc);
+    CHECK(Tn == 1 && memcmp(ref, out, sizeof(double) * (size_t)N * O) == 0);
+    free(ref), free(wc);
+    circgen_free(clean);
+  }
+  free(params), free(x), free(d), free(want), free(want_dp), free(xs), free(rows), free(ws), free(rout), free(out);
+  free(rd), free(dp), free(mo), free(mp);
+  qkd_traj_free(&t);
+  c->channels = NULL, c->n_channels = 0, c->readout = NULL;
+  circgen_free(c);
 }
 
 /* Draws keyed by sample: split batches and thread counts give the same bits. */
@@ -244,6 +328,8 @@ int main(void) {
   check_pauli_table();
   for (int i = 0; i < N_CIRCUITS; i++) check_unbiased(1000 + (uint64_t)i);
   for (int i = 0; i < 40; i++) check_zero(5000 + (uint64_t)i);
+  for (int i = 0; i < 12; i++) check_shots(7000 + (uint64_t)i, 1 + 2 * (i % 2), 0);
+  for (int i = 0; i < 6; i++) check_shots(7100 + (uint64_t)i, 3, 1);
   check_bits();
   return test_done("test_rt_traj");
 }
