@@ -57,7 +57,7 @@ static double check_z(const qkd_ir_circuit *c, const qkd_traj *t, const qkd_kern
   double *xs = xmalloc(sizeof(double) * (size_t)CHECK_T * F), *rows = xmalloc(sizeof(double) * (size_t)CHECK_T * W);
   double *ro = xmalloc(sizeof(double) * (size_t)CHECK_T * O), *exact = xmalloc(sizeof(double) * (size_t)O);
   for (int r = 0; r < CHECK_T; r++) memcpy(xs + (size_t)r * F, x, sizeof(double) * (size_t)F);
-  qkd_traj_expand(&one, xs, CHECK_T, 777, 0, rows);
+  qkd_traj_expand(&one, pool, xs, CHECK_T, 777, 0, rows);
   qkd_par_fwd_f64(pool, k, th, rows, CHECK_T, 0, 0, ro);
   qkd_kernel dk;
   double z = INFINITY;
@@ -120,7 +120,7 @@ static int row(int n, int L, int B, int threads, double p, int T) {
   double *tt = xmalloc(sizeof(double) * (size_t)(reps + 1)), *tc = xmalloc(sizeof(double) * (size_t)(reps + 1));
   for (int r = 0; r <= reps; r++) { /* repetition 0 warms up; trajectories and noiseless interleaved */
     double t0 = qkd_now_s();
-    qkd_traj_expand(&t, x, B, 99, (uint64_t)r * (uint64_t)B, rows);
+    qkd_traj_expand(&t, pool, x, B, 99, (uint64_t)r * (uint64_t)B, rows);
     qkd_par_fwd_f64(pool, &kt, th, rows, R, 0, 0, ro);
     qkd_traj_reduce(&t, ro, B, 0, 0, out);
     qkd_traj_spread(&t, d, B, rd);

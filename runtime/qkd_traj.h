@@ -80,7 +80,7 @@ typedef struct {
   int *pool;                   /* owned: the bits' sources */
   int F, W, O;                 /* features of the noisy circuit, of the trajectory circuit, outputs */
   int RO;                      /* outputs of a row: O, or 2^n when the noisy circuit has shots */
-  unsigned char *scratch;      /* owned: qkd_traj_expand's draws (so it is not reentrant on one t) */
+  unsigned char *scratch;      /* owned: qkd_traj_expand's draws, QKD_TRAJ_SLICES × (2 draws + 1) (so it is not reentrant on one t) */
   double *probs;               /* owned: qkd_traj_reduce's mean distribution [2^n] with shots, else NULL */
 } qkd_traj;
 
@@ -94,9 +94,13 @@ int qkd_traj_supported(const qkd_ir_circuit *c, qkd_error *err);
 int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_error *err);
 void qkd_traj_free(qkd_traj *t);
 
-/* features [batch][F] → rows [batch·T][W]. */
-void qkd_traj_expand(const qkd_traj *t, const double *features, int batch, uint64_t seed, uint64_t first_sample,
-                     double *rows);
+/* features [batch][F] → rows [batch·T][W], on the pool's threads (NULL: the caller's), in at
+ * most QKD_TRAJ_SLICES contiguous slices of samples: every row is a function of its sample's
+ * key alone, so the bits do not depend on the pool. */
+#define QKD_TRAJ_SLICES 16
+typedef struct qkd_par_pool qkd_par_pool;
+void qkd_traj_expand(const qkd_traj *t, qkd_par_pool *pool, const double *features, int batch, uint64_t seed,
+                     uint64_t first_sample, double *rows);
 /* row outputs [batch·T][RO] → outputs [batch][O]; with shots, sample b's are drawn with
  * qkd_rng keyed by (seed, first_sample + b), as a noiseless kernel's. */
 void qkd_traj_reduce(const qkd_traj *t, const double *row_outputs, int batch, uint64_t seed, uint64_t first_sample,

@@ -289,7 +289,7 @@ static void forward_circuit(student *s, const float *f, int n, uint64_t shot_see
   double *o = s->out;
   long rows = n, W = s->F, RO = s->O;
   if (t) { /* the rows have no shots (qkd_traj_reduce draws them) */
-    qkd_traj_expand(t, s->feat, n, shot_seed, first_sample, s->tfeat);
+    qkd_traj_expand(t, s->pool, s->feat, n, shot_seed, first_sample, s->tfeat);
     x = s->tfeat, o = s->tout, rows = (long)n * t->trajectories, W = t->W, RO = t->RO;
   }
   if (s->f32) {

@@ -9,6 +9,7 @@
 #include "qkd_channels.h"
 #include "qkd_dmsim.h"
 #include "qkd_kernel.h"
+#include "qkd_par.h"
 #include "qkd_rng.h"
 
 typedef double complex cplx;
@@ -274,7 +275,7 @@ int qkd_traj_init(qkd_traj *t, const qkd_ir_circuit *c, int trajectories, qkd_er
   free(draw_of);
   free(f.frame), free(f.tmp);
   f.frame = f.tmp = NULL;
-  if (b.err || !(t->scratch = malloc((size_t)(2 * t->n_draws + 1)))) goto oom;
+  if (b.err || !(t->scratch = malloc((size_t)QKD_TRAJ_SLICES * (size_t)(2 * t->n_draws + 1)))) goto oom;
   t->RO = qkd_ir_outputs(o);
   if (c->shots > 0 && !(t->probs = malloc(sizeof(double) * ((size_t)1 << n)))) goto oom;
   for (int i = 0; i < t->n_bits; i++) t->bits[i].src = t->pool + (intptr_t)t->bits[i].src;
@@ -303,11 +304,11 @@ void qkd_traj_free(qkd_traj *t) {
   memset(t, 0, sizeof *t);
 }
 
-void qkd_traj_expand(const qkd_traj *t, const double *features, int batch, uint64_t seed, uint64_t first_sample,
-                     double *rows) {
+/* Samples [b0, b1) of an expansion, with draw scratch bit[2 D]. */
+static void expand_range(const qkd_traj *t, const double *features, int b0, int b1, uint64_t seed,
+                         uint64_t first_sample, double *rows, unsigned char *bit) {
   int T = t->trajectories, D = t->n_draws;
-  unsigned char *bit = t->scratch; /* [2 D]: x, z of every draw */
-  for (int b = 0; b < batch; b++) {
+  for (int b = b0; b < b1; b++) {
     uint64_t key = qkd_rng_u64(seed, QKD_STREAM_TRAJ, first_sample + (uint64_t)b);
     for (int j = 0; j < T; j++) {
       double *r = rows + ((size_t)b * T + j) * (size_t)t->W;
@@ -327,6 +328,31 @@ void qkd_traj_expand(const qkd_traj *t, const double *features, int batch, uint6
       }
     }
   }
+}
+
+typedef struct {
+  const qkd_traj *t;
+  const double *features;
+  int batch, slices;
+  uint64_t seed, first_sample;
+  double *rows;
+} expand_job;
+
+static void expand_slice(void *ud, int c) {
+  const expand_job *e = ud;
+  int b0 = (int)((long)e->batch * c / e->slices), b1 = (int)((long)e->batch * (c + 1) / e->slices);
+  expand_range(e->t, e->features, b0, b1, e->seed, e->first_sample, e->rows,
+               e->t->scratch + (size_t)c * (size_t)(2 * e->t->n_draws + 1));
+}
+
+void qkd_traj_expand(const qkd_traj *t, qkd_par_pool *pool, const double *features, int batch, uint64_t seed,
+                     uint64_t first_sample, double *rows) {
+  int slices = pool ? qkd_par_threads(pool) : 1;
+  if (slices > QKD_TRAJ_SLICES) slices = QKD_TRAJ_SLICES;
+  if (slices > batch) slices = batch;
+  expand_job e = {t, features, batch, slices, seed, first_sample, rows};
+  if (slices > 1) qkd_par_for(pool, slices, expand_slice, &e);
+  else expand_range(t, features, 0, batch, seed, first_sample, rows, t->scratch);
 }
 
 /* The read-out of ⟨Z_q⟩: value = c0 + c1 ⟨Z_q⟩ (qkd_dm_readout_z: z given true 0 and 1). */

@@ -20,8 +20,8 @@
  *     (qkd_dm_forward), and the gradient (spread + the rows' VJP) of the exact VJP; with every
  *     p = 0 the sampled outputs are the noiseless interpreter's with the same shot keys, bit
  *     for bit;
- *   - draws keyed by sample: a batch expanded whole or in two parts (first_sample), and run
- *     through the thread pool on 1 and 2 threads, gives the same bits. Links only qkdrt. */
+ *   - draws keyed by sample: a batch expanded whole, in two parts (first_sample) or on pools of
+ *     1, 2 and 3 threads, and run through the thread pool on 1 and 2 threads, gives the same bits. Links only qkdrt. */
 #include "circgen.h"
 #include "qkd_dmsim.h"
 #include "qkd_par.h"
@@ -139,7 +139,7 @@ static void check_unbiased(uint64_t seed) {
   /* N single trajectories of the sample: N copies of it, each keyed by its own sample index */
   double *xs = xcalloc((size_t)N_TRAJ * (F + 1), sizeof(double)), *rows = xcalloc((size_t)N_TRAJ * (W + 1), sizeof(double));
   for (int r = 0; r < N_TRAJ; r++) memcpy(xs + (size_t)r * F, x, sizeof(double) * (size_t)F);
-  qkd_traj_expand(&t, xs, N_TRAJ, seed, 0, rows);
+  qkd_traj_expand(&t, NULL, xs, N_TRAJ, seed, 0, rows);
   qkd_kernel k = qkd_qsim_kernel(&t.circuit);
   void *ws = xcalloc(qkd_kernel_workspace_bytes(&t.circuit), 1);
   double *rout = xcalloc((size_t)O, sizeof(double)), *out = xcalloc((size_t)O, sizeof(double));
@@ -192,7 +192,7 @@ static void check_zero(uint64_t seed) {
   circgen_inputs(c, seed + 2, B, params, x);
   double *rows = xcalloc((size_t)B * F + 1, sizeof(double)), *rout = xcalloc((size_t)B * O, sizeof(double));
   double *out = xcalloc((size_t)B * O, sizeof(double)), *ref = xcalloc((size_t)B * O, sizeof(double));
-  qkd_traj_expand(&t, x, B, 7, 0, rows);
+  qkd_traj_expand(&t, NULL, x, B, 7, 0, rows);
   qkd_kernel k = qkd_qsim_kernel(&t.circuit), kc = qkd_qsim_kernel(clean);
   void *ws = xcalloc(qkd_kernel_workspace_bytes(clean), 1);
   k.fwd_f64(&k, params, rows, B, 9, 0, rout, ws);
@@ -239,7 +239,7 @@ static void check_shots(uint64_t seed, int T, int zero) {
   int N = SHOT_SAMPLES;
   double *xs = xcalloc((size_t)N * (F + 1), sizeof(double)), *rows = xcalloc((size_t)N * Tn * (W + 1), sizeof(double));
   for (int r = 0; r < N; r++) memcpy(xs + (size_t)r * F, x, sizeof(double) * (size_t)F);
-  qkd_traj_expand(&t, xs, N, seed, 0, rows);
+  qkd_traj_expand(&t, NULL, xs, N, seed, 0, rows);
   qkd_kernel k = qkd_qsim_kernel(&t.circuit);
   void *ws = xcalloc(qkd_kernel_workspace_bytes(&t.circuit), 1);
   double *rout = xcalloc((size_t)N * Tn * RO, sizeof(double)), *out = xcalloc((size_t)N * O, sizeof(double));
@@ -297,10 +297,17 @@ static void check_bits(void) {
   double *params = xcalloc((size_t)c->n_params, sizeof(double)), *x = xcalloc((size_t)B * F, sizeof(double));
   circgen_hea_data(c, B, x, params);
   double *rows = xcalloc((size_t)R * W, sizeof(double)), *rows2 = xcalloc((size_t)R * W, sizeof(double));
-  qkd_traj_expand(&t, x, B, 11, 100, rows);
-  qkd_traj_expand(&t, x, 20, 11, 100, rows2);
-  qkd_traj_expand(&t, x + (size_t)20 * F, B - 20, 11, 120, rows2 + (size_t)20 * 4 * W);
+  qkd_traj_expand(&t, NULL, x, B, 11, 100, rows);
+  qkd_traj_expand(&t, NULL, x, 20, 11, 100, rows2);
+  qkd_traj_expand(&t, NULL, x + (size_t)20 * F, B - 20, 11, 120, rows2 + (size_t)20 * 4 * W);
   CHECK(memcmp(rows, rows2, sizeof(double) * (size_t)R * W) == 0);
+  for (int th = 1; th <= 3; th++) { /* the draws on a pool: slices of samples, the same rows */
+    qkd_par_pool *pp = qkd_par_create(th);
+    memset(rows2, 0, sizeof(double) * (size_t)R * W);
+    qkd_traj_expand(&t, pp, x, B, 11, 100, rows2);
+    CHECK(memcmp(rows, rows2, sizeof(double) * (size_t)R * W) == 0);
+    qkd_par_destroy(pp);
+  }
   int flips = 0;
   for (int r = 0; r < R; r++)
     for (int j = F; j < W; j++) flips += rows[(size_t)r * W + j] != 0;
