@@ -288,8 +288,7 @@ static int teacher_slot_of(runner *r, const qkd_m_teacher *t, int for_cell) {
   if (t->cache) s->cache = strdup(t->cache);
   else if (for_cell) { /* grid cells keep their teachers in the run directory */
     s->cache = teacher_file(r, t->name, key, "qkw");
-    struct stat sb;
-    char *other = s->cache && stat(s->cache, &sb) != 0 ? teacher_file_by_key(r, key, "qkw") : NULL;
+    char *other = s->cache && file_bytes(s->cache) < 0 ? teacher_file_by_key(r, key, "qkw") : NULL;
     if (other) { /* trained before under another name */
       fprintf(r->o->log, "teacher '%s': the same net, recipe and data as %s\n", t->name, other);
       free(s->cache);
